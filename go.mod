@@ -1,0 +1,8 @@
+module github.com/nriguard/nriguard
+
+go 1.24
+
+require (
+	github.com/cilium/ebpf v0.22.0 // indirect
+	golang.org/x/sys v0.43.0 // indirect
+)

@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The datapath decides a flow with two longest-prefix-match lookups, so its
+// cost does not grow with the rule count:
+//
+//  1. the destination address in a trie of every prefix the rules name (plus
+//     the /0s) gives a class: the most specific named prefix that contains it;
+//  2. (class, protocol, port) in a second trie gives the verdict.
+//
+// The compiler resolves, for every named prefix P, the complete answer for
+// every protocol and port: rules on P first, then rules on the prefixes that
+// contain P from longest to shortest, then the default — exactly Decide's
+// "most specific matching prefix" order. Prefixes whose answers are equal
+// share a class, so a thousand "allow tcp X:443" rules need one port table.
+
+// PrefixClass maps a destination prefix to its class.
+type PrefixClass struct {
+	Prefix netip.Prefix
+	Class  uint32
+}
+
+// PortEntry is one entry of the port trie: ports whose first Bits bits equal
+// Port's get Action, for the class and IP protocol. Bits 0 is the class's
+// base verdict for that protocol; longer entries are its exceptions.
+type PortEntry struct {
+	Class  uint32
+	Proto  uint8 // 6 (TCP) or 17 (UDP)
+	Port   uint16
+	Bits   uint8 // 0-16
+	Action Action
+}
+
+// Compiled is an egress policy as lookup tables.
+type Compiled struct {
+	Default Action
+	V4, V6  []PrefixClass
+	Ports   []PortEntry
+	Classes int
+}
+
+var transports = [...]Proto{TCP, UDP}
+
+// interval is a run of ports [lo, hi] with one verdict.
+type interval struct {
+	lo, hi int
+	a      Action
+}
+
+// Compile turns a parsed policy into lookup tables.
+func Compile(e *Egress) *Compiled {
+	// Group the rules by the prefix they name; the /0s always exist so that
+	// every lookup finds a class.
+	byPrefix := map[netip.Prefix][]*Rule{
+		netip.PrefixFrom(netip.IPv4Unspecified(), 0): nil,
+		netip.PrefixFrom(netip.IPv6Unspecified(), 0): nil,
+	}
+	for i := range e.Rules {
+		for _, p := range e.Rules[i].prefixes() {
+			byPrefix[p] = append(byPrefix[p], &e.Rules[i])
+		}
+	}
+	// Prefix lengths in use, per family, longest first: the only lengths an
+	// ancestor can have.
+	var lens4, lens6 []int
+	seen := map[[2]int]bool{}
+	for p := range byPrefix {
+		k := [2]int{p.Bits(), 4}
+		if p.Addr().Is6() {
+			k[1] = 6
+		}
+		if !seen[k] {
+			seen[k] = true
+			if k[1] == 4 {
+				lens4 = append(lens4, k[0])
+			} else {
+				lens6 = append(lens6, k[0])
+			}
+		}
+	}
+	slices.SortFunc(lens4, func(a, b int) int { return b - a })
+	slices.SortFunc(lens6, func(a, b int) int { return b - a })
+
+	c := &Compiled{Default: e.Default}
+	classOf := map[string]uint32{}
+	var chain [][]*Rule
+	prefixes := make([]netip.Prefix, 0, len(byPrefix))
+	for p := range byPrefix {
+		prefixes = append(prefixes, p)
+	}
+	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
+		if x := a.Addr().Compare(b.Addr()); x != 0 {
+			return x
+		}
+		return a.Bits() - b.Bits()
+	})
+	for _, p := range prefixes {
+		lens := lens4
+		if p.Addr().Is6() {
+			lens = lens6
+		}
+		chain = chain[:0]
+		for _, l := range lens {
+			if l > p.Bits() {
+				continue
+			}
+			anc := netip.PrefixFrom(p.Addr(), l).Masked()
+			if rules, ok := byPrefix[anc]; ok && len(rules) > 0 {
+				chain = append(chain, rules)
+			}
+		}
+		var tables [len(transports)][]interval
+		var key strings.Builder
+		for i, proto := range transports {
+			tables[i] = resolve(chain, proto, e.Default)
+			for _, iv := range tables[i] {
+				key.WriteString(strconv.Itoa(iv.lo))
+				key.WriteByte(iv.a.String()[0])
+			}
+			key.WriteByte('|')
+		}
+		class, ok := classOf[key.String()]
+		if !ok {
+			class = uint32(len(classOf))
+			classOf[key.String()] = class
+			for i, proto := range transports {
+				c.Ports = appendPortEntries(c.Ports, class, proto.IPProto(), tables[i])
+			}
+		}
+		pc := PrefixClass{Prefix: p, Class: class}
+		if p.Addr().Is4() {
+			c.V4 = append(c.V4, pc)
+		} else {
+			c.V6 = append(c.V6, pc)
+		}
+	}
+	c.Classes = len(classOf)
+	return c
+}
+
+// resolve computes the verdict for every port of proto given the rules of a
+// prefix and its ancestors, most specific first. It sweeps the port range
+// once, keeping per level how many allow and deny rules cover the port.
+func resolve(chain [][]*Rule, proto Proto, def Action) []interval {
+	type event struct {
+		at, level int
+		deny      bool
+		delta     int
+	}
+	var events []event
+	for level, rules := range chain {
+		for _, r := range rules {
+			if r.Proto != AnyProto && r.Proto != proto {
+				continue
+			}
+			ranges := r.Ports
+			if len(ranges) == 0 {
+				ranges = []PortRange{{0, 65535}}
+			}
+			for _, pr := range ranges {
+				d := r.Action == Deny
+				events = append(events, event{int(pr.Lo), level, d, 1}, event{int(pr.Hi) + 1, level, d, -1})
+			}
+		}
+	}
+	slices.SortFunc(events, func(a, b event) int { return a.at - b.at })
+	counts := make([][2]int, len(chain)) // [level]{allows, denies}
+	var out []interval
+	verdict := func() Action {
+		for _, c := range counts {
+			if c[1] > 0 {
+				return Deny
+			}
+			if c[0] > 0 {
+				return Allow
+			}
+		}
+		return def
+	}
+	for i, at := 0, 0; at <= 65535; {
+		for i < len(events) && events[i].at == at {
+			ev := events[i]
+			if ev.deny {
+				counts[ev.level][1] += ev.delta
+			} else {
+				counts[ev.level][0] += ev.delta
+			}
+			i++
+		}
+		next := 65536
+		if i < len(events) {
+			next = events[i].at
+		}
+		a := verdict()
+		if n := len(out); n > 0 && out[n-1].a == a {
+			out[n-1].hi = next - 1
+		} else {
+			out = append(out, interval{at, next - 1, a})
+		}
+		at = next
+	}
+	return out
+}
+
+// appendPortEntries writes one class's table for one protocol: a base entry
+// with the verdict that covers the most ports, and the runs of the other
+// verdict cut into aligned power-of-two blocks (at most 31 per run).
+func appendPortEntries(dst []PortEntry, class uint32, proto uint8, ivs []interval) []PortEntry {
+	covered := map[Action]int{}
+	for _, iv := range ivs {
+		covered[iv.a] += iv.hi - iv.lo + 1
+	}
+	base := Deny
+	if covered[Allow] > covered[Deny] {
+		base = Allow
+	}
+	dst = append(dst, PortEntry{Class: class, Proto: proto, Action: base})
+	for _, iv := range ivs {
+		if iv.a == base {
+			continue
+		}
+		for lo := iv.lo; lo <= iv.hi; {
+			size := 1
+			for lo%(size*2) == 0 && lo+size*2-1 <= iv.hi && size < 65536 {
+				size *= 2
+			}
+			bits := 16
+			for s := size; s > 1; s /= 2 {
+				bits--
+			}
+			dst = append(dst, PortEntry{Class: class, Proto: proto, Port: uint16(lo), Bits: uint8(bits), Action: iv.a})
+			lo += size
+		}
+	}
+	return dst
+}
+
+// Lookup answers a flow the way the datapath does, from the tables alone. It
+// is slow and for tests: the kernel's tries do this in the datapath.
+func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Action {
+	addr = addr.Unmap()
+	table := c.V4
+	if addr.Is6() {
+		table = c.V6
+	}
+	class, bestBits := uint32(0), -1
+	for _, pc := range table {
+		if pc.Prefix.Contains(addr) && pc.Prefix.Bits() > bestBits {
+			class, bestBits = pc.Class, pc.Prefix.Bits()
+		}
+	}
+	if bestBits < 0 {
+		return Deny // no /0: fail closed, as the datapath does
+	}
+	action, best := Deny, -1
+	for _, pe := range c.Ports {
+		if pe.Class != class || pe.Proto != proto.IPProto() || int(pe.Bits) <= best {
+			continue
+		}
+		if pe.Bits == 0 || port>>(16-pe.Bits) == pe.Port>>(16-pe.Bits) {
+			action, best = pe.Action, int(pe.Bits)
+		}
+	}
+	return action
+}

@@ -1,0 +1,162 @@
+// Package policy holds nriguard's policy model: the rules a label declares,
+// the reference decision that defines what they mean, and the compiler that
+// turns them into the lookup tables the BPF datapath consults.
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Action is what a rule or a default does with a flow.
+type Action uint8
+
+const (
+	NoAction Action = iota // no default given
+	Allow
+	Deny
+)
+
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Deny:
+		return "deny"
+	}
+	return "none"
+}
+
+// Proto is the transport protocol a rule applies to.
+type Proto uint8
+
+const (
+	AnyProto Proto = iota
+	TCP
+	UDP
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "any"
+}
+
+// IPProto is the IANA protocol number, as the kernel reports it.
+func (p Proto) IPProto() uint8 {
+	switch p {
+	case TCP:
+		return 6
+	case UDP:
+		return 17
+	}
+	return 0
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+func (r PortRange) contains(p uint16) bool { return r.Lo <= p && p <= r.Hi }
+
+// Rule is one "allow|deny proto dest[:ports]" line.
+type Rule struct {
+	Action Action
+	Proto  Proto
+	// AnyDest is set for "any": the rule covers every IPv4 and IPv6 address.
+	AnyDest bool
+	// Dest is the destination prefix when AnyDest is false. IPv4-mapped IPv6
+	// prefixes are stored as IPv4: mapped destinations are judged as IPv4.
+	Dest  netip.Prefix
+	Ports []PortRange // empty means every port
+	Pos   int         // 1-based position among the rules of the value
+	Text  string      // the rule as written
+}
+
+// Egress is a parsed egress value.
+type Egress struct {
+	Rules []Rule
+	// Default is the verdict when no rule matches; never NoAction after Parse.
+	Default Action
+	// DefaultExplicit tells whether "default ..." was written.
+	DefaultExplicit bool
+}
+
+// prefixes returns the prefixes a rule covers: "any" is both /0s.
+func (r *Rule) prefixes() []netip.Prefix {
+	if r.AnyDest {
+		return []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)}
+	}
+	return []netip.Prefix{r.Dest}
+}
+
+func (r *Rule) matchesPort(port uint16) bool {
+	if len(r.Ports) == 0 {
+		return true
+	}
+	for _, pr := range r.Ports {
+		if pr.contains(port) {
+			return true
+		}
+	}
+	return false
+}
+
+// Verdict is the outcome of judging one flow.
+type Verdict struct {
+	Action Action
+	// Rule is the index in Egress.Rules of the rule that decided, or -1 when
+	// the default did.
+	Rule int
+}
+
+// Decide is the reference decision, written straight from the contract in
+// docs/policy.md: among the rules that match the protocol, destination and
+// port, the one with the most specific prefix decides; on the same prefix a
+// deny beats an allow; no match gives the default. It is linear in the rule
+// count and exists to define (and test) what the compiled tables must do.
+func (e *Egress) Decide(proto Proto, addr netip.Addr, port uint16) Verdict {
+	addr = addr.Unmap()
+	best, bestBits := -1, -1
+	for i := range e.Rules {
+		r := &e.Rules[i]
+		if r.Proto != AnyProto && r.Proto != proto {
+			continue
+		}
+		bits := 0
+		if !r.AnyDest {
+			if !r.Dest.Contains(addr) {
+				continue
+			}
+			bits = r.Dest.Bits()
+		}
+		if !r.matchesPort(port) {
+			continue
+		}
+		switch {
+		case bits > bestBits:
+			best, bestBits = i, bits
+		case bits == bestBits && r.Action == Deny && e.Rules[best].Action != Deny:
+			best = i
+		}
+	}
+	if best < 0 {
+		return Verdict{Action: e.Default, Rule: -1}
+	}
+	return Verdict{Action: e.Rules[best].Action, Rule: best}
+}
+
+// String renders the policy back in the label grammar, one rule a line.
+func (e *Egress) String() string {
+	var b strings.Builder
+	for _, r := range e.Rules {
+		b.WriteString(r.Text)
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "default %s", e.Default)
+	return b.String()
+}

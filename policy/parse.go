@@ -1,0 +1,341 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Error is a problem in a label value. It names the label key, the rule's
+// position (1-based, 0 when the problem is the value as a whole) and what was
+// expected, e.g.
+//
+//	egress.nriguard.io/container.web: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)
+type Error struct {
+	Key  string
+	Pos  int
+	Rule string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Pos == 0 {
+		return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: rule %d %q: %s", e.Key, e.Pos, e.Rule, e.Msg)
+}
+
+// segment is one rule of a value, as written.
+type segment struct {
+	pos  int
+	text string
+}
+
+// splitRules cuts a value into rules at ';' and newlines, drops '#' comments
+// (to the end of the line) and empty rules, and numbers what is left from 1.
+func splitRules(value string) []segment {
+	var out []segment
+	for _, line := range strings.Split(value, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		for _, s := range strings.Split(line, ";") {
+			s = strings.Join(strings.Fields(s), " ")
+			if s == "" {
+				continue
+			}
+			out = append(out, segment{pos: len(out) + 1, text: s})
+		}
+	}
+	return out
+}
+
+// ruleList is the part of the grammar that egress and exec values share:
+// "default allow|deny" lines and the rule that picks a default when none is
+// written (only allows: deny; only denies: allow; both: an error).
+type ruleList struct {
+	key             string
+	def             Action
+	defaultExplicit bool
+	allows, denies  int
+}
+
+// parseDefault handles a "default ..." rule; ok reports whether seg was one.
+func (l *ruleList) parseDefault(seg segment, fields []string) (ok bool, err error) {
+	if fields[0] != "default" {
+		return false, nil
+	}
+	if len(fields) != 2 || (fields[1] != "allow" && fields[1] != "deny") {
+		return true, l.errorf(seg, `expected "default allow" or "default deny"`)
+	}
+	if l.defaultExplicit {
+		return true, l.errorf(seg, "default given twice")
+	}
+	l.defaultExplicit = true
+	l.def = Allow
+	if fields[1] == "deny" {
+		l.def = Deny
+	}
+	return true, nil
+}
+
+func (l *ruleList) count(a Action) {
+	if a == Allow {
+		l.allows++
+	} else {
+		l.denies++
+	}
+}
+
+// finish returns the default, applying the implicit-default rule.
+func (l *ruleList) finish(nsegs int) (Action, error) {
+	if nsegs == 0 {
+		return NoAction, &Error{Key: l.key, Msg: `no rules: expected rules such as "allow tcp 10.0.0.0/8:443" separated by ';' or newlines`}
+	}
+	if l.defaultExplicit {
+		return l.def, nil
+	}
+	switch {
+	case l.allows > 0 && l.denies > 0:
+		return NoAction, &Error{Key: l.key, Msg: `mixes allow and deny rules without a default: add "default allow" or "default deny"`}
+	case l.allows > 0:
+		return Deny, nil
+	case l.denies > 0:
+		return Allow, nil
+	}
+	return NoAction, &Error{Key: l.key, Msg: "no rules"} // unreachable: a default-less value has rules
+}
+
+func (l *ruleList) errorf(seg segment, format string, args ...any) *Error {
+	return &Error{Key: l.key, Pos: seg.pos, Rule: seg.text, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ParseEgress parses an egress value (the text of label key, which is only
+// used in error messages).
+//
+//	rule    = action proto dest [qualifier...] | "default" action
+//	action  = "allow" | "deny"
+//	proto   = "tcp" | "udp" | "any"
+//	dest    = ( "any" | addr | addr "/" len | "[" v6 [ "/" len ] "]" ) [ ":" ports ]
+//	ports   = range { "," range };  range = port [ "-" port ]
+//	qualifier = name "=" value      (reserved: uid=, exe= come later)
+func ParseEgress(key, value string) (*Egress, error) {
+	segs := splitRules(value)
+	l := ruleList{key: key}
+	e := &Egress{}
+	for _, seg := range segs {
+		fields := strings.Fields(seg.text)
+		if ok, err := l.parseDefault(seg, fields); ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		r, err := l.parseEgressRule(seg, fields)
+		if err != nil {
+			return nil, err
+		}
+		l.count(r.Action)
+		e.Rules = append(e.Rules, r)
+	}
+	def, err := l.finish(len(segs))
+	if err != nil {
+		return nil, err
+	}
+	e.Default, e.DefaultExplicit = def, l.defaultExplicit
+	return e, nil
+}
+
+func parseAction(s string) (Action, bool) {
+	switch s {
+	case "allow":
+		return Allow, true
+	case "deny":
+		return Deny, true
+	}
+	return NoAction, false
+}
+
+func (l *ruleList) parseEgressRule(seg segment, f []string) (Rule, error) {
+	r := Rule{Pos: seg.pos, Text: seg.text}
+	var ok bool
+	if r.Action, ok = parseAction(f[0]); !ok {
+		return r, l.errorf(seg, `expected "allow", "deny" or "default" at the start, got %q`, f[0])
+	}
+	if len(f) < 3 {
+		return r, l.errorf(seg, "expected %s PROTO DEST[:PORTS] with PROTO tcp, udp or any", f[0])
+	}
+	switch f[1] {
+	case "tcp":
+		r.Proto = TCP
+	case "udp":
+		r.Proto = UDP
+	case "any":
+		r.Proto = AnyProto
+	default:
+		return r, l.errorf(seg, "invalid protocol %q: expected tcp, udp or any", f[1])
+	}
+	if err := parseDest(&r, f[2]); err != "" {
+		return r, l.errorf(seg, "%s", err)
+	}
+	for _, q := range f[3:] {
+		name, _, found := strings.Cut(q, "=")
+		if !found {
+			return r, l.errorf(seg, "unexpected %q after the destination: expected nothing more, or a qualifier NAME=VALUE", q)
+		}
+		// The grammar reserves NAME=VALUE qualifiers (uid=, exe=) for later.
+		return r, l.errorf(seg, "unknown qualifier %q: this version supports none", name)
+	}
+	return r, nil
+}
+
+// parseDest fills r's destination and ports from s; it returns a message
+// for the user, or "" when s is valid.
+func parseDest(r *Rule, s string) string {
+	host, ports := s, ""
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return fmt.Sprintf("invalid destination %q: missing ']'", s)
+		}
+		host, ports = s[1:end], s[end+1:]
+		if ports != "" {
+			if ports[0] != ':' {
+				return fmt.Sprintf("invalid destination %q: expected ':' and ports after ']'", s)
+			}
+			ports = ports[1:]
+			if ports == "" {
+				return fmt.Sprintf("invalid destination %q: expected ports after ':'", s)
+			}
+		}
+		if !strings.Contains(host, ":") {
+			return fmt.Sprintf("invalid destination %q: brackets are for IPv6 addresses", s)
+		}
+	case strings.Count(s, ":") == 1:
+		host, ports, _ = strings.Cut(s, ":")
+		if ports == "" {
+			return fmt.Sprintf("invalid destination %q: expected ports after ':'", s)
+		}
+	}
+	if host == "any" {
+		r.AnyDest = true
+	} else {
+		p, msg := parsePrefix(host)
+		if msg != "" {
+			return msg
+		}
+		r.Dest = p
+	}
+	if ports != "" {
+		pr, msg := parsePorts(ports)
+		if msg != "" {
+			return msg
+		}
+		r.Ports = pr
+	}
+	return ""
+}
+
+// parsePrefix parses an address or CIDR. Mapped IPv6 (::ffff:a.b.c.d/len
+// with len >= 96) becomes the IPv4 prefix it denotes.
+func parsePrefix(s string) (netip.Prefix, string) {
+	addrText, lenText, hasLen := strings.Cut(s, "/")
+	v6 := strings.Contains(addrText, ":")
+	maxBits := 32
+	if v6 {
+		maxBits = 128
+	}
+	bits := maxBits
+	if hasLen {
+		n, err := strconv.Atoi(lenText)
+		if err != nil || lenText == "" || lenText[0] == '+' || lenText[0] == '-' {
+			return netip.Prefix{}, fmt.Sprintf("invalid prefix length %q (0-%d)", lenText, maxBits)
+		}
+		if n > maxBits {
+			return netip.Prefix{}, fmt.Sprintf("invalid prefix length %d (0-%d)", n, maxBits)
+		}
+		bits = n
+	}
+	addr, err := netip.ParseAddr(addrText)
+	if err != nil || addr.Zone() != "" {
+		kind := "IPv4"
+		if v6 {
+			kind = "IPv6"
+		}
+		return netip.Prefix{}, fmt.Sprintf("invalid destination %q: expected an %s address, a CIDR or \"any\"", s, kind)
+	}
+	p := netip.PrefixFrom(addr, bits)
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Sprintf("%s has host bits set: did you mean %s?", s, p.Masked())
+	}
+	if addr.Is4In6() && bits >= 96 {
+		p = netip.PrefixFrom(addr.Unmap(), bits-96)
+	}
+	return p, ""
+}
+
+func parsePorts(s string) ([]PortRange, string) {
+	var out []PortRange
+	for _, part := range strings.Split(s, ",") {
+		loText, hiText, isRange := strings.Cut(part, "-")
+		lo, ok := parsePort(loText)
+		if !ok {
+			return nil, fmt.Sprintf("invalid port %q: expected a number 0-65535, a range a-b or a comma list", part)
+		}
+		hi := lo
+		if isRange {
+			if hi, ok = parsePort(hiText); !ok {
+				return nil, fmt.Sprintf("invalid port %q: expected a number 0-65535, a range a-b or a comma list", part)
+			}
+			if hi < lo {
+				return nil, fmt.Sprintf("invalid port range %q: the first port is above the second", part)
+			}
+		}
+		out = append(out, PortRange{Lo: lo, Hi: hi})
+	}
+	return out, ""
+}
+
+func parsePort(s string) (uint16, bool) {
+	if s == "" || len(s) > 5 {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// Mode says whether a policy blocks or only reports.
+type Mode uint8
+
+const (
+	Enforce Mode = iota
+	Audit
+)
+
+func (m Mode) String() string {
+	if m == Audit {
+		return "audit"
+	}
+	return "enforce"
+}
+
+// ParseMode parses a mode.nriguard.io value.
+func ParseMode(key, value string) (Mode, error) {
+	switch strings.TrimSpace(value) {
+	case "enforce", "":
+		return Enforce, nil
+	case "audit":
+		return Audit, nil
+	}
+	return Enforce, &Error{Key: key, Msg: fmt.Sprintf("invalid mode %q: expected enforce or audit", value)}
+}

@@ -1,0 +1,166 @@
+package policy
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+const key = "egress.nriguard.io/container.web"
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ value, want string }{
+		{"allow tcp 10.0.0.0/8:443; allow tcp 10.0.0/33",
+			`egress.nriguard.io/container.web: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`},
+		{"allow tcp [2001:db8::/129]:80",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp [2001:db8::/129]:80": invalid prefix length 129 (0-128)`},
+		{"allow tcp 10.0.0/8",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0/8": invalid destination "10.0.0/8": expected an IPv4 address, a CIDR or "any"`},
+		{"permit tcp 10.0.0.0/8",
+			`egress.nriguard.io/container.web: rule 1 "permit tcp 10.0.0.0/8": expected "allow", "deny" or "default" at the start, got "permit"`},
+		{"allow icmp 10.0.0.0/8",
+			`egress.nriguard.io/container.web: rule 1 "allow icmp 10.0.0.0/8": invalid protocol "icmp": expected tcp, udp or any`},
+		{"allow tcp",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp": expected allow PROTO DEST[:PORTS] with PROTO tcp, udp or any`},
+		{"allow tcp 10.0.0.1:70000",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1:70000": invalid port "70000": expected a number 0-65535, a range a-b or a comma list`},
+		{"allow tcp 10.0.0.1:90-80",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1:90-80": invalid port range "90-80": the first port is above the second`},
+		{"allow tcp 10.0.0.1:",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1:": invalid destination "10.0.0.1:": expected ports after ':'`},
+		{"allow tcp 10.0.0.1/8",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1/8": 10.0.0.1/8 has host bits set: did you mean 10.0.0.0/8?`},
+		{"allow tcp [10.0.0.1]:80",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp [10.0.0.1]:80": invalid destination "[10.0.0.1]:80": brackets are for IPv6 addresses`},
+		{"allow tcp 10.0.0.1 uid=1000",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 uid=1000": unknown qualifier "uid": this version supports none`},
+		{"allow tcp 10.0.0.1 extra",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 extra": unexpected "extra" after the destination: expected nothing more, or a qualifier NAME=VALUE`},
+		{"allow tcp 10.0.0.0/8; deny tcp 10.1.0.0/16",
+			`egress.nriguard.io/container.web: mixes allow and deny rules without a default: add "default allow" or "default deny"`},
+		{"default allow; default deny",
+			`egress.nriguard.io/container.web: rule 2 "default deny": default given twice`},
+		{"default maybe",
+			`egress.nriguard.io/container.web: rule 1 "default maybe": expected "default allow" or "default deny"`},
+		{" ; \n # nothing here",
+			`egress.nriguard.io/container.web: no rules: expected rules such as "allow tcp 10.0.0.0/8:443" separated by ';' or newlines`},
+		{"allow tcp fe80::1%eth0",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp fe80::1%eth0": invalid destination "fe80::1%eth0": expected an IPv6 address, a CIDR or "any"`},
+	}
+	for _, c := range cases {
+		_, err := ParseEgress(key, c.value)
+		if err == nil {
+			t.Errorf("%q: no error, want %s", c.value, c.want)
+			continue
+		}
+		if err.Error() != c.want {
+			t.Errorf("%q:\n got  %s\n want %s", c.value, err, c.want)
+		}
+	}
+}
+
+func TestParseForms(t *testing.T) {
+	e, err := ParseEgress(key, `allow tcp 10.0.0.0/8:443; allow udp 10.96.0.10:53
+		allow tcp [2001:db8::/32]:8000-8999   # comment
+		allow any 2001:db8:1::/48
+		allow tcp any:80,443,1000-1002
+		allow udp [::ffff:192.0.2.0/120]:53
+		allow tcp [::1]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Default != Deny || e.DefaultExplicit {
+		t.Errorf("only allows: default %v explicit %v, want implicit deny", e.Default, e.DefaultExplicit)
+	}
+	if len(e.Rules) != 7 {
+		t.Fatalf("got %d rules", len(e.Rules))
+	}
+	want := []struct {
+		proto Proto
+		dest  string
+		ports []PortRange
+	}{
+		{TCP, "10.0.0.0/8", []PortRange{{443, 443}}},
+		{UDP, "10.96.0.10/32", []PortRange{{53, 53}}},
+		{TCP, "2001:db8::/32", []PortRange{{8000, 8999}}},
+		{AnyProto, "2001:db8:1::/48", nil},
+		{TCP, "any", []PortRange{{80, 80}, {443, 443}, {1000, 1002}}},
+		{UDP, "192.0.2.0/24", []PortRange{{53, 53}}}, // mapped becomes IPv4
+		{TCP, "::1/128", nil},
+	}
+	for i, w := range want {
+		r := e.Rules[i]
+		dest := "any"
+		if !r.AnyDest {
+			dest = r.Dest.String()
+		}
+		if r.Proto != w.proto || dest != w.dest || len(r.Ports) != len(w.ports) || r.Pos != i+1 {
+			t.Errorf("rule %d: got %v %s %v pos %d", i+1, r.Proto, dest, r.Ports, r.Pos)
+			continue
+		}
+		for j := range w.ports {
+			if r.Ports[j] != w.ports[j] {
+				t.Errorf("rule %d ports: got %v want %v", i+1, r.Ports, w.ports)
+			}
+		}
+	}
+	e, err = ParseEgress(key, "deny any 169.254.169.254")
+	if err != nil || e.Default != Allow {
+		t.Errorf("only denies: default %v err %v, want implicit allow", e.Default, err)
+	}
+}
+
+// The examples of docs/policy.md, decided by the reference.
+func TestDecideContract(t *testing.T) {
+	cases := []struct {
+		policy string
+		proto  Proto
+		dest   string
+		port   uint16
+		want   Action
+	}{
+		{"allow tcp 10.0.0.0/8:443", TCP, "10.1.2.3", 443, Allow},
+		{"allow tcp 10.0.0.0/8:443", TCP, "10.1.2.3", 80, Deny},
+		{"allow tcp 10.0.0.0/8:443", UDP, "10.1.2.3", 443, Deny},
+		{"allow tcp 10.0.0.0/8:443", TCP, "::ffff:10.1.2.3", 443, Allow},
+		// most specific prefix decides, whichever comes first
+		{"allow tcp 10.0.0.0/8; deny any 10.1.0.0/16; default deny", TCP, "10.1.2.3", 443, Deny},
+		{"deny any 10.1.0.0/16; allow tcp 10.0.0.0/8; default deny", TCP, "10.2.0.1", 443, Allow},
+		{"deny tcp 10.0.0.0/8:22; allow any 10.1.0.0/16; default deny", TCP, "10.1.2.3", 22, Allow},
+		// a more specific prefix that does not match the port leaves it to the shorter one
+		{"deny tcp 10.0.0.0/8; allow tcp 10.1.0.0/16:443; default allow", TCP, "10.1.2.3", 80, Deny},
+		// same prefix: deny beats allow
+		{"allow tcp 10.0.0.0/8; deny tcp 10.0.0.0/8:22; default allow", TCP, "10.1.1.1", 22, Deny},
+		{"allow tcp 10.0.0.0/8; deny tcp 10.0.0.0/8:22; default allow", TCP, "10.1.1.1", 23, Allow},
+		// no match: the default
+		{"deny any 169.254.169.254", TCP, "1.1.1.1", 443, Allow},
+		{"deny any 169.254.169.254", UDP, "169.254.169.254", 53, Deny},
+		{"allow any any:53; default deny", UDP, "2001:db8::1", 53, Allow},
+		{"allow tcp 0.0.0.0/0", TCP, "2001:db8::1", 80, Deny},              // an IPv4 /0 says nothing of IPv6
+		{"deny tcp ::/0; default allow", TCP, "::ffff:1.2.3.4", 80, Allow}, // mapped is judged as IPv4
+	}
+	for _, c := range cases {
+		e, err := ParseEgress(key, c.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := netip.MustParseAddr(c.dest)
+		if got := e.Decide(c.proto, addr, c.port); got.Action != c.want {
+			t.Errorf("%q %v %s:%d: got %v want %v", c.policy, c.proto, c.dest, c.port, got.Action, c.want)
+		}
+		if got := Compile(e).Lookup(c.proto, addr, c.port); got != c.want {
+			t.Errorf("compiled %q %v %s:%d: got %v want %v", c.policy, c.proto, c.dest, c.port, got, c.want)
+		}
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for v, want := range map[string]Mode{"enforce": Enforce, "audit": Audit, " audit ": Audit} {
+		if m, err := ParseMode("mode.nriguard.io", v); err != nil || m != want {
+			t.Errorf("%q: %v %v", v, m, err)
+		}
+	}
+	if _, err := ParseMode("mode.nriguard.io", "log"); err == nil || !strings.Contains(err.Error(), `mode.nriguard.io: invalid mode "log": expected enforce or audit`) {
+		t.Errorf("got %v", err)
+	}
+}
