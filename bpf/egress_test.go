@@ -1,0 +1,445 @@
+package bpf_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/internal/testenv"
+	"github.com/nriguard/nriguard/policy"
+	"github.com/nriguard/nriguard/policy/policytest"
+)
+
+var netns string
+
+func TestMain(m *testing.M) { testenv.Main(m, &netns) }
+
+// pinRoot keeps the tests' pins apart from a running nriguard's.
+func pinRoot(t *testing.T) string {
+	root := fmt.Sprintf("/sys/fs/bpf/nriguard-test-%d", os.Getpid())
+	t.Cleanup(func() { os.Remove(root) })
+	return root
+}
+
+func compile(t testing.TB, rules string) *policy.Compiled {
+	t.Helper()
+	e, err := policy.ParseEgress("egress.nriguard.io", rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy.Compile(e)
+}
+
+// attach holds a fresh cgroup to rules and detaches when the test ends.
+func attach(t *testing.T, rules string, mode policy.Mode) (string, *bpf.Attachment) {
+	t.Helper()
+	cg := testenv.Cgroup(t)
+	a, err := bpf.Attach(bpf.Spec{ID: "t-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, rules), Mode: mode}, &bpf.Options{PinRoot: pinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Detach() })
+	return cg, a
+}
+
+// expect runs ops in cg and compares each result.
+func expect(t *testing.T, cg string, cases ...string) {
+	t.Helper()
+	var ops, want []string
+	for i := 0; i < len(cases); i += 2 {
+		ops, want = append(ops, cases[i]), append(want, cases[i+1])
+	}
+	got := testenv.Probe(t, netns, cg, "", ops...)
+	for i := range ops {
+		if i >= len(got) || got[i] != want[i] {
+			t.Errorf("%s: got %q, want %q", ops[i], at(got, i), want[i])
+		}
+	}
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return "(no result)"
+}
+
+func TestTCP(t *testing.T) {
+	// Without a policy, everything here connects: the EPERMs below are ours.
+	expect(t, testenv.Cgroup(t), "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", "ok", "tcp:127.0.0.1:8080", "ok")
+	cg, _ := attach(t, "allow tcp 10.1.2.3:8080; allow tcp 127.0.0.1:8081", policy.Enforce)
+	expect(t, cg,
+		"tcp:10.1.2.3:8080", "ok",
+		"tcp:10.1.2.3:8081", "EPERM",
+		"tcp:127.0.0.1:8081", "ok",
+		"tcp:127.0.0.1:8080", "EPERM",
+		"tfo:10.1.2.3:8081", "EPERM", // fast open carries data without connect()
+		"tfo:10.1.2.3:8080", "ok",
+	)
+}
+
+func TestUDP(t *testing.T) {
+	cg, _ := attach(t, "allow udp 10.1.2.3:5353; allow udp 10.1.9.9:53-54", policy.Enforce)
+	expect(t, cg,
+		"udp:10.1.2.3:5353", "ok", // connected
+		"udp:10.1.2.3:5354", "EPERM",
+		"udpsend:10.1.2.3:5353", "ok", // unconnected, judged per destination
+		"udpsend:10.1.2.3:5354", "EPERM",
+		"udpsend:10.1.9.9:54", "ok",
+		"tcp:10.1.2.3:5353", "EPERM", // udp rules say nothing of tcp
+		"sendmmsg:10.1.9.9:53,10.1.2.3:5353", "sent 2 of 2",
+		"sendmmsg:10.1.2.3:5353,10.1.2.3:5354", "sent 1 of 2", // judged per message
+		"sendmmsg:10.1.2.3:5354,10.1.2.3:5353", "EPERM",
+	)
+}
+
+func TestIPv6(t *testing.T) {
+	cg, _ := attach(t, "allow tcp [2001:db8::1]:8080; allow udp [2001:db8::/32]:53; allow tcp [::1]", policy.Enforce)
+	expect(t, cg,
+		"tcp:[2001:db8::1]:8080", "ok",
+		"tcp:[2001:db8::1]:8081", "EPERM",
+		"tcp:[2001:db8:1::1]:8080", "EPERM",
+		"tcp:[::1]:9000", "ok",
+		"udp6send:[2001:db8:1::1]:53", "ok",
+		"udp6send:[2001:db8:1::1]:54", "EPERM",
+		"tcp:10.1.2.3:8080", "EPERM",
+	)
+}
+
+// ::ffff:a.b.c.d through an IPv6 socket reaches an IPv4 host: it must be
+// judged by the IPv4 rules, in both directions.
+func TestMappedIPv4(t *testing.T) {
+	cg, _ := attach(t, "allow tcp 10.1.2.3:8080; allow udp 10.1.2.3:53", policy.Enforce)
+	expect(t, cg,
+		"tcp6:[::ffff:10.1.2.3]:8080", "ok",
+		"tcp6:[::ffff:10.1.2.3]:8081", "EPERM",
+		"tcp6:[::ffff:10.1.9.9]:8080", "EPERM",
+		"udp6send:[::ffff:10.1.2.3]:53", "ok",
+		"udp6send:[::ffff:10.1.9.9]:53", "EPERM",
+	)
+	// Allowing all of IPv6 does not allow IPv4 through the mapped range.
+	cg, _ = attach(t, "allow any ::/0", policy.Enforce)
+	expect(t, cg,
+		"tcp:[2001:db8::1]:80", "ok",
+		"tcp6:[::ffff:10.1.2.3]:8080", "EPERM",
+		"udp6send:[::ffff:10.1.2.3]:53", "EPERM",
+	)
+}
+
+// Child cgroups inherit the programs, whether a process starts there or
+// moves itself there.
+func TestChildCgroup(t *testing.T) {
+	cg, _ := attach(t, "allow tcp 10.1.2.3:8080; allow tcp 127.0.0.1:8080", policy.Enforce)
+	child := filepath.Join(cg, "nested", "deeper")
+	if err := os.MkdirAll(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, child, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", "EPERM")
+	// In the host namespace, where the probe can see cgroupfs and move.
+	got := testenv.Probe(t, "", cg, "", "tcp:127.0.0.1:8081", "cgroup:"+child, "tcp:127.0.0.1:8080", "tcp:127.0.0.1:8081")
+	if want := []string{"EPERM", "ok", "ok", "EPERM"}; !slices.Equal(got, want) {
+		t.Errorf("moving into a child cgroup: got %q, want %q", got, want)
+	}
+}
+
+// Sockets whose traffic the hooks cannot judge are refused at socket().
+func TestSocketTypes(t *testing.T) {
+	kinds := []string{"raw4", "raw6", "ping4", "ping6", "sctp", "mptcp"}
+	var ops []string
+	for _, k := range kinds {
+		ops = append(ops, "socket:"+k)
+	}
+	base := testenv.Probe(t, netns, testenv.Cgroup(t), "", ops...)
+	cg, _ := attach(t, "deny any 169.254.169.254", policy.Enforce) // even the most permissive policy
+	got := testenv.Probe(t, netns, cg, "", append(ops, "socket:tcp", "socket:udp6", "socket:packet")...)
+	for i, k := range kinds {
+		switch {
+		case base[i] != "ok":
+			t.Logf("socket %s: not available here without a policy either (%s); the hook is not exercised for it", k, base[i])
+		case got[i] != "EPERM":
+			t.Errorf("socket %s under a policy: got %s, want EPERM", k, got[i])
+		}
+	}
+	if got[len(kinds)] != "ok" || got[len(kinds)+1] != "ok" {
+		t.Errorf("tcp and udp sockets must stay allowed: %q", got[len(kinds):])
+	}
+	// AF_PACKET never reaches the cgroup inet hooks: nriguard run takes
+	// CAP_NET_RAW away instead (tested in cmd/nriguard). Here, as root with
+	// the capability, it is still possible; this documents the boundary.
+	if got[len(kinds)+2] != "ok" {
+		t.Errorf("socket packet: got %s; if the kernel now refuses it, update docs/policy.md", got[len(kinds)+2])
+	}
+}
+
+func TestAuditAndEvents(t *testing.T) {
+	cg, a := attach(t, "allow tcp 10.1.2.3:8080", policy.Audit)
+	rd, err := bpf.NewEventReader(a.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	// audit lets everything through...
+	expect(t, cg, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", "ok", "udpsend:10.1.9.9:53", "ok", "socket:raw4", "ok")
+	// ...and reports what enforce would have denied, and nothing else.
+	evs := waitEvents(t, rd, 3)
+	want := []struct {
+		kind, proto, dest string
+		port              uint16
+	}{
+		{"connect", "tcp", "10.1.2.3", 8081}, {"sendmsg", "udp", "10.1.9.9", 53}, {"socket", "raw", "", 0},
+	}
+	for i, w := range want {
+		e := evs[i]
+		if e.Kind != w.kind || e.Proto != w.proto || e.Dest != w.dest || e.Port != w.port || e.Verdict != "would-deny" {
+			t.Errorf("event %d: got %+v, want %+v would-deny", i, e, w)
+		}
+		if e.PID == 0 || e.Comm == "" || e.CgroupID == 0 || time.Since(e.Time).Abs() > time.Minute {
+			t.Errorf("event %d lacks process details: %+v", i, e)
+		}
+	}
+	if extra := rd.Drain(); len(extra) > 0 {
+		t.Errorf("allowed flows were reported: %+v", extra)
+	}
+	if rd.Lost() != 0 {
+		t.Errorf("lost %d events", rd.Lost())
+	}
+}
+
+func TestEnforceEvents(t *testing.T) {
+	cg, a := attach(t, "allow tcp 10.1.2.3:8080", policy.Enforce)
+	rd, err := bpf.NewEventReader(a.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	expect(t, cg, "tcp6:[::ffff:10.1.9.9]:8080", "EPERM", "tcp:[2001:db8::1]:443", "EPERM")
+	evs := waitEvents(t, rd, 2)
+	if e := evs[0]; e.Verdict != "denied" || e.Family != "ipv4" || e.Dest != "10.1.9.9" || e.Port != 8080 || e.UID != 0 {
+		t.Errorf("mapped connect: %+v", e)
+	}
+	if e := evs[1]; e.Verdict != "denied" || e.Family != "ipv6" || e.Dest != "2001:db8::1" || e.Port != 443 {
+		t.Errorf("ipv6 connect: %+v", e)
+	}
+}
+
+func waitEvents(t *testing.T, rd *bpf.EventReader, n int) []bpf.Event {
+	t.Helper()
+	rd.SetDeadline(time.Now().Add(5 * time.Second))
+	defer rd.SetDeadline(time.Time{})
+	var evs []bpf.Event
+	for len(evs) < n {
+		e, err := rd.Read()
+		if err != nil {
+			t.Fatalf("after %d of %d events: %v", len(evs), n, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+var hooks = []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect,
+	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg, ebpf.AttachCGroupInetSockCreate}
+
+func attachedCount(t *testing.T, cg string) int {
+	t.Helper()
+	f, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	for _, h := range hooks {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(res.Programs)
+	}
+	return n
+}
+
+// ourPrograms lists the kernel's programs with our names.
+func ourPrograms(t *testing.T) []ebpf.ProgramID {
+	t.Helper()
+	var ids []ebpf.ProgramID
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, "ng_") {
+			ids = append(ids, id)
+		}
+		p.Close()
+	}
+	return ids
+}
+
+// gone waits for the kernel to free what was released (link release can be
+// deferred to a work queue) and reports whether it did.
+func gone(cond func() bool) bool {
+	for range 200 {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+func TestDetachLeavesNothing(t *testing.T) {
+	before := ourPrograms(t)
+	root := pinRoot(t)
+	cg := testenv.Cgroup(t)
+	spec := bpf.Spec{ID: "detach-test", Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8080")}
+	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := attachedCount(t, cg); n != len(hooks) {
+		t.Fatalf("%d programs attached, want %d", n, len(hooks))
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "detach-test"))
+	if len(entries) != 9 {
+		t.Errorf("pinned %d objects, want 5 links, 3 maps and meta", len(entries))
+	}
+	// Idempotent: the same spec again changes nothing.
+	b, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if n := attachedCount(t, cg); n != len(hooks) {
+		t.Errorf("second attach: %d programs attached, want %d", n, len(hooks))
+	}
+	// This process lets go of its handles: the pins alone keep it enforcing,
+	// as they do for a container when nriguard restarts.
+	a.Close()
+	expect(t, cg, "tcp:10.1.2.3:8081", "EPERM")
+
+	// Detach knows nothing but the id, as a new process would.
+	if err := bpf.Detach(root, "detach-test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bpf.Detach(root, "detach-test"); err != nil {
+		t.Errorf("second detach: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "detach-test")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pins left behind: %v", err)
+	}
+	if !gone(func() bool { return attachedCount(t, cg) == 0 }) {
+		t.Errorf("%d programs still attached to the cgroup", attachedCount(t, cg))
+	}
+	if !gone(func() bool { return slices.Equal(ourPrograms(t), before) }) {
+		t.Errorf("programs left loaded: before %v, after %v", before, ourPrograms(t))
+	}
+	expect(t, cg, "tcp:10.1.2.3:8081", "ok")
+}
+
+func TestReplacePolicy(t *testing.T) {
+	root := pinRoot(t)
+	cg := testenv.Cgroup(t)
+	a, err := bpf.Attach(bpf.Spec{ID: "replace", Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8080")}, &bpf.Options{PinRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	b, err := bpf.Attach(bpf.Spec{ID: "replace", Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8081")}, &bpf.Options{PinRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Detach()
+	if !gone(func() bool { return attachedCount(t, cg) == len(hooks) }) {
+		t.Errorf("after replace: %d programs attached, want %d", attachedCount(t, cg), len(hooks))
+	}
+	expect(t, cg, "tcp:10.1.2.3:8080", "EPERM", "tcp:10.1.2.3:8081", "ok")
+}
+
+// A failed attach rolls back: nothing pinned, attached or loaded.
+func TestAttachRollsBack(t *testing.T) {
+	before := ourPrograms(t)
+	root := pinRoot(t)
+	c := compile(t, "allow tcp 10.1.2.3:8080")
+	// Not a cgroup: fails at the first link.
+	_, err := bpf.Attach(bpf.Spec{ID: "rollback", Cgroup: t.TempDir(), Egress: c}, &bpf.Options{PinRoot: root})
+	if err == nil {
+		t.Fatal("attach to a plain directory succeeded")
+	}
+	t.Logf("expected failure: %v", err)
+	// Pins that cannot be made (not bpffs): fails after links are attached.
+	cg := testenv.Cgroup(t)
+	_, err = bpf.Attach(bpf.Spec{ID: "rollback", Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: t.TempDir()})
+	if err == nil {
+		t.Fatal("pinning outside bpffs succeeded")
+	}
+	t.Logf("expected failure: %v", err)
+	if !gone(func() bool { return attachedCount(t, cg) == 0 }) {
+		t.Errorf("%d programs left attached after a failed attach", attachedCount(t, cg))
+	}
+	if !gone(func() bool { return slices.Equal(ourPrograms(t), before) }) {
+		t.Errorf("programs left loaded: before %v, after %v", before, ourPrograms(t))
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("left in the pin root: %v", entries)
+	}
+	expect(t, cg, "tcp:10.1.2.3:8081", "ok")
+}
+
+// Thousands of random rules: every flow is decided by the kernel as the
+// reference decision says.
+func TestThousandsOfRulesMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	text := policytest.Policy(r, 5000)
+	e, err := policy.ParseEgress("egress.nriguard.io", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := policy.Compile(e)
+	cg := testenv.Cgroup(t)
+	a, err := bpf.Attach(bpf.Spec{ID: "thousands", Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Detach()
+	var in strings.Builder
+	var flows []policytest.Flow
+	for _, f := range policytest.Flows(r, e, 4000) {
+		if f.Port == 0 {
+			continue // UDP refuses port 0 before any hook runs
+		}
+		flows = append(flows, f)
+		fmt.Fprintf(&in, "%v %s %d\n", f.Proto, f.Addr, f.Port)
+	}
+	got := testenv.Probe(t, netns, cg, in.String(), "batch")
+	if len(got) != len(flows) {
+		t.Fatalf("%d results for %d flows", len(got), len(flows))
+	}
+	denied := 0
+	for i, f := range flows {
+		want := "allow"
+		if e.Decide(f.Proto, f.Addr, f.Port).Action == policy.Deny {
+			want = "deny"
+			denied++
+		}
+		if got[i] != want {
+			t.Errorf("flow %v: kernel says %s, reference %s", f, got[i], want)
+		}
+	}
+	t.Logf("%d rules, %d prefixes in %d classes, %d port entries; %d flows, %d denied",
+		len(e.Rules), len(c.V4)+len(c.V6), c.Classes, len(c.Ports), len(flows), denied)
+}

@@ -1,0 +1,6 @@
+// Package bpf holds nriguard's BPF programs (C, compiled by bpf2go; the
+// objects and bindings are committed so that building needs no clang) and
+// the loader that attaches them to a cgroup and pins them.
+package bpf
+
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type event egress egress.c

@@ -1,0 +1,315 @@
+// Package probe performs real socket operations and reports how the kernel
+// answered, one line per operation. Tests run it as a child process inside
+// a policed cgroup (and a network namespace they made) to see a connect,
+// send or socket() allowed or refused.
+//
+// Operations (each one argument):
+//
+//	tcp:ADDR:PORT       listen on ADDR:PORT, connect to it, exchange a byte
+//	tcp6:ADDR:PORT      the same through an IPv6 socket (ADDR may be ::ffff:a.b.c.d)
+//	udp:ADDR:PORT       connected UDP: connect, send, receive
+//	udpsend:ADDR:PORT   unconnected UDP: sendto from an unbound socket, receive
+//	udp6send:ADDR:PORT  the same through an IPv6 socket
+//	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
+//	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
+//	cgroup:DIR          move this process into cgroup DIR
+//	socket:KIND         raw4 raw6 ping4 ping6 packet sctp mptcp
+//	batch               flows "tcp|udp ADDR PORT" on stdin: allow or deny each
+//
+// A result is "ok", an errno name such as "EPERM", or for batch "allow"/"deny".
+package probe
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Run performs ops and writes one result line each to w.
+func Run(ops []string, stdin io.Reader, w io.Writer) {
+	for _, op := range ops {
+		if op == "batch" {
+			batch(stdin, w)
+			continue
+		}
+		fmt.Fprintln(w, result(do(op)))
+	}
+}
+
+// sent is sendmmsg's outcome when the call itself succeeded.
+type sent struct{ n, of int }
+
+func (s sent) Error() string { return fmt.Sprintf("sent %d of %d", s.n, s.of) }
+
+func result(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if s, ok := err.(sent); ok {
+		return s.Error()
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno)
+	}
+	return "error: " + err.Error()
+}
+
+func do(op string) error {
+	kind, arg, _ := strings.Cut(op, ":")
+	switch kind {
+	case "socket":
+		return socket(arg)
+	case "sendmmsg":
+		return sendmmsg(arg)
+	case "cgroup":
+		// move this process into another cgroup, e.g. a child of its own
+		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
+	}
+	ap, err := netip.ParseAddrPort(bracket(arg))
+	if err != nil {
+		return fmt.Errorf("bad address %q: %v", arg, err)
+	}
+	switch kind {
+	case "tcp":
+		return tcpRoundTrip(ap, false, false)
+	case "tcp6":
+		return tcpRoundTrip(ap, true, false)
+	case "tfo":
+		return tcpRoundTrip(ap, false, true)
+	case "udp":
+		return udpRoundTrip(ap, false, true)
+	case "udpsend":
+		return udpRoundTrip(ap, false, false)
+	case "udp6send":
+		return udpRoundTrip(ap, true, false)
+	}
+	return fmt.Errorf("unknown operation %q", op)
+}
+
+// bracket turns "::1:80" style text (last colon = port) into "[::1]:80".
+func bracket(s string) string {
+	if strings.HasPrefix(s, "[") || strings.Count(s, ":") < 2 {
+		return s
+	}
+	i := strings.LastIndexByte(s, ':')
+	return "[" + s[:i] + "]" + s[i:]
+}
+
+func sockaddr(ap netip.AddrPort, v6 bool) unix.Sockaddr {
+	if v6 || ap.Addr().Is6() {
+		return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	}
+	return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+}
+
+func family(ap netip.AddrPort, v6 bool) int {
+	if v6 || ap.Addr().Is6() {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
+}
+
+// listener binds the real (unmapped) address so that mapped connects reach it.
+func listener(ap netip.AddrPort, typ int) (int, error) {
+	la := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	fd, err := unix.Socket(family(la, false), typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("listener: %w", err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(fd, sockaddr(la, false)); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("listener bind %s: %w", la, err)
+	}
+	if typ == unix.SOCK_STREAM {
+		if err := unix.Listen(fd, 16); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("listener: %w", err)
+		}
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	return fd, nil
+}
+
+func tcpRoundTrip(ap netip.AddrPort, v6, fastOpen bool) error {
+	lfd, err := listener(ap, unix.SOCK_STREAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+	if fastOpen {
+		unix.SetsockoptInt(lfd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN, 16)
+	}
+	fd, err := unix.Socket(family(ap, v6), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if fastOpen {
+		err = unix.Sendto(fd, []byte("x"), unix.MSG_FASTOPEN, sockaddr(ap, v6))
+	} else if err = unix.Connect(fd, sockaddr(ap, v6)); err == nil {
+		_, err = unix.Write(fd, []byte("x"))
+	}
+	if err != nil {
+		return err
+	}
+	cfd, _, err := unix.Accept(lfd)
+	if err != nil {
+		return fmt.Errorf("accept: %w", err)
+	}
+	defer unix.Close(cfd)
+	buf := make([]byte, 1)
+	if n, err := unix.Read(cfd, buf); n != 1 {
+		return fmt.Errorf("nothing arrived: %v", err)
+	}
+	return nil
+}
+
+func udpRoundTrip(ap netip.AddrPort, v6, connected bool) error {
+	lfd, err := listener(ap, unix.SOCK_DGRAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+	fd, err := unix.Socket(family(ap, v6), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if connected {
+		if err := unix.Connect(fd, sockaddr(ap, v6)); err != nil {
+			return err
+		}
+		_, err = unix.Write(fd, []byte("x"))
+	} else {
+		err = unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, v6))
+	}
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 8)
+	if n, _, err := unix.Recvfrom(lfd, buf, 0); n != 1 {
+		return fmt.Errorf("nothing arrived: %v", err)
+	}
+	return nil
+}
+
+// sendmmsg sends one datagram to each destination in one call. The kernel
+// judges each message; it returns how many went before the first refusal,
+// or the refusal itself when the first one is refused.
+func sendmmsg(arg string) error {
+	var dests []netip.AddrPort
+	for _, s := range strings.Split(arg, ",") {
+		ap, err := netip.ParseAddrPort(bracket(s))
+		if err != nil {
+			return err
+		}
+		dests = append(dests, ap)
+	}
+	var fds []int
+	for _, d := range dests {
+		lfd, err := listener(d, unix.SOCK_DGRAM)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(lfd)
+		fds = append(fds, lfd)
+	}
+	fd, err := unix.Socket(family(dests[0], false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	n, err := sendmmsgRaw(fd, dests)
+	if err != nil {
+		return err
+	}
+	return sent{n, len(dests)}
+}
+
+func socket(kind string) error {
+	var fam, typ, proto int
+	switch kind {
+	case "raw4":
+		fam, typ, proto = unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW
+	case "raw6":
+		fam, typ, proto = unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_RAW
+	case "ping4":
+		fam, typ, proto = unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP
+	case "ping6":
+		fam, typ, proto = unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_ICMPV6
+	case "packet":
+		fam, typ, proto = unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL))
+	case "sctp":
+		fam, typ, proto = unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP
+	case "mptcp":
+		fam, typ, proto = unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP
+	case "tcp":
+		fam, typ, proto = unix.AF_INET, unix.SOCK_STREAM, 0
+	case "udp6":
+		fam, typ, proto = unix.AF_INET6, unix.SOCK_DGRAM, 0
+	default:
+		return fmt.Errorf("unknown socket kind %q", kind)
+	}
+	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// batch judges many flows without a peer: a nonblocking connect (TCP) or a
+// sendto (UDP) to an address with no route fails with ENETUNREACH (or
+// succeeds) when the policy lets it through, and with EPERM when it does not,
+// because the hooks run before routing.
+func batch(stdin io.Reader, w io.Writer) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	s := bufio.NewScanner(stdin)
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) != 3 {
+			fmt.Fprintln(bw, "error: want PROTO ADDR PORT")
+			continue
+		}
+		addr, err1 := netip.ParseAddr(f[1])
+		port, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil {
+			fmt.Fprintln(bw, "error: bad flow")
+			continue
+		}
+		ap := netip.AddrPortFrom(addr, uint16(port))
+		typ := unix.SOCK_STREAM
+		if f[0] == "udp" {
+			typ = unix.SOCK_DGRAM
+		}
+		fd, err := unix.Socket(family(ap, false), typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			fmt.Fprintln(bw, "error:", err)
+			continue
+		}
+		if typ == unix.SOCK_STREAM {
+			err = unix.Connect(fd, sockaddr(ap, false))
+		} else {
+			err = unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))
+		}
+		unix.Close(fd)
+		if errors.Is(err, unix.EPERM) {
+			fmt.Fprintln(bw, "deny")
+		} else {
+			fmt.Fprintln(bw, "allow")
+		}
+	}
+}

@@ -1,0 +1,133 @@
+// Package testenv gives tests real kernel objects to work with: a network
+// namespace with addresses of its own, cgroup v2 directories, and a way to
+// run the socket probe as a process born inside a cgroup.
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/internal/probe"
+)
+
+const probeEnv = "NRIGUARD_TEST_PROBE"
+
+// Addresses on the test namespace's loopback: probes can listen on and
+// connect to them. Nothing else is routed there, so connects to other
+// addresses fail fast with ENETUNREACH unless a policy refuses them first.
+var Addresses = []string{"10.1.2.3/32", "10.1.9.9/32", "192.0.2.1/32", "2001:db8::1/128", "2001:db8:1::1/128"}
+
+// Main is called from a test package's TestMain: in a probe child it runs
+// the probe and exits; otherwise it runs the tests with a network namespace
+// set up for them and removed after.
+func Main(m *testing.M, ns *string) {
+	if os.Getenv(probeEnv) != "" {
+		probe.Run(os.Args[1:], os.Stdin, os.Stdout)
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "these tests load BPF programs and make cgroups and network namespaces: run them as root")
+		os.Exit(1)
+	}
+	name := fmt.Sprintf("ngtest%d", os.Getpid())
+	if err := makeNetNS(name); err != nil {
+		fmt.Fprintln(os.Stderr, "test network namespace:", err)
+		exec.Command("ip", "netns", "del", name).Run()
+		os.Exit(1)
+	}
+	*ns = name
+	code := m.Run()
+	exec.Command("ip", "netns", "del", name).Run()
+	os.Exit(code)
+}
+
+func makeNetNS(name string) error {
+	cmds := [][]string{
+		{"ip", "netns", "add", name},
+		{"ip", "-n", name, "link", "set", "lo", "up"},
+		// ping sockets are off by default; TCP fast open for client and server
+		{"ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647", "net.ipv4.tcp_fastopen=3"},
+	}
+	for _, a := range Addresses {
+		cmds = append(cmds, []string{"ip", "-n", name, "addr", "add", a, "dev", "lo"})
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}
+
+var cgroupSeq atomic.Int64
+
+// Cgroup makes a fresh cgroup v2 directory, removed (with anything still in
+// it) when the test ends.
+func Cgroup(t testing.TB) string {
+	t.Helper()
+	root, err := cgroup.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "nriguard-test", fmt.Sprintf("%s-%d-%d", sanitize(t.Name()), os.Getpid(), cgroupSeq.Add(1)))
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cgroup.Remove(dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		os.Remove(filepath.Dir(dir)) // the shared parent, once empty
+	})
+	return dir
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' || r == '.' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// Probe runs the probe with ops in network namespace ns, as a process born
+// in cgroup dir (clone3 CLONE_INTO_CGROUP: it runs no instruction outside),
+// and returns its result lines.
+func Probe(t testing.TB, ns, dir, stdin string, ops ...string) []string {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// ns "" runs in the host's network namespace (and sees its /sys).
+	cmd := exec.Command(os.Args[0], ops...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, os.Args[0]}, ops...)...)
+	}
+	cmd.Env = append(os.Environ(), probeEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("probe %v: %v: %s", ops, err, errb.String())
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if out.Len() == 0 {
+		lines = nil
+	}
+	return lines
+}
