@@ -22,7 +22,7 @@ import (
 
 var netns string
 
-func TestMain(m *testing.M) { testenv.Main(m, &netns) }
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &netns)) }
 
 // pinRoot keeps the tests' pins apart from a running nriguard's.
 func pinRoot(t *testing.T) string {

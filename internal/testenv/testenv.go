@@ -27,27 +27,29 @@ var Addresses = []string{"10.1.2.3/32", "10.1.9.9/32", "192.0.2.1/32", "2001:db8
 
 // Main is called from a test package's TestMain: in a probe child it runs
 // the probe and exits; otherwise it runs the tests with a network namespace
-// set up for them and removed after.
-func Main(m *testing.M, ns *string) {
+// set up for them, removes it and returns the tests' exit code.
+func Main(m *testing.M, ns *string) int {
 	if os.Getenv(probeEnv) != "" {
 		probe.Run(os.Args[1:], os.Stdin, os.Stdout)
 		os.Exit(0)
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "these tests load BPF programs and make cgroups and network namespaces: run them as root")
-		os.Exit(1)
+		return 1
 	}
 	name := fmt.Sprintf("ngtest%d", os.Getpid())
 	if err := makeNetNS(name); err != nil {
 		fmt.Fprintln(os.Stderr, "test network namespace:", err)
 		exec.Command("ip", "netns", "del", name).Run()
-		os.Exit(1)
+		return 1
 	}
 	*ns = name
-	code := m.Run()
-	exec.Command("ip", "netns", "del", name).Run()
-	os.Exit(code)
+	defer exec.Command("ip", "netns", "del", name).Run()
+	return m.Run()
 }
+
+// IsProbe tells whether this process is a probe child.
+func IsProbe() bool { return os.Getenv(probeEnv) != "" }
 
 func makeNetNS(name string) error {
 	cmds := [][]string{

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/policy"
+)
+
+const childCommand = "__run-child"
+
+// run: nriguard run [--egress RULES] [--mode M] [--user U] -- CMD ARGS...
+func run(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	egress := fs.String("egress", "", "egress rules, as in the egress.nriguard.io label")
+	mode := fs.String("mode", "enforce", "enforce, or audit (report but let through)")
+	userSpec := fs.String("user", "", "run CMD as this user: a name, UID or UID:GID")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cmdArgs := fs.Args()
+	if len(cmdArgs) == 0 {
+		fmt.Fprintln(os.Stderr, "nriguard run: expected a command after the options (nriguard run --egress RULES -- CMD ARGS...)")
+		return 2
+	}
+	if *egress == "" {
+		fmt.Fprintln(os.Stderr, "nriguard run: expected --egress RULES")
+		return 2
+	}
+	e, err := policy.ParseEgress("--egress", *egress)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 2
+	}
+	m, err := policy.ParseMode("--mode", *mode)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 2
+	}
+	var cred *syscall.Credential
+	if *userSpec != "" {
+		if cred, err = lookupUser(*userSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard run: --user:", err)
+			return 2
+		}
+	}
+	r, err := startRun(policy.Compile(e), m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 1
+	}
+	code := r.exec(cmdArgs, cred)
+	if err := r.close(); err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// runState is one nriguard run: its cgroup, attachment and event printer.
+type runState struct {
+	id, cg string
+	att    *bpf.Attachment
+	events *bpf.EventReader
+	done   sync.WaitGroup
+	out    *json.Encoder
+}
+
+func startRun(c *policy.Compiled, m policy.Mode) (*runState, error) {
+	root, err := cgroup.Root()
+	if err != nil {
+		return nil, err
+	}
+	r := &runState{id: fmt.Sprintf("run-%d", os.Getpid()), out: json.NewEncoder(os.Stderr)}
+	r.cg = filepath.Join(root, "nriguard", r.id)
+	if err := os.MkdirAll(r.cg, 0o755); err != nil {
+		return nil, fmt.Errorf("make cgroup: %w", err)
+	}
+	r.att, err = bpf.Attach(bpf.Spec{ID: r.id, Cgroup: r.cg, Egress: c, Mode: m}, nil)
+	if err != nil {
+		cgroup.Remove(r.cg)
+		return nil, err
+	}
+	if r.events, err = bpf.NewEventReader(r.att.Events); err != nil {
+		r.close()
+		return nil, err
+	}
+	r.done.Add(1)
+	go func() {
+		defer r.done.Done()
+		for {
+			ev, err := r.events.Read()
+			if err != nil {
+				return
+			}
+			r.print(ev)
+		}
+	}()
+	return r, nil
+}
+
+type runEvent struct {
+	ID string `json:"id"`
+	bpf.Event
+}
+
+func (r *runState) print(ev bpf.Event) { r.out.Encode(runEvent{ID: r.id, Event: ev}) }
+
+// exec runs the command through the helper, which enters the cgroup, drops
+// CAP_NET_RAW and the user's privileges, and then execs the command: the
+// command's first instruction runs under the policy.
+func (r *runState) exec(args []string, cred *syscall.Credential) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 1
+	}
+	childArgs := []string{childCommand, r.cg}
+	if cred != nil {
+		childArgs = append(childArgs, fmt.Sprintf("%d:%d", cred.Uid, cred.Gid))
+	} else {
+		childArgs = append(childArgs, "-")
+	}
+	cmd := exec.Command(self, append(childArgs, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 1
+	}
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	fmt.Fprintln(os.Stderr, "nriguard run:", err)
+	return 1
+}
+
+// close prints what is left of the events, ends whatever the command left
+// running, and removes the attachment and the cgroup.
+func (r *runState) close() error {
+	var errs []error
+	if r.events != nil {
+		r.events.Close()
+		r.done.Wait()
+		// Events are written before the syscall that caused them returns, so
+		// by now every one is in the buffer.
+		for _, ev := range r.events.Drain() {
+			r.print(ev)
+		}
+		if n := r.events.Lost(); n > 0 {
+			r.out.Encode(map[string]any{"id": r.id, "lost_events": n})
+		}
+	}
+	if err := cgroup.Remove(r.cg); err != nil {
+		errs = append(errs, err)
+	}
+	os.Remove(filepath.Dir(r.cg)) // the shared parent, when no other run uses it
+	if r.att != nil {
+		if err := r.att.Detach(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runChild is the helper: __run-child CGROUP UID:GID|- CMD ARGS...
+func runChild(args []string) int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 126
+	}
+	if len(args) < 3 {
+		return fail(errors.New("helper: bad arguments"))
+	}
+	cg, ids, cmd := args[0], args[1], args[2:]
+	if err := cgroup.Move(cg, 0); err != nil {
+		return fail(fmt.Errorf("enter cgroup: %w", err))
+	}
+	// AF_PACKET sockets never reach the cgroup hooks; without CAP_NET_RAW
+	// they cannot be made. Dropped from the bounding set, it cannot come
+	// back through exec, setuid binaries or file capabilities.
+	if err := unix.Prctl(unix.PR_CAPBSET_DROP, unix.CAP_NET_RAW, 0, 0, 0); err != nil {
+		return fail(fmt.Errorf("drop CAP_NET_RAW: %w", err))
+	}
+	path, err := exec.LookPath(cmd[0])
+	if err != nil {
+		return fail(err)
+	}
+	if ids != "-" {
+		uidText, gidText, _ := strings.Cut(ids, ":")
+		uid, _ := strconv.Atoi(uidText)
+		gid, _ := strconv.Atoi(gidText)
+		if err := syscall.Setgroups(nil); err != nil {
+			return fail(err)
+		}
+		if err := syscall.Setgid(gid); err != nil {
+			return fail(err)
+		}
+		if err := syscall.Setuid(uid); err != nil {
+			return fail(err)
+		}
+	}
+	return fail(syscall.Exec(path, cmd, os.Environ()))
+}
+
+// lookupUser accepts a user name, a UID (its group is the user's, or the
+// same number) or UID:GID.
+func lookupUser(s string) (*syscall.Credential, error) {
+	uidText, gidText, hasGid := strings.Cut(s, ":")
+	var uid, gid uint64
+	var err error
+	if uid, err = strconv.ParseUint(uidText, 10, 32); err != nil {
+		u, lerr := user.Lookup(uidText)
+		if lerr != nil {
+			return nil, fmt.Errorf("no user %q: expected a user name, UID or UID:GID", uidText)
+		}
+		uid, _ = strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ = strconv.ParseUint(u.Gid, 10, 32)
+	} else if u, lerr := user.LookupId(uidText); lerr == nil {
+		gid, _ = strconv.ParseUint(u.Gid, 10, 32)
+	} else {
+		gid = uid
+	}
+	if hasGid {
+		if gid, err = strconv.ParseUint(gidText, 10, 32); err != nil {
+			return nil, fmt.Errorf("invalid group %q: expected a number", gidText)
+		}
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func list(args []string) int {
+	ids, err := bpf.List("")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard list:", err)
+		return 1
+	}
+	for _, id := range ids {
+		fmt.Println(id)
+	}
+	return 0
+}
+
+func detach(args []string) int {
+	code := 0
+	for _, id := range args {
+		if err := bpf.Detach("", id); err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard detach:", err)
+			code = 1
+		}
+	}
+	return code
+}

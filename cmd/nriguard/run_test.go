@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/internal/testenv"
+)
+
+var (
+	netns    string
+	nriguard string // the real binary, built once
+	probeBin string // this test binary, where any user can run it
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if !testenv.IsProbe() && os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "nriguard-bin")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		os.Chmod(dir, 0o755) // --user runs the probe as nobody
+		nriguard = filepath.Join(dir, "nriguard")
+		probeBin = filepath.Join(dir, "probe")
+		self, _ := os.Executable()
+		if data, err := os.ReadFile(self); err != nil || os.WriteFile(probeBin, data, 0o755) != nil {
+			fmt.Fprintln(os.Stderr, "copy the probe:", err)
+			return 1
+		}
+		build := exec.Command("go", "build", "-o", nriguard, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build nriguard: %v\n%s", err, out)
+			return 1
+		}
+	}
+	return testenv.Main(m, &netns)
+}
+
+type runResult struct {
+	code   int
+	stdout []string
+	events []map[string]any
+	other  []string // stderr lines that are not events
+}
+
+// nriguardRun runs "nriguard run ARGS -- <this test binary as the probe> OPS".
+func nriguardRun(t *testing.T, args []string, ops ...string) runResult {
+	t.Helper()
+	full := append(append([]string{"run"}, args...), "--", probeBin)
+	cmd := exec.Command(nriguard, append(full, ops...)...)
+	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
+	return runCmd(t, cmd)
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) runResult {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := runResult{code: cmd.ProcessState.ExitCode()}
+	if err != nil && r.code < 0 {
+		t.Fatalf("%v: %v", cmd.Args, err)
+	}
+	if s := strings.TrimSpace(out.String()); s != "" {
+		r.stdout = strings.Split(s, "\n")
+	}
+	sc := bufio.NewScanner(&errb)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) == nil {
+			r.events = append(r.events, ev)
+		} else {
+			r.other = append(r.other, sc.Text())
+		}
+	}
+	return r
+}
+
+func TestRunEnforces(t *testing.T) {
+	// The probe listens itself: pick two free ports.
+	allowed, denied := freePort(t), freePort(t)
+	r := nriguardRun(t, []string{"--egress", fmt.Sprintf("allow tcp 127.0.0.1:%d", allowed)},
+		fmt.Sprintf("tcp:127.0.0.1:%d", allowed), fmt.Sprintf("tcp:127.0.0.1:%d", denied),
+		"socket:raw4", "socket:packet")
+	want := []string{"ok", "EPERM", "EPERM", "EPERM"}
+	if strings.Join(r.stdout, ",") != strings.Join(want, ",") || r.code != 0 {
+		t.Fatalf("got %q exit %d (stderr %q), want %q exit 0", r.stdout, r.code, r.other, want)
+	}
+	if len(r.events) != 1 {
+		t.Fatalf("want one event (the denied connect; raw and packet fail for lack of CAP_NET_RAW before any hook), got %v", r.events)
+	}
+	ev := r.events[0]
+	if ev["verdict"] != "denied" || ev["kind"] != "connect" || ev["dest"] != "127.0.0.1" || ev["port"] != float64(denied) || ev["uid"] != float64(0) {
+		t.Errorf("event: %v", ev)
+	}
+	assertNothingLeft(t)
+}
+
+func TestRunAuditAndUser(t *testing.T) {
+	r := nriguardRun(t, []string{"--mode", "audit", "--user", "65534:65534", "--egress", "allow udp 127.0.0.1:53"},
+		fmt.Sprintf("tcp:127.0.0.1:%d", freePort(t)))
+	if r.code != 0 || len(r.stdout) != 1 || r.stdout[0] != "ok" {
+		t.Fatalf("audit mode must let the connect through: %q exit %d %q", r.stdout, r.code, r.other)
+	}
+	if len(r.events) != 1 || r.events[0]["verdict"] != "would-deny" || r.events[0]["uid"] != float64(65534) {
+		t.Fatalf("want one would-deny event from uid 65534, got %v", r.events)
+	}
+	assertNothingLeft(t)
+}
+
+func TestRunExitStatusAndCleanup(t *testing.T) {
+	// Exit status passes through; a background process left behind is ended.
+	cmd := exec.Command(nriguard, "run", "--egress", "deny any 169.254.169.254", "--", "sh", "-c", "sleep 300 & exit 7")
+	start := time.Now()
+	r := runCmd(t, cmd)
+	if r.code != 7 {
+		t.Errorf("exit %d, want 7 (stderr %q)", r.code, r.other)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v: the background sleep was not ended", d)
+	}
+	r = runCmd(t, exec.Command(nriguard, "run", "--egress", "deny any 169.254.169.254", "--", "sh", "-c", "kill -9 $$"))
+	if r.code != 128+9 {
+		t.Errorf("killed by SIGKILL: exit %d, want 137", r.code)
+	}
+	assertNothingLeft(t)
+}
+
+func TestRunRejectsBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--egress", "allow tcp 10.0.0.0/8:443; allow tcp 10.0.0/33", "--", "true"},
+			`nriguard run: --egress: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`},
+		{[]string{"--egress", "allow tcp 10.0.0.0/8", "--mode", "log", "--", "true"},
+			`nriguard run: --mode: invalid mode "log": expected enforce or audit`},
+		{[]string{"--egress", "allow tcp 10.0.0.0/8", "--user", "no-such-user", "--", "true"},
+			`nriguard run: --user: no user "no-such-user": expected a user name, UID or UID:GID`},
+		{[]string{"--egress", "allow tcp 10.0.0.0/8"},
+			`nriguard run: expected a command after the options`},
+	} {
+		r := runCmd(t, exec.Command(nriguard, append([]string{"run"}, c.args...)...))
+		if r.code != 2 || len(r.other) == 0 || !strings.HasPrefix(r.other[0], c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", c.args, r.code, r.other, c.want)
+		}
+	}
+	assertNothingLeft(t)
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// assertNothingLeft: no run-* pins and no run-* cgroups.
+func assertNothingLeft(t *testing.T) {
+	t.Helper()
+	ids, _ := bpf.List("")
+	for _, id := range ids {
+		if strings.HasPrefix(id, "run-") {
+			t.Errorf("pins left behind: %s", id)
+		}
+	}
+	root, _ := cgroup.Root()
+	if left, _ := filepath.Glob(filepath.Join(root, "nriguard", "run-*")); len(left) > 0 {
+		t.Errorf("cgroups left behind: %v", left)
+	}
+}

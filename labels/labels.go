@@ -1,0 +1,48 @@
+// Package labels reads nriguard's keys from the annotations and labels a
+// container carries, following the scoping of NRI's own plugins:
+//
+//	<key>/container.<name>  on the pod: one container of the pod
+//	<key>                   on the container (annotation or label): that container
+//	<key>/pod               on the pod: every container of the pod
+//	<key>                   on the pod: every container of the pod
+//
+// The first one present, in that order, wins: the most specific.
+package labels
+
+// The keys of the label contract (docs/policy.md).
+const (
+	Egress  = "egress.nriguard.io"
+	Mode    = "mode.nriguard.io"
+	Exec    = "exec.nriguard.io"
+	Profile = "profile.nriguard.io"
+)
+
+// Sources are the key-value sets one container is seen with.
+type Sources struct {
+	Container string            // the container's name within its pod
+	Pod       map[string]string // pod annotations
+	Own       []map[string]string
+	// Own: the container's annotations, then its labels.
+}
+
+// Lookup returns the value of key for the container and the key it was found
+// under, which is what error messages name.
+func (s Sources) Lookup(key string) (value, foundAs string, ok bool) {
+	if s.Container != "" {
+		if v, ok := s.Pod[key+"/container."+s.Container]; ok {
+			return v, key + "/container." + s.Container, true
+		}
+	}
+	for _, m := range s.Own {
+		if v, ok := m[key]; ok {
+			return v, key, true
+		}
+	}
+	if v, ok := s.Pod[key+"/pod"]; ok {
+		return v, key + "/pod", true
+	}
+	if v, ok := s.Pod[key]; ok {
+		return v, key, true
+	}
+	return "", "", false
+}
