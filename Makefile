@@ -1,0 +1,44 @@
+# nriguard. Everything runs as root on Debian 12; `make deps` installs what is missing.
+GO ?= go
+export CGO_ENABLED = 0
+
+.PHONY: all build deps generate check-generated vet unit fuzz test bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/nriguard ./cmd/nriguard
+
+deps:
+	@scripts/deps.sh
+
+# Rebuild the BPF objects and their Go bindings (needs clang; the results are committed).
+generate: deps
+	$(GO) generate ./bpf/...
+
+# CI: the committed objects must be what the C sources compile to.
+check-generated: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: generated files are stale: run 'make generate' and commit"; exit 1; }
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# Unit tests, kernel tests (real programs, cgroups, sockets) and the fuzz seeds.
+unit:
+	$(GO) test -count=1 ./...
+
+fuzz:
+	$(GO) test ./policy -run '^$$' -fuzz FuzzParseEgress -fuzztime $${FUZZTIME:-60s}
+
+test: deps check-generated vet unit
+	$(MAKE) fuzz FUZZTIME=15s
+
+bench: deps
+	$(GO) run ./test/bench
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,281 @@
+// Command bench measures what nriguard's egress programs cost, side by side
+// in one run: TCP connect+close and UDP sendto on loopback from a cgroup with
+// no program and from cgroups held to policies of 10, 1,000 and 100,000
+// prefixes, as ratios; and attach+detach latency. Run as root: make bench.
+//
+// The process moves itself between the cgroups and measures in interleaved
+// rounds, so drift on the machine falls on every configuration alike; each
+// figure is the median of the rounds.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/policy"
+)
+
+var (
+	rounds  = flag.Int("rounds", 15, "interleaved rounds; each figure is their median")
+	connN   = flag.Int("connects", 1500, "TCP connect+close per round and configuration")
+	sendN   = flag.Int("sends", 20000, "UDP sendto per round and configuration")
+	attachN = flag.Int("attaches", 200, "attach+detach cycles")
+	sizes   = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	name string
+	cg   string
+	att  *bpf.Attachment
+}
+
+func run() error {
+	root, err := cgroup.Root()
+	if err != nil {
+		return err
+	}
+	home, err := cgroup.OfPid(os.Getpid())
+	if err != nil {
+		return err
+	}
+	base := filepath.Join(root, fmt.Sprintf("nriguard-bench-%d", os.Getpid()))
+	pinRoot := fmt.Sprintf("/sys/fs/bpf/nriguard-bench-%d", os.Getpid())
+	var configs []*config
+	defer func() {
+		cgroup.Move(home, os.Getpid())
+		for _, c := range configs {
+			if c.att != nil {
+				c.att.Detach()
+			}
+		}
+		cgroup.Remove(base)
+		os.RemoveAll(pinRoot)
+	}()
+
+	tcpPort, stopTCP, err := tcpServer()
+	if err != nil {
+		return err
+	}
+	defer stopTCP()
+	udpPort, udpFD, err := udpSink()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(udpFD)
+
+	fmt.Printf("nriguard egress benchmark: %d rounds, %d connects and %d sends per round and configuration\n\n", *rounds, *connN, *sendN)
+	configs = append(configs, &config{name: "none"})
+	for _, s := range strings.Split(*sizes, ",") {
+		var n int
+		fmt.Sscan(s, &n)
+		c := &config{name: s}
+		e := randomPolicy(n, tcpPort, udpPort)
+		t0 := time.Now()
+		comp := policy.Compile(e)
+		compileTime := time.Since(t0)
+		c.cg = filepath.Join(base, "p"+s)
+		if err := os.MkdirAll(c.cg, 0o755); err != nil {
+			return err
+		}
+		t0 = time.Now()
+		c.att, err = bpf.Attach(bpf.Spec{ID: "bench-" + s, Cgroup: c.cg, Egress: comp}, &bpf.Options{PinRoot: pinRoot})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("policy %7s prefixes: %6d classes, %7d port entries; compile %v, attach %v, kernel memory %s\n",
+			s, comp.Classes, len(comp.Ports), compileTime.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), kib(memlock(c.att)))
+		configs = append(configs, c)
+	}
+	configs[0].cg = filepath.Join(base, "none")
+	if err := os.MkdirAll(configs[0].cg, 0o755); err != nil {
+		return err
+	}
+
+	ops := []struct {
+		name string
+		n    int
+		fn   func(n int) error
+	}{
+		{"tcp connect+close", *connN, func(n int) error { return connectLoop(n, tcpPort) }},
+		{"udp sendto", *sendN, func(n int) error { return sendLoop(n, udpFD, udpPort) }},
+	}
+	results := make([][][]float64, len(ops)) // [op][config][round] ns/op
+	for i := range ops {
+		results[i] = make([][]float64, len(configs))
+	}
+	for i, op := range ops { // warm up each path once
+		for _, c := range configs {
+			cgroup.Move(c.cg, os.Getpid())
+			if err := op.fn(op.n / 10); err != nil {
+				return fmt.Errorf("%s in %s: %w", ops[i].name, c.name, err)
+			}
+		}
+	}
+	for r := range *rounds {
+		order := rand.Perm(len(configs))
+		for i, op := range ops {
+			for _, ci := range order {
+				if err := cgroup.Move(configs[ci].cg, os.Getpid()); err != nil {
+					return err
+				}
+				t0 := time.Now()
+				if err := op.fn(op.n); err != nil {
+					return fmt.Errorf("%s in %s round %d: %w", op.name, configs[ci].name, r, err)
+				}
+				results[i][ci] = append(results[i][ci], float64(time.Since(t0).Nanoseconds())/float64(op.n))
+			}
+		}
+	}
+	cgroup.Move(home, os.Getpid())
+
+	fmt.Printf("\n%-18s %-16s %12s %10s\n", "operation", "policy", "ns/op", "ratio")
+	worst := 0.0
+	for i, op := range ops {
+		baseNs := median(results[i][0])
+		for ci, c := range configs {
+			m := median(results[i][ci])
+			ratio := m / baseNs
+			label := c.name + " prefixes"
+			if ci == 0 {
+				label = "no program"
+			}
+			fmt.Printf("%-18s %-16s %12.0f %9.3fx\n", op.name, label, m, ratio)
+			if strings.HasSuffix(c.name, "100000") && ratio > worst {
+				worst = ratio
+			}
+		}
+	}
+	verdict := "met"
+	if worst > 1.05 {
+		verdict = "MISSED"
+	}
+	fmt.Printf("target: overhead at 100,000 prefixes <= 1.05x: %s (worst %.3fx)\n", verdict, worst)
+
+	return attachLatency(base, pinRoot)
+}
+
+// randomPolicy allows the benchmark's own flows among n random prefixes, so
+// that every measured connect and send is looked up and allowed.
+func randomPolicy(n, tcpPort, udpPort int) *policy.Egress {
+	r := rand.New(rand.NewPCG(uint64(n), 1))
+	e := &policy.Egress{Default: policy.Deny}
+	add := func(p netip.Prefix, proto policy.Proto, port uint16) {
+		e.Rules = append(e.Rules, policy.Rule{Action: policy.Allow, Proto: proto, Dest: p, Ports: []policy.PortRange{{Lo: port, Hi: port}}})
+	}
+	add(netip.MustParsePrefix("127.0.0.1/32"), policy.TCP, uint16(tcpPort))
+	add(netip.MustParsePrefix("127.0.0.1/32"), policy.UDP, uint16(udpPort))
+	seen := map[netip.Prefix]bool{}
+	for len(seen) < n-2 {
+		var p netip.Prefix
+		if r.IntN(10) == 0 {
+			var b [16]byte
+			b[0], b[1] = 0x20, 0x01
+			for i := 2; i < 16; i++ {
+				b[i] = byte(r.UintN(256))
+			}
+			p = netip.PrefixFrom(netip.AddrFrom16(b), 48+r.IntN(81)).Masked()
+		} else {
+			a := netip.AddrFrom4([4]byte{10, byte(r.UintN(256)), byte(r.UintN(256)), byte(r.UintN(256))})
+			p = netip.PrefixFrom(a, 16+r.IntN(17)).Masked()
+		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		proto := []policy.Proto{policy.TCP, policy.UDP, policy.AnyProto}[r.IntN(3)]
+		add(p, proto, []uint16{53, 80, 443, 8443}[r.IntN(4)])
+	}
+	return e
+}
+
+func attachLatency(base, pinRoot string) error {
+	cg := filepath.Join(base, "attach")
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		return err
+	}
+	fmt.Printf("\n%-28s %10s %10s %10s\n", "attach+detach", "median", "p90", "max")
+	for _, n := range []int{10, 1000} {
+		comp := policy.Compile(randomPolicy(n, 1, 2))
+		var ds []float64
+		for range *attachN {
+			t0 := time.Now()
+			a, err := bpf.Attach(bpf.Spec{ID: "bench-attach", Cgroup: cg, Egress: comp}, &bpf.Options{PinRoot: pinRoot})
+			if err != nil {
+				return err
+			}
+			if err := a.Detach(); err != nil {
+				return err
+			}
+			ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
+		}
+		slices.Sort(ds)
+		fmt.Printf("%-28s %8.2fms %8.2fms %8.2fms\n", fmt.Sprintf("%d-prefix policy (%d runs)", n, len(ds)), ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1])
+		if n == 10 {
+			verdict := "met"
+			if ds[len(ds)/2] >= 5 {
+				verdict = "MISSED"
+			}
+			defer fmt.Printf("target: attach+detach median < 5 ms: %s\n", verdict)
+		}
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func kib(n int64) string { return fmt.Sprintf("%d KiB", n/1024) }
+
+// memlock adds up what the kernel charges for an attachment's maps and
+// programs (the memlock line of their fdinfo).
+func memlock(a *bpf.Attachment) int64 {
+	var total int64
+	entries, _ := os.ReadDir(a.Dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "map_") {
+			continue
+		}
+		total += fdinfoMemlock(filepath.Join(a.Dir, e.Name()))
+	}
+	return total
+}
+
+func fdinfoMemlock(pin string) int64 {
+	m, err := ebpf.LoadPinnedMap(pin, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return 0
+	}
+	defer m.Close()
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+			var n int64
+			fmt.Sscan(strings.TrimSpace(v), &n)
+			return n
+		}
+	}
+	return 0
+}
