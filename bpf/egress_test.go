@@ -443,3 +443,40 @@ func TestThousandsOfRulesMatchReference(t *testing.T) {
 	t.Logf("%d rules, %d prefixes in %d classes, %d port entries; %d flows, %d denied",
 		len(e.Rules), len(c.V4)+len(c.V6), c.Classes, len(c.Ports), len(flows), denied)
 }
+
+// A full ring buffer drops events, and every drop is counted.
+func TestLostEventsCounted(t *testing.T) {
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	lost, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lost.Close()
+	cg := testenv.Cgroup(t)
+	shared := &bpf.EventMaps{Ring: ring, Lost: lost}
+	a, err := bpf.Attach(bpf.Spec{ID: "lost", Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8080")}, &bpf.Options{PinRoot: pinRoot(t), Events: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Detach()
+	// 200 denials of ~100 bytes each into a 4 KiB buffer nobody reads.
+	var in strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&in, "tcp 10.1.9.9 %d\n", 1000+i)
+	}
+	testenv.Probe(t, netns, cg, in.String(), "batch")
+	rd, err := bpf.NewEventReader(*shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got := len(rd.Drain())
+	if got+int(rd.Lost()) != 200 || rd.Lost() == 0 {
+		t.Errorf("read %d events and counted %d lost; want them to add up to 200 with some lost", got, rd.Lost())
+	}
+	t.Logf("%d events read, %d counted as lost", got, rd.Lost())
+}

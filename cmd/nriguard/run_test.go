@@ -188,3 +188,42 @@ func assertNothingLeft(t *testing.T) {
 		t.Errorf("cgroups left behind: %v", left)
 	}
 }
+
+// nriguard killed outright leaves its pins enforcing; a new process detaches
+// them knowing only the id.
+func TestRunKilledThenDetach(t *testing.T) {
+	port := freePort(t)
+	cmd := exec.Command(nriguard, "run", "--egress", "allow udp 127.0.0.1:53", "--", "sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("run-%d", cmd.Process.Pid)
+	root, _ := cgroup.Root()
+	cg := filepath.Join(root, "nriguard", id)
+	defer cgroup.Remove(cg)
+	pins := filepath.Join(bpf.DefaultPinRoot, id)
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(pins, "meta")); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatal("nriguard run never pinned its attachment")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	probe := fmt.Sprintf("tcp:127.0.0.1:%d", port)
+	if got := testenv.Probe(t, "", cg, "", probe); got[0] != "EPERM" {
+		t.Fatalf("with nriguard gone the pins must keep enforcing: got %q", got)
+	}
+	if r := runCmd(t, exec.Command(nriguard, "detach", id)); r.code != 0 {
+		t.Fatalf("nriguard detach: exit %d %q", r.code, r.other)
+	}
+	if _, err := os.Stat(pins); !os.IsNotExist(err) {
+		t.Errorf("pins still there after detach: %v", err)
+	}
+	if got := testenv.Probe(t, "", cg, "", probe); got[0] != "ok" {
+		t.Errorf("after detach: got %q, want ok", got)
+	}
+}
