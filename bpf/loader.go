@@ -156,6 +156,8 @@ func (a *Attachment) loadEgress(spec Spec, opts *Options) error {
 	}
 	co := &ebpf.CollectionOptions{}
 	if opts != nil && opts.Events != nil {
+		// A shared ring buffer is sized by whoever made it.
+		cs.Maps[egressMapEvents].MaxEntries = opts.Events.Ring.MaxEntries()
 		co.MapReplacements = map[string]*ebpf.Map{egressMapEvents: opts.Events.Ring, egressMapLostEvents: opts.Events.Lost}
 	}
 	var objs egressObjects
