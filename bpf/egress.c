@@ -46,6 +46,46 @@ struct port_key {
 	__u8 pad;
 };
 
+// The loader may replace both with maps shared by all containers.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENT_RING_SIZE);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} lost_events SEC(".maps");
+
+static __always_inline void report_flow(__u8 hook, __u8 verdict, __u8 family, __u8 proto, __u8 type,
+					const void *addr, __u16 port)
+{
+	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		// never silent: user space reports the count
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return;
+	}
+	fill_hdr(&e->h, EV_KIND_FLOW, hook, verdict);
+	if (family == AF_INET6) {
+		__builtin_memcpy(e->addr, addr, 16);
+	} else {
+		__builtin_memset(e->addr, 0, 16);
+		__builtin_memcpy(e->addr, addr, 4);
+	}
+	e->port = port;
+	e->family = family;
+	e->proto = proto;
+	e->type = type;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
 // Sizes are set by the loader to what the policy needs.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type egressEvent struct {
+type egressEventHdr struct {
 	_        structs.HostLayout
 	TsNs     uint64
 	CgroupId uint64
@@ -22,14 +22,30 @@ type egressEvent struct {
 	Uid      uint32
 	Gid      uint32
 	Comm     [16]uint8
-	Addr     [16]uint8
-	Port     uint16
 	Kind     uint8
 	Hook     uint8
 	Verdict  uint8
-	Family   uint8
-	Proto    uint8
-	Type     uint8
+	Pad      [5]uint8
+}
+
+type egressExecEvent struct {
+	_        structs.HostLayout
+	H        egressEventHdr
+	Ppid     uint32
+	Dev      uint32
+	Ino      uint64
+	Filename [256]int8
+}
+
+type egressFlowEvent struct {
+	_      structs.HostLayout
+	H      egressEventHdr
+	Addr   [16]uint8
+	Port   uint16
+	Family uint8
+	Proto  uint8
+	Type   uint8
+	Pad    [3]uint8
 }
 
 type egressPortKey struct {
@@ -57,18 +73,20 @@ type egressV6Key struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	egressMapEvents        = "events"
-	egressMapLostEvents    = "lost_events"
-	egressMapPorts         = "ports"
-	egressMapV4Prefixes    = "v4_prefixes"
-	egressMapV6Prefixes    = "v6_prefixes"
-	egressProgNgConnect4   = "ng_connect4"
-	egressProgNgConnect6   = "ng_connect6"
-	egressProgNgSendmsg4   = "ng_sendmsg4"
-	egressProgNgSendmsg6   = "ng_sendmsg6"
-	egressProgNgSockCreate = "ng_sock_create"
-	egressVarAudit         = "audit"
-	egressVarUnusedEvent   = "unused_event"
+	egressMapEvents          = "events"
+	egressMapLostEvents      = "lost_events"
+	egressMapPorts           = "ports"
+	egressMapV4Prefixes      = "v4_prefixes"
+	egressMapV6Prefixes      = "v6_prefixes"
+	egressProgNgConnect4     = "ng_connect4"
+	egressProgNgConnect6     = "ng_connect6"
+	egressProgNgSendmsg4     = "ng_sendmsg4"
+	egressProgNgSendmsg6     = "ng_sendmsg6"
+	egressProgNgSockCreate   = "ng_sock_create"
+	egressVarAudit           = "audit"
+	egressVarUnusedEventHdr  = "unused_event_hdr"
+	egressVarUnusedExecEvent = "unused_exec_event"
+	egressVarUnusedFlowEvent = "unused_flow_event"
 )
 
 // loadEgress returns the embedded CollectionSpec for egress.
@@ -135,8 +153,10 @@ type egressMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
-	Audit       *ebpf.VariableSpec `ebpf:"audit"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	Audit           *ebpf.VariableSpec `ebpf:"audit"`
+	UnusedEventHdr  *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
+	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedFlowEvent *ebpf.VariableSpec `ebpf:"unused_flow_event"`
 }
 
 // egressObjects contains all objects after they have been loaded into the kernel.
@@ -180,8 +200,10 @@ func (m *egressMaps) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
-	Audit       *ebpf.Variable `ebpf:"audit"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	Audit           *ebpf.Variable `ebpf:"audit"`
+	UnusedEventHdr  *ebpf.Variable `ebpf:"unused_event_hdr"`
+	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedFlowEvent *ebpf.Variable `ebpf:"unused_flow_event"`
 }
 
 // egressPrograms contains all programs after they have been loaded into the kernel.

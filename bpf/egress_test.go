@@ -20,9 +20,7 @@ import (
 	"github.com/nriguard/nriguard/policy/policytest"
 )
 
-var netns string
-
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &netns)) }
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // pinRoot keeps the tests' pins apart from a running nriguard's.
 func pinRoot(t *testing.T) string {
@@ -59,7 +57,7 @@ func expect(t *testing.T, cg string, cases ...string) {
 	for i := 0; i < len(cases); i += 2 {
 		ops, want = append(ops, cases[i]), append(want, cases[i+1])
 	}
-	got := testenv.Probe(t, netns, cg, "", ops...)
+	got := testenv.Probe(t, testenv.NetNS(t), cg, "", ops...)
 	for i := range ops {
 		if i >= len(got) || got[i] != want[i] {
 			t.Errorf("%s: got %q, want %q", ops[i], at(got, i), want[i])
@@ -159,9 +157,9 @@ func TestSocketTypes(t *testing.T) {
 	for _, k := range kinds {
 		ops = append(ops, "socket:"+k)
 	}
-	base := testenv.Probe(t, netns, testenv.Cgroup(t), "", ops...)
+	base := testenv.Probe(t, testenv.NetNS(t), testenv.Cgroup(t), "", ops...)
 	cg, _ := attach(t, "deny any 169.254.169.254", policy.Enforce) // even the most permissive policy
-	got := testenv.Probe(t, netns, cg, "", append(ops, "socket:tcp", "socket:udp6", "socket:packet")...)
+	got := testenv.Probe(t, testenv.NetNS(t), cg, "", append(ops, "socket:tcp", "socket:udp6", "socket:packet")...)
 	for i, k := range kinds {
 		switch {
 		case base[i] != "ok":
@@ -425,7 +423,7 @@ func TestThousandsOfRulesMatchReference(t *testing.T) {
 		flows = append(flows, f)
 		fmt.Fprintf(&in, "%v %s %d\n", f.Proto, f.Addr, f.Port)
 	}
-	got := testenv.Probe(t, netns, cg, in.String(), "batch")
+	got := testenv.Probe(t, testenv.NetNS(t), cg, in.String(), "batch")
 	if len(got) != len(flows) {
 		t.Fatalf("%d results for %d flows", len(got), len(flows))
 	}
@@ -468,7 +466,7 @@ func TestLostEventsCounted(t *testing.T) {
 	for i := range 200 {
 		fmt.Fprintf(&in, "tcp 10.1.9.9 %d\n", 1000+i)
 	}
-	testenv.Probe(t, netns, cg, in.String(), "batch")
+	testenv.Probe(t, testenv.NetNS(t), cg, in.String(), "batch")
 	rd, err := bpf.NewEventReader(*shared)
 	if err != nil {
 		t.Fatal(err)

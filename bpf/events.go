@@ -1,12 +1,10 @@
 package bpf
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -18,22 +16,29 @@ import (
 // prints.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"`    // connect, sendmsg, socket
-	Verdict  string    `json:"verdict"` // denied, would-deny
-	Proto    string    `json:"proto"`   // tcp, udp, raw, icmp, ...
+	Kind     string    `json:"kind"`            // connect, sendmsg, socket, exec
+	Verdict  string    `json:"verdict"`         // denied, would-deny
+	Proto    string    `json:"proto,omitempty"` // tcp, udp, raw, icmp, ...
 	Dest     string    `json:"dest,omitempty"`
 	Port     uint16    `json:"port,omitempty"`
-	Family   string    `json:"family"` // ipv4, ipv6
+	Family   string    `json:"family,omitempty"` // ipv4, ipv6
 	SockType string    `json:"sock_type,omitempty"`
-	PID      uint32    `json:"pid"`
-	TID      uint32    `json:"tid"`
-	UID      uint32    `json:"uid"`
-	GID      uint32    `json:"gid"`
-	Comm     string    `json:"comm"`
-	CgroupID uint64    `json:"cgroup_id"`
+	// exec events
+	Filename string `json:"filename,omitempty"` // as passed to execve
+	File     string `json:"file,omitempty"`     // the file run, as dev:inode
+	PPID     uint32 `json:"ppid,omitempty"`
+	// How a denied exec was stopped: "eperm" (BPF LSM) or "sigkill" (the
+	// program was killed before its first instruction).
+	Enforcement string `json:"enforcement,omitempty"`
+	PID         uint32 `json:"pid"`
+	TID         uint32 `json:"tid"`
+	UID         uint32 `json:"uid"`
+	GID         uint32 `json:"gid"`
+	Comm        string `json:"comm"`
+	CgroupID    uint64 `json:"cgroup_id"`
 }
 
-var hookKinds = map[uint8]string{1: "connect", 2: "connect", 3: "sendmsg", 4: "sendmsg", 5: "socket"}
+var hookKinds = map[uint8]string{1: "connect", 2: "connect", 3: "sendmsg", 4: "sendmsg", 5: "socket", 6: "exec", 7: "exec"}
 
 var verdicts = map[uint8]string{2: "denied", 3: "would-deny"}
 
@@ -48,45 +53,79 @@ func bootOffset() time.Duration {
 	return time.Duration(time.Now().UnixNano() - ts.Nano())
 }
 
+const (
+	evKindFlow   = 1
+	evKindExec   = 2
+	hookExecKill = 6
+)
+
 // DecodeEvent parses one ring-buffer record.
 func DecodeEvent(raw []byte, offset time.Duration) (Event, error) {
-	var r egressEvent
-	if len(raw) < int(unsafe.Sizeof(r)) {
+	var h egressEventHdr
+	if len(raw) < binary.Size(h) {
 		return Event{}, fmt.Errorf("short event: %d bytes", len(raw))
 	}
-	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &r); err != nil {
-		return Event{}, err
-	}
+	binary.Decode(raw, binary.NativeEndian, &h)
 	e := Event{
-		Time:     time.Unix(0, int64(r.TsNs)+int64(offset)),
-		Kind:     hookKinds[r.Hook],
-		Verdict:  verdicts[r.Verdict],
-		Proto:    name(protoNames, r.Proto),
-		Port:     r.Port,
-		PID:      r.Pid,
-		TID:      r.Tid,
-		UID:      r.Uid,
-		GID:      r.Gid,
-		Comm:     string(bytes.TrimRight(r.Comm[:], "\x00")),
-		CgroupID: r.CgroupId,
-		SockType: sockTypes[r.Type],
+		Time:     time.Unix(0, int64(h.TsNs)+int64(offset)),
+		Kind:     hookKinds[h.Hook],
+		Verdict:  verdicts[h.Verdict],
+		PID:      h.Pid,
+		TID:      h.Tid,
+		UID:      h.Uid,
+		GID:      h.Gid,
+		Comm:     cstring(h.Comm[:]),
+		CgroupID: h.CgroupId,
 	}
-	switch r.Family {
-	case 2:
-		e.Family = "ipv4"
-		if e.Kind != "socket" {
-			e.Dest = netip.AddrFrom4([4]byte(r.Addr[:4])).String()
+	switch h.Kind {
+	case evKindFlow:
+		var r egressFlowEvent
+		if _, err := binary.Decode(raw, binary.NativeEndian, &r); err != nil {
+			return Event{}, fmt.Errorf("flow event: %w", err)
 		}
-	case 10:
-		e.Family = "ipv6"
-		if e.Kind != "socket" {
-			e.Dest = netip.AddrFrom16(r.Addr).String()
+		e.Proto, e.Port, e.SockType = name(protoNames, r.Proto), r.Port, sockTypes[r.Type]
+		switch r.Family {
+		case 2:
+			e.Family = "ipv4"
+			if e.Kind != "socket" {
+				e.Dest = netip.AddrFrom4([4]byte(r.Addr[:4])).String()
+			}
+		case 10:
+			e.Family = "ipv6"
+			if e.Kind != "socket" {
+				e.Dest = netip.AddrFrom16(r.Addr).String()
+			}
 		}
-	}
-	if r.Type == 3 && e.Proto == "ip" {
-		e.Proto = "raw"
+		if r.Type == 3 && e.Proto == "ip" {
+			e.Proto = "raw"
+		}
+	case evKindExec:
+		var r egressExecEvent
+		if _, err := binary.Decode(raw, binary.NativeEndian, &r); err != nil {
+			return Event{}, fmt.Errorf("exec event: %w", err)
+		}
+		e.Filename = cstring(r.Filename[:])
+		e.File = fmt.Sprintf("%d:%d:%d", r.Dev>>20, r.Dev&(1<<20-1), r.Ino)
+		e.PPID = r.Ppid
+		e.Enforcement = "eperm"
+		if h.Hook == hookExecKill {
+			e.Enforcement = "sigkill"
+		}
+	default:
+		return Event{}, fmt.Errorf("unknown event kind %d", h.Kind)
 	}
 	return e, nil
+}
+
+func cstring[T int8 | uint8](b []T) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
 }
 
 func name(m map[uint8]string, v uint8) string {
@@ -98,10 +137,11 @@ func name(m map[uint8]string, v uint8) string {
 
 // EventReader reads events from a ring buffer.
 type EventReader struct {
-	rd     *ringbuf.Reader
-	lost   *ebpf.Map
-	offset time.Duration
-	rec    ringbuf.Record
+	rd        *ringbuf.Reader
+	lost      *ebpf.Map
+	execRules *ebpf.Map
+	offset    time.Duration
+	rec       ringbuf.Record
 }
 
 // NewEventReader reads m's events.
@@ -110,7 +150,7 @@ func NewEventReader(m EventMaps) (*EventReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &EventReader{rd: rd, lost: m.Lost, offset: bootOffset()}, nil
+	return &EventReader{rd: rd, lost: m.Lost, execRules: m.ExecRules, offset: bootOffset()}, nil
 }
 
 // Read blocks for the next event. It returns os.ErrDeadlineExceeded after
@@ -141,11 +181,14 @@ func (r *EventReader) Drain() []Event {
 // Lost is how many events the programs dropped because the ring buffer was
 // full.
 func (r *EventReader) Lost() uint64 {
-	var n uint64
+	var n, x uint64
 	if r.lost != nil {
 		r.lost.Lookup(uint32(0), &n)
 	}
-	return n
+	if r.execRules != nil {
+		r.execRules.Lookup(keyLost, &x)
+	}
+	return n + x
 }
 
 // Close stops the reader.

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,16 +30,38 @@ const DefaultPinRoot = "/sys/fs/bpf/nriguard"
 
 // Spec says what to hold one cgroup to.
 type Spec struct {
-	ID     string           // the pin directory's name: a container id, or run-<pid>
-	Cgroup string           // the cgroup v2 directory
-	Egress *policy.Compiled // nil: no egress policy
+	ID     string            // the pin directory's name: a container id, or run-<pid>
+	Cgroup string            // the cgroup v2 directory
+	Egress *policy.Compiled  // nil: no egress policy
+	Exec   *policy.ExecTable // nil: no exec policy
 	Mode   policy.Mode
 }
 
 // EventMaps are the ring buffer the programs write events to and the
-// counter of events it had no room for.
+// counters of events it had no room for.
 type EventMaps struct {
 	Ring, Lost *ebpf.Map
+	// ExecRules, when set, is an exec rule map whose lost counter is read too.
+	ExecRules *ebpf.Map
+}
+
+// EventRingSize is the size of every event ring buffer: one shared by
+// several attachments must have it too.
+const EventRingSize = 1 << 20
+
+// NewEventMaps makes a ring buffer and lost counter to share between
+// attachments (Options.Events).
+func NewEventMaps() (*EventMaps, error) {
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_events", Type: ebpf.RingBuf, MaxEntries: EventRingSize})
+	if err != nil {
+		return nil, err
+	}
+	lost, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_lost", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		ring.Close()
+		return nil, err
+	}
+	return &EventMaps{Ring: ring, Lost: lost}, nil
 }
 
 // Options tune an attach.
@@ -46,6 +70,16 @@ type Options struct {
 	// Events, when set, is shared by every attachment (one reader for all
 	// containers); otherwise each attachment has its own.
 	Events *EventMaps
+	// ExecBackend picks the exec backend when this pin root has no exec
+	// program yet (BackendLSM or BackendKill); empty: ExecBackend().
+	ExecBackend string
+}
+
+func (o *Options) execBackend() string {
+	if o == nil {
+		return ""
+	}
+	return o.ExecBackend
 }
 
 func (o *Options) pinRoot() string {
@@ -60,6 +94,7 @@ func (o *Options) pinRoot() string {
 type Attachment struct {
 	ID, Dir string
 	Events  EventMaps
+	root    string
 	objs    []ebpfCloser
 	links   []link.Link
 }
@@ -80,7 +115,20 @@ var egressLinks = []struct {
 	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *egressObjects) *ebpf.Program { return o.NgSendmsg6 }},
 }
 
-const metaPin = "meta" // cgroup id and policy digest, for idempotence and reconciliation
+// The meta map holds what detach and reconciliation need to know of an
+// attachment: what it enforces (a digest), where, and which parts it has.
+const metaPin = "meta"
+
+type meta struct {
+	Digest [32]byte
+	Cgroup uint64
+	Parts  uint64
+}
+
+const (
+	partEgress = 1 << iota
+	partExec
+)
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
 
@@ -92,11 +140,11 @@ var egressSpec = sync.OnceValues(loadEgress)
 // are in force for a moment, and a flow must pass both). A failure leaves
 // nothing attached or pinned.
 func Attach(spec Spec, opts *Options) (*Attachment, error) {
-	if !validID.MatchString(spec.ID) {
+	if !validID.MatchString(spec.ID) || strings.HasPrefix(spec.ID, "tmp-") {
 		return nil, fmt.Errorf("attach: invalid id %q: expected 1-200 letters, digits, '_' or '-'", spec.ID)
 	}
-	if spec.Egress == nil {
-		return nil, fmt.Errorf("attach %s: nothing to attach (no egress policy)", spec.ID)
+	if spec.Egress == nil && spec.Exec == nil {
+		return nil, fmt.Errorf("attach %s: nothing to attach (no egress or exec policy)", spec.ID)
 	}
 	root := opts.pinRoot()
 	if err := ensurePinRoot(root); err != nil {
@@ -106,39 +154,99 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
 	}
-	digest := spec.digest(cgid)
+	m := meta{Digest: spec.digest(cgid), Cgroup: cgid}
+	if spec.Egress != nil {
+		m.Parts |= partEgress
+	}
+	if spec.Exec != nil {
+		m.Parts |= partExec
+	}
 	dir := filepath.Join(root, spec.ID)
-	if old, err := readMeta(dir); err == nil && old == digest && complete(dir) {
-		return &Attachment{ID: spec.ID, Dir: dir}, nil
+	old, oldErr := readMeta(dir)
+	if oldErr == nil && old == m && complete(dir, m.Parts) {
+		return &Attachment{ID: spec.ID, Dir: dir, root: root}, nil
 	}
 
-	a := &Attachment{ID: spec.ID, Dir: dir}
+	a := &Attachment{ID: spec.ID, Dir: dir, root: root}
 	tmp := filepath.Join(root, fmt.Sprintf("tmp-%d-%s-%s", os.Getpid(), randomHex(), spec.ID))
+	published := false
 	ok := false
 	defer func() {
 		if !ok {
+			if published && (oldErr != nil || old.Cgroup != cgid || old.Parts&partExec == 0) {
+				withdrawExec(root, cgid)
+			}
 			a.close()
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := a.loadEgress(spec, opts); err != nil {
-		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
-	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
-	}
-	if err := a.attachAndPin(spec, tmp, digest); err != nil {
+	fail := func(err error) (*Attachment, error) {
 		return nil, fmt.Errorf("attach %s to %s: %w", spec.ID, spec.Cgroup, err)
 	}
-	// The new links are in force: now retire any old ones and take the name.
+	if spec.Egress != nil {
+		if err := a.loadEgress(spec, opts); err != nil {
+			return fail(err)
+		}
+	} else if err := a.ownEvents(opts); err != nil {
+		return fail(err)
+	}
+	var rules *ebpf.Map
+	if spec.Exec != nil {
+		if rules, err = newExecRules(spec.Exec, spec.Mode); err != nil {
+			return fail(err)
+		}
+		a.objs = append(a.objs, rules)
+		a.Events.ExecRules = rules
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fail(err)
+	}
+	if spec.Egress != nil {
+		if err := a.attachEgress(spec, tmp); err != nil {
+			return fail(err)
+		}
+	}
+	if rules != nil {
+		if err := rules.Pin(filepath.Join(tmp, execRulesPin)); err != nil {
+			return fail(err)
+		}
+		if err := publishExec(root, opts.execBackend(), cgid, rules, a.Events.Ring); err != nil {
+			return fail(err)
+		}
+		published = true
+	}
+	if err := a.pinMeta(tmp, m); err != nil {
+		return fail(err)
+	}
+	// The new policy is in force: now retire the old one and take the name.
+	if oldErr == nil && old.Parts&partExec != 0 && (spec.Exec == nil || old.Cgroup != cgid) {
+		withdrawExec(root, old.Cgroup)
+	}
 	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("attach %s: replace %s: %w", spec.ID, dir, err)
+		return fail(fmt.Errorf("replace %s: %w", dir, err))
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
+		return fail(err)
 	}
 	ok = true
 	return a, nil
+}
+
+const execRulesPin = "map_exec_rules"
+
+// ownEvents gives an exec-only attachment its event ring and lost counter.
+func (a *Attachment) ownEvents(opts *Options) error {
+	if opts != nil && opts.Events != nil {
+		a.Events = *opts.Events
+		return nil
+	}
+	ev, err := NewEventMaps()
+	if err != nil {
+		return err
+	}
+	a.objs = append(a.objs, ev.Ring, ev.Lost)
+	a.Events = *ev
+	return nil
 }
 
 func (a *Attachment) loadEgress(spec Spec, opts *Options) error {
@@ -230,7 +338,7 @@ func putAll[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
-func (a *Attachment) attachAndPin(spec Spec, dir string, digest [32]byte) error {
+func (a *Attachment) attachEgress(spec Spec, dir string) error {
 	objs := a.objs[0].(*egressObjects)
 	for _, l := range egressLinks {
 		lk, err := link.AttachCgroup(link.CgroupOptions{Path: spec.Cgroup, Attach: l.attach, Program: l.prog(objs)})
@@ -247,47 +355,79 @@ func (a *Attachment) attachAndPin(spec Spec, dir string, digest [32]byte) error 
 			return fmt.Errorf("pin %s: %w", name, err)
 		}
 	}
-	meta, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_meta", Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1})
+	return nil
+}
+
+func (a *Attachment) pinMeta(dir string, m meta) error {
+	mm, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_meta", Type: ebpf.Array, KeySize: 4, ValueSize: uint32(binary.Size(m)), MaxEntries: 1})
 	if err != nil {
 		return err
 	}
-	a.objs = append(a.objs, meta)
-	if err := meta.Put(uint32(0), digest); err != nil {
+	a.objs = append(a.objs, mm)
+	if err := mm.Put(uint32(0), m); err != nil {
 		return err
 	}
-	return meta.Pin(filepath.Join(dir, metaPin))
+	return mm.Pin(filepath.Join(dir, metaPin))
 }
 
 // digest identifies what an attachment enforces, and where.
 func (s Spec) digest(cgid uint64) [32]byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "cgroup %d mode %d default %d\n", cgid, s.Mode, s.Egress.Default)
-	for _, pc := range append(append([]policy.PrefixClass{}, s.Egress.V4...), s.Egress.V6...) {
-		fmt.Fprintf(h, "%s %d\n", pc.Prefix, pc.Class)
+	fmt.Fprintf(h, "cgroup %d mode %d\n", cgid, s.Mode)
+	if e := s.Egress; e != nil {
+		fmt.Fprintf(h, "egress default %d\n", e.Default)
+		for _, pc := range append(append([]policy.PrefixClass{}, e.V4...), e.V6...) {
+			fmt.Fprintf(h, "%s %d\n", pc.Prefix, pc.Class)
+		}
+		for _, pe := range e.Ports {
+			fmt.Fprintf(h, "%d %d %d/%d %d\n", pe.Class, pe.Proto, pe.Port, pe.Bits, pe.Action)
+		}
 	}
-	for _, pe := range s.Egress.Ports {
-		fmt.Fprintf(h, "%d %d %d/%d %d\n", pe.Class, pe.Proto, pe.Port, pe.Bits, pe.Action)
+	if x := s.Exec; x != nil {
+		fmt.Fprintf(h, "exec default %d\n", x.Default)
+		ids := make([]policy.FileID, 0, len(x.Files))
+		for id := range x.Files {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b policy.FileID) int {
+			if a.Dev != b.Dev {
+				return cmp.Compare(a.Dev, b.Dev)
+			}
+			return cmp.Compare(a.Ino, b.Ino)
+		})
+		for _, id := range ids {
+			fmt.Fprintf(h, "%d:%d %d\n", id.Dev, id.Ino, x.Files[id])
+		}
 	}
 	var d [32]byte
 	copy(d[:], h.Sum(nil))
 	return d
 }
 
-func readMeta(dir string) ([32]byte, error) {
-	var d [32]byte
+func readMeta(dir string) (meta, error) {
+	var v meta
 	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, metaPin), &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
-		return d, err
+		return v, err
 	}
 	defer m.Close()
-	err = m.Lookup(uint32(0), &d)
-	return d, err
+	err = m.Lookup(uint32(0), &v)
+	return v, err
 }
 
-// complete reports whether every link of an attachment is pinned.
-func complete(dir string) bool {
-	for _, l := range egressLinks {
-		if _, err := os.Stat(filepath.Join(dir, l.name)); err != nil {
+// complete reports whether every pin of an attachment's parts is there.
+func complete(dir string, parts uint64) bool {
+	var names []string
+	if parts&partEgress != 0 {
+		for _, l := range egressLinks {
+			names = append(names, l.name)
+		}
+	}
+	if parts&partExec != 0 {
+		names = append(names, execRulesPin)
+	}
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
 			return false
 		}
 	}
@@ -313,14 +453,15 @@ func (a *Attachment) close() {
 // Detach removes the attachment's pins and releases its handles: the
 // programs leave the cgroup and the maps are freed.
 func (a *Attachment) Detach() error {
-	err := os.RemoveAll(a.Dir)
+	err := Detach(a.root, a.ID)
 	a.close()
 	return err
 }
 
 // Detach removes what any process pinned for id under root (DefaultPinRoot
-// when empty). Removing the pins drops the last references to the links and
-// maps, so nothing stays attached. Detaching what is not there is fine.
+// when empty): its entries in the host-wide exec maps, then its pins, which
+// hold the last references to its links and maps, so nothing stays
+// attached. Detaching what is not there is fine.
 func Detach(root, id string) error {
 	if root == "" {
 		root = DefaultPinRoot
@@ -328,7 +469,13 @@ func Detach(root, id string) error {
 	if !validID.MatchString(id) {
 		return fmt.Errorf("detach: invalid id %q", id)
 	}
-	if err := os.RemoveAll(filepath.Join(root, id)); err != nil {
+	dir := filepath.Join(root, id)
+	if m, err := readMeta(dir); err == nil && m.Parts&partExec != 0 {
+		if err := withdrawExec(root, m.Cgroup); err != nil {
+			return fmt.Errorf("detach %s: %w", id, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("detach %s: %w", id, err)
 	}
 	return nil
@@ -356,7 +503,7 @@ func List(root string) ([]string, error) {
 			}
 			continue
 		}
-		if e.IsDir() && validID.MatchString(name) {
+		if e.IsDir() && validID.MatchString(name) && !strings.HasPrefix(name, "_") {
 			ids = append(ids, name)
 		}
 	}

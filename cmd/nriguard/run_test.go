@@ -19,7 +19,6 @@ import (
 )
 
 var (
-	netns    string
 	nriguard string // the real binary, built once
 	probeBin string // this test binary, where any user can run it
 )
@@ -50,7 +49,7 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
-	return testenv.Main(m, &netns)
+	return testenv.Main(m)
 }
 
 type runResult struct {

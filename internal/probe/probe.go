@@ -14,6 +14,7 @@
 //	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
 //	cgroup:DIR          move this process into cgroup DIR
 //	socket:KIND         raw4 raw6 ping4 ping6 packet sctp mptcp
+//	exec:PATH, execin:DIR:PATH, memfd:SRC   see exec.go
 //	batch               flows "tcp|udp ADDR PORT" on stdin: allow or deny each
 //
 // A result is "ok", an errno name such as "EPERM", or for batch "allow"/"deny".
@@ -38,6 +39,15 @@ func Run(ops []string, stdin io.Reader, w io.Writer) {
 	for _, op := range ops {
 		if op == "batch" {
 			batch(stdin, w)
+			continue
+		}
+		kind, arg, _ := strings.Cut(op, ":")
+		if kind == "exec" || kind == "execin" || kind == "memfd" {
+			res, err := execOp(kind, arg)
+			if err != nil {
+				res = result(err)
+			}
+			fmt.Fprintln(w, res)
 			continue
 		}
 		fmt.Fprintln(w, result(do(op)))

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,10 +27,13 @@ const probeEnv = "NRIGUARD_TEST_PROBE"
 var Addresses = []string{"10.1.2.3/32", "10.1.9.9/32", "192.0.2.1/32", "2001:db8::1/128", "2001:db8:1::1/128"}
 
 // Main is called from a test package's TestMain: in a probe child it runs
-// the probe and exits; otherwise it runs the tests with a network namespace
-// set up for them, removes it and returns the tests' exit code.
-func Main(m *testing.M, ns *string) int {
+// the probe and exits; otherwise it runs the tests, removes the network
+// namespace if a test made one, and returns the tests' exit code.
+func Main(m *testing.M) int {
 	if os.Getenv(probeEnv) != "" {
+		if len(os.Args) > 1 && os.Args[1] == probe.ExecveatArg {
+			os.Exit(probe.Execveat())
+		}
 		probe.Run(os.Args[1:], os.Stdin, os.Stdout)
 		os.Exit(0)
 	}
@@ -37,19 +41,40 @@ func Main(m *testing.M, ns *string) int {
 		fmt.Fprintln(os.Stderr, "these tests load BPF programs and make cgroups and network namespaces: run them as root")
 		return 1
 	}
-	name := fmt.Sprintf("ngtest%d", os.Getpid())
-	if err := makeNetNS(name); err != nil {
-		fmt.Fprintln(os.Stderr, "test network namespace:", err)
-		exec.Command("ip", "netns", "del", name).Run()
-		return 1
-	}
-	*ns = name
-	defer exec.Command("ip", "netns", "del", name).Run()
+	defer func() {
+		if netnsName != "" {
+			exec.Command("ip", "netns", "del", netnsName).Run()
+		}
+	}()
 	return m.Run()
 }
 
 // IsProbe tells whether this process is a probe child.
 func IsProbe() bool { return os.Getenv(probeEnv) != "" }
+
+var (
+	netnsOnce sync.Once
+	netnsName string
+	netnsErr  error
+)
+
+// NetNS returns the tests' network namespace, made on first use: loopback
+// up with Addresses on it, ping sockets and TCP fast open enabled.
+func NetNS(t testing.TB) string {
+	t.Helper()
+	netnsOnce.Do(func() {
+		name := fmt.Sprintf("ngtest%d", os.Getpid())
+		if netnsErr = makeNetNS(name); netnsErr != nil {
+			exec.Command("ip", "netns", "del", name).Run()
+			return
+		}
+		netnsName = name
+	})
+	if netnsErr != nil {
+		t.Fatalf("test network namespace: %v", netnsErr)
+	}
+	return netnsName
+}
 
 func makeNetNS(name string) error {
 	cmds := [][]string{

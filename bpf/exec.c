@@ -1,0 +1,175 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// nriguard exec control: which programs a container may run. One program
+// for the whole host (exec hooks cannot be attached per cgroup on every
+// kernel) finds the policy of the exec'ing process's cgroup, or of its
+// nearest policed ancestor, in exec_policies: a map per container, keyed by
+// the executed file's (device, inode) as resolved by user space.
+//
+// Two backends, loaded one at a time (see docs/design.md):
+//  - ng_exec_lsm on lsm/bprm_check_security refuses the exec with EPERM;
+//  - ng_exec_kill on tp_btf/sched_process_exec, where BPF LSM is not
+//    available, kills the new program with SIGKILL before its first
+//    instruction.
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#define HOOK_EXEC_KILL 6
+#define HOOK_EXEC_LSM 7
+
+#define EPERM 1
+#define SIGKILL 9
+#define MAX_CGROUP_LEVEL 32
+
+#define VERDICT_ALLOW 1
+#define VERDICT_DENY 2
+
+#include "common.h"
+
+// Only the fields nriguard reads; CO-RE relocates them against the kernel.
+struct super_block {
+	__u32 s_dev;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
+	char buf[256];
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	int tgid;
+	struct task_struct *real_parent;
+} __attribute__((preserve_access_index));
+
+struct file_key {
+	__u64 ino;
+	__u32 dev; // kernel encoding: major << 20 | minor
+	__u32 pad;
+};
+
+// Emitted whole into BTF (the map definitions only point at it).
+const struct file_key unused_file_key __attribute__((used)) = {};
+
+// In a container's rule map, these keys hold its settings, not files.
+#define KEY_SETTINGS_DEV 0 // ino 0: value = default verdict | audit << 8
+#define KEY_LOST_DEV 1 // ino 0: events its ring had no room for
+
+// Inner hash maps may differ in size from this template: each container's
+// is sized to its rules.
+struct exec_rules {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct file_key);
+	__type(value, __u64); // VERDICT_*
+	__uint(max_entries, 1);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u64); // cgroup id
+	__uint(max_entries, 65536);
+	__array(values, struct exec_rules);
+} exec_policies SEC(".maps");
+
+struct event_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENT_RING_SIZE);
+};
+
+// The ring each policed cgroup's events go to: its own reader's.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u64); // cgroup id
+	__uint(max_entries, 65536);
+	__array(values, struct event_ring);
+} exec_rings SEC(".maps");
+
+static __always_inline void report_exec(__u64 cgid, void *rules, __u8 hook, __u8 verdict,
+					struct linux_binprm *bprm, struct file_key *fk,
+					struct task_struct *task)
+{
+	void *ring = bpf_map_lookup_elem(&exec_rings, &cgid);
+	struct exec_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : 0;
+	if (!e) {
+		struct file_key lk = { .dev = KEY_LOST_DEV };
+		__u64 *n = bpf_map_lookup_elem(rules, &lk);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return;
+	}
+	fill_hdr(&e->h, EV_KIND_EXEC, hook, verdict);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->dev = fk->dev;
+	e->ino = fk->ino;
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	bpf_ringbuf_submit(e, 0);
+}
+
+// judge returns 0 to let the exec go on, 1 to refuse it, after reporting.
+// Every policed cgroup from the process's own up to the root must allow it.
+static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct task_struct *task)
+{
+	struct inode *ino = BPF_CORE_READ(bprm, file, f_inode);
+	struct file_key fk = {
+		.ino = BPF_CORE_READ(ino, i_ino),
+		.dev = BPF_CORE_READ(ino, i_sb, s_dev),
+	};
+	int refuse = 0;
+	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
+		__u64 cgid = bpf_get_current_ancestor_cgroup_id(level);
+		if (!cgid)
+			continue; // deeper than the process's own cgroup
+		void *rules = bpf_map_lookup_elem(&exec_policies, &cgid);
+		if (!rules)
+			continue;
+		struct file_key sk = { .dev = KEY_SETTINGS_DEV };
+		__u64 *settings = bpf_map_lookup_elem(rules, &sk);
+		__u64 *v = bpf_map_lookup_elem(rules, &fk);
+		__u64 verdict = v ? *v : (settings ? (*settings & 0xff) : VERDICT_DENY);
+		if (verdict == VERDICT_ALLOW)
+			continue;
+		int audit = settings && (*settings >> 8) & 1;
+		report_exec(cgid, rules, hook, audit ? EV_WOULD_DENY : EV_DENIED, bprm, &fk, task);
+		if (!audit)
+			refuse = 1;
+	}
+	return refuse;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ng_exec_kill, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
+{
+	// The new image is in place but has not run: SIGKILL is delivered on the
+	// way back to user space, so not one of its instructions runs.
+	if (judge(bprm, HOOK_EXEC_KILL, p))
+		bpf_send_signal(SIGKILL);
+	return 0;
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(ng_exec_lsm, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	// A #! script is judged at the next round, as its interpreter: the file
+	// the kernel actually runs, as the SIGKILL backend sees it.
+	if (bprm->buf[0] == '#' && bprm->buf[1] == '!')
+		return 0;
+	if (judge(bprm, HOOK_EXEC_LSM, bpf_get_current_task_btf()))
+		return -EPERM;
+	return 0;
+}
+
+char __license[] SEC("license") = "GPL";

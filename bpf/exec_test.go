@@ -1,0 +1,287 @@
+package bpf_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/internal/testenv"
+	"github.com/nriguard/nriguard/policy"
+	"github.com/nriguard/nriguard/resolve"
+)
+
+// execFixture lays out programs the way images do: usrmerge's /bin ->
+// usr/bin, symlinks, hard links, copies, scripts, a dynamic loader's name, a
+// directory of tools. Every program is a copy of static busybox, which runs
+// the applet its argv[0] names.
+func execFixture(t *testing.T) string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("busybox (static) is needed for the exec fixture: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "nriguard-exec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	p := func(rel string) string { return filepath.Join(dir, rel) }
+	for _, d := range []string{"usr/bin", "lib", "opt/tools/sub"} {
+		must(t, os.MkdirAll(p(d), 0o755))
+	}
+	for _, f := range []string{"usr/bin/allowed", "usr/bin/other", "usr/bin/copy-of-allowed", "usr/bin/copy-of-other",
+		"usr/bin/sh", "lib/ld-linux-x86-64.so.2", "opt/tools/a", "opt/tools/sub/b"} {
+		copyFile(t, bb, p(f))
+	}
+	must(t, os.Symlink("usr/bin", p("bin")))
+	must(t, os.Symlink("allowed", p("usr/bin/link-to-allowed")))
+	must(t, os.Link(p("usr/bin/allowed"), p("usr/bin/hardlink-allowed")))
+	must(t, os.Link(p("usr/bin/other"), p("usr/bin/hardlink-other")))
+	must(t, os.WriteFile(p("usr/bin/script-ok.sh"), []byte("#!"+p("usr/bin/sh")+"\nexit 0\n"), 0o755))
+	must(t, os.WriteFile(p("usr/bin/script-bad.sh"), []byte("#!"+p("usr/bin/other")+"\nexit 0\n"), 0o755))
+	return dir
+}
+
+func copyFile(t *testing.T, from, to string) {
+	in, err := os.Open(from)
+	must(t, err)
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	must(t, err)
+	_, err = io.Copy(out, in)
+	must(t, err)
+	must(t, out.Close())
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// backends runs f once per exec backend, each with a pin root of its own
+// (the host-wide exec program is per pin root). A backend the kernel cannot
+// load is skipped with the reason.
+func backends(t *testing.T, f func(t *testing.T, opts *bpf.Options)) {
+	for _, be := range []string{bpf.BackendKill, bpf.BackendLSM} {
+		t.Run(be, func(t *testing.T) {
+			if reason := backendUnavailable(be); reason != "" {
+				if be == bpf.BackendKill {
+					t.Fatal(reason) // the fallback must work everywhere nriguard runs
+				}
+				t.Skip(reason)
+			}
+			root := fmt.Sprintf("/sys/fs/bpf/nriguard-test-%d-%s", os.Getpid(), be)
+			t.Cleanup(func() { os.RemoveAll(root) })
+			f(t, &bpf.Options{PinRoot: root, ExecBackend: be})
+		})
+	}
+}
+
+func backendUnavailable(be string) string {
+	if err := bpf.ProbeExecBackend(be); err != nil {
+		if be == bpf.BackendLSM {
+			why := err.Error()
+			if errors.Is(err, unix.EPERM) {
+				why = "EPERM at load: the kernel is locked down"
+			}
+			return fmt.Sprintf("needs BPF LSM, which this kernel refuses (%s); make vmtest runs this under BPF LSM in a VM", why)
+		}
+		return fmt.Sprintf("tp_btf/sched_process_exec does not load on this kernel: %v", err)
+	}
+	return ""
+}
+
+func attachExec(t *testing.T, opts *bpf.Options, cg, rules string, mode policy.Mode) *bpf.Attachment {
+	t.Helper()
+	e, err := policy.ParseExec("exec.nriguard.io", rules)
+	must(t, err)
+	table, warnings, err := resolve.Exec("/", "exec.nriguard.io", e)
+	must(t, err)
+	for _, w := range warnings {
+		t.Log(w)
+	}
+	a, err := bpf.Attach(bpf.Spec{ID: "x-" + filepath.Base(cg), Cgroup: cg, Exec: table, Mode: mode}, opts)
+	must(t, err)
+	t.Cleanup(func() { a.Detach() })
+	return a
+}
+
+// probeSelf is the test binary: every exec policy here allows it, since the
+// probe itself is exec'd into the policed cgroup.
+func probeSelf(t *testing.T) string {
+	self, err := os.Executable()
+	must(t, err)
+	return self
+}
+
+// The exec table: both backends must give the same answers. Rows marked
+// "known limit" pass by design and are documented in docs/policy.md.
+func TestExecTable(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		p := func(rel string) string { return filepath.Join(T, rel) }
+		allowlist := fmt.Sprintf("allow %s; allow %s; allow %s/; allow %s/; allow %s",
+			p("bin/allowed"), p("usr/bin/sh"), p("opt/tools"), p("lib"), probeSelf(t))
+		cg := testenv.Cgroup(t)
+		attachExec(t, opts, cg, allowlist, policy.Enforce)
+		rows := []struct{ op, want, why string }{
+			{"exec:" + p("usr/bin/allowed"), "ran", "allowed through the usrmerge path /bin"},
+			{"exec:" + p("bin/allowed"), "ran", "the path the rule names"},
+			{"exec:" + p("usr/bin/other"), "denied", "not allowed: default deny"},
+			{"exec:" + p("bin/other"), "denied", "through the symlinked directory"},
+			{"exec:" + p("usr/bin/link-to-allowed"), "ran", "a symlink runs its target"},
+			{"execin:" + p("usr/bin") + ":./allowed", "ran", "relative path"},
+			{"execin:" + p("bin") + ":./other", "denied", "relative path through a symlinked directory"},
+			{"exec:" + p("usr/bin/hardlink-allowed"), "ran", "a hard link is the same file"},
+			{"exec:" + p("usr/bin/copy-of-allowed"), "denied", "a copy is another file"},
+			{"exec:" + p("usr/bin/script-ok.sh"), "ran", "a script runs as its interpreter, which is allowed"},
+			{"exec:" + p("usr/bin/script-bad.sh"), "denied", "its interpreter is not allowed"},
+			{"exec:" + p("lib/ld-linux-x86-64.so.2"), "denied", "directory rules never allow a dynamic loader"},
+			{"exec:" + p("opt/tools/a"), "ran", "directory rule"},
+			{"exec:" + p("opt/tools/sub/b"), "ran", "directory rule, below"},
+			{"memfd:" + p("usr/bin/allowed"), "denied", "fileless: a memfd is another file"},
+			{"exec:" + p("usr/bin/allowed") + ":sh", "ran", "known limit: a multi-call binary runs whatever applet argv[0] names"},
+		}
+		var ops []string
+		for _, r := range rows {
+			ops = append(ops, r.op)
+		}
+		check := func(name, dir string) {
+			got := testenv.Probe(t, "", dir, "", ops...)
+			for i, r := range rows {
+				if at(got, i) != r.want {
+					t.Errorf("%s: %s: got %s, want %s (%s)", name, strings.TrimPrefix(r.op, T), at(got, i), r.want, r.why)
+				}
+			}
+		}
+		check("cgroup", cg)
+		child := filepath.Join(cg, "child")
+		must(t, os.Mkdir(child, 0o755))
+		check("child cgroup", child)
+
+		// A deny list, and its known limit: a copy of a denied program runs.
+		cg2 := testenv.Cgroup(t)
+		attachExec(t, opts, cg2, "deny "+p("usr/bin/other"), policy.Enforce)
+		got := testenv.Probe(t, "", cg2, "", "exec:"+p("bin/other"), "exec:"+p("usr/bin/hardlink-other"),
+			"exec:"+p("usr/bin/copy-of-other"), "exec:"+p("usr/bin/allowed"))
+		if want := "denied denied ran ran"; strings.Join(got, " ") != want {
+			t.Errorf("deny list: got %q, want %q (a copy of a denied program is a known limit)", got, want)
+		}
+	})
+}
+
+func TestExecAuditAndEvents(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		other := filepath.Join(T, "usr/bin/other")
+		rules := fmt.Sprintf("allow %s; allow %s", filepath.Join(T, "usr/bin/allowed"), probeSelf(t))
+
+		cg := testenv.Cgroup(t)
+		a := attachExec(t, opts, cg, rules, policy.Enforce)
+		ev := oneExecEvent(t, a, cg, "exec:"+other, "denied")
+		want := "sigkill"
+		if opts.ExecBackend == bpf.BackendLSM {
+			want = "eperm"
+		}
+		if ev.Kind != "exec" || ev.Verdict != "denied" || ev.Filename != other || ev.Enforcement != want ||
+			ev.PPID == 0 || ev.PID == 0 || ev.CgroupID == 0 || ev.File == "" {
+			t.Errorf("enforce event: %+v", ev)
+		}
+
+		cg = testenv.Cgroup(t)
+		a = attachExec(t, opts, cg, rules, policy.Audit)
+		ev = oneExecEvent(t, a, cg, "exec:"+other, "ran")
+		if ev.Verdict != "would-deny" || ev.Filename != other {
+			t.Errorf("audit event: %+v", ev)
+		}
+	})
+}
+
+// oneExecEvent runs op in cg, checks its result and returns the one event.
+func oneExecEvent(t *testing.T, a *bpf.Attachment, cg, op, want string) bpf.Event {
+	t.Helper()
+	rd, err := bpf.NewEventReader(a.Events)
+	must(t, err)
+	defer rd.Close()
+	if got := testenv.Probe(t, "", cg, "", op); at(got, 0) != want {
+		t.Fatalf("%s: got %q, want %s", op, got, want)
+	}
+	evs := waitEvents(t, rd, 1)
+	time.Sleep(50 * time.Millisecond)
+	if extra := rd.Drain(); len(extra) > 0 {
+		t.Errorf("more events than the one exec: %+v", extra)
+	}
+	return evs[0]
+}
+
+func TestExecResolveErrors(t *testing.T) {
+	T := execFixture(t)
+	for rules, want := range map[string]string{
+		"allow " + T + "/usr/bin/script-ok.sh": `exec.nriguard.io: rule 1 "allow ` + T + `/usr/bin/script-ok.sh": ` + T + `/usr/bin/script-ok.sh is a #! script: a script runs as its interpreter, which is what is judged; name the interpreter instead`,
+		"allow " + T + "/usr/bin":              `exec.nriguard.io: rule 1 "allow ` + T + `/usr/bin": ` + T + `/usr/bin is a directory: write ` + T + `/usr/bin/ for every program below it`,
+	} {
+		e, err := policy.ParseExec("exec.nriguard.io", rules)
+		must(t, err)
+		if _, _, err := resolve.Exec("/", "exec.nriguard.io", e); err == nil || err.Error() != want {
+			t.Errorf("%q:\n got  %v\n want %s", rules, err, want)
+		}
+	}
+	e, _ := policy.ParseExec("exec.nriguard.io", "allow /no/such/program")
+	if _, warnings, err := resolve.Exec("/", "exec.nriguard.io", e); err != nil || len(warnings) != 1 {
+		t.Errorf("a missing program is a warning, not an error: %v %q", err, warnings)
+	}
+}
+
+// Resolution happens inside the container's root: a symlink cannot lead out.
+func TestExecResolveStaysInRoot(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "bin"), 0o755))
+	must(t, os.Symlink("/../../../../bin/busybox", filepath.Join(root, "bin/escape")))
+	e, _ := policy.ParseExec("exec.nriguard.io", "allow /bin/escape")
+	table, warnings, err := resolve.Exec(root, "exec.nriguard.io", e)
+	if err != nil || len(table.Files) != 0 || len(warnings) != 1 {
+		t.Errorf("a link out of the root must resolve inside it (to nothing here): files %v, warnings %q, err %v", table, warnings, err)
+	}
+}
+
+// Detaching the last exec policy removes the host-wide program: an
+// unlabelled host pays nothing.
+func TestExecGlobalProgramGoesAway(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		before := ourPrograms(t)
+		cg := testenv.Cgroup(t)
+		e, _ := policy.ParseExec("exec.nriguard.io", "allow "+probeSelf(t))
+		table, _, err := resolve.Exec("/", "exec.nriguard.io", e)
+		must(t, err)
+		a, err := bpf.Attach(bpf.Spec{ID: "global", Cgroup: cg, Exec: table}, opts)
+		must(t, err)
+		b, err := bpf.Attach(bpf.Spec{ID: "global2", Cgroup: testenv.Cgroup(t), Exec: table}, opts)
+		must(t, err)
+		if len(ourPrograms(t)) != len(before)+1 {
+			t.Errorf("want one host-wide exec program for two containers: before %v, now %v", before, ourPrograms(t))
+		}
+		must(t, a.Detach())
+		if _, err := os.Stat(filepath.Join(opts.PinRoot, "_exec")); err != nil {
+			t.Errorf("the exec program went away while a container still needs it: %v", err)
+		}
+		must(t, b.Detach())
+		if _, err := os.Stat(filepath.Join(opts.PinRoot, "_exec")); !os.IsNotExist(err) {
+			t.Errorf("exec program still pinned after the last detach: %v", err)
+		}
+		if !gone(func() bool { return len(ourPrograms(t)) == len(before) }) {
+			t.Errorf("programs left loaded: before %v, after %v", before, ourPrograms(t))
+		}
+	})
+}

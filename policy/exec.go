@@ -1,0 +1,89 @@
+package policy
+
+import (
+	"path"
+	"strings"
+)
+
+// ExecRule is one "allow|deny PATH" line of an exec value.
+type ExecRule struct {
+	Action Action
+	// Path is absolute, as the container sees its own filesystem, without
+	// the trailing slash of a directory rule.
+	Path string
+	Dir  bool // "PATH/": every program below the directory
+	Pos  int
+	Text string
+}
+
+// Exec is a parsed exec value: which programs a container may run.
+type Exec struct {
+	Rules           []ExecRule
+	Default         Action
+	DefaultExplicit bool
+}
+
+// ParseExec parses an exec value:
+//
+//	rule = ("allow" | "deny") PATH | "default" ("allow" | "deny")
+//
+// PATH is absolute; a trailing "/" makes it a directory rule. The default
+// follows the egress rule: only allows deny by default, only denies allow.
+func ParseExec(key, value string) (*Exec, error) {
+	segs := splitRules(value)
+	l := ruleList{key: key}
+	e := &Exec{}
+	for _, seg := range segs {
+		f := strings.Fields(seg.text)
+		if ok, err := l.parseDefault(seg, f); ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		a, ok := parseAction(f[0])
+		if !ok {
+			return nil, l.errorf(seg, `expected "allow", "deny" or "default" at the start, got %q`, f[0])
+		}
+		if len(f) != 2 {
+			return nil, l.errorf(seg, "expected %s PATH with one absolute path (a trailing / for a directory)", f[0])
+		}
+		p := f[1]
+		if !strings.HasPrefix(p, "/") {
+			return nil, l.errorf(seg, "invalid path %q: expected an absolute path, as the container sees it", p)
+		}
+		for _, part := range strings.Split(p, "/") {
+			if part == ".." || part == "." {
+				return nil, l.errorf(seg, "invalid path %q: expected no . or .. components", p)
+			}
+		}
+		r := ExecRule{Action: a, Dir: strings.HasSuffix(p, "/"), Pos: seg.pos, Text: seg.text}
+		r.Path = path.Clean(p)
+		if r.Path == "/" {
+			r.Dir = true
+		}
+		l.count(a)
+		e.Rules = append(e.Rules, r)
+	}
+	def, err := l.finish(len(segs))
+	if err != nil {
+		return nil, err
+	}
+	e.Default, e.DefaultExplicit = def, l.defaultExplicit
+	return e, nil
+}
+
+// FileID identifies an executable file as the kernel sees it at exec: the
+// device of its superblock (kernel encoding, major<<20 | minor) and its
+// inode number.
+type FileID struct {
+	Dev uint32
+	Ino uint64
+}
+
+// ExecTable is an exec policy resolved against one container's filesystem:
+// the verdict for each file the rules name, and the default for the rest.
+type ExecTable struct {
+	Default Action
+	Files   map[FileID]Action
+}
