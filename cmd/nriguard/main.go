@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/nriguard/nriguard/bpf"
 	"os"
 	"runtime"
 )
@@ -11,13 +13,14 @@ import (
 const usage = `usage: nriguard <command> [arguments]
 
 commands:
-  run [--egress RULES] [--mode enforce|audit] [--user USER] -- CMD [ARGS...]
-        run CMD in a transient cgroup held to RULES; print events as JSON lines
-        on stderr; exit with CMD's status
+  run [--egress RULES] [--exec RULES] [--mode enforce|audit] [--user USER] -- CMD [ARGS...]
+        run CMD in a transient cgroup held to the rules; print events as JSON
+        lines on stderr; exit with CMD's status
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
   version
+        the version, and how this kernel lets exec rules be enforced
 `
 
 func main() {
@@ -40,7 +43,7 @@ func main() {
 	case "detach":
 		code = detach(args)
 	case "version":
-		fmt.Println("nriguard", version)
+		code = printVersion()
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
@@ -51,3 +54,22 @@ func main() {
 }
 
 var version = "dev"
+
+func printVersion() int {
+	fmt.Println("nriguard", version)
+	be, err := bpf.ExecBackend()
+	switch {
+	case err != nil:
+		fmt.Println("exec backend: none:", err)
+		return 1
+	case be == bpf.BackendLSM:
+		fmt.Println("exec backend: lsm (lsm/bprm_check_security: a denied exec fails with EPERM)")
+	default:
+		why := "BPF LSM unavailable"
+		if err := bpf.ProbeExecBackend(bpf.BackendLSM); err != nil {
+			why += ": " + err.Error()
+		}
+		fmt.Printf("exec backend: sigkill (tp_btf/sched_process_exec: a denied program is killed before its first instruction; %s)\n", why)
+	}
+	return 0
+}

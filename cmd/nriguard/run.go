@@ -20,6 +20,7 @@ import (
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/policy"
+	"github.com/nriguard/nriguard/resolve"
 )
 
 const childCommand = "__run-child"
@@ -28,6 +29,7 @@ const childCommand = "__run-child"
 func run(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	egress := fs.String("egress", "", "egress rules, as in the egress.nriguard.io label")
+	execRules := fs.String("exec", "", "exec rules, as in the exec.nriguard.io label")
 	mode := fs.String("mode", "enforce", "enforce, or audit (report but let through)")
 	userSpec := fs.String("user", "", "run CMD as this user: a name, UID or UID:GID")
 	if err := fs.Parse(args); err != nil {
@@ -38,16 +40,38 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard run: expected a command after the options (nriguard run --egress RULES -- CMD ARGS...)")
 		return 2
 	}
-	if *egress == "" {
-		fmt.Fprintln(os.Stderr, "nriguard run: expected --egress RULES")
+	if *egress == "" && *execRules == "" {
+		fmt.Fprintln(os.Stderr, "nriguard run: expected --egress RULES, --exec RULES or both")
 		return 2
 	}
-	e, err := policy.ParseEgress("--egress", *egress)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nriguard run:", err)
-		return 2
+	var spec bpf.Spec
+	if *egress != "" {
+		e, err := policy.ParseEgress("--egress", *egress)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard run:", err)
+			return 2
+		}
+		spec.Egress = policy.Compile(e)
 	}
-	m, err := policy.ParseMode("--mode", *mode)
+	if *execRules != "" {
+		x, err := policy.ParseExec("--exec", *execRules)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard run:", err)
+			return 2
+		}
+		// The command sees the host's filesystem: its root is "/".
+		table, warnings, err := resolve.Exec("/", "--exec", x)
+		for _, w := range warnings {
+			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard run:", err)
+			return 2
+		}
+		spec.Exec = table
+	}
+	var err error
+	spec.Mode, err = policy.ParseMode("--mode", *mode)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 2
@@ -59,7 +83,7 @@ func run(args []string) int {
 			return 2
 		}
 	}
-	r, err := startRun(policy.Compile(e), m)
+	r, err := startRun(spec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 1
@@ -83,7 +107,7 @@ type runState struct {
 	out    *json.Encoder
 }
 
-func startRun(c *policy.Compiled, m policy.Mode) (*runState, error) {
+func startRun(spec bpf.Spec) (*runState, error) {
 	root, err := cgroup.Root()
 	if err != nil {
 		return nil, err
@@ -93,7 +117,8 @@ func startRun(c *policy.Compiled, m policy.Mode) (*runState, error) {
 	if err := os.MkdirAll(r.cg, 0o755); err != nil {
 		return nil, fmt.Errorf("make cgroup: %w", err)
 	}
-	r.att, err = bpf.Attach(bpf.Spec{ID: r.id, Cgroup: r.cg, Egress: c, Mode: m}, nil)
+	spec.ID, spec.Cgroup = r.id, r.cg
+	r.att, err = bpf.Attach(spec, nil)
 	if err != nil {
 		cgroup.Remove(r.cg)
 		return nil, err

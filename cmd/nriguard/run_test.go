@@ -226,3 +226,32 @@ func TestRunKilledThenDetach(t *testing.T) {
 		t.Errorf("after detach: got %q, want ok", got)
 	}
 }
+
+func TestRunExec(t *testing.T) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("busybox (static) is needed: %v", err)
+	}
+	dir := t.TempDir()
+	for _, p := range []string{"a/sh", "a/echo", "b/echo"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		data, _ := os.ReadFile(bb)
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := fmt.Sprintf("%s/a/echo allowed; %s/b/echo nope; echo status $?", dir, dir)
+	r := runCmd(t, exec.Command(nriguard, "run", "--exec", "allow "+dir+"/a/", "--", dir+"/a/sh", "-c", script))
+	if strings.Join(r.stdout, ",") != "allowed,status 137" || r.code != 0 {
+		t.Errorf("got %q exit %d (stderr %q): want the copy outside the allowed directory killed", r.stdout, r.code, r.other)
+	}
+	if len(r.events) != 1 || r.events[0]["kind"] != "exec" || r.events[0]["filename"] != dir+"/b/echo" {
+		t.Errorf("want one exec event for %s/b/echo, got %v", dir, r.events)
+	}
+	// The command itself is judged: a denied command never runs.
+	r = runCmd(t, exec.Command(nriguard, "run", "--exec", "allow "+dir+"/a/", "--", dir+"/b/echo", "hello"))
+	if len(r.stdout) != 0 || r.code != 137 {
+		t.Errorf("denied command: stdout %q exit %d, want nothing and 137", r.stdout, r.code)
+	}
+	assertNothingLeft(t)
+}
