@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: all build deps generate check-generated vet unit fuzz test bench demo clean
+.PHONY: all build deps generate check-generated vet unit fuzz vmtest test bench demo clean
 
 all: build
 
@@ -30,9 +30,14 @@ unit:
 
 fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseEgress -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./policy -run '^$$' -fuzz FuzzParseExec -fuzztime $${FUZZTIME:-60s}
 
-test: deps check-generated vet unit
-	$(MAKE) fuzz FUZZTIME=15s
+# The exec tests under BPF LSM, in Debian's 6.1 kernel under qemu (this kernel refuses BPF LSM).
+vmtest: deps
+	@scripts/vmtest.sh
+
+test: deps check-generated vet unit vmtest
+	$(MAKE) fuzz FUZZTIME=10s
 
 bench: deps
 	$(GO) run ./test/bench
