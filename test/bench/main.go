@@ -32,6 +32,7 @@ var (
 	connN   = flag.Int("connects", 1500, "TCP connect+close per round and configuration")
 	sendN   = flag.Int("sends", 20000, "UDP sendto per round and configuration")
 	attachN = flag.Int("attaches", 200, "attach+detach cycles")
+	execN   = flag.Int("execs", 300, "fork+exec per round and configuration")
 	sizes   = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
 )
 
@@ -171,7 +172,10 @@ func run() error {
 	}
 	fmt.Printf("target: overhead at 100,000 prefixes <= 1.05x: %s (worst %.3fx)\n", verdict, worst)
 
-	return attachLatency(base, pinRoot)
+	if err := attachLatency(base, pinRoot); err != nil {
+		return err
+	}
+	return execBench(base, pinRoot, *execN)
 }
 
 // randomPolicy allows the benchmark's own flows among n random prefixes, so
