@@ -17,6 +17,7 @@
 struct event_hdr {
 	__u64 ts_ns; // CLOCK_BOOTTIME
 	__u64 cgroup_id; // the cgroup v2 the process is in
+	__u64 policy_cgroup; // the policed cgroup whose policy decided: the container's
 	__u32 pid; // tgid
 	__u32 tid;
 	__u32 uid;
@@ -46,11 +47,13 @@ struct exec_event {
 	char filename[256]; // as passed to execve
 };
 
-static __always_inline void fill_hdr(struct event_hdr *h, __u8 kind, __u8 hook, __u8 verdict)
+static __always_inline void fill_hdr(struct event_hdr *h, __u64 policy_cgroup, __u8 kind, __u8 hook,
+				     __u8 verdict)
 {
 	__u64 id = bpf_get_current_pid_tgid(), ug = bpf_get_current_uid_gid();
 	h->ts_ns = bpf_ktime_get_boot_ns();
 	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->policy_cgroup = policy_cgroup;
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
 	h->uid = (__u32)ug;

@@ -59,6 +59,11 @@ struct {
 	__uint(max_entries, 1);
 } lost_events SEC(".maps");
 
+// Set at load: 1 = audit (report, let through), 0 = enforce.
+volatile const __u32 audit = 0;
+// Set at load: the id of the cgroup this copy is attached to.
+volatile const __u64 policy_cgroup = 0;
+
 static __always_inline void report_flow(__u8 hook, __u8 verdict, __u8 family, __u8 proto, __u8 type,
 					const void *addr, __u16 port)
 {
@@ -71,7 +76,7 @@ static __always_inline void report_flow(__u8 hook, __u8 verdict, __u8 family, __
 			__sync_fetch_and_add(n, 1);
 		return;
 	}
-	fill_hdr(&e->h, EV_KIND_FLOW, hook, verdict);
+	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, hook, verdict);
 	if (family == AF_INET6) {
 		__builtin_memcpy(e->addr, addr, 16);
 	} else {
@@ -111,8 +116,6 @@ struct {
 	__uint(max_entries, 1);
 } ports SEC(".maps");
 
-// Set at load: 1 = audit (report, let through), 0 = enforce.
-volatile const __u32 audit = 0;
 
 // verdict looks up the port table of a class. A miss cannot happen with a
 // table from the compiler; if it does, the flow is denied (fail closed).

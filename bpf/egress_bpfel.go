@@ -14,18 +14,19 @@ import (
 )
 
 type egressEventHdr struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	CgroupId uint64
-	Pid      uint32
-	Tid      uint32
-	Uid      uint32
-	Gid      uint32
-	Comm     [16]uint8
-	Kind     uint8
-	Hook     uint8
-	Verdict  uint8
-	Pad      [5]uint8
+	_            structs.HostLayout
+	TsNs         uint64
+	CgroupId     uint64
+	PolicyCgroup uint64
+	Pid          uint32
+	Tid          uint32
+	Uid          uint32
+	Gid          uint32
+	Comm         [16]uint8
+	Kind         uint8
+	Hook         uint8
+	Verdict      uint8
+	Pad          [5]uint8
 }
 
 type egressExecEvent struct {
@@ -84,6 +85,7 @@ const (
 	egressProgNgSendmsg6     = "ng_sendmsg6"
 	egressProgNgSockCreate   = "ng_sock_create"
 	egressVarAudit           = "audit"
+	egressVarPolicyCgroup    = "policy_cgroup"
 	egressVarUnusedEventHdr  = "unused_event_hdr"
 	egressVarUnusedExecEvent = "unused_exec_event"
 	egressVarUnusedFlowEvent = "unused_flow_event"
@@ -154,6 +156,7 @@ type egressMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
 	Audit           *ebpf.VariableSpec `ebpf:"audit"`
+	PolicyCgroup    *ebpf.VariableSpec `ebpf:"policy_cgroup"`
 	UnusedEventHdr  *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
 	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedFlowEvent *ebpf.VariableSpec `ebpf:"unused_flow_event"`
@@ -201,6 +204,7 @@ func (m *egressMaps) Close() error {
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
 	Audit           *ebpf.Variable `ebpf:"audit"`
+	PolicyCgroup    *ebpf.Variable `ebpf:"policy_cgroup"`
 	UnusedEventHdr  *ebpf.Variable `ebpf:"unused_event_hdr"`
 	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedFlowEvent *ebpf.Variable `ebpf:"unused_flow_event"`

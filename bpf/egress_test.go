@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/internal/testenv"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/policy/policytest"
@@ -220,8 +221,21 @@ func TestEnforceEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	expect(t, cg, "tcp6:[::ffff:10.1.9.9]:8080", "EPERM", "tcp:[2001:db8::1]:443", "EPERM")
+	// From a child cgroup: the event names it, and the container's cgroup
+	// whose policy decided.
+	child := filepath.Join(cg, "child")
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, child, "tcp6:[::ffff:10.1.9.9]:8080", "EPERM", "tcp:[2001:db8::1]:443", "EPERM")
 	evs := waitEvents(t, rd, 2)
+	cgid, _ := cgroup.ID(cg)
+	childID, _ := cgroup.ID(child)
+	for _, e := range evs {
+		if e.PolicyCgroup != cgid || e.CgroupID != childID {
+			t.Errorf("event cgroups: policy %d (want %d), process %d (want %d)", e.PolicyCgroup, cgid, e.CgroupID, childID)
+		}
+	}
 	if e := evs[0]; e.Verdict != "denied" || e.Family != "ipv4" || e.Dest != "10.1.9.9" || e.Port != 8080 || e.UID != 0 {
 		t.Errorf("mapped connect: %+v", e)
 	}

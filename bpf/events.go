@@ -36,6 +36,9 @@ type Event struct {
 	GID         uint32 `json:"gid"`
 	Comm        string `json:"comm"`
 	CgroupID    uint64 `json:"cgroup_id"`
+	// PolicyCgroup is the cgroup whose policy decided (the container's);
+	// CgroupID may be a child of it.
+	PolicyCgroup uint64 `json:"policy_cgroup"`
 }
 
 var hookKinds = map[uint8]string{1: "connect", 2: "connect", 3: "sendmsg", 4: "sendmsg", 5: "socket", 6: "exec", 7: "exec"}
@@ -67,15 +70,16 @@ func DecodeEvent(raw []byte, offset time.Duration) (Event, error) {
 	}
 	binary.Decode(raw, binary.NativeEndian, &h)
 	e := Event{
-		Time:     time.Unix(0, int64(h.TsNs)+int64(offset)),
-		Kind:     hookKinds[h.Hook],
-		Verdict:  verdicts[h.Verdict],
-		PID:      h.Pid,
-		TID:      h.Tid,
-		UID:      h.Uid,
-		GID:      h.Gid,
-		Comm:     cstring(h.Comm[:]),
-		CgroupID: h.CgroupId,
+		Time:         time.Unix(0, int64(h.TsNs)+int64(offset)),
+		Kind:         hookKinds[h.Hook],
+		Verdict:      verdicts[h.Verdict],
+		PID:          h.Pid,
+		TID:          h.Tid,
+		UID:          h.Uid,
+		GID:          h.Gid,
+		Comm:         cstring(h.Comm[:]),
+		CgroupID:     h.CgroupId,
+		PolicyCgroup: h.PolicyCgroup,
 	}
 	switch h.Kind {
 	case evKindFlow:

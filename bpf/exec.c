@@ -109,7 +109,7 @@ static __always_inline void report_exec(__u64 cgid, void *rules, __u8 hook, __u8
 			__sync_fetch_and_add(n, 1);
 		return;
 	}
-	fill_hdr(&e->h, EV_KIND_EXEC, hook, verdict);
+	fill_hdr(&e->h, cgid, EV_KIND_EXEC, hook, verdict);
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->dev = fk->dev;
 	e->ino = fk->ino;

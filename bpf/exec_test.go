@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/internal/testenv"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/resolve"
@@ -195,7 +196,8 @@ func TestExecAuditAndEvents(t *testing.T) {
 		if opts.ExecBackend == bpf.BackendLSM {
 			want = "eperm"
 		}
-		if ev.Kind != "exec" || ev.Verdict != "denied" || ev.Filename != other || ev.Enforcement != want ||
+		cgid, _ := cgroup.ID(cg)
+		if ev.Kind != "exec" || ev.Verdict != "denied" || ev.Filename != other || ev.Enforcement != want || ev.PolicyCgroup != cgid ||
 			ev.PPID == 0 || ev.PID == 0 || ev.CgroupID == 0 || ev.File == "" {
 			t.Errorf("enforce event: %+v", ev)
 		}

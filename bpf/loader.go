@@ -35,6 +35,7 @@ type Spec struct {
 	Egress *policy.Compiled  // nil: no egress policy
 	Exec   *policy.ExecTable // nil: no exec policy
 	Mode   policy.Mode
+	Owner  Owner
 }
 
 // EventMaps are the ring buffer the programs write events to and the
@@ -123,7 +124,19 @@ type meta struct {
 	Digest [32]byte
 	Cgroup uint64
 	Parts  uint64
+	Owner  Owner
 }
+
+// Owner says which kind of nriguard process made an attachment, so that
+// each reconciles only its own: the NRI plugin must not remove what an OCI
+// hook attached to a podman container it never hears of.
+type Owner uint64
+
+const (
+	OwnerRun  Owner = 1 // nriguard run
+	OwnerNRI  Owner = 2 // the NRI plugin
+	OwnerHook Owner = 3 // the OCI hook
+)
 
 const (
 	partEgress = 1 << iota
@@ -154,7 +167,7 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
 	}
-	m := meta{Digest: spec.digest(cgid), Cgroup: cgid}
+	m := meta{Digest: spec.digest(cgid), Cgroup: cgid, Owner: spec.Owner}
 	if spec.Egress != nil {
 		m.Parts |= partEgress
 	}
@@ -184,7 +197,7 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 		return nil, fmt.Errorf("attach %s to %s: %w", spec.ID, spec.Cgroup, err)
 	}
 	if spec.Egress != nil {
-		if err := a.loadEgress(spec, opts); err != nil {
+		if err := a.loadEgress(spec, cgid, opts); err != nil {
 			return fail(err)
 		}
 	} else if err := a.ownEvents(opts); err != nil {
@@ -249,7 +262,7 @@ func (a *Attachment) ownEvents(opts *Options) error {
 	return nil
 }
 
-func (a *Attachment) loadEgress(spec Spec, opts *Options) error {
+func (a *Attachment) loadEgress(spec Spec, cgid uint64, opts *Options) error {
 	cs, err := egressSpec()
 	if err != nil {
 		return err
@@ -260,6 +273,9 @@ func (a *Attachment) loadEgress(spec Spec, opts *Options) error {
 	cs.Maps[egressMapV6Prefixes].MaxEntries = uint32(max(1, len(c.V6)))
 	cs.Maps[egressMapPorts].MaxEntries = uint32(max(1, len(c.Ports)))
 	if err := cs.Variables[egressVarAudit].Set(uint32(spec.Mode)); err != nil {
+		return err
+	}
+	if err := cs.Variables[egressVarPolicyCgroup].Set(cgid); err != nil {
 		return err
 	}
 	co := &ebpf.CollectionOptions{}
