@@ -546,3 +546,54 @@ func randomHex() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// OwnerOf tells which kind of process attached id (0 if unknown).
+func OwnerOf(root, id string) Owner {
+	if root == "" {
+		root = DefaultPinRoot
+	}
+	m, err := readMeta(filepath.Join(root, id))
+	if err != nil {
+		return 0
+	}
+	return m.Owner
+}
+
+// SharedEvents returns the event ring buffer and lost counter pinned under
+// root/_events, making and pinning them first if they are not there. A
+// daemon that restarts reads the ring its containers' programs still write.
+func SharedEvents(root string) (*EventMaps, error) {
+	if err := ensurePinRoot(root); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, "_events")
+	ring, err1 := ebpf.LoadPinnedMap(filepath.Join(dir, "ring"), nil)
+	lost, err2 := ebpf.LoadPinnedMap(filepath.Join(dir, "lost"), nil)
+	if err1 == nil && err2 == nil {
+		return &EventMaps{Ring: ring, Lost: lost}, nil
+	}
+	for _, m := range []*ebpf.Map{ring, lost} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	ev, err := NewEventMaps()
+	if err != nil {
+		return nil, err
+	}
+	os.RemoveAll(dir)
+	err = os.Mkdir(dir, 0o700)
+	if err == nil {
+		err = ev.Ring.Pin(filepath.Join(dir, "ring"))
+	}
+	if err == nil {
+		err = ev.Lost.Pin(filepath.Join(dir, "lost"))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		ev.Ring.Close()
+		ev.Lost.Close()
+		return nil, fmt.Errorf("pin shared events: %w", err)
+	}
+	return ev, nil
+}

@@ -21,28 +21,41 @@ const (
 type Sources struct {
 	Container string            // the container's name within its pod
 	Pod       map[string]string // pod annotations
-	Own       []map[string]string
-	// Own: the container's annotations, then its labels.
+	// Own: the container's annotations, then its labels; OwnNames says what
+	// each is, for explanations ("container annotation", "container label").
+	Own      []map[string]string
+	OwnNames []string
 }
 
 // Lookup returns the value of key for the container and the key it was found
 // under, which is what error messages name.
 func (s Sources) Lookup(key string) (value, foundAs string, ok bool) {
+	v, as, _, ok := s.LookupWhere(key)
+	return v, as, ok
+}
+
+// LookupWhere is Lookup that also says where the key was found: "pod
+// annotation", or OwnNames' name for the container's own maps.
+func (s Sources) LookupWhere(key string) (value, foundAs, where string, ok bool) {
 	if s.Container != "" {
 		if v, ok := s.Pod[key+"/container."+s.Container]; ok {
-			return v, key + "/container." + s.Container, true
+			return v, key + "/container." + s.Container, "pod annotation", true
 		}
 	}
-	for _, m := range s.Own {
+	for i, m := range s.Own {
 		if v, ok := m[key]; ok {
-			return v, key, true
+			where := "container annotation or label"
+			if i < len(s.OwnNames) {
+				where = s.OwnNames[i]
+			}
+			return v, key, where, true
 		}
 	}
 	if v, ok := s.Pod[key+"/pod"]; ok {
-		return v, key + "/pod", true
+		return v, key + "/pod", "pod annotation", true
 	}
 	if v, ok := s.Pod[key]; ok {
-		return v, key, true
+		return v, key, "pod annotation", true
 	}
-	return "", "", false
+	return "", "", "", false
 }

@@ -54,30 +54,51 @@ type interval struct {
 }
 
 // Compile turns a parsed policy into lookup tables.
-func Compile(e *Egress) *Compiled {
-	// Group the rules by the prefix they name; the /0s always exist so that
-	// every lookup finds a class.
-	byPrefix := map[netip.Prefix][]*Rule{
-		netip.PrefixFrom(netip.IPv4Unspecified(), 0): nil,
-		netip.PrefixFrom(netip.IPv6Unspecified(), 0): nil,
+func Compile(e *Egress) *Compiled { return CompileLayers(e) }
+
+// CompileLayers compiles the intersection of several policies (node
+// ceiling, profile, labels, image...): a flow passes only if every layer
+// lets it pass. It is still two lookups in the kernel: for an address whose
+// most specific prefix among all layers is P, each layer's matching prefixes
+// are exactly its prefixes that contain P, so P's table is the intersection
+// of each layer's resolved table at P.
+func CompileLayers(layers ...*Egress) *Compiled {
+	type layer struct {
+		e        *Egress
+		byPrefix map[netip.Prefix][]*Rule
 	}
-	for i := range e.Rules {
-		for _, p := range e.Rules[i].prefixes() {
-			byPrefix[p] = append(byPrefix[p], &e.Rules[i])
+	ls := make([]layer, len(layers))
+	// Every named prefix of every layer, and the /0s, which always exist so
+	// that every lookup finds a class.
+	union := map[netip.Prefix]bool{
+		netip.PrefixFrom(netip.IPv4Unspecified(), 0): true,
+		netip.PrefixFrom(netip.IPv6Unspecified(), 0): true,
+	}
+	def := Allow
+	for i, e := range layers {
+		ls[i] = layer{e, map[netip.Prefix][]*Rule{}}
+		for j := range e.Rules {
+			for _, p := range e.Rules[j].prefixes() {
+				ls[i].byPrefix[p] = append(ls[i].byPrefix[p], &e.Rules[j])
+				union[p] = true
+			}
+		}
+		if e.Default == Deny {
+			def = Deny
 		}
 	}
 	// Prefix lengths in use, per family, longest first: the only lengths an
 	// ancestor can have.
 	var lens4, lens6 []int
 	seen := map[[2]int]bool{}
-	for p := range byPrefix {
-		k := [2]int{p.Bits(), 4}
+	for p := range union {
+		fam := 4
 		if p.Addr().Is6() {
-			k[1] = 6
+			fam = 6
 		}
-		if !seen[k] {
+		if k := [2]int{p.Bits(), fam}; !seen[k] {
 			seen[k] = true
-			if k[1] == 4 {
+			if fam == 4 {
 				lens4 = append(lens4, k[0])
 			} else {
 				lens6 = append(lens6, k[0])
@@ -87,11 +108,10 @@ func Compile(e *Egress) *Compiled {
 	slices.SortFunc(lens4, func(a, b int) int { return b - a })
 	slices.SortFunc(lens6, func(a, b int) int { return b - a })
 
-	c := &Compiled{Default: e.Default}
+	c := &Compiled{Default: def}
 	classOf := map[string]uint32{}
-	var chain [][]*Rule
-	prefixes := make([]netip.Prefix, 0, len(byPrefix))
-	for p := range byPrefix {
+	prefixes := make([]netip.Prefix, 0, len(union))
+	for p := range union {
 		prefixes = append(prefixes, p)
 	}
 	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
@@ -100,25 +120,34 @@ func Compile(e *Egress) *Compiled {
 		}
 		return a.Bits() - b.Bits()
 	})
+	var chain [][]*Rule
 	for _, p := range prefixes {
 		lens := lens4
 		if p.Addr().Is6() {
 			lens = lens6
 		}
-		chain = chain[:0]
-		for _, l := range lens {
-			if l > p.Bits() {
-				continue
+		var tables [len(transports)][]interval
+		for li, l := range ls {
+			chain = chain[:0]
+			for _, n := range lens {
+				if n > p.Bits() {
+					continue
+				}
+				if rules := l.byPrefix[netip.PrefixFrom(p.Addr(), n).Masked()]; len(rules) > 0 {
+					chain = append(chain, rules)
+				}
 			}
-			anc := netip.PrefixFrom(p.Addr(), l).Masked()
-			if rules, ok := byPrefix[anc]; ok && len(rules) > 0 {
-				chain = append(chain, rules)
+			for i, proto := range transports {
+				t := resolve(chain, proto, l.e.Default)
+				if li == 0 {
+					tables[i] = t
+				} else {
+					tables[i] = intersect(tables[i], t)
+				}
 			}
 		}
-		var tables [len(transports)][]interval
 		var key strings.Builder
-		for i, proto := range transports {
-			tables[i] = resolve(chain, proto, e.Default)
+		for i := range transports {
 			for _, iv := range tables[i] {
 				key.WriteString(strconv.Itoa(iv.lo))
 				key.WriteByte(iv.a.String()[0])
@@ -142,6 +171,43 @@ func Compile(e *Egress) *Compiled {
 	}
 	c.Classes = len(classOf)
 	return c
+}
+
+// intersect combines two port tables: a port is allowed only where both
+// allow it.
+func intersect(a, b []interval) []interval {
+	var out []interval
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		lo := max(a[i].lo, b[j].lo)
+		hi := min(a[i].hi, b[j].hi)
+		v := Allow
+		if a[i].a == Deny || b[j].a == Deny {
+			v = Deny
+		}
+		if n := len(out); n > 0 && out[n-1].a == v {
+			out[n-1].hi = hi
+		} else {
+			out = append(out, interval{lo, hi, v})
+		}
+		if a[i].hi == hi {
+			i++
+		}
+		if b[j].hi == hi {
+			j++
+		}
+	}
+	return out
+}
+
+// DecideLayers is the reference decision for layers: a flow passes only if
+// every layer lets it pass.
+func DecideLayers(layers []*Egress, proto Proto, addr netip.Addr, port uint16) Action {
+	for _, e := range layers {
+		if e.Decide(proto, addr, port).Action == Deny {
+			return Deny
+		}
+	}
+	return Allow
 }
 
 // resolve computes the verdict for every port of proto given the rules of a

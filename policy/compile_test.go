@@ -44,3 +44,32 @@ func TestCompileSharesClasses(t *testing.T) {
 		t.Errorf("got %d v4 prefixes in %d classes, want 1001 in 2", len(c.V4), c.Classes)
 	}
 }
+
+// Layers intersect: the compiled tables of several random policies answer
+// every flow as "every layer allows it".
+func TestCompileLayersMatchesDecide(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 200 {
+		var layers []*policy.Egress
+		var texts []string
+		for range 1 + r.IntN(3) {
+			text := policytest.Policy(r, 1+r.IntN(20))
+			e, err := policy.ParseEgress("egress.nriguard.io", text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers, texts = append(layers, e), append(texts, text)
+		}
+		c := policy.CompileLayers(layers...)
+		var all policy.Egress
+		for _, e := range layers {
+			all.Rules = append(all.Rules, e.Rules...)
+		}
+		for _, f := range policytest.Flows(r, &all, 300) {
+			want := policy.DecideLayers(layers, f.Proto, f.Addr, f.Port)
+			if got := c.Lookup(f.Proto, f.Addr, f.Port); got != want {
+				t.Fatalf("layers %d %q\nflow %v: compiled %v, reference %v", i, texts, f, got, want)
+			}
+		}
+	}
+}

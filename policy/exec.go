@@ -87,3 +87,41 @@ type ExecTable struct {
 	Default Action
 	Files   map[FileID]Action
 }
+
+// IntersectExec combines resolved exec tables: a program runs only if every
+// table lets it run.
+func IntersectExec(tables ...*ExecTable) *ExecTable {
+	out := &ExecTable{Default: Allow, Files: map[FileID]Action{}}
+	for _, t := range tables {
+		if t.Default == Deny {
+			out.Default = Deny
+		}
+	}
+	verdict := func(t *ExecTable, id FileID) Action {
+		if a, ok := t.Files[id]; ok {
+			return a
+		}
+		return t.Default
+	}
+	for _, t := range tables {
+		for id := range t.Files {
+			if _, done := out.Files[id]; done {
+				continue
+			}
+			a := Allow
+			for _, u := range tables {
+				if verdict(u, id) == Deny {
+					a = Deny
+					break
+				}
+			}
+			out.Files[id] = a
+		}
+	}
+	for id, a := range out.Files {
+		if a == out.Default {
+			delete(out.Files, id)
+		}
+	}
+	return out
+}

@@ -49,3 +49,18 @@ func FuzzParseExec(f *testing.F) {
 		}
 	})
 }
+
+func TestIntersectExec(t *testing.T) {
+	a, b, c := FileID{1, 1}, FileID{1, 2}, FileID{1, 3}
+	allowAB := &ExecTable{Default: Deny, Files: map[FileID]Action{a: Allow, b: Allow}}
+	denyB := &ExecTable{Default: Allow, Files: map[FileID]Action{b: Deny}}
+	got := IntersectExec(allowAB, denyB)
+	if got.Default != Deny || got.Files[a] != Allow || len(got.Files) != 1 {
+		t.Errorf("allow a,b ∩ deny b: got %+v, want only a allowed", got)
+	}
+	open := &ExecTable{Default: Allow, Files: map[FileID]Action{}}
+	got = IntersectExec(open, denyB)
+	if got.Default != Allow || got.Files[b] != Deny || got.Files[c] != NoAction {
+		t.Errorf("open ∩ deny b: got %+v", got)
+	}
+}

@@ -134,4 +134,3 @@ func execBench(base, pinRoot string, execN int) error {
 	fmt.Printf("target: fork+exec overhead at 10 and 1,000 paths <= 1.05x: %s (worst %.3fx)\n", verdict, worst)
 	return nil
 }
-

@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/policy"
+	"github.com/nriguard/nriguard/resolve"
+)
+
+// Options configure an Engine.
+type Options struct {
+	PinRoot string    // bpf.DefaultPinRoot when empty
+	Owner   bpf.Owner // what this process's attachments are marked as
+	Log     *slog.Logger
+	// Events, when set, receives events as JSON lines.
+	Events io.Writer
+}
+
+// Engine decides and attaches policies and reports what they decide.
+type Engine struct {
+	opts   Options
+	log    *slog.Logger
+	events *bpf.EventMaps
+
+	mu   sync.Mutex
+	cfg  *Config
+	live map[uint64]Info // policy cgroup id -> the container, for events
+	ids  map[string]uint64
+}
+
+// Info names a container in events and logs.
+type Info struct {
+	ID        string `json:"container_id"`
+	Name      string `json:"container,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// New makes an engine. Its events go to one ring buffer pinned under the pin
+// root, so that containers attached by an earlier run keep reporting to the
+// next one.
+func New(cfg *Config, opts Options) (*Engine, error) {
+	if opts.PinRoot == "" {
+		opts.PinRoot = bpf.DefaultPinRoot
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	ev, err := bpf.SharedEvents(opts.PinRoot)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{opts: opts, log: opts.Log, events: ev, cfg: cfg, live: map[uint64]Info{}, ids: map[string]uint64{}}, nil
+}
+
+// SetConfig replaces the node settings (NRI's Configure).
+func (e *Engine) SetConfig(cfg *Config) {
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+}
+
+// Config returns the node settings in force.
+func (e *Engine) Config() *Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// Decide is Decide with the engine's settings.
+func (e *Engine) Decide(c Container) (*Decision, error) { return Decide(e.Config(), c) }
+
+// Attach holds the container's cgroup to its decision. rootDir is the
+// container's root as this process can open it (/proc/<pid>/root), against
+// which exec rules are resolved. An empty decision attaches nothing.
+func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) error {
+	if d.Empty() {
+		return nil
+	}
+	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Mode: d.Mode, Owner: e.opts.Owner}
+	if len(d.Egress) > 0 {
+		spec.Egress = policy.CompileLayers(d.Egress...)
+	}
+	if len(d.Exec) > 0 {
+		var tables []*policy.ExecTable
+		for i, x := range d.Exec {
+			t, warnings, err := resolve.Exec(rootDir, execKey(d, i), x)
+			for _, w := range warnings {
+				e.log.Warn(w, "container_id", c.ID)
+			}
+			if err != nil {
+				return err
+			}
+			tables = append(tables, t)
+		}
+		spec.Exec = policy.IntersectExec(tables...)
+	}
+	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events})
+	if err != nil {
+		return err
+	}
+	a.Close() // the pins keep it; this process needs no handles
+	cgid, err := cgroup.ID(cgroupDir)
+	if err != nil {
+		return err
+	}
+	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}
+	e.mu.Lock()
+	e.live[cgid], e.ids[c.ID] = info, cgid
+	e.mu.Unlock()
+	e.log.Info("attached", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace,
+		"cgroup", cgroupDir, "mode", d.ModeOf, "layers", d.Layers)
+	return nil
+}
+
+// execKey names the exec layer i in errors: the label key its rules came from.
+func execKey(d *Decision, i int) string {
+	n := 0
+	for _, l := range d.Layers {
+		if l.Exec == nil {
+			continue
+		}
+		if n == i {
+			return strings.TrimPrefix(strings.TrimPrefix(l.Source, "pod annotation "), "container annotation ")
+		}
+		n++
+	}
+	return "exec"
+}
+
+// Detach removes whatever is attached for the container id.
+func (e *Engine) Detach(id string) error {
+	err := bpf.Detach(e.opts.PinRoot, id)
+	e.mu.Lock()
+	if cgid, ok := e.ids[id]; ok {
+		delete(e.live, cgid)
+		delete(e.ids, id)
+	}
+	e.mu.Unlock()
+	if err == nil {
+		e.log.Info("detached", "container_id", id)
+	}
+	return err
+}
+
+// Running is a container the runtime reports as running, with what is needed
+// to attach to it.
+type Running struct {
+	Container
+	Pid uint32
+}
+
+// Reconcile makes the pins match the running containers: it attaches what is
+// missing (attaching what is already there is a no-op) and detaches what
+// this owner attached for containers that are gone. It returns what it did.
+func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs error) {
+	keep := map[string]bool{}
+	for _, r := range running {
+		keep[r.ID] = true
+		d, err := e.Decide(r.Container)
+		if err != nil || d.Empty() || r.Pid == 0 {
+			if err != nil {
+				errs = errors.Join(errs, fmt.Errorf("container %s: %w", r.ID, err))
+			}
+			continue
+		}
+		cg, err := cgroup.OfPid(int(r.Pid))
+		if err == nil {
+			err = e.Attach(r.Container, d, cg, fmt.Sprintf("/proc/%d/root", r.Pid))
+		}
+		if err != nil {
+			errs = errors.Join(errs, fmt.Errorf("container %s: %w", r.ID, err))
+			continue
+		}
+		attached = append(attached, r.ID)
+	}
+	ids, err := bpf.List(e.opts.PinRoot)
+	if err != nil {
+		return attached, removed, errors.Join(errs, err)
+	}
+	for _, id := range ids {
+		if keep[id] || bpf.OwnerOf(e.opts.PinRoot, id) != e.opts.Owner {
+			continue
+		}
+		if err := e.Detach(id); err != nil {
+			errs = errors.Join(errs, err)
+			continue
+		}
+		removed = append(removed, id)
+	}
+	return attached, removed, errs
+}
+
+// event is what the event log says: the decision and who it was about.
+type event struct {
+	bpf.Event
+	Info
+}
+
+// ReportEvents writes events as JSON lines until ctx ends.
+func (e *Engine) ReportEvents(ctx context.Context, w io.Writer) error {
+	rd, err := bpf.NewEventReader(*e.events)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		rd.Close()
+	}()
+	enc := json.NewEncoder(w)
+	var lostSeen uint64
+	for {
+		ev, err := rd.Read()
+		if err != nil {
+			return nil // closed
+		}
+		e.mu.Lock()
+		info := e.live[ev.PolicyCgroup]
+		e.mu.Unlock()
+		enc.Encode(event{ev, info})
+		if n := rd.Lost(); n != lostSeen {
+			e.log.Warn("events lost: the ring buffer was full", "lost_total", n)
+			lostSeen = n
+		}
+	}
+}
