@@ -59,8 +59,11 @@ type ContainerdConfig struct {
 	Namespace string `json:"namespace,omitempty"` // default k8s.io
 }
 
-func (c *Config) imageLabels() bool     { return c.ImageLabels == nil || *c.ImageLabels }
-func (c *Config) allowAuditLabel() bool { return c.AllowAuditLabel == nil || *c.AllowAuditLabel }
+func (c *Config) imageLabels() bool { return c.ImageLabels == nil || *c.ImageLabels }
+
+// HonoursImageLabels tells whether image labels are read at all.
+func (c *Config) HonoursImageLabels() bool { return c.imageLabels() }
+func (c *Config) allowAuditLabel() bool    { return c.AllowAuditLabel == nil || *c.AllowAuditLabel }
 
 // ParseConfig reads node settings and checks every policy in them, naming
 // the setting in errors ("config ceiling_egress: rule 1 ...").

@@ -16,6 +16,9 @@ commands:
   run [--egress RULES] [--exec RULES] [--mode enforce|audit] [--user USER] -- CMD [ARGS...]
         run CMD in a transient cgroup held to the rules; print events as JSON
         lines on stderr; exit with CMD's status
+  plugin [--socket S] [--config F] [--log F]
+        the NRI plugin for containerd and CRI-O: external (connects to S), or
+        pre-registered (started by the runtime from its plugin_path)
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
@@ -38,6 +41,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "run":
 		code = run(args)
+	case "plugin":
+		code = runPlugin(args)
 	case "list":
 		code = list(args)
 	case "detach":

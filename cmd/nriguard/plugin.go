@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/labels"
+	"github.com/nriguard/nriguard/plugin"
+)
+
+// Where a pre-registered plugin writes, having no stdout or stderr.
+const (
+	preregLog    = "/var/log/nriguard/nriguard.log"
+	preregEvents = "/var/log/nriguard/events.jsonl"
+)
+
+// runPlugin: nriguard plugin [--socket S] [--name N] [--idx I] [--config F]
+func runPlugin(args []string) int {
+	fs := flag.NewFlagSet("plugin", flag.ContinueOnError)
+	socket := fs.String("socket", "/var/run/nri/nri.sock", "the runtime's NRI socket (external mode)")
+	name := fs.String("name", "nriguard", "plugin name (external mode)")
+	idx := fs.String("idx", "10", "plugin index: order among plugins (external mode)")
+	cfgPath := fs.String("config", engine.DefaultConfigPath, "node settings (YAML); the NRI plugin configuration, when given, replaces it")
+	logPath := fs.String("log", "", "log file (default stderr; "+preregLog+" when started by the runtime)")
+	pinRoot := fs.String("pin-root", bpf.DefaultPinRoot, "where attachments are pinned")
+	debug := fs.Bool("debug", false, "log every event")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	preregistered := os.Getenv(api.PluginSocketEnvVar) != ""
+	logOut := io.Writer(os.Stderr)
+	if *logPath == "" && preregistered {
+		*logPath = preregLog
+	}
+	if *logPath != "" {
+		f, err := openAppend(*logPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
+			return 1
+		}
+		defer f.Close()
+		logOut = f
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := engine.LoadConfig(*cfgPath)
+	if err != nil {
+		log.Error("config", "error", err)
+		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
+		return 1
+	}
+	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log})
+	if err != nil {
+		log.Error("start", "error", err)
+		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
+		return 1
+	}
+	be, err := bpf.ExecBackend()
+	log.Info("starting", "version", version, "preregistered", preregistered, "exec_backend", be, "exec_backend_error", err)
+
+	var images plugin.ImageLabeler
+	if cfg.HonoursImageLabels() {
+		if _, err := os.Stat(cfg.Containerd.Socket); err == nil {
+			ci := labels.NewContainerdImages(cfg.Containerd.Socket, cfg.Containerd.Namespace)
+			defer ci.Close()
+			images = ci
+		} else {
+			log.Warn("image labels are not read: no containerd socket", "socket", cfg.Containerd.Socket)
+		}
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	sink := &eventSink{eng: eng, fallback: preregEvents, preregistered: preregistered}
+	defer sink.close()
+	go eng.ReportEvents(ctx, sink)
+
+	var opts []stub.Option
+	if !preregistered {
+		opts = append(opts, stub.WithSocketPath(*socket), stub.WithPluginName(*name), stub.WithPluginIdx(*idx))
+	}
+	if err := plugin.Run(ctx, plugin.New(eng, images, log), opts...); err != nil {
+		log.Error("stopped", "error", err)
+		return 1
+	}
+	log.Info("stopped: attachments stay pinned and in force")
+	return 0
+}
+
+func openAppend(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+}
+
+// eventSink writes event lines where the config in force says: event_log,
+// or stdout (a pre-registered plugin has none: it uses a file).
+type eventSink struct {
+	eng           *engine.Engine
+	fallback      string
+	preregistered bool
+	mu            sync.Mutex
+	path          string
+	f             *os.File
+}
+
+func (s *eventSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path := s.eng.Config().EventLog
+	if path == "" && s.preregistered {
+		path = s.fallback
+	}
+	if path == "" || path == "-" {
+		return os.Stdout.Write(p)
+	}
+	if s.f == nil || s.path != path {
+		if s.f != nil {
+			s.f.Close()
+		}
+		f, err := openAppend(path)
+		if err != nil {
+			return 0, err
+		}
+		s.f, s.path = f, path
+	}
+	return s.f.Write(p)
+}
+
+func (s *eventSink) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil {
+		s.f.Close()
+	}
+}

@@ -1,0 +1,207 @@
+// Package plugin is nriguard's NRI plugin: containerd and CRI-O call it for
+// every container, and it gives each one its policy before the container's
+// first instruction runs.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/labels"
+)
+
+// ImageLabeler reads the labels of a container's image.
+type ImageLabeler interface {
+	Labels(ctx context.Context, ref string) (map[string]string, error)
+}
+
+// Plugin handles NRI events with the engine.
+type Plugin struct {
+	eng    *engine.Engine
+	images ImageLabeler // nil: image labels are not read
+	log    *slog.Logger
+}
+
+// New makes a plugin. images may be nil when the runtime's image store
+// cannot be reached (CRI-O without containerd).
+func New(eng *engine.Engine, images ImageLabeler, log *slog.Logger) *Plugin {
+	return &Plugin{eng: eng, images: images, log: log}
+}
+
+// Configure takes the node settings from the NRI plugin configuration, when
+// the runtime passes one (a pre-registered plugin's <name>.conf).
+func (p *Plugin) Configure(_ context.Context, config, runtime, version string) (api.EventMask, error) {
+	p.log.Info("connected", "runtime", runtime, "version", version)
+	if config == "" {
+		return 0, nil
+	}
+	cfg, err := engine.ParseConfig([]byte(config))
+	if err != nil {
+		return 0, err
+	}
+	p.eng.SetConfig(cfg)
+	return 0, nil
+}
+
+// Synchronize reconciles the pins with the running containers: on every
+// (re)connection, after a restart of nriguard or of the runtime.
+func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	podOf := map[string]*api.PodSandbox{}
+	for _, pod := range pods {
+		podOf[pod.GetId()] = pod
+	}
+	var running []engine.Running
+	for _, c := range ctrs {
+		if c.GetState() != api.ContainerState_CONTAINER_RUNNING {
+			continue
+		}
+		ec, err := p.container(ctx, podOf[c.GetPodSandboxId()], c)
+		if err != nil {
+			p.log.Error("synchronize: image labels", "container_id", c.GetId(), "error", err)
+			continue
+		}
+		running = append(running, engine.Running{Container: ec, Pid: c.GetPid()})
+	}
+	attached, removed, err := p.eng.Reconcile(running)
+	p.log.Info("synchronized", "running", len(running), "attached", len(attached), "removed", len(removed))
+	if err != nil {
+		p.log.Error("synchronize", "error", err)
+	}
+	return nil, nil
+}
+
+// CreateContainer checks the container's policy: an invalid one fails the
+// creation with the parser's message, which the user sees (crictl create,
+// kubectl describe).
+func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	ec, err := p.container(ctx, pod, c)
+	if err == nil {
+		_, err = p.eng.Decide(ec)
+	}
+	if err != nil {
+		p.log.Warn("refused", "container_id", c.GetId(), "container", c.GetName(), "pod", pod.GetName(), "error", err)
+		return nil, nil, fmt.Errorf("nriguard: %w", err)
+	}
+	return nil, nil, nil
+}
+
+// StartContainer attaches the policy. The cgroup holds only the container's
+// init process, which has not run the container's program yet; if the attach
+// fails, the error fails the start: no container runs unprotected.
+func (p *Plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	t0 := time.Now()
+	ec, err := p.container(ctx, pod, c)
+	if err != nil {
+		return fmt.Errorf("nriguard: %w", err)
+	}
+	d, err := p.eng.Decide(ec)
+	if err != nil {
+		return fmt.Errorf("nriguard: %w", err)
+	}
+	if d.Empty() {
+		return nil
+	}
+	cg, err := p.cgroupOf(c)
+	if err == nil {
+		err = p.eng.Attach(ec, d, cg, fmt.Sprintf("/proc/%d/root", c.GetPid()))
+	}
+	if err != nil {
+		p.log.Error("attach failed: the container will not start", "container_id", c.GetId(), "error", err)
+		return fmt.Errorf("nriguard: %w", err)
+	}
+	p.log.Debug("started", "container_id", c.GetId(), "took", time.Since(t0))
+	return nil
+}
+
+// StopContainer tears the container's policy down: its processes are gone.
+func (p *Plugin) StopContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	return nil, p.eng.Detach(c.GetId())
+}
+
+// RemoveContainer makes sure nothing is left, also when Stop never came.
+func (p *Plugin) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
+	return p.eng.Detach(c.GetId())
+}
+
+// cgroupOf finds the container's cgroup v2 directory: that of its init
+// process, which the runtime has just put there.
+func (p *Plugin) cgroupOf(c *api.Container) (string, error) {
+	if c.GetPid() == 0 {
+		return "", errors.New("the runtime gave no process id for the container")
+	}
+	return cgroup.OfPid(int(c.GetPid()))
+}
+
+func (p *Plugin) container(ctx context.Context, pod *api.PodSandbox, c *api.Container) (engine.Container, error) {
+	ec := engine.Container{
+		ID:             c.GetId(),
+		Name:           c.GetName(),
+		Pod:            pod.GetName(),
+		Namespace:      pod.GetNamespace(),
+		PodAnnotations: pod.GetAnnotations(),
+		Annotations:    c.GetAnnotations(),
+		Labels:         c.GetLabels(),
+	}
+	if p.images == nil || !p.eng.Config().HonoursImageLabels() {
+		return ec, nil
+	}
+	ref := labels.ImageName(c.GetAnnotations())
+	if ref == "" {
+		return ec, nil
+	}
+	l, err := p.images.Labels(ctx, ref)
+	if err != nil {
+		// An image may declare a policy: not knowing it, do not run it.
+		return ec, err
+	}
+	ec.ImageLabels = l
+	return ec, nil
+}
+
+// Run connects to the runtime and serves until ctx ends. An external plugin
+// reconnects (with backoff) when the runtime restarts; a pre-registered one,
+// started by the runtime on a socket it was handed, exits instead, and the
+// runtime starts it again.
+func Run(ctx context.Context, p *Plugin, opts ...stub.Option) error {
+	opts = append(opts,
+		stub.WithOnClose(func() { p.log.Warn("connection to the runtime closed") }),
+		// Fail closed: a runtime that supports failure policies refuses a
+		// container when nriguard times out or is gone.
+		stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true}),
+	)
+	preregistered := os.Getenv(api.PluginSocketEnvVar) != ""
+	backoff := 100 * time.Millisecond
+	for {
+		s, err := stub.New(p, opts...)
+		if err != nil {
+			return err
+		}
+		started := time.Now()
+		err = s.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if preregistered {
+			return fmt.Errorf("connection to the runtime lost: %v", err)
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		p.log.Warn("reconnecting", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

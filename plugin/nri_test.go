@@ -1,0 +1,342 @@
+package plugin_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/adaptation"
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/internal/testenv"
+	"github.com/nriguard/nriguard/plugin"
+)
+
+func TestMain(m *testing.M) {
+	logrus.SetLevel(logrus.WarnLevel) // the in-process runtime side's chatter
+	os.Exit(testenv.Main(m))
+}
+
+// runtime is NRI's own runtime side, in-process, on a real socket, with the
+// containers it would report in Synchronize.
+type runtime struct {
+	t      *testing.T
+	r      *adaptation.Adaptation
+	sock   string
+	synced chan struct{}
+
+	mu   sync.Mutex
+	pods map[string]*api.PodSandbox
+	ctrs map[string]*api.Container
+}
+
+func newRuntime(t *testing.T) *runtime {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nri") // short: unix socket paths are limited
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt := &runtime{t: t, sock: filepath.Join(dir, "nri.sock"), synced: make(chan struct{}, 16),
+		pods: map[string]*api.PodSandbox{}, ctrs: map[string]*api.Container{}}
+	sync := func(ctx context.Context, cb adaptation.SyncCB) error {
+		rt.mu.Lock()
+		var pods []*api.PodSandbox
+		var ctrs []*api.Container
+		for _, p := range rt.pods {
+			pods = append(pods, p)
+		}
+		for _, c := range rt.ctrs {
+			ctrs = append(ctrs, c)
+		}
+		rt.mu.Unlock()
+		_, err := cb(ctx, pods, ctrs)
+		rt.synced <- struct{}{}
+		return err
+	}
+	update := func(context.Context, []*adaptation.ContainerUpdate) ([]*adaptation.ContainerUpdate, error) { return nil, nil }
+	rt.r, err = adaptation.New("nriguard-test", "v0", sync, update, adaptation.WithSocketPath(rt.sock),
+		adaptation.WithPluginPath(filepath.Join(dir, "plugins")), adaptation.WithPluginConfigPath(filepath.Join(dir, "conf.d")))
+	must(t, err)
+	must(t, rt.r.Start())
+	t.Cleanup(rt.r.Stop)
+	return rt
+}
+
+func (rt *runtime) waitSync() {
+	rt.t.Helper()
+	select {
+	case <-rt.synced:
+	case <-time.After(10 * time.Second):
+		rt.t.Fatal("the plugin never synchronized")
+	}
+}
+
+// startPlugin runs the plugin in-process against rt and waits until it has
+// synchronized.
+func startPlugin(t *testing.T, rt *runtime, root, config string) *engine.Engine {
+	t.Helper()
+	cfg, err := engine.ParseConfig([]byte(config))
+	must(t, err)
+	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		plugin.Run(ctx, plugin.New(eng, nil, slog.New(slog.DiscardHandler)),
+			stub.WithSocketPath(rt.sock), stub.WithPluginName("nriguard"), stub.WithPluginIdx("10"))
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	rt.waitSync()
+	rt.waitRegistered()
+	return eng
+}
+
+// waitRegistered waits until requests reach the plugin: the runtime adds a
+// plugin to those it calls only after synchronizing it. A container with an
+// invalid label is refused only by nriguard.
+func (rt *runtime) waitRegistered() {
+	rt.t.Helper()
+	bad := &api.Container{Id: "readiness", Name: "r", Annotations: map[string]string{"egress.nriguard.io": "allow"}}
+	for i := 0; ; i++ {
+		_, err := rt.r.CreateContainer(context.Background(), &adaptation.CreateContainerRequest{Pod: &api.PodSandbox{Id: "p"}, Container: bad})
+		if err != nil {
+			return
+		}
+		if i > 500 {
+			rt.t.Fatal("the plugin never started handling requests")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func pinRoot(t *testing.T) string {
+	root := fmt.Sprintf("/sys/fs/bpf/nriguard-plugintest-%d", os.Getpid())
+	t.Cleanup(func() {
+		ids, _ := bpf.List(root)
+		for _, id := range ids {
+			bpf.Detach(root, id)
+		}
+		os.RemoveAll(root)
+	})
+	return root
+}
+
+// ctr is a container as the runtime has it: a real cgroup with a real init
+// process that has not run "the container's program" yet.
+type ctr struct {
+	pod  *api.PodSandbox
+	c    *api.Container
+	cg   string
+	init *exec.Cmd
+}
+
+func (rt *runtime) newContainer(name string, podAnn, ann map[string]string) *ctr {
+	t := rt.t
+	t.Helper()
+	cg := testenv.Cgroup(t)
+	f, err := os.Open(cg)
+	must(t, err)
+	defer f.Close()
+	init := exec.Command("sleep", "3600")
+	init.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	must(t, init.Start())
+	t.Cleanup(func() { init.Process.Kill(); init.Wait() })
+	b := make([]byte, 32)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	pod := &api.PodSandbox{Id: "pod-" + id[:8], Name: "pod-" + name, Namespace: "default", Uid: id[:8], Annotations: podAnn}
+	return &ctr{pod: pod, cg: cg, init: init, c: &api.Container{Id: id, PodSandboxId: pod.Id, Name: name,
+		Annotations: ann, Pid: uint32(init.Process.Pid), Linux: &api.LinuxContainer{CgroupsPath: strings.TrimPrefix(cg, "/sys/fs/cgroup/unified")}}}
+}
+
+func (rt *runtime) create(c *ctr) error {
+	_, err := rt.r.CreateContainer(context.Background(), &adaptation.CreateContainerRequest{Pod: c.pod, Container: c.c})
+	return err
+}
+
+func (rt *runtime) start(c *ctr) error {
+	err := rt.r.StartContainer(context.Background(), &adaptation.StartContainerRequest{Pod: c.pod, Container: c.c})
+	if err == nil {
+		rt.mu.Lock()
+		c.c.State = api.ContainerState_CONTAINER_RUNNING
+		rt.pods[c.pod.Id], rt.ctrs[c.c.Id] = c.pod, c.c
+		rt.mu.Unlock()
+	}
+	return err
+}
+
+func (rt *runtime) stopAndRemove(c *ctr) {
+	rt.t.Helper()
+	c.init.Process.Kill()
+	c.init.Wait()
+	rt.mu.Lock()
+	delete(rt.ctrs, c.c.Id)
+	rt.mu.Unlock()
+	c.c.State = api.ContainerState_CONTAINER_STOPPED
+	_, err := rt.r.StopContainer(context.Background(), &adaptation.StopContainerRequest{Pod: c.pod, Container: c.c})
+	must(rt.t, err)
+	must(rt.t, rt.r.RemoveContainer(context.Background(), &adaptation.RemoveContainerRequest{Pod: c.pod, Container: c.c}))
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pinned(root, id string) bool {
+	_, err := os.Stat(filepath.Join(root, id))
+	return err == nil
+}
+
+func probe(t *testing.T, c *ctr, ops ...string) string {
+	return strings.Join(testenv.Probe(t, testenv.NetNS(t), c.cg, "", ops...), " ")
+}
+
+func TestLifecycle(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	c := rt.newContainer("web", map[string]string{"egress.nriguard.io/container.web": "allow tcp 10.1.2.3:8080"}, nil)
+	must(t, rt.create(c))
+	if pinned(root, c.c.Id) {
+		t.Fatal("attached at create: the cgroup does not exist yet in a real runtime")
+	}
+	must(t, rt.start(c))
+	if !pinned(root, c.c.Id) || bpf.OwnerOf(root, c.c.Id) != bpf.OwnerNRI {
+		t.Fatal("not attached at start")
+	}
+	if got := probe(t, c, "tcp:10.1.2.3:8080", "tcp:10.1.2.3:8081"); got != "ok EPERM" {
+		t.Errorf("in the container: got %q, want the policy enforced", got)
+	}
+	rt.stopAndRemove(c)
+	if pinned(root, c.c.Id) {
+		t.Error("pins left after stop and remove")
+	}
+	// The same cgroup, with no policy left on it.
+	if got := probe(t, c, "tcp:10.1.2.3:8081"); got != "ok" {
+		t.Errorf("after stop: got %q, want ok", got)
+	}
+}
+
+func TestInvalidLabelRefused(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	c := rt.newContainer("web", map[string]string{"egress.nriguard.io/container.web": "allow tcp 10.0.0.0/8:443; allow tcp 10.0.0/33"}, nil)
+	err := rt.create(c)
+	want := `egress.nriguard.io/container.web: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("create: got %v, want an error containing %s", err, want)
+	}
+	t.Logf("the runtime says: %v", err)
+}
+
+func TestUnlabelledLeftAlone(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	c := rt.newContainer("plain", map[string]string{"other.example.com/x": "1"}, nil)
+	must(t, rt.create(c))
+	must(t, rt.start(c))
+	if ids, _ := bpf.List(root); len(ids) != 0 {
+		t.Errorf("an unlabelled container got pins: %v", ids)
+	}
+}
+
+// A ceiling from the node config applies under every label; a profile is
+// one more layer.
+func TestLayersThroughThePlugin(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, `
+ceiling_egress: "deny tcp 10.1.9.9"
+profiles:
+  api:
+    egress: "allow tcp 10.1.0.0/16"
+`)
+	c := rt.newContainer("app", map[string]string{"profile.nriguard.io": "api"},
+		map[string]string{"egress.nriguard.io": "allow tcp 10.1.9.9:80; allow tcp 10.1.2.3:8080"})
+	must(t, rt.create(c))
+	must(t, rt.start(c))
+	// label ∩ profile ∩ ceiling
+	if got := probe(t, c, "tcp:10.1.2.3:8080", "tcp:10.1.2.3:8081", "tcp:10.1.9.9:80"); got != "ok EPERM EPERM" {
+		t.Errorf("got %q, want ok EPERM EPERM", got)
+	}
+}
+
+func TestExecThroughThePlugin(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	self, _ := os.Executable()
+	bb, err := exec.LookPath("busybox")
+	must(t, err)
+	c := rt.newContainer("app", map[string]string{"exec.nriguard.io": "allow " + self}, nil)
+	must(t, rt.create(c))
+	must(t, rt.start(c))
+	if got := strings.Join(testenv.Probe(t, "", c.cg, "", "exec:"+bb), " "); got != "denied" {
+		t.Errorf("busybox in a container that may run only the probe: got %q, want denied", got)
+	}
+}
+
+// 100 containers created and started at once, then stopped at once.
+func TestConcurrentContainers(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	const n = 100
+	ctrs := make([]*ctr, n)
+	for i := range ctrs {
+		ctrs[i] = rt.newContainer(fmt.Sprintf("c%d", i), map[string]string{"egress.nriguard.io": fmt.Sprintf("allow tcp 10.1.2.3:%d", 9000+i)}, nil)
+	}
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for _, c := range ctrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rt.create(c); err != nil {
+				errs <- err
+				return
+			}
+			if err := rt.start(c); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d containers created and started concurrently in %v", n, time.Since(t0))
+	ids, _ := bpf.List(root)
+	if len(ids) != n {
+		t.Fatalf("%d attachments, want %d", len(ids), n)
+	}
+	for _, i := range []int{0, 57, 99} {
+		want := "ok EPERM"
+		if got := probe(t, ctrs[i], fmt.Sprintf("tcp:10.1.2.3:%d", 9000+i), fmt.Sprintf("tcp:10.1.2.3:%d", 9100+i)); got != want {
+			t.Errorf("container %d: got %q, want %q", i, got, want)
+		}
+	}
+	for _, c := range ctrs {
+		wg.Add(1)
+		go func() { defer wg.Done(); rt.stopAndRemove(c) }()
+	}
+	wg.Wait()
+	if ids, _ := bpf.List(root); len(ids) != 0 {
+		t.Errorf("%d attachments left after stopping all", len(ids))
+	}
+}
