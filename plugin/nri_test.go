@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +25,14 @@ import (
 	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/internal/testenv"
 	"github.com/nriguard/nriguard/plugin"
+	"github.com/nriguard/nriguard/policy"
 )
+
+func compileRules(t *testing.T, rules string) *policy.Compiled {
+	e, err := policy.ParseEgress("egress.nriguard.io", rules)
+	must(t, err)
+	return policy.Compile(e)
+}
 
 func TestMain(m *testing.M) {
 	logrus.SetLevel(logrus.WarnLevel) // the in-process runtime side's chatter
@@ -42,6 +50,11 @@ type runtime struct {
 	mu   sync.Mutex
 	pods map[string]*api.PodSandbox
 	ctrs map[string]*api.Container
+
+	syncFn   adaptation.SyncFn
+	updateFn adaptation.UpdateFn
+	dir      string
+	conns    []net.Conn
 }
 
 func newRuntime(t *testing.T) *runtime {
@@ -66,13 +79,47 @@ func newRuntime(t *testing.T) *runtime {
 		rt.synced <- struct{}{}
 		return err
 	}
-	update := func(context.Context, []*adaptation.ContainerUpdate) ([]*adaptation.ContainerUpdate, error) { return nil, nil }
-	rt.r, err = adaptation.New("nriguard-test", "v0", sync, update, adaptation.WithSocketPath(rt.sock),
-		adaptation.WithPluginPath(filepath.Join(dir, "plugins")), adaptation.WithPluginConfigPath(filepath.Join(dir, "conf.d")))
-	must(t, err)
-	must(t, rt.r.Start())
-	t.Cleanup(rt.r.Stop)
+	update := func(context.Context, []*adaptation.ContainerUpdate) ([]*adaptation.ContainerUpdate, error) {
+		return nil, nil
+	}
+	rt.syncFn, rt.updateFn, rt.dir = sync, update, dir
+	rt.boot()
+	t.Cleanup(func() { rt.r.Stop() })
 	return rt
+}
+
+// dial connects a plugin and remembers the connection, so that restart can
+// cut it as a runtime that exits does.
+func (rt *runtime) dial(path string) (net.Conn, error) {
+	c, err := net.Dial("unix", path)
+	if err == nil {
+		rt.mu.Lock()
+		rt.conns = append(rt.conns, c)
+		rt.mu.Unlock()
+	}
+	return c, err
+}
+
+// restart stops the runtime side, cuts its plugin connections and starts it
+// again on the same socket.
+func (rt *runtime) restart() {
+	rt.r.Stop()
+	rt.mu.Lock()
+	for _, c := range rt.conns {
+		c.Close()
+	}
+	rt.conns = nil
+	rt.mu.Unlock()
+	rt.boot()
+}
+
+// boot starts (or, after Stop, restarts) the runtime side on the socket.
+func (rt *runtime) boot() {
+	var err error
+	rt.r, err = adaptation.New("nriguard-test", "v0", rt.syncFn, rt.updateFn, adaptation.WithSocketPath(rt.sock),
+		adaptation.WithPluginPath(filepath.Join(rt.dir, "plugins")), adaptation.WithPluginConfigPath(filepath.Join(rt.dir, "conf.d")))
+	must(rt.t, err)
+	must(rt.t, rt.r.Start())
 }
 
 func (rt *runtime) waitSync() {
@@ -96,7 +143,8 @@ func startPlugin(t *testing.T, rt *runtime, root, config string) *engine.Engine 
 	done := make(chan struct{})
 	go func() {
 		plugin.Run(ctx, plugin.New(eng, nil, slog.New(slog.DiscardHandler)),
-			stub.WithSocketPath(rt.sock), stub.WithPluginName("nriguard"), stub.WithPluginIdx("10"))
+			stub.WithSocketPath(rt.sock), stub.WithPluginName("nriguard"), stub.WithPluginIdx("10"),
+			stub.WithDialer(rt.dial))
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -181,15 +229,20 @@ func (rt *runtime) start(c *ctr) error {
 
 func (rt *runtime) stopAndRemove(c *ctr) {
 	rt.t.Helper()
+	rt.exited(c)
+	_, err := rt.r.StopContainer(context.Background(), &adaptation.StopContainerRequest{Pod: c.pod, Container: c.c})
+	must(rt.t, err)
+	must(rt.t, rt.r.RemoveContainer(context.Background(), &adaptation.RemoveContainerRequest{Pod: c.pod, Container: c.c}))
+}
+
+// exited: the container's processes are gone and the runtime knows it.
+func (rt *runtime) exited(c *ctr) {
 	c.init.Process.Kill()
 	c.init.Wait()
 	rt.mu.Lock()
 	delete(rt.ctrs, c.c.Id)
 	rt.mu.Unlock()
 	c.c.State = api.ContainerState_CONTAINER_STOPPED
-	_, err := rt.r.StopContainer(context.Background(), &adaptation.StopContainerRequest{Pod: c.pod, Container: c.c})
-	must(rt.t, err)
-	must(rt.t, rt.r.RemoveContainer(context.Background(), &adaptation.RemoveContainerRequest{Pod: c.pod, Container: c.c}))
 }
 
 func must(t testing.TB, err error) {
@@ -338,5 +391,82 @@ func TestConcurrentContainers(t *testing.T) {
 	wg.Wait()
 	if ids, _ := bpf.List(root); len(ids) != 0 {
 		t.Errorf("%d attachments left after stopping all", len(ids))
+	}
+}
+
+// The real binary, killed outright while containers run: their policies hold;
+// started again, it reconciles: attaches what it missed, removes what is
+// stale, leaves the rest.
+func TestPluginKilledAndRestarted(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	bin := testenv.Nriguard(t)
+	startBinary := func() *exec.Cmd {
+		cmd := exec.Command(bin, "plugin", "--socket", rt.sock, "--pin-root", root, "--config", "/nonexistent")
+		cmd.Stdout = os.Stderr
+		must(t, cmd.Start())
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		rt.waitSync()
+		rt.waitRegistered()
+		return cmd
+	}
+	plug := startBinary()
+	label := map[string]string{"egress.nriguard.io": "allow tcp 10.1.2.3:8080"}
+	a, b, c := rt.newContainer("a", label, nil), rt.newContainer("b", label, nil), rt.newContainer("c", label, nil)
+	for _, x := range []*ctr{a, b} {
+		must(t, rt.create(x))
+		must(t, rt.start(x))
+	}
+	plug.Process.Kill()
+	plug.Wait()
+	if got := probe(t, a, "tcp:10.1.2.3:8081"); got != "EPERM" {
+		t.Errorf("with the plugin dead, container a: got %q, want EPERM", got)
+	}
+	// While it is down: b exits (its stop goes to no plugin), c starts (this
+	// runtime has no required-plugin check, so it starts without a policy).
+	rt.exited(b)
+	must(t, rt.start(c))
+	if pinned(root, c.c.Id) || !pinned(root, b.c.Id) {
+		t.Fatal("test setup: c must be unattached and b stale before the restart")
+	}
+	startBinary()
+	if !pinned(root, c.c.Id) {
+		t.Error("restart did not attach the container that started while it was down")
+	}
+	if pinned(root, b.c.Id) {
+		t.Error("restart did not remove the pins of the container that exited while it was down")
+	}
+	if got := probe(t, a, "tcp:10.1.2.3:8080", "tcp:10.1.2.3:8081") + " " + probe(t, c, "tcp:10.1.2.3:8081"); got != "ok EPERM EPERM" {
+		t.Errorf("after restart: got %q, want ok EPERM EPERM", got)
+	}
+}
+
+// The runtime restarts: the plugin reconnects by itself and new containers
+// are covered.
+func TestRuntimeRestart(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	rt.restart()
+	rt.waitSync()
+	rt.waitRegistered()
+	c := rt.newContainer("late", map[string]string{"egress.nriguard.io": "allow tcp 10.1.2.3:8080"}, nil)
+	must(t, rt.create(c))
+	must(t, rt.start(c))
+	if got := probe(t, c, "tcp:10.1.2.3:8081"); got != "EPERM" {
+		t.Errorf("a container started after the runtime restarted: got %q, want EPERM", got)
+	}
+}
+
+// Stale pins of another owner (an OCI hook's podman container, a nriguard
+// run) are not the plugin's to remove.
+func TestReconcileLeavesOthersAlone(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	cg := testenv.Cgroup(t)
+	spec := bpf.Spec{ID: "hook-owned", Cgroup: cg, Owner: bpf.OwnerHook, Egress: compileRules(t, "allow tcp 10.1.2.3:8080")}
+	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})
+	must(t, err)
+	a.Close()
+	startPlugin(t, rt, root, "")
+	if !pinned(root, "hook-owned") {
+		t.Error("the plugin removed an attachment it does not own")
 	}
 }

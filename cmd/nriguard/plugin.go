@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/engine"
@@ -59,6 +60,9 @@ func runPlugin(args []string) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	// The NRI stub logs through logrus: into the same place, as JSON.
+	logrus.SetOutput(logOut)
+	logrus.SetFormatter(&logrus.JSONFormatter{})
 
 	cfg, err := engine.LoadConfig(*cfgPath)
 	if err != nil {

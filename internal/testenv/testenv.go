@@ -45,6 +45,7 @@ func Main(m *testing.M) int {
 		if netnsName != "" {
 			exec.Command("ip", "netns", "del", netnsName).Run()
 		}
+		removeBuilt()
 	}()
 	return m.Run()
 }
@@ -157,4 +158,41 @@ func Probe(t testing.TB, ns, dir, stdin string, ops ...string) []string {
 		lines = nil
 	}
 	return lines
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Nriguard builds the nriguard binary once per test process and returns its
+// path, for tests that must run (and kill) the real thing.
+func Nriguard(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nriguard-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		buildPath = filepath.Join(dir, "nriguard")
+		cmd := exec.Command("go", "build", "-o", buildPath, "github.com/nriguard/nriguard/cmd/nriguard")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// removeBuilt removes what Nriguard built.
+func removeBuilt() {
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath))
+	}
 }
