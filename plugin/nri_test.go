@@ -28,7 +28,7 @@ import (
 	"github.com/nriguard/nriguard/policy"
 )
 
-func compileRules(t *testing.T, rules string) *policy.Compiled {
+func compileRules(t testing.TB, rules string) *policy.Compiled {
 	e, err := policy.ParseEgress("egress.nriguard.io", rules)
 	must(t, err)
 	return policy.Compile(e)
@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 // runtime is NRI's own runtime side, in-process, on a real socket, with the
 // containers it would report in Synchronize.
 type runtime struct {
-	t      *testing.T
+	t      testing.TB
 	r      *adaptation.Adaptation
 	sock   string
 	synced chan struct{}
@@ -57,7 +57,7 @@ type runtime struct {
 	conns    []net.Conn
 }
 
-func newRuntime(t *testing.T) *runtime {
+func newRuntime(t testing.TB) *runtime {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "nri") // short: unix socket paths are limited
 	must(t, err)
@@ -133,7 +133,7 @@ func (rt *runtime) waitSync() {
 
 // startPlugin runs the plugin in-process against rt and waits until it has
 // synchronized.
-func startPlugin(t *testing.T, rt *runtime, root, config string) *engine.Engine {
+func startPlugin(t testing.TB, rt *runtime, root, config string) *engine.Engine {
 	t.Helper()
 	cfg, err := engine.ParseConfig([]byte(config))
 	must(t, err)
@@ -171,7 +171,7 @@ func (rt *runtime) waitRegistered() {
 	}
 }
 
-func pinRoot(t *testing.T) string {
+func pinRoot(t testing.TB) string {
 	root := fmt.Sprintf("/sys/fs/bpf/nriguard-plugintest-%d", os.Getpid())
 	t.Cleanup(func() {
 		ids, _ := bpf.List(root)
@@ -257,7 +257,7 @@ func pinned(root, id string) bool {
 	return err == nil
 }
 
-func probe(t *testing.T, c *ctr, ops ...string) string {
+func probe(t testing.TB, c *ctr, ops ...string) string {
 	return strings.Join(testenv.Probe(t, testenv.NetNS(t), c.cg, "", ops...), " ")
 }
 

@@ -1,0 +1,149 @@
+package plugin_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/containerd/nri/pkg/adaptation"
+)
+
+// BenchmarkPluginLatency: what the plugin adds to a container's life, as
+// the runtime sees it over the NRI socket, with 1, 100 and 1,000 other
+// labelled containers live. Each iteration is one container's
+// CreateContainer+StartContainer (policy decided, programs loaded,
+// attached, pinned) and StopContainer+RemoveContainer (detached).
+//
+//	go test -run '^$' -bench PluginLatency -benchtime 200x ./plugin/
+func BenchmarkPluginLatency(b *testing.B) {
+	for _, live := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("live=%d", live), func(b *testing.B) {
+			rt, root := newRuntime(b), pinRoot(b)
+			startPlugin(b, rt, root, "")
+			label := func(i int) map[string]string {
+				return map[string]string{"egress.nriguard.io": fmt.Sprintf("allow tcp 10.1.2.3:%d; allow udp 10.96.0.10:53", 1000+i%60000)}
+			}
+			var ms0 goruntime.MemStats
+			goruntime.GC()
+			goruntime.ReadMemStats(&ms0)
+			others := make([]*ctr, live)
+			for i := range others {
+				others[i] = rt.newContainer(fmt.Sprintf("live%d", i), label(i), nil)
+				if err := rt.create(others[i]); err != nil {
+					b.Fatal(err)
+				}
+				if err := rt.start(others[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var ms1 goruntime.MemStats
+			goruntime.GC()
+			goruntime.ReadMemStats(&ms1)
+			kernel := attachmentMemory(b, filepath.Join(root, others[0].c.Id))
+			var create, start, stop, remove []float64
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				c := rt.newContainer(fmt.Sprintf("n%d", i), label(i), nil)
+				b.StartTimer()
+				t0 := time.Now()
+				if err := rt.create(c); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := rt.start(c); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				rt.exited(c)
+				t3 := time.Now()
+				if _, err := rt.r.StopContainer(context.Background(), &adaptation.StopContainerRequest{Pod: c.pod, Container: c.c}); err != nil {
+					b.Fatal(err)
+				}
+				t4 := time.Now()
+				if err := rt.r.RemoveContainer(context.Background(), &adaptation.RemoveContainerRequest{Pod: c.pod, Container: c.c}); err != nil {
+					b.Fatal(err)
+				}
+				t5 := time.Now()
+				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+				create, start = append(create, ms(t1.Sub(t0))), append(start, ms(t2.Sub(t1)))
+				stop, remove = append(stop, ms(t4.Sub(t3))), append(remove, ms(t5.Sub(t4)))
+			}
+			b.StopTimer()
+			for _, m := range []struct {
+				name string
+				xs   []float64
+			}{{"create", create}, {"start", start}, {"stop", stop}, {"remove", remove}} {
+				b.ReportMetric(pct(m.xs, 50), m.name+"-p50-ms")
+				b.ReportMetric(pct(m.xs, 99), m.name+"-p99-ms")
+			}
+			b.ReportMetric(float64(kernel)/1024, "kernel-KiB/container")
+			// The test's runtime side and the plugin share this process: the
+			// heap growth per live container is an upper bound for the daemon.
+			b.ReportMetric(float64(int64(ms1.HeapInuse)-int64(ms0.HeapInuse))/float64(live)/1024, "heap-KiB/container")
+			for _, c := range others {
+				rt.stopAndRemove(c)
+			}
+		})
+	}
+}
+
+func pct(xs []float64, p int) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// attachmentMemory adds up what the kernel charges (memlock) for one
+// attachment's maps and the programs its links hold.
+func attachmentMemory(b *testing.B, dir string) int64 {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasPrefix(e.Name(), "map_"):
+			m, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
+			if err == nil {
+				total += fdMemlock(m.FD())
+				m.Close()
+			}
+		case strings.HasPrefix(e.Name(), "link_"):
+			l, err := link.LoadPinnedLink(p, nil)
+			if err != nil {
+				continue
+			}
+			if info, err := l.Info(); err == nil {
+				if prog, err := ebpf.NewProgramFromID(info.Program); err == nil {
+					total += fdMemlock(prog.FD())
+					prog.Close()
+				}
+			}
+			l.Close()
+		}
+	}
+	return total
+}
+
+func fdMemlock(fd int) int64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+			var n int64
+			fmt.Sscan(strings.TrimSpace(v), &n)
+			return n
+		}
+	}
+	return 0
+}
