@@ -2,12 +2,15 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: all build deps generate check-generated vet unit fuzz vmtest test bench demo clean
+.PHONY: all build install deps generate check-generated vet unit fuzz vmtest e2e test bench demo clean
 
 all: build
 
 build:
 	$(GO) build -o bin/nriguard ./cmd/nriguard
+
+install: build
+	@install/install.sh
 
 deps:
 	@scripts/deps.sh
@@ -36,7 +39,11 @@ fuzz:
 vmtest: deps
 	@scripts/vmtest.sh
 
-test: deps check-generated vet unit vmtest
+# A private containerd 2.x + NRI + runc + crictl with real containers (test/e2e/).
+e2e: deps
+	@test/e2e/run.sh all
+
+test: deps check-generated vet unit vmtest e2e
 	$(MAKE) fuzz FUZZTIME=10s
 
 bench: deps

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // ImageNameAnnotations are the container annotations CRI runtimes put the
@@ -42,7 +43,7 @@ func NewContainerdImages(socket, namespace string) *ContainerdImages {
 
 // Labels returns the labels of image ref's config.
 func (c *ContainerdImages) Labels(ctx context.Context, ref string) (map[string]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, c.namespace), 2*time.Second)
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -33,6 +33,11 @@ func main() {
 		runtime.LockOSThread()
 		os.Exit(runChild(os.Args[2:]))
 	}
+	if len(os.Args) < 2 && os.Getenv("NRI_PLUGIN_SOCKET") != "" {
+		// Started by the runtime from its plugin_path (/opt/nri/plugins/
+		// 10-nriguard), with no arguments: run as a pre-registered plugin.
+		os.Exit(runPlugin(nil))
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

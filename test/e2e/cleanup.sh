@@ -1,0 +1,37 @@
+#!/bin/bash
+# Leave the machine as the e2e found it: containers, pods, plugin, containerd,
+# mounts, cgroups, pins, logs. Keeps the cache ($CACHE). Safe to run twice.
+. "$(dirname "$0")/lib.sh"
+if [ -S "$E2E/ctrd/containerd.sock" ]; then
+  for c in $(crictl ps -aq 2>/dev/null); do crictl rm -f "$c" >/dev/null 2>&1; done
+  for p in $(crictl pods -q 2>/dev/null); do crictl rmp -f "$p" >/dev/null 2>&1; done
+fi
+for f in plugin containerd; do
+  if [ -f "$E2E/$f.pid" ]; then
+    pid=$(cat "$E2E/$f.pid"); kill "$pid" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null; rm -f "$E2E/$f.pid"
+  fi
+done
+# shims and plugins that containerd started (by their socket dir or path)
+pkill -f "containerd-shim-runc-v2 .*-address $E2E/" 2>/dev/null
+pkill -f "^$E2E/nri/plugins/" 2>/dev/null
+grep -o " $E2E[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+for h in /sys/fs/cgroup/unified /sys/fs/cgroup/*/; do
+  for d in k8s.io kubepods nriguard-e2e; do
+    [ -d "$h/$d" ] && find "$h/$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+done
+# pins: whatever is under the pin root that was not there when the e2e
+# started (the run refuses to start next to another nriguard's attachments)
+if [ -d $PINS ] && [ -e "$E2E/.pins-before" ]; then
+  for d in $PINS/*; do
+    n=$(basename "$d")
+    [ -e "$d" ] && ! grep -qx "$n" "$E2E/.pins-before" || continue
+    case $n in _*) rm -rf "$d" ;; *) "$NG" detach "$n" 2>/dev/null ;; esac
+  done
+  [ -e "$E2E/.made-pins" ] && rmdir $PINS 2>/dev/null
+fi
+[ -e "$E2E/.made-varlog" ] && rm -rf /var/log/nriguard
+rm -rf "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/.made-"* "$E2E/.pins-before"
+true

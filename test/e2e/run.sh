@@ -1,0 +1,292 @@
+#!/bin/bash
+# make e2e: nriguard with a real containerd 2.x (CRI + NRI), runc and crictl,
+# in a private containerd that cannot collide with anything (own root, state,
+# sockets, NRI socket). The containerd drop-in and plugin config are the ones
+# in install/. Prints one PASS/FAIL line per check and "N passed, M failed".
+# Usage: run.sh [external|preregistered|all]
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+MODE=${1:-all}
+"$REPO/test/e2e/setup.sh" || exit 1
+"$REPO/test/e2e/cleanup.sh"
+keep_logs() { rm -rf "$CACHE/last-logs"; cp -r "$E2E/logs" "$CACHE/last-logs" 2>/dev/null; }
+trap 'keep_logs; "$REPO/test/e2e/cleanup.sh"' EXIT
+
+if [ -d $PINS ] && ls -A $PINS | grep -qv '^_'; then
+  echo "e2e: $PINS holds attachments: is a nriguard running on this machine? Refusing to share it."; exit 1
+fi
+mkdir -p "$E2E"/{ctrd,nri/plugins,nri/conf.d,logs,pods}
+[ -d $PINS ] || touch "$E2E/.made-pins"
+ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
+CGROUPS_BEFORE=$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)
+[ -d /var/log/nriguard ] || touch "$E2E/.made-varlog"
+EVENTS=$E2E/logs/events.jsonl
+PLOG=$E2E/logs/plugin.log
+
+cat > "$E2E/ctrd/config.toml" <<EOF
+version = 3
+root = '$E2E/ctrd/root'
+state = '$E2E/ctrd/state'
+# the operator's drop-in, as installed: NRI on, nriguard required
+imports = ['$REPO/install/containerd/nriguard.toml']
+[grpc]
+  address = '$E2E/ctrd/containerd.sock'
+[ttrpc]
+  address = '$E2E/ctrd/containerd.sock.ttrpc'
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = 'localhost/e2e/pause:latest'
+  [plugins.'io.containerd.cri.v1.runtime']
+    # this VM lacks CAP_SYS_RESOURCE: the sandbox cannot lower oom_score_adj
+    restrict_oom_score_adj = true
+    cdi_spec_dirs = []
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = 'runc'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = 'io.containerd.runc.v2'
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = '/usr/sbin/runc'
+          Root = '$E2E/ctrd/runc'
+          SystemdCgroup = false
+  [plugins.'io.containerd.nri.v1.nri']
+    socket_path = '$E2E/nri.sock'
+    plugin_path = '$E2E/nri/plugins'
+    plugin_config_path = '$E2E/nri/conf.d'
+  [plugins.'io.containerd.shim.v1.manager']
+    socket_dir = '$E2E/ctrd/s'
+EOF
+printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$E2E/ctrd/containerd.sock" "$E2E/ctrd/containerd.sock" > "$E2E/crictl.yaml"
+# no ceiling here: a container without labels must be left alone
+NODECONF="event_log: $EVENTS
+containerd:
+  socket: $E2E/ctrd/containerd.sock
+  namespace: k8s.io"
+echo "$NODECONF" > "$E2E/config.yaml"
+
+start_containerd() {
+  nohup containerd --config "$E2E/ctrd/config.toml" >> "$E2E/logs/containerd.log" 2>&1 &
+  echo $! > "$E2E/containerd.pid"
+  for i in $(seq 100); do crictl info >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "containerd did not start"; tail -20 "$E2E/logs/containerd.log"; exit 1
+}
+stop_containerd() {
+  local pid; pid=$(cat "$E2E/containerd.pid"); kill "$pid"
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$E2E/containerd.pid"
+}
+syncs() { grep -c '"msg":"synchronized"' "$1" 2>/dev/null || echo 0; }
+wait_sync() { # $1 log, $2 count before
+  for i in $(seq 100); do [ "$(syncs "$1")" -gt "$2" ] && return 0; sleep 0.1; done
+  echo "plugin did not synchronize"; tail -5 "$1"; return 1
+}
+start_plugin() {
+  local n; n=$(syncs "$PLOG")
+  nohup "$NG" plugin --socket "$E2E/nri.sock" --config "$E2E/config.yaml" --log "$PLOG" >> "$E2E/logs/plugin.out" 2>&1 &
+  echo $! > "$E2E/plugin.pid"
+  wait_sync "$PLOG" "$n"
+}
+# conn CTR PORT: what busybox nc in the container says
+conn() { cr exec "$1" sh -c "nc 127.0.0.1 $2 </dev/null 2>&1"; }
+# udp CTR PORT: send a datagram with busybox tftp (nc has no -u here) to a
+# port nobody listens on; prints what tftp said and how many datagrams the
+# kernel counted arriving there (Udp NoPorts: host-network pods share it)
+noports() { awk '/^Udp: [0-9]/{print $3}' /proc/net/snmp; }
+udp() {
+  local before out; before=$(noports)
+  out=$(cr exec "$1" sh -c "timeout 1 tftp -g -r x -l /tmp/x 127.0.0.1 $2 2>&1")
+  echo "$out arrived=$(( $(noports) - before ))"
+}
+denied() { grep -q 'Operation not permitted' <<<"$1"; }
+pod() { # name, annotations (JSON object), extra -> pod config path
+  cat > "$E2E/pods/$1.json" <<EOF
+{"metadata":{"name":"$1","namespace":"e2e-ns","uid":"uid-$1","attempt":0},
+ "annotations":$2,
+ "log_directory":"$E2E/pods/$1-logs",
+ "linux":{"cgroup_parent":"/kubepods/besteffort/poduid-$1","security_context":{"namespace_options":{"network":2}}}}
+EOF
+  echo "$E2E/pods/$1.json"
+}
+ctrcfg() { # name, image, command (JSON array), [annotations] -> container config path
+  cat > "$E2E/pods/ctr-$1.json" <<EOF
+{"metadata":{"name":"$1"},"image":{"image":"localhost/e2e/$2:latest"},"command":$3,"annotations":${4:-{\}},"log_path":"$1.log","linux":{}}
+EOF
+  echo "$E2E/pods/ctr-$1.json"
+}
+LOOP='["/bin/sh","-c","trap \"exit 0\" TERM; while :; do sleep 1; done"]'
+run_ctr() { # pod-id pod-config name image command -> container id (started)
+  local id; id=$(cr create "$1" "$(ctrcfg "$3" "$4" "$5")" "$2") || return 1
+  cr start "$id" >/dev/null || return 1
+  echo "$id"
+}
+event() { # jq filter over the event log; waits a little for the line
+  for i in $(seq 30); do [ -n "$(jq -c "select($1)" "$EVENTS" 2>/dev/null)" ] && return 0; sleep 0.1; done
+  return 1
+}
+
+# ---------------------------------------------------------------------------
+external() {
+  say "external plugin: nriguard plugin --socket $E2E/nri.sock"
+  start_containerd
+  ctr -a "$E2E/ctrd/containerd.sock" -n k8s.io images import --all-platforms "$E2E/images.tar" >/dev/null
+  start_plugin || { bad "plugin connected"; return; }
+  ok "plugin connected and synchronized"
+
+  ANN='{"egress.nriguard.io/container.client":"allow tcp 127.0.0.1:18081; allow udp 127.0.0.1:18083",
+        "exec.nriguard.io/container.client":"allow /bin/",
+        "egress.nriguard.io/container.client2":"allow tcp 127.0.0.1:18080",
+        "egress.nriguard.io/container.auditor":"allow tcp 127.0.0.1:18081",
+        "mode.nriguard.io/container.auditor":"audit"}'
+  PCFG=$(pod e2e "$ANN")
+  POD=$(cr runp "$PCFG")
+  SRV=$(run_ctr "$POD" "$PCFG" server busybox '["/bin/sh","-c","nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap \"exit 0\" TERM; while :; do sleep 1; done"]')
+  CLI=$(run_ctr "$POD" "$PCFG" client busybox "$LOOP")
+  CLI2=$(run_ctr "$POD" "$PCFG" client2 busybox "$LOOP")
+  AUD=$(run_ctr "$POD" "$PCFG" auditor busybox "$LOOP")
+  sleep 0.3
+  check "client: TCP 18081 allowed" grep -q hello18081 <<<"$(conn $CLI 18081)"
+  out=$(conn $CLI 18080); check "client: TCP 18080 denied (EPERM)" denied "$out"
+  out=$(udp $CLI 18083); check "client: UDP 18083 allowed (the datagram arrived)" grep -q 'arrived=[1-9]' <<<"$out"
+  out=$(udp $CLI 18082); check "client: UDP 18082 denied (EPERM, nothing arrived)" grep -q 'Operation not permitted.*arrived=0' <<<"$(tr '\n' ' ' <<<"$out")"
+  check "client2 (its own container.<name> policy): 18080 allowed" grep -q hello18080 <<<"$(conn $CLI2 18080)"
+  out=$(conn $CLI2 18081); check "client2: 18081 denied" denied "$out"
+  check "server (no labels): 18080 reachable" grep -q hello18080 <<<"$(conn $SRV 18080)"
+  check "server (no labels): nothing pinned" test ! -e "$PINS/$SRV"
+  check "client: pinned under $PINS/<id>" test -e "$PINS/$CLI/meta"
+
+  check "exec: allowed program runs (crictl exec client /bin/echo)" grep -qx hi <<<"$(cr exec $CLI /bin/echo hi)"
+  out=$(cr exec $CLI /opt/bin/tool echo hi 2>&1); rc=$?
+  check "exec: denied program never runs (/opt/bin/tool, a copy of busybox)" test "$rc" != 0 -a -z "$(grep -x hi <<<"$out")"
+  check "exec: event with the filename" event '.kind=="exec" and .filename=="/opt/bin/tool" and .container=="client" and .pod=="e2e"'
+
+  check "enforce event names pod, namespace, container" \
+    event '.verdict=="denied" and .port==18080 and .container=="client" and .pod=="e2e" and .namespace=="e2e-ns"'
+  check "audit: traffic passes" grep -q hello18080 <<<"$(conn $AUD 18080)"
+  check "audit: would-deny event with pod, namespace, container" \
+    event '.verdict=="would-deny" and .port==18080 and .container=="auditor" and .pod=="e2e" and .namespace=="e2e-ns"'
+
+  say "image label (tighten-only)"
+  IPCFG=$(pod img '{"egress.nriguard.io":"allow tcp 127.0.0.1:18080,18081"}')
+  IPOD=$(cr runp "$IPCFG")
+  LAB=$(run_ctr "$IPOD" "$IPCFG" labelled labelled "$LOOP")
+  check "image label narrows the pod's policy: 18081 allowed" grep -q hello18081 <<<"$(conn $LAB 18081)"
+  out=$(conn $LAB 18080); check "image label narrows the pod's policy: 18080 denied" denied "$out"
+  check "the plugin log explains the layers" grep -q '"source":"image label egress.nriguard.io"' "$PLOG"
+
+  say "invalid annotation"
+  BPCFG=$(pod bad '{"egress.nriguard.io/container.app":"allow tcp 127.0.0.1:18081; allow tcp 10.0.0/33"}')
+  BPOD=$(cr runp "$BPCFG")
+  out=$(crictl create "$BPOD" "$(ctrcfg app busybox "$LOOP")" "$BPCFG" 2>&1)
+  echo "   crictl create says: $(grep -o 'nriguard: .*' <<<"$out" | head -1 | cut -c1-160)"
+  check "crictl create fails naming the key and the rule" \
+    grep -q 'egress.nriguard.io/container.app: rule 2 \\\?"allow tcp 10.0.0/33\\\?": invalid prefix length 33 (0-32)' <<<"$out"
+
+  say "stop and remove"
+  CG=$(find /sys/fs/cgroup/unified/kubepods -type d -name "$CLI" | head -1)
+  cr stop -t 2 "$CLI" >/dev/null; cr rm "$CLI" >/dev/null
+  check "client stopped and removed: its pins are gone" test ! -e "$PINS/$CLI"
+  check "client's cgroup had nriguard programs attached before; it is gone now" test ! -d "$CG"
+
+  say "plugin killed while containers run"
+  kill -9 "$(cat "$E2E/plugin.pid")"; sleep 0.3
+  out=$(conn $CLI2 18081); check "plugin dead: client2 18081 still denied" denied "$out"
+  # containerd 2.4.2 embeds NRI v0.12.3: the first request after the plugin
+  # died still counts it as present and skips it (fail open, once); the
+  # runtime then drops it and refuses every container (required plugin).
+  LATE=$(cr create "$POD" "$(ctrcfg client busybox "$LOOP")" "$PCFG" 2>/dev/null) && cr start "$LATE" >/dev/null 2>&1 &&
+    echo "   the first container created after the plugin died slipped through (NRI v0.12.3); reconciliation must catch it"
+  out=$(crictl create "$POD" "$(ctrcfg late2 busybox "$LOOP")" "$PCFG" 2>&1)
+  check "plugin dead: new containers are refused (required plugin)" grep -q 'required plugin \\\?"nriguard\\\?" not present' <<<"$out"
+  cr stop -t 2 "$CLI2" >/dev/null
+  check "plugin dead: a stopped container's pins are stale" test -e "$PINS/$CLI2"
+  start_plugin
+  check "plugin restarted: synchronized, stale pins removed" test ! -e "$PINS/$CLI2"
+  if [ -n "${LATE:-}" ]; then
+    check "plugin restarted: the container that slipped through is attached now" test -e "$PINS/$LATE/meta"
+    cr rm -f "$LATE" >/dev/null
+  fi
+  check "plugin restarted: running containers still enforced" denied "$(conn $AUD 18080 2>/dev/null; conn $LAB 18080)"
+
+  say "containerd restarted"
+  n=$(grep -c '"msg":"connected"' "$PLOG")
+  stop_containerd; start_containerd
+  for i in $(seq 100); do [ "$(grep -c '"msg":"connected"' "$PLOG")" -gt "$n" ] && break; sleep 0.1; done
+  check "plugin reconnected by itself" test "$(grep -c '"msg":"connected"' "$PLOG")" -gt "$n"
+  NEW=$(run_ctr "$POD" "$PCFG" client busybox "$LOOP")
+  out=$(conn $NEW 18080); check "a container started after the restart is covered" denied "$out"
+
+  say "timing: what nriguard adds to crictl start (median of 20)"
+  TPCFG=$(pod timing '{"egress.nriguard.io":"allow tcp 127.0.0.1:18081","tolerate-missing-plugins.nriguard.io":"true"}')
+  TPOD=$(cr runp "$TPCFG")
+  NPCFG=$(pod plain '{"tolerate-missing-plugins.nriguard.io":"true"}')
+  NPOD=$(cr runp "$NPCFG")
+  median_start() { # pod-id pod-config label
+    local ts=()
+    for i in $(seq 20); do
+      local id t; id=$(cr create "$1" "$(ctrcfg "t$3$i" busybox "$LOOP")" "$2")
+      t=$(now); cr start "$id" >/dev/null; ts+=("$(echo "$(now) - $t" | bc)")
+    done
+    printf '%s\n' "${ts[@]}" | sort -n | sed -n 10p
+  }
+  LABELLED=$(median_start "$TPOD" "$TPCFG" l)
+  PLAIN=$(median_start "$NPOD" "$NPCFG" p)
+  kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid"; sleep 0.3
+  NOPLUGIN=$(median_start "$NPOD" "$NPCFG" n)
+  printf '   crictl start, median of 20: labelled %.3fs, unlabelled %.3fs (plugin running); %.3fs without nriguard\n' "$LABELLED" "$PLAIN" "$NOPLUGIN"
+  echo "crictl-start labelled=$LABELLED unlabelled=$PLAIN without=$NOPLUGIN" >> "$E2E/logs/timing.txt"
+  cp "$E2E/logs/timing.txt" "$CACHE/timing-last.txt"
+  start_plugin # so that removing the containers below goes through it
+
+  for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
+  for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
+  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$')"
+  check "all removed: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
+  stop_containerd
+}
+
+# ---------------------------------------------------------------------------
+preregistered() {
+  say "pre-registered plugin: containerd starts $E2E/nri/plugins/10-nriguard"
+  ln -sf "$NG" "$E2E/nri/plugins/10-nriguard"
+  # the operator's plugin config, pointed at this private containerd
+  { cat "$REPO/install/nri/10-nriguard.conf" | grep -v '^event_log:'; echo "$NODECONF"; } > "$E2E/nri/conf.d/10-nriguard.conf"
+  local log=/var/log/nriguard/nriguard.log n
+  n=$(syncs $log)
+  start_containerd
+  ctr -a "$E2E/ctrd/containerd.sock" -n k8s.io images import --all-platforms "$E2E/images.tar" >/dev/null
+  wait_sync $log "$n" && ok "containerd started the plugin; it synchronized" || { bad "pre-registered plugin started"; stop_containerd; return; }
+  PCFG=$(pod pre '{"egress.nriguard.io":"allow tcp 127.0.0.1:18081","exec.nriguard.io":"allow /bin/"}')
+  POD=$(cr runp "$PCFG")
+  SRV=$(run_ctr "$POD" "$PCFG" server busybox '["/bin/sh","-c","nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap \"exit 0\" TERM; while :; do sleep 1; done"]')
+  sleep 0.3
+  check "pre-registered: 18081 allowed" grep -q hello18081 <<<"$(conn $SRV 18081)"
+  out=$(conn $SRV 18080); check "pre-registered: 18080 denied" denied "$out"
+  out=$(cr exec $SRV /opt/bin/tool echo hi 2>&1); check "pre-registered: denied program never runs" test -z "$(grep -x hi <<<"$out")"
+  check "pre-registered: its config came through Configure (event log)" event '.verdict=="denied" and .pod=="pre"'
+  out=$(crictl create "$POD" "$(ctrcfg bad busybox "$LOOP" '{"egress.nriguard.io":"allow tcp"}')" "$PCFG" 2>&1)
+  check "pre-registered: an invalid container annotation is refused" grep -q 'egress.nriguard.io: rule 1' <<<"$out"
+  for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
+  for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
+  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$')"
+  stop_containerd
+  rm -f "$E2E/nri/plugins/10-nriguard"
+}
+
+T0=$(now)
+case $MODE in
+  external) external ;;
+  preregistered) preregistered ;;
+  *) external; preregistered ;;
+esac
+keep_logs
+"$REPO/test/e2e/cleanup.sh"
+trap - EXIT
+say "machine as found"
+check "no e2e processes left" test -z "$(pgrep -f "$E2E/" )"
+check "no mounts left under $E2E" test -z "$(grep " $E2E" /proc/mounts)"
+check "no container cgroups left" test "$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)" = "$CGROUPS_BEFORE"
+check "no pins left" test -z "$(ls -A $PINS 2>/dev/null | grep -vxFf "$E2E/.pins-before" 2>/dev/null)"
+printf '\ne2e took %.0fs\n' "$(echo "$(now) - $T0" | bc)"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]

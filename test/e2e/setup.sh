@@ -1,0 +1,35 @@
+#!/bin/bash
+# Provision what the e2e needs on a fresh Debian 12 (root), cached:
+# apt packages, containerd + ctr + shim and crictl built with go install,
+# nriguard, and the images. A warm run does nothing but check.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+t0=$(now)
+mkdir -p "$CACHE/bin" "$E2E/bin"
+need=()
+for p in runc busybox-static jq iproute2 bpftool; do
+  dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q "install ok installed" || need+=($p)
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+stamp=$CACHE/bin/.containerd-$CONTAINERD_VERSION
+if [ ! -e "$stamp" ]; then
+  echo "setup: building containerd $CONTAINERD_VERSION (about 80 s with cold caches)"
+  (cd /tmp && GOBIN=$CACHE/bin GOFLAGS=-buildvcs=false go install \
+    github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION \
+    github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION \
+    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION)
+  touch "$stamp"
+fi
+stamp=$CACHE/bin/.crictl-$CRICTL_VERSION
+if [ ! -e "$stamp" ]; then
+  echo "setup: building crictl $CRICTL_VERSION"
+  (cd /tmp && GOBIN=$CACHE/bin GOFLAGS=-buildvcs=false go install sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION)
+  touch "$stamp"
+fi
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$NG" ./cmd/nriguard)
+[ -s "$E2E/images.tar" ] || "$REPO/test/e2e/mkimage.sh" "$E2E/images.tar"
+printf 'setup: ready in %.1fs\n' "$(echo "$(now) - $t0" | bc)"
