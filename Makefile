@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: all build install deps generate check-generated vet unit fuzz vmtest e2e test bench demo clean
+.PHONY: all build install deps generate check-generated vet unit fuzz vmtest e2e test bench demo demo-run clean
 
 all: build
 
@@ -49,8 +49,13 @@ test: deps check-generated vet unit vmtest e2e
 bench: deps
 	$(GO) run ./test/bench
 
-demo: deps build
-	@scripts/demo.sh
+# nriguard guarding a real containerd: a labelled pod, allowed/denied traffic, a denied exec, teardown.
+demo: deps
+	@test/e2e/demo.sh
+
+# The standalone mode: nriguard run on one command.
+demo-run: deps build
+	@scripts/demo-run.sh
 
 clean:
 	rm -rf bin

@@ -15,116 +15,11 @@ trap 'keep_logs; "$REPO/test/e2e/cleanup.sh"' EXIT
 if [ -d $PINS ] && ls -A $PINS | grep -qv '^_'; then
   echo "e2e: $PINS holds attachments: is a nriguard running on this machine? Refusing to share it."; exit 1
 fi
-mkdir -p "$E2E"/{ctrd,nri/plugins,nri/conf.d,logs,pods}
 [ -d $PINS ] || touch "$E2E/.made-pins"
 ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
 CGROUPS_BEFORE=$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)
 [ -d /var/log/nriguard ] || touch "$E2E/.made-varlog"
-EVENTS=$E2E/logs/events.jsonl
-PLOG=$E2E/logs/plugin.log
-
-cat > "$E2E/ctrd/config.toml" <<EOF
-version = 3
-root = '$E2E/ctrd/root'
-state = '$E2E/ctrd/state'
-# the operator's drop-in, as installed: NRI on, nriguard required
-imports = ['$REPO/install/containerd/nriguard.toml']
-[grpc]
-  address = '$E2E/ctrd/containerd.sock'
-[ttrpc]
-  address = '$E2E/ctrd/containerd.sock.ttrpc'
-[plugins]
-  [plugins.'io.containerd.cri.v1.images']
-    snapshotter = 'overlayfs'
-    [plugins.'io.containerd.cri.v1.images'.pinned_images]
-      sandbox = 'localhost/e2e/pause:latest'
-  [plugins.'io.containerd.cri.v1.runtime']
-    # this VM lacks CAP_SYS_RESOURCE: the sandbox cannot lower oom_score_adj
-    restrict_oom_score_adj = true
-    cdi_spec_dirs = []
-    [plugins.'io.containerd.cri.v1.runtime'.containerd]
-      default_runtime_name = 'runc'
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-        runtime_type = 'io.containerd.runc.v2'
-        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-          BinaryName = '/usr/sbin/runc'
-          Root = '$E2E/ctrd/runc'
-          SystemdCgroup = false
-  [plugins.'io.containerd.nri.v1.nri']
-    socket_path = '$E2E/nri.sock'
-    plugin_path = '$E2E/nri/plugins'
-    plugin_config_path = '$E2E/nri/conf.d'
-  [plugins.'io.containerd.shim.v1.manager']
-    socket_dir = '$E2E/ctrd/s'
-EOF
-printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$E2E/ctrd/containerd.sock" "$E2E/ctrd/containerd.sock" > "$E2E/crictl.yaml"
-# no ceiling here: a container without labels must be left alone
-NODECONF="event_log: $EVENTS
-containerd:
-  socket: $E2E/ctrd/containerd.sock
-  namespace: k8s.io"
-echo "$NODECONF" > "$E2E/config.yaml"
-
-start_containerd() {
-  nohup containerd --config "$E2E/ctrd/config.toml" >> "$E2E/logs/containerd.log" 2>&1 &
-  echo $! > "$E2E/containerd.pid"
-  for i in $(seq 100); do crictl info >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "containerd did not start"; tail -20 "$E2E/logs/containerd.log"; exit 1
-}
-stop_containerd() {
-  local pid; pid=$(cat "$E2E/containerd.pid"); kill "$pid"
-  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  rm -f "$E2E/containerd.pid"
-}
-syncs() { grep -c '"msg":"synchronized"' "$1" 2>/dev/null || echo 0; }
-wait_sync() { # $1 log, $2 count before
-  for i in $(seq 100); do [ "$(syncs "$1")" -gt "$2" ] && return 0; sleep 0.1; done
-  echo "plugin did not synchronize"; tail -5 "$1"; return 1
-}
-start_plugin() {
-  local n; n=$(syncs "$PLOG")
-  nohup "$NG" plugin --socket "$E2E/nri.sock" --config "$E2E/config.yaml" --log "$PLOG" >> "$E2E/logs/plugin.out" 2>&1 &
-  echo $! > "$E2E/plugin.pid"
-  wait_sync "$PLOG" "$n"
-}
-# conn CTR PORT: what busybox nc in the container says
-conn() { cr exec "$1" sh -c "nc 127.0.0.1 $2 </dev/null 2>&1"; }
-# udp CTR PORT: send a datagram with busybox tftp (nc has no -u here) to a
-# port nobody listens on; prints what tftp said and how many datagrams the
-# kernel counted arriving there (Udp NoPorts: host-network pods share it)
-noports() { awk '/^Udp: [0-9]/{print $3}' /proc/net/snmp; }
-udp() {
-  local before out; before=$(noports)
-  out=$(cr exec "$1" sh -c "timeout 1 tftp -g -r x -l /tmp/x 127.0.0.1 $2 2>&1")
-  echo "$out arrived=$(( $(noports) - before ))"
-}
-denied() { grep -q 'Operation not permitted' <<<"$1"; }
-pod() { # name, annotations (JSON object), extra -> pod config path
-  cat > "$E2E/pods/$1.json" <<EOF
-{"metadata":{"name":"$1","namespace":"e2e-ns","uid":"uid-$1","attempt":0},
- "annotations":$2,
- "log_directory":"$E2E/pods/$1-logs",
- "linux":{"cgroup_parent":"/kubepods/besteffort/poduid-$1","security_context":{"namespace_options":{"network":2}}}}
-EOF
-  echo "$E2E/pods/$1.json"
-}
-ctrcfg() { # name, image, command (JSON array), [annotations] -> container config path
-  cat > "$E2E/pods/ctr-$1.json" <<EOF
-{"metadata":{"name":"$1"},"image":{"image":"localhost/e2e/$2:latest"},"command":$3,"annotations":${4:-{\}},"log_path":"$1.log","linux":{}}
-EOF
-  echo "$E2E/pods/ctr-$1.json"
-}
-LOOP='["/bin/sh","-c","trap \"exit 0\" TERM; while :; do sleep 1; done"]'
-run_ctr() { # pod-id pod-config name image command -> container id (started)
-  local id; id=$(cr create "$1" "$(ctrcfg "$3" "$4" "$5")" "$2") || return 1
-  cr start "$id" >/dev/null || return 1
-  echo "$id"
-}
-event() { # jq filter over the event log; waits a little for the line
-  for i in $(seq 30); do [ -n "$(jq -c "select($1)" "$EVENTS" 2>/dev/null)" ] && return 0; sleep 0.1; done
-  return 1
-}
-
+write_configs
 # ---------------------------------------------------------------------------
 external() {
   say "external plugin: nriguard plugin --socket $E2E/nri.sock"
