@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/nriguard/nriguard/bpf"
 	"os"
@@ -19,14 +20,23 @@ commands:
   plugin [--socket S] [--config F] [--log F]
         the NRI plugin for containerd and CRI-O: external (connects to S), or
         pre-registered (started by the runtime from its plugin_path)
+  hook createRuntime|prestart|poststop
+        the OCI hook (podman hooks.d, CRI-O): the container's state on stdin
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
   version
         the version, and how this kernel lets exec rules be enforced
+
+installed as nriguard-runc (a link), it is a runc wrapper that adds the hook
+to containers carrying nriguard annotations: for nerdctl and ctr, which have
+no hooks.d (nerdctl run --runtime /usr/local/bin/nriguard-runc ...)
 `
 
 func main() {
+	if filepath.Base(os.Args[0]) == runcWrapperName {
+		os.Exit(runcWrapper(os.Args[1:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == childCommand {
 		// The helper changes this thread's capabilities and then execs on
 		// it: keep it the only thread that runs this goroutine.
@@ -48,6 +58,8 @@ func main() {
 		code = run(args)
 	case "plugin":
 		code = runPlugin(args)
+	case "hook":
+		code = runHook(args)
 	case "list":
 		code = list(args)
 	case "detach":

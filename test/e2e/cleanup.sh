@@ -16,9 +16,13 @@ done
 # shims and plugins that containerd started (by their socket dir or path)
 pkill -f "containerd-shim-runc-v2 .*-address $E2E/" 2>/dev/null
 pkill -f "^$E2E/nri/plugins/" 2>/dev/null
+if command -v podman >/dev/null && [ -d "$E2E/podman/root" ]; then
+  CONTAINERS_CONF=$E2E/podman/containers.conf CONTAINERS_STORAGE_CONF=$E2E/podman/storage.conf \
+    podman --root "$E2E/podman/root" --runroot "$E2E/podman/runroot" --tmpdir "$E2E/podman/tmp" rm -af >/dev/null 2>&1
+fi
 grep -o " $E2E[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 for h in /sys/fs/cgroup/unified /sys/fs/cgroup/*/; do
-  for d in k8s.io kubepods nriguard-e2e; do
+  for d in k8s.io kubepods libpod_parent; do
     [ -d "$h/$d" ] && find "$h/$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
 done
@@ -33,5 +37,6 @@ if [ -d $PINS ] && [ -e "$E2E/.pins-before" ]; then
   [ -e "$E2E/.made-pins" ] && rmdir $PINS 2>/dev/null
 fi
 [ -e "$E2E/.made-varlog" ] && rm -rf /var/log/nriguard
-rm -rf "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/.made-"* "$E2E/.pins-before"
+[ -e "$E2E/.made-varlibcontainers" ] && rm -rf /var/lib/containers
+rm -rf "$E2E/podman" "$E2E/hooks.d" "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/nri.sock" "$E2E/.made-"* "$E2E/.pins-before"
 true

@@ -6,9 +6,12 @@
 #   localhost/e2e/pause:latest     the sandbox image
 #   localhost/e2e/labelled:latest  busybox whose image config carries the label
 #                                  egress.nriguard.io: allow tcp 127.0.0.1:18081
-# Usage: mkimage.sh OUT.tar   (one layout holding all three, for ctr import)
+# Usage: mkimage.sh OUT.tar [BUSYBOX.tar]
+#   OUT.tar holds all three (for ctr import); BUSYBOX.tar only the busybox
+#   image (podman load takes one image per archive)
 set -euo pipefail
 OUT=$1
+OUT_BUSYBOX=${2:-}
 BB=${BUSYBOX:-/bin/busybox}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
@@ -53,9 +56,15 @@ D2=$(desc $1 $2 localhost/e2e/pause:latest)
 set -- $(manifest '{"Env":["PATH=/bin:/opt/bin"],"Cmd":["/bin/sh"],"Labels":{"egress.nriguard.io":"allow tcp 127.0.0.1:18081"}}')
 D3=$(desc $1 $2 localhost/e2e/labelled:latest)
 
-L=$W/layout
-mkdir -p $L/blobs/sha256
-echo '{"imageLayoutVersion":"1.0.0"}' > $L/oci-layout
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s,%s,%s]}' "$D1" "$D2" "$D3" > $L/index.json
-cp $B/* $L/blobs/sha256/
-tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C $L -cf "$OUT" .
+layout() { # OUT descriptors...
+  local out=$1 L=$W/layout
+  shift
+  rm -rf $L
+  mkdir -p $L/blobs/sha256
+  echo '{"imageLayoutVersion":"1.0.0"}' > $L/oci-layout
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' "$(IFS=,; echo "$*")" > $L/index.json
+  cp $B/* $L/blobs/sha256/
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C $L -cf "$out" .
+}
+layout "$OUT" "$D1" "$D2" "$D3"
+[ -z "$OUT_BUSYBOX" ] || layout "$OUT_BUSYBOX" "$D1"

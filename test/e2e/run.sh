@@ -3,7 +3,7 @@
 # in a private containerd that cannot collide with anything (own root, state,
 # sockets, NRI socket). The containerd drop-in and plugin config are the ones
 # in install/. Prints one PASS/FAIL line per check and "N passed, M failed".
-# Usage: run.sh [external|preregistered|all]
+# Usage: run.sh [external|preregistered|hooks|all]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-all}
@@ -19,6 +19,7 @@ fi
 ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
 CGROUPS_BEFORE=$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)
 [ -d /var/log/nriguard ] || touch "$E2E/.made-varlog"
+[ -d /var/lib/containers ] || touch "$E2E/.made-varlibcontainers" # podman's blob-info cache
 write_configs
 # ---------------------------------------------------------------------------
 external() {
@@ -168,11 +169,14 @@ preregistered() {
   rm -f "$E2E/nri/plugins/10-nriguard"
 }
 
+. "$REPO/test/e2e/hooks.sh"
+
 T0=$(now)
 case $MODE in
   external) external ;;
   preregistered) preregistered ;;
-  *) external; preregistered ;;
+  hooks) podman_e2e; wrapper_e2e ;;
+  *) external; preregistered; podman_e2e; wrapper_e2e ;;
 esac
 keep_logs
 "$REPO/test/e2e/cleanup.sh"
@@ -181,6 +185,7 @@ say "machine as found"
 check "no e2e processes left" test -z "$(pgrep -f "$E2E/" )"
 check "no mounts left under $E2E" test -z "$(grep " $E2E" /proc/mounts)"
 check "no container cgroups left" test "$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)" = "$CGROUPS_BEFORE"
+check "no podman state left outside $E2E" test ! -e /run/libpod -a ! -e /run/containers
 check "no pins left" test -z "$(ls -A $PINS 2>/dev/null | grep -vxFf "$E2E/.pins-before" 2>/dev/null)"
 printf '\ne2e took %.0fs\n' "$(echo "$(now) - $T0" | bc)"
 echo "$PASS passed, $FAIL failed"

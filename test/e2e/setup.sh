@@ -7,7 +7,7 @@ set -euo pipefail
 t0=$(now)
 mkdir -p "$CACHE/bin" "$E2E/bin"
 need=()
-for p in runc busybox-static jq iproute2 bpftool; do
+for p in runc busybox-static jq iproute2 bpftool podman conmon; do
   dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q "install ok installed" || need+=($p)
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -31,5 +31,5 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 (cd "$REPO" && CGO_ENABLED=0 go build -o "$NG" ./cmd/nriguard)
-[ -s "$E2E/images.tar" ] || "$REPO/test/e2e/mkimage.sh" "$E2E/images.tar"
+[ -s "$E2E/busybox.tar" ] || "$REPO/test/e2e/mkimage.sh" "$E2E/images.tar" "$E2E/busybox.tar"
 printf 'setup: ready in %.1fs\n' "$(echo "$(now) - $t0" | bc)"

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/plugin"
+)
+
+// configEnv overrides where the hook and the runc wrapper read node settings.
+const configEnv = "NRIGUARD_CONFIG"
+
+func configPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := os.Getenv(configEnv); v != "" {
+		return v
+	}
+	return engine.DefaultConfigPath
+}
+
+// runHook: nriguard hook [--config F] createRuntime|prestart|poststop
+// (the OCI state on stdin). A failure exits 1 with the reason on stderr,
+// which makes the runtime refuse the container.
+func runHook(args []string) int {
+	fs := flag.NewFlagSet("hook", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "node settings (default $"+configEnv+" or "+engine.DefaultConfigPath+")")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: nriguard hook [--config F] createRuntime|prestart|poststop  (OCI state on stdin)")
+		return 2
+	}
+	cfg, err := engine.LoadConfig(configPath(*cfgPath))
+	if err == nil {
+		var eng *engine.Engine
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		if eng, err = engine.New(cfg, engine.Options{Owner: bpf.OwnerHook, Log: log}); err == nil {
+			err = plugin.Hook(eng, fs.Arg(0), os.Stdin)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard:", err)
+		return 1
+	}
+	return 0
+}
+
+// runcWrapperName is what the wrapper is installed as (a link to nriguard).
+const runcWrapperName = "nriguard-runc"
+
+// runcWrapper is a runc-compatible runtime for runtimes that have no hooks.d
+// (nerdctl, ctr): on "create" or "run" of a container that carries an
+// nriguard annotation it adds nriguard's createRuntime and poststop hooks to
+// the bundle's config.json, then it execs the real runc with the same
+// arguments ($NRIGUARD_RUNC, or runc in PATH).
+func runcWrapper(args []string) int {
+	if bundle, ok := runcBundle(args); ok {
+		if err := addHooks(bundle); err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard-runc:", err)
+			return 1
+		}
+	}
+	runc := os.Getenv("NRIGUARD_RUNC")
+	if runc == "" {
+		var err error
+		if runc, err = exec.LookPath("runc"); err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard-runc: no runc in PATH (set NRIGUARD_RUNC)")
+			return 1
+		}
+	}
+	err := syscall.Exec(runc, append([]string{runc}, args...), os.Environ())
+	fmt.Fprintln(os.Stderr, "nriguard-runc: exec", runc+":", err)
+	return 1
+}
+
+// runcBundle finds the bundle of a "create" or "run" command line: runc
+// [global flags] create|run [--bundle|-b DIR] ... ID.
+func runcBundle(args []string) (string, bool) {
+	cmd := -1
+	for i, a := range args {
+		if a == "create" || a == "run" {
+			cmd = i
+			break
+		}
+		if !strings.HasPrefix(a, "-") && i > 0 && !strings.HasPrefix(args[i-1], "-") {
+			return "", false // another command
+		}
+	}
+	if cmd < 0 {
+		return "", false
+	}
+	for i := cmd + 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case (a == "--bundle" || a == "-b") && i+1 < len(args):
+			return args[i+1], true
+		case strings.HasPrefix(a, "--bundle="):
+			return strings.TrimPrefix(a, "--bundle="), true
+		}
+	}
+	wd, err := os.Getwd()
+	return wd, err == nil
+}
+
+// addHooks adds nriguard's hooks to bundle/config.json when an annotation
+// names nriguard; a container without one runs untouched.
+func addHooks(bundle string) error {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var raw map[string]json.RawMessage
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	labelled := false
+	for k := range spec.Annotations {
+		if isNriguardKey(k) {
+			labelled = true
+		}
+	}
+	if !labelled {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	env := []string{}
+	if v := os.Getenv(configEnv); v != "" {
+		env = append(env, configEnv+"="+v)
+	}
+	hooks := spec.Hooks
+	if hooks == nil {
+		hooks = &specs.Hooks{}
+	}
+	hooks.CreateRuntime = append(hooks.CreateRuntime, specs.Hook{Path: self, Args: []string{"nriguard", "hook", "createRuntime"}, Env: env})
+	hooks.Poststop = append(hooks.Poststop, specs.Hook{Path: self, Args: []string{"nriguard", "hook", "poststop"}, Env: env})
+	// Rewrite only the hooks, keeping every other field as the runtime wrote it.
+	if raw["hooks"], err = json.Marshal(hooks); err != nil {
+		return err
+	}
+	out, err := json.Marshal(raw)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, 0o600)
+}
+
+func isNriguardKey(k string) bool {
+	base, _, _ := strings.Cut(k, "/")
+	switch base {
+	case "egress.nriguard.io", "exec.nriguard.io", "mode.nriguard.io", "profile.nriguard.io":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package plugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/engine"
+)
+
+// Hook handles one OCI hook invocation, for containers that never reach NRI
+// (podman, nerdctl, ctr): the runtime writes the container's state to stdin.
+//
+//   - createRuntime (or prestart): the container's namespaces and cgroup
+//     exist, its init process is in the cgroup and has not run the
+//     container's program. Decide its policy from its annotations and attach
+//     it. An error makes the runtime refuse to start the container.
+//   - poststop: detach.
+//
+// The pins are keyed by container id like the NRI plugin's, so when both see
+// the same container (CRI-O runs hooks and NRI plugins), the second attach
+// finds the first's and changes nothing.
+func Hook(eng *engine.Engine, stage string, stdin io.Reader) error {
+	var st specs.State
+	if err := json.NewDecoder(stdin).Decode(&st); err != nil {
+		return fmt.Errorf("hook %s: read the container state from stdin: %w", stage, err)
+	}
+	if st.ID == "" {
+		return fmt.Errorf("hook %s: the container state has no id", stage)
+	}
+	switch stage {
+	case "createRuntime", "prestart":
+		return hookAttach(eng, &st)
+	case "poststop":
+		return eng.Detach(st.ID)
+	}
+	return fmt.Errorf("hook: unknown stage %q: expected createRuntime, prestart or poststop", stage)
+}
+
+func hookAttach(eng *engine.Engine, st *specs.State) error {
+	spec, err := readSpec(st.Bundle)
+	if err != nil {
+		return err
+	}
+	ann := map[string]string{}
+	for k, v := range spec.Annotations {
+		ann[k] = v
+	}
+	for k, v := range st.Annotations {
+		ann[k] = v
+	}
+	c := engine.Container{ID: st.ID, Name: containerName(ann), Annotations: ann}
+	d, err := eng.Decide(c)
+	if err != nil {
+		return err
+	}
+	if d.Empty() {
+		return nil
+	}
+	if st.Pid == 0 {
+		return fmt.Errorf("container %s: the runtime gave no process id: run the hook at createRuntime or prestart", st.ID)
+	}
+	cg, err := cgroup.OfPid(st.Pid)
+	if err != nil {
+		return err
+	}
+	// At createRuntime the init process has not pivoted into the rootfs yet:
+	// resolve exec rules in the rootfs the spec names.
+	root := "/"
+	if spec.Root != nil && spec.Root.Path != "" {
+		root = spec.Root.Path
+		if !filepath.IsAbs(root) {
+			root = filepath.Join(st.Bundle, root)
+		}
+	}
+	return eng.Attach(c, d, cg, root)
+}
+
+func readSpec(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read the container's config: %w", err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	return &s, nil
+}
+
+// containerName finds a name for events and container.<name> keys among the
+// annotations runtimes set.
+func containerName(ann map[string]string) string {
+	for _, k := range []string{"io.kubernetes.cri.container-name", "io.kubernetes.container.name", "nerdctl/name", "io.podman.annotations.name"} {
+		if v := ann[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}

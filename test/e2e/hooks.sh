@@ -1,0 +1,63 @@
+# Sourced by run.sh: the OCI hook mode, for containers that never reach NRI.
+
+# podman (Debian's 4.3, runc) with the hooks.d files of install/, pointed at
+# this build and the e2e's node settings; private storage under $E2E/podman.
+podman_e2e() {
+  say "OCI hook: podman --hooks-dir (install/hooks.d)"
+  mkdir -p "$E2E/podman"/{root,runroot,tmp} "$E2E/hooks.d"
+  local f
+  for f in "$REPO"/install/hooks.d/*.json; do
+    jq --arg ng "$NG" --arg conf "NRIGUARD_CONFIG=$E2E/config.yaml" '.hook.path=$ng | .hook.env=[$conf]' "$f" > "$E2E/hooks.d/$(basename "$f")"
+  done
+  printf '[containers]\nnetns = "host"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s"\nruntime = "runc"\n[engine.runtimes]\nrunc = ["/usr/sbin/runc"]\n' \
+    "$E2E/podman/events.log" > "$E2E/podman/containers.conf"
+  printf '[storage]\ndriver = "overlay"\ngraphroot = "%s"\nrunroot = "%s"\n' "$E2E/podman/root" "$E2E/podman/runroot" > "$E2E/podman/storage.conf"
+  export CONTAINERS_CONF=$E2E/podman/containers.conf CONTAINERS_STORAGE_CONF=$E2E/podman/storage.conf
+  local P="podman --root $E2E/podman/root --runroot $E2E/podman/runroot --tmpdir $E2E/podman/tmp --hooks-dir $E2E/hooks.d"
+  # this VM lacks CAP_SYS_RESOURCE: podman's default rlimits cannot be set
+  local R="--ulimit nofile=$(ulimit -Hn):$(ulimit -Hn) --ulimit nproc=32768:32768 --network host"
+  $P load -q -i "$E2E/busybox.tar" >/dev/null 2>&1
+  $P run -d $R --name srv localhost/e2e/busybox:latest \
+    sh -c 'nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
+  $P run -d $R --name cli --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' --annotation 'exec.nriguard.io=allow /bin/' \
+    localhost/e2e/busybox:latest sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
+  sleep 0.3
+  local id out
+  id=$($P inspect cli --format '{{.Id}}')
+  check "podman: the hook attached (owner: hook)" test -e "$PINS/$id/meta"
+  check "podman: 18081 allowed" grep -q hello18081 <<<"$($P exec cli nc 127.0.0.1 18081 </dev/null 2>&1)"
+  out=$($P exec cli nc 127.0.0.1 18080 </dev/null 2>&1); check "podman: 18080 denied" denied "$out"
+  out=$($P exec cli /opt/bin/tool echo hi 2>&1); check "podman: denied program never runs" test -z "$(grep -x hi <<<"$out")"
+  check "podman: the container without annotations is untouched" grep -q hello18080 <<<"$($P exec srv nc 127.0.0.1 18080 </dev/null 2>&1)"
+  out=$($P run $R --name bad --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
+  echo "   podman run says: $(grep -o 'nriguard: .*' <<<"$out" | head -1 | cut -c1-140)"
+  check "podman: an invalid annotation refuses the container, naming key and rule" \
+    grep -q 'egress.nriguard.io: rule 1 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)' <<<"$out"
+  $P stop -t 2 cli >/dev/null
+  check "podman: stop runs poststop: pins gone" test ! -e "$PINS/$id"
+  $P rm -af >/dev/null 2>&1
+  unset CONTAINERS_CONF CONTAINERS_STORAGE_CONF
+}
+
+# The runc wrapper, for runtimes without hooks.d (nerdctl --runtime, ctr
+# --runc-binary): a real containerd runs the container through nriguard-runc.
+wrapper_e2e() {
+  say "OCI hook through the runc wrapper: ctr run --runc-binary nriguard-runc"
+  ln -sf "$NG" "$E2E/bin/nriguard-runc"
+  start_containerd
+  local C="ctr -a $E2E/ctrd/containerd.sock -n k8s.io" out
+  $C images import --all-platforms "$E2E/images.tar" >/dev/null 2>&1
+  NRIGUARD_CONFIG=$E2E/config.yaml $C run -d --net-host --runc-binary "$E2E/bin/nriguard-runc" \
+    --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' localhost/e2e/busybox:latest wrapped \
+    sh -c 'nc -ll -p 18081 -e echo hello18081 & trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null 2>&1
+  sleep 0.3
+  check "wrapper: the hook it added attached" test -e "$PINS/wrapped/meta"
+  out=$($C task exec --exec-id t1 wrapped nc 127.0.0.1 18080 </dev/null 2>&1); check "wrapper: 18080 denied" denied "$out"
+  check "wrapper: 18081 allowed" grep -q hello18081 <<<"$($C task exec --exec-id t2 wrapped nc 127.0.0.1 18081 </dev/null 2>&1)"
+  $C task kill -s KILL wrapped >/dev/null 2>&1
+  sleep 0.3
+  $C task delete wrapped >/dev/null 2>&1
+  check "wrapper: task delete runs poststop: pins gone" test ! -e "$PINS/wrapped"
+  $C container rm wrapped >/dev/null 2>&1
+  stop_containerd
+}
