@@ -3,17 +3,15 @@ package plugin_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/containerd/nri/pkg/adaptation"
+
+	"github.com/nriguard/nriguard/bpf"
 )
 
 // BenchmarkPluginLatency: what the plugin adds to a container's life, as
@@ -47,7 +45,10 @@ func BenchmarkPluginLatency(b *testing.B) {
 			var ms1 goruntime.MemStats
 			goruntime.GC()
 			goruntime.ReadMemStats(&ms1)
-			kernel := attachmentMemory(b, filepath.Join(root, others[0].c.Id))
+			kernel, err := bpf.PinnedMemory(filepath.Join(root, others[0].c.Id))
+			if err != nil {
+				b.Fatal(err)
+			}
 			var create, start, stop, remove []float64
 			b.ResetTimer()
 			for i := range b.N {
@@ -100,50 +101,4 @@ func pct(xs []float64, p int) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
-}
-
-// attachmentMemory adds up what the kernel charges (memlock) for one
-// attachment's maps and the programs its links hold.
-func attachmentMemory(b *testing.B, dir string) int64 {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total int64
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		switch {
-		case strings.HasPrefix(e.Name(), "map_"):
-			m, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
-			if err == nil {
-				total += fdMemlock(m.FD())
-				m.Close()
-			}
-		case strings.HasPrefix(e.Name(), "link_"):
-			l, err := link.LoadPinnedLink(p, nil)
-			if err != nil {
-				continue
-			}
-			if info, err := l.Info(); err == nil {
-				if prog, err := ebpf.NewProgramFromID(info.Program); err == nil {
-					total += fdMemlock(prog.FD())
-					prog.Close()
-				}
-			}
-			l.Close()
-		}
-	}
-	return total
-}
-
-func fdMemlock(fd int) int64 {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
-			var n int64
-			fmt.Sscan(strings.TrimSpace(v), &n)
-			return n
-		}
-	}
-	return 0
 }

@@ -30,46 +30,35 @@ type Exec struct {
 // PATH is absolute; a trailing "/" makes it a directory rule. The default
 // follows the egress rule: only allows deny by default, only denies allow.
 func ParseExec(key, value string) (*Exec, error) {
-	segs := splitRules(value)
-	l := ruleList{key: key}
 	e := &Exec{}
-	for _, seg := range segs {
-		f := strings.Fields(seg.text)
-		if ok, err := l.parseDefault(seg, f); ok {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
+	var err error
+	e.Default, e.DefaultExplicit, err = parseRules(key, value, func(l *ruleList, seg segment, f []string) (Action, error) {
 		a, ok := parseAction(f[0])
 		if !ok {
-			return nil, l.errorf(seg, `expected "allow", "deny" or "default" at the start, got %q`, f[0])
+			return a, l.errorf(seg, `expected "allow", "deny" or "default" at the start, got %q`, f[0])
 		}
 		if len(f) != 2 {
-			return nil, l.errorf(seg, "expected %s PATH with one absolute path (a trailing / for a directory)", f[0])
+			return a, l.errorf(seg, "expected %s PATH with one absolute path (a trailing / for a directory)", f[0])
 		}
 		p := f[1]
 		if !strings.HasPrefix(p, "/") {
-			return nil, l.errorf(seg, "invalid path %q: expected an absolute path, as the container sees it", p)
+			return a, l.errorf(seg, "invalid path %q: expected an absolute path, as the container sees it", p)
 		}
 		for _, part := range strings.Split(p, "/") {
 			if part == ".." || part == "." {
-				return nil, l.errorf(seg, "invalid path %q: expected no . or .. components", p)
+				return a, l.errorf(seg, "invalid path %q: expected no . or .. components", p)
 			}
 		}
-		r := ExecRule{Action: a, Dir: strings.HasSuffix(p, "/"), Pos: seg.pos, Text: seg.text}
-		r.Path = path.Clean(p)
+		r := ExecRule{Action: a, Dir: strings.HasSuffix(p, "/"), Pos: seg.pos, Text: seg.text, Path: path.Clean(p)}
 		if r.Path == "/" {
 			r.Dir = true
 		}
-		l.count(a)
 		e.Rules = append(e.Rules, r)
-	}
-	def, err := l.finish(len(segs))
+		return a, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	e.Default, e.DefaultExplicit = def, l.defaultExplicit
 	return e, nil
 }
 

@@ -121,30 +121,40 @@ func (l *ruleList) errorf(seg segment, format string, args ...any) *Error {
 //	ports   = range { "," range };  range = port [ "-" port ]
 //	qualifier = name "=" value      (reserved: uid=, exe= come later)
 func ParseEgress(key, value string) (*Egress, error) {
-	segs := splitRules(value)
-	l := ruleList{key: key}
 	e := &Egress{}
-	for _, seg := range segs {
-		fields := strings.Fields(seg.text)
-		if ok, err := l.parseDefault(seg, fields); ok {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
-		r, err := l.parseEgressRule(seg, fields)
-		if err != nil {
-			return nil, err
-		}
-		l.count(r.Action)
+	var err error
+	e.Default, e.DefaultExplicit, err = parseRules(key, value, func(l *ruleList, seg segment, f []string) (Action, error) {
+		r, err := l.parseEgressRule(seg, f)
 		e.Rules = append(e.Rules, r)
-	}
-	def, err := l.finish(len(segs))
+		return r.Action, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	e.Default, e.DefaultExplicit = def, l.defaultExplicit
 	return e, nil
+}
+
+// parseRules walks a value: it cuts it into rules, takes "default" rules
+// itself, hands every other rule to rule, and returns the default.
+func parseRules(key, value string, rule func(l *ruleList, seg segment, f []string) (Action, error)) (Action, bool, error) {
+	segs := splitRules(value)
+	l := ruleList{key: key}
+	for _, seg := range segs {
+		f := strings.Fields(seg.text)
+		if ok, err := l.parseDefault(seg, f); ok {
+			if err != nil {
+				return NoAction, false, err
+			}
+			continue
+		}
+		a, err := rule(&l, seg, f)
+		if err != nil {
+			return NoAction, false, err
+		}
+		l.count(a)
+	}
+	def, err := l.finish(len(segs))
+	return def, l.defaultExplicit, err
 }
 
 func parseAction(s string) (Action, bool) {

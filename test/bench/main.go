@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
@@ -103,8 +102,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("policy %7s prefixes: %6d classes, %7d port entries; compile %v, attach %v, kernel memory %s\n",
-			s, comp.Classes, len(comp.Ports), compileTime.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), kib(memlock(c.att)))
+		fmt.Printf("policy %7s prefixes: %6d classes, %7d port entries; compile %v, attach %v, kernel memory (maps and programs) %s\n",
+			s, comp.Classes, len(comp.Ports), compileTime.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), kib(pinnedMemory(c.att)))
 		configs = append(configs, c)
 	}
 	configs[0].cg = filepath.Join(base, "none")
@@ -253,33 +252,7 @@ func median(xs []float64) float64 {
 
 func kib(n int64) string { return fmt.Sprintf("%d KiB", n/1024) }
 
-// memlock adds up what the kernel charges for an attachment's maps and
-// programs (the memlock line of their fdinfo).
-func memlock(a *bpf.Attachment) int64 {
-	var total int64
-	entries, _ := os.ReadDir(a.Dir)
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), "map_") {
-			continue
-		}
-		total += fdinfoMemlock(filepath.Join(a.Dir, e.Name()))
-	}
-	return total
-}
-
-func fdinfoMemlock(pin string) int64 {
-	m, err := ebpf.LoadPinnedMap(pin, &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return 0
-	}
-	defer m.Close()
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
-			var n int64
-			fmt.Sscan(strings.TrimSpace(v), &n)
-			return n
-		}
-	}
-	return 0
+func pinnedMemory(a *bpf.Attachment) int64 {
+	n, _ := bpf.PinnedMemory(a.Dir)
+	return n
 }
