@@ -36,7 +36,9 @@ if [ -d $PINS ] && [ -e "$E2E/.pins-before" ]; then
   done
   [ -e "$E2E/.made-pins" ] && rmdir $PINS 2>/dev/null
 fi
-[ -e "$E2E/.made-varlog" ] && rm -rf /var/log/nriguard
-[ -e "$E2E/.made-varlibcontainers" ] && rm -rf /var/lib/containers
-rm -rf "$E2E/podman" "$E2E/hooks.d" "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/nri.sock" "$E2E/.made-"* "$E2E/.pins-before"
+if [ -e "$E2E/.made-outside" ]; then
+  while read -r d; do rm -rf "$d"; done < "$E2E/.made-outside"
+  mv "$E2E/.made-outside" "$E2E/.made-outside.done"
+fi
+rm -rf "$E2E/podman" "$E2E/nerdctl" "$E2E/hooks.d" "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/nri.sock" "$E2E/.made-pins" "$E2E/.pins-before"
 true

@@ -16,7 +16,7 @@ if [ -d $PINS ] && ls -A $PINS | grep -qv '^_'; then
 fi
 [ -d $PINS ] || touch "$E2E/.made-pins"
 ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
-[ -d /var/log/nriguard ] || touch "$E2E/.made-varlog"
+for d in $OUTSIDE; do [ -e "$d" ] || echo "$d"; done > "$E2E/.made-outside"
 trap '[ -n "${TAIL:-}" ] && kill $TAIL 2>/dev/null; "$REPO/test/e2e/cleanup.sh"' EXIT
 write_configs
 

@@ -61,3 +61,28 @@ wrapper_e2e() {
   $C container rm wrapped >/dev/null 2>&1
   stop_containerd
 }
+
+# nerdctl (built from its module, see setup.sh) through the same wrapper:
+# nerdctl run --runtime nriguard-runc --annotation ...
+nerdctl_e2e() {
+  say "OCI hook for nerdctl: nerdctl run --runtime nriguard-runc --annotation"
+  ln -sf "$NG" "$E2E/bin/nriguard-runc"
+  start_containerd
+  local N="nerdctl --address $E2E/ctrd/containerd.sock --namespace k8s.io --data-root $E2E/nerdctl" out
+  ctr -a "$E2E/ctrd/containerd.sock" -n k8s.io images import --all-platforms "$E2E/images.tar" >/dev/null 2>&1
+  NRIGUARD_CONFIG=$E2E/config.yaml $N run -d --net host --runtime "$E2E/bin/nriguard-runc" --name nn \
+    --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' --annotation 'exec.nriguard.io=allow /bin/' \
+    localhost/e2e/busybox:latest sh -c 'nc -ll -p 18081 -e echo hello18081 & trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null 2>"$E2E/logs/nerdctl.err"
+  sleep 0.3
+  local id; id=$($N inspect nn --format '{{.ID}}' 2>/dev/null)
+  check "nerdctl: the hook attached" test -n "$id" -a -e "$PINS/$id/meta"
+  out=$($N exec nn nc 127.0.0.1 18080 </dev/null 2>&1); check "nerdctl: 18080 denied" denied "$out"
+  check "nerdctl: 18081 allowed" grep -q hello18081 <<<"$($N exec nn nc 127.0.0.1 18081 </dev/null 2>&1)"
+  out=$($N exec nn /opt/bin/tool echo hi 2>&1); check "nerdctl: denied program never runs" test -z "$(grep -x hi <<<"$out")"
+  out=$(NRIGUARD_CONFIG=$E2E/config.yaml $N run --net host --runtime "$E2E/bin/nriguard-runc" --rm \
+    --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
+  check "nerdctl: an invalid annotation refuses the container, naming key and rule" grep -q 'egress.nriguard.io: rule 1' <<<"$out"
+  $N rm -f nn >/dev/null 2>&1
+  check "nerdctl: rm runs poststop: pins gone" test -n "$id" -a ! -e "$PINS/$id"
+  stop_containerd
+}

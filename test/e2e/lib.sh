@@ -6,10 +6,12 @@ E2E=${E2E:-/var/tmp/nriguard-e2e}
 CACHE=${CACHE:-/var/cache/nriguard-e2e}
 CONTAINERD_VERSION=v2.4.2
 CRICTL_VERSION=v1.37.0
+NERDCTL_VERSION=v2.2.1
 export PATH=$CACHE/bin:$PATH
 export CRI_CONFIG_FILE=$E2E/crictl.yaml
 NG=$E2E/bin/nriguard
 PINS=/sys/fs/bpf/nriguard
+OUTSIDE="/var/lib/containers /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard"
 
 PASS=0; FAIL=0
 ok()   { echo "PASS: $*"; PASS=$((PASS+1)); }

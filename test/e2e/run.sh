@@ -18,8 +18,11 @@ fi
 [ -d $PINS ] || touch "$E2E/.made-pins"
 ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
 CGROUPS_BEFORE=$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)
-[ -d /var/log/nriguard ] || touch "$E2E/.made-varlog"
-[ -d /var/lib/containers ] || touch "$E2E/.made-varlibcontainers" # podman's blob-info cache
+# what the tools create outside $E2E whatever they are told (podman's blob
+# cache, ctr's fifos and default runc root, nerdctl's CNI directory, nriguard
+# pre-registered logs): removed at the end if it was not there before
+rm -f "$E2E/.made-outside.done"
+for d in $OUTSIDE; do [ -e "$d" ] || echo "$d"; done > "$E2E/.made-outside"
 write_configs
 # ---------------------------------------------------------------------------
 external() {
@@ -175,8 +178,8 @@ T0=$(now)
 case $MODE in
   external) external ;;
   preregistered) preregistered ;;
-  hooks) podman_e2e; wrapper_e2e ;;
-  *) external; preregistered; podman_e2e; wrapper_e2e ;;
+  hooks) podman_e2e; wrapper_e2e; nerdctl_e2e ;;
+  *) external; preregistered; podman_e2e; wrapper_e2e; nerdctl_e2e ;;
 esac
 keep_logs
 "$REPO/test/e2e/cleanup.sh"
@@ -185,7 +188,7 @@ say "machine as found"
 check "no e2e processes left" test -z "$(pgrep -f "$E2E/" )"
 check "no mounts left under $E2E" test -z "$(grep " $E2E" /proc/mounts)"
 check "no container cgroups left" test "$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)" = "$CGROUPS_BEFORE"
-check "no podman state left outside $E2E" test ! -e /run/libpod -a ! -e /run/containers
+check "nothing left outside $E2E" test -z "$(for d in $OUTSIDE; do [ -e "$d" ] && grep -qx "$d" "$E2E/.made-outside.done" && echo "$d"; done)"
 check "no pins left" test -z "$(ls -A $PINS 2>/dev/null | grep -vxFf "$E2E/.pins-before" 2>/dev/null)"
 printf '\ne2e took %.0fs\n' "$(echo "$(now) - $T0" | bc)"
 echo "$PASS passed, $FAIL failed"
