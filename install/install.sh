@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DESTDIR=${DESTDIR:-}
 install -D -m 755 bin/nriguard "$DESTDIR/usr/local/bin/nriguard"
+ln -sf nriguard "$DESTDIR/usr/local/bin/nriguard-runc" # the runc wrapper (nerdctl, ctr)
+install -D -m 644 -t "$DESTDIR/usr/share/containers/oci/hooks.d" install/hooks.d/*.json
 [ -e "$DESTDIR/etc/nriguard/config.yaml" ] || install -D -m 644 install/config/config.yaml "$DESTDIR/etc/nriguard/config.yaml"
 install -D -m 644 install/systemd/nriguard.service "$DESTDIR/etc/systemd/system/nriguard.service"
 install -D -m 644 install/containerd/nriguard.toml "$DESTDIR/etc/containerd/conf.d/nriguard.toml"

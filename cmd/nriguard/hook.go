@@ -84,18 +84,27 @@ func runcWrapper(args []string) int {
 	return 1
 }
 
+// runcGlobalValueFlags are runc's global flags that take a value; the others
+// are booleans.
+var runcGlobalValueFlags = map[string]bool{"--root": true, "--log": true, "--log-format": true, "--criu": true, "--rootless": true}
+
 // runcBundle finds the bundle of a "create" or "run" command line: runc
 // [global flags] create|run [--bundle|-b DIR] ... ID.
 func runcBundle(args []string) (string, bool) {
 	cmd := -1
-	for i, a := range args {
-		if a == "create" || a == "run" {
-			cmd = i
-			break
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			if runcGlobalValueFlags[a] {
+				i++ // its value
+			}
+			continue
 		}
-		if !strings.HasPrefix(a, "-") && i > 0 && !strings.HasPrefix(args[i-1], "-") {
+		if a != "create" && a != "run" {
 			return "", false // another command
 		}
+		cmd = i
+		break
 	}
 	if cmd < 0 {
 		return "", false
