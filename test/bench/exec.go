@@ -16,7 +16,8 @@ import (
 
 // execBench measures fork+exec+wait of static busybox "true" in rounds. Per
 // round and configuration the exec policy is attached fresh, so that "no
-// program" really has no host-wide exec program loaded.
+// program" really has no host-wide exec program loaded; each round's
+// figures are compared with that round's baseline.
 func execBench(base, pinRoot string, execN int) error {
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
@@ -117,11 +118,15 @@ func execBench(base, pinRoot string, execN int) error {
 		}
 	}
 	be, _ := bpf.ExecBackend()
-	fmt.Printf("\n%-18s %-28s %12s %10s   (exec backend: %s)\n", "operation", "exec policy", "ns/op", "ratio", be)
+	fmt.Printf("\n%-18s %-28s %12s %10s   (exec backend: %s; ratio: median of paired rounds)\n", "operation", "exec policy", "ns/op", "ratio", be)
 	worst := 0.0
 	for ci, name := range configs {
 		m := median(results[ci])
-		ratio := m / median(results[0])
+		var paired []float64 // each round against that round's baseline
+		for r := range results[ci] {
+			paired = append(paired, results[ci][r]/results[0][r])
+		}
+		ratio := median(paired)
 		fmt.Printf("%-18s %-28s %12.0f %9.3fx\n", "fork+exec+wait", name, m, ratio)
 		if ci > 0 && ratio > worst {
 			worst = ratio

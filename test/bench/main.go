@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +28,7 @@ import (
 )
 
 var (
-	rounds  = flag.Int("rounds", 15, "interleaved rounds; each figure is their median")
+	rounds  = flag.Int("rounds", 21, "rounds; each figure is the median over them")
 	connN   = flag.Int("connects", 1500, "TCP connect+close per round and configuration")
 	sendN   = flag.Int("sends", 20000, "UDP sendto per round and configuration")
 	attachN = flag.Int("attaches", 200, "attach+detach cycles")
@@ -50,6 +51,11 @@ type config struct {
 }
 
 func run() error {
+	// One CPU for the measuring thread: no migrations between samples.
+	runtime.LockOSThread()
+	var cpus unix.CPUSet
+	cpus.Set(runtime.NumCPU() - 1)
+	unix.SchedSetaffinity(0, &cpus)
 	root, err := cgroup.Root()
 	if err != nil {
 		return err
@@ -131,35 +137,55 @@ func run() error {
 			}
 		}
 	}
-	for r := range *rounds {
-		order := rand.Perm(len(configs))
-		for i, op := range ops {
-			for _, ci := range order {
-				if err := cgroup.Move(configs[ci].cg, os.Getpid()); err != nil {
+	// Each round measures every policy right after a fresh baseline (no
+	// program), in random order: a ratio compares two samples taken
+	// moments apart, so drift on the machine cancels out. Figures are the
+	// medians over the rounds.
+	ratios := make([][][]float64, len(ops)) // [op][config][round]
+	for i := range ops {
+		ratios[i] = make([][]float64, len(configs))
+	}
+	measure := func(i, ci int) (float64, error) {
+		if err := cgroup.Move(configs[ci].cg, os.Getpid()); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		if err := ops[i].fn(ops[i].n); err != nil {
+			return 0, fmt.Errorf("%s in %s: %w", ops[i].name, configs[ci].name, err)
+		}
+		ns := float64(time.Since(t0).Nanoseconds()) / float64(ops[i].n)
+		results[i][ci] = append(results[i][ci], ns)
+		return ns, nil
+	}
+	for range *rounds {
+		for i := range ops {
+			for _, k := range rand.Perm(len(configs) - 1) {
+				ci := k + 1
+				base, err := measure(i, 0)
+				if err != nil {
 					return err
 				}
-				t0 := time.Now()
-				if err := op.fn(op.n); err != nil {
-					return fmt.Errorf("%s in %s round %d: %w", op.name, configs[ci].name, r, err)
+				ns, err := measure(i, ci)
+				if err != nil {
+					return err
 				}
-				results[i][ci] = append(results[i][ci], float64(time.Since(t0).Nanoseconds())/float64(op.n))
+				ratios[i][ci] = append(ratios[i][ci], ns/base)
 			}
 		}
 	}
 	cgroup.Move(home, os.Getpid())
 
-	fmt.Printf("\n%-18s %-16s %12s %10s\n", "operation", "policy", "ns/op", "ratio")
+	fmt.Printf("\n%-18s %-16s %12s %10s   (ratio: median of %d paired rounds)\n", "operation", "policy", "ns/op", "ratio", *rounds)
 	worst := 0.0
 	for i, op := range ops {
-		baseNs := median(results[i][0])
 		for ci, c := range configs {
-			m := median(results[i][ci])
-			ratio := m / baseNs
-			label := c.name + " prefixes"
+			label, ratio := c.name+" prefixes", 1.0
 			if ci == 0 {
 				label = "no program"
+			} else {
+				ratio = median(ratios[i][ci])
 			}
-			fmt.Printf("%-18s %-16s %12.0f %9.3fx\n", op.name, label, m, ratio)
+			fmt.Printf("%-18s %-16s %12.0f %9.3fx\n", op.name, label, median(results[i][ci]), ratio)
 			if strings.HasSuffix(c.name, "100000") && ratio > worst {
 				worst = ratio
 			}
