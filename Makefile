@@ -29,7 +29,7 @@ vet:
 
 # Unit tests, kernel tests (real programs, cgroups, sockets) and the fuzz seeds.
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -p 1 ./...   # one package at a time: they share the kernel (program lists, cgroups, pins)
 
 fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseEgress -fuzztime $${FUZZTIME:-60s}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -103,15 +102,16 @@ func loadExecProgram(name string) (*execGlobalObjs, error) {
 // The host-wide exec program lives under <pin root>/_exec.
 const execGlobalDir = "_exec"
 
-// lockExec serialises changes to the host-wide exec program between
-// processes (the daemon, nriguard run, hooks). bpffs holds no regular files,
-// so the lock lives in /run.
-func lockExec(root string) (unlock func(), err error) {
-	if err := os.MkdirAll("/run/nriguard", 0o700); err != nil {
+// ExecLock is the lock that serialises changes to host-wide exec programs
+// between processes (the daemon, nriguard run, hooks). bpffs holds no
+// regular files, so it lives in /run; one lock serves every pin root.
+const ExecLock = "/run/nriguard/exec.lock"
+
+func lockExec(string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(ExecLock), 0o700); err != nil {
 		return nil, err
 	}
-	name := "/run/nriguard/exec" + strings.ReplaceAll(root, "/", "_") + ".lock"
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(ExecLock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}

@@ -41,11 +41,21 @@ func Main(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "these tests load BPF programs and make cgroups and network namespaces: run them as root")
 		return 1
 	}
+	_, err := os.Stat("/run/nriguard")
+	hadRun := err == nil
+	_, err = os.Stat("/sys/fs/bpf/nriguard")
+	hadPins := err == nil
 	defer func() {
 		if netnsName != "" {
 			exec.Command("ip", "netns", "del", netnsName).Run()
 		}
 		removeBuilt()
+		if !hadRun {
+			os.RemoveAll("/run/nriguard") // the exec lock the tests made
+		}
+		if !hadPins {
+			os.Remove("/sys/fs/bpf/nriguard") // the pin root nriguard run made, if empty
+		}
 	}()
 	return m.Run()
 }

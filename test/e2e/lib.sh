@@ -11,7 +11,7 @@ export PATH=$CACHE/bin:$PATH
 export CRI_CONFIG_FILE=$E2E/crictl.yaml
 NG=$E2E/bin/nriguard
 PINS=/sys/fs/bpf/nriguard
-OUTSIDE="/var/lib/containers /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard"
+OUTSIDE="/var/lib/containers /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard"
 
 PASS=0; FAIL=0
 ok()   { echo "PASS: $*"; PASS=$((PASS+1)); }
