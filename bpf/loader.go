@@ -597,3 +597,19 @@ func SharedEvents(root string) (*EventMaps, error) {
 	}
 	return ev, nil
 }
+
+// CgroupOwners maps policed cgroup ids to the ids pinned under root, from
+// their meta maps: what a reader needs to name the container of an event.
+func CgroupOwners(root string) map[uint64]string {
+	if root == "" {
+		root = DefaultPinRoot
+	}
+	ids, _ := List(root)
+	out := make(map[uint64]string, len(ids))
+	for _, id := range ids {
+		if m, err := readMeta(filepath.Join(root, id)); err == nil {
+			out[m.Cgroup] = id
+		}
+	}
+	return out
+}

@@ -22,6 +22,9 @@ commands:
         pre-registered (started by the runtime from its plugin_path)
   hook createRuntime|prestart|poststop
         the OCI hook (podman hooks.d, CRI-O): the container's state on stdin
+  events
+        print, as JSON lines, the events of attachments made by the OCI hook
+        (or by the plugin while it is not running)
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
@@ -60,6 +63,8 @@ func main() {
 		code = runPlugin(args)
 	case "hook":
 		code = runHook(args)
+	case "events":
+		code = runEvents(args)
 	case "list":
 		code = list(args)
 	case "detach":

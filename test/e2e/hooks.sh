@@ -17,6 +17,8 @@ podman_e2e() {
   # this VM lacks CAP_SYS_RESOURCE: podman's default rlimits cannot be set
   local R="--ulimit nofile=$(ulimit -Hn):$(ulimit -Hn) --ulimit nproc=32768:32768 --network host"
   $P load -q -i "$E2E/busybox.tar" >/dev/null 2>&1
+  "$NG" events > "$E2E/logs/hook-events.jsonl" 2>&1 &
+  local reader=$!
   $P run -d $R --name srv localhost/e2e/busybox:latest \
     sh -c 'nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
   $P run -d $R --name cli --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' --annotation 'exec.nriguard.io=allow /bin/' \
@@ -33,6 +35,10 @@ podman_e2e() {
   echo "   podman run says: $(grep -o 'nriguard: .*' <<<"$out" | head -1 | cut -c1-140)"
   check "podman: an invalid annotation refuses the container, naming key and rule" \
     grep -q 'egress.nriguard.io: rule 1 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)' <<<"$out"
+  sleep 0.2
+  check "podman: nriguard events names the container of a denial" \
+    test -n "$(jq -c --arg id "$id" 'select(.container_id==$id and .verdict=="denied" and .port==18080)' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
+  kill $reader 2>/dev/null
   $P stop -t 2 cli >/dev/null
   check "podman: stop runs poststop: pins gone" test ! -e "$PINS/$id"
   $P rm -af >/dev/null 2>&1
