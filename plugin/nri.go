@@ -81,17 +81,26 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 
 // CreateContainer checks the container's policy: an invalid one fails the
 // creation with the parser's message, which the user sees (crictl create,
-// kubectl describe).
+// kubectl describe). A container under an egress policy also gets a seccomp
+// rule that refuses AF_PACKET sockets, which the cgroup hooks never see.
 func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	ec, err := p.container(ctx, pod, c)
+	var d *engine.Decision
 	if err == nil {
-		_, err = p.eng.Decide(ec)
+		d, err = p.eng.Decide(ec)
 	}
 	if err != nil {
 		p.log.Warn("refused", "container_id", c.GetId(), "container", c.GetName(), "pod", pod.GetName(), "error", err)
 		return nil, nil, fmt.Errorf("nriguard: %w", err)
 	}
-	return nil, nil, nil
+	if len(d.Egress) == 0 {
+		return nil, nil, nil
+	}
+	adj, why := packetSocketAdjustment(c)
+	if adj == nil {
+		p.log.Warn("AF_PACKET sockets are not refused: drop CAP_NET_RAW from this container", "container_id", c.GetId(), "reason", why)
+	}
+	return adj, nil, nil
 }
 
 // StartContainer attaches the policy. The cgroup holds only the container's

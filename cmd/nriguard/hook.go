@@ -138,14 +138,44 @@ func addHooks(bundle string) error {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	labelled := false
+	labelled, egress := false, false
 	for k := range spec.Annotations {
 		if isNriguardKey(k) {
 			labelled = true
 		}
+		if base, _, _ := strings.Cut(k, "/"); base == "egress.nriguard.io" || base == "profile.nriguard.io" {
+			egress = true
+		}
 	}
 	if !labelled {
 		return nil
+	}
+	if egress {
+		// AF_PACKET sockets never reach the cgroup hooks: refuse them in
+		// the container's seccomp policy, as the NRI plugin does.
+		var seccomp *specs.LinuxSeccomp
+		if spec.Linux != nil {
+			seccomp = spec.Linux.Seccomp
+		}
+		if p, ok := plugin.DenyPacketSockets(seccomp); ok {
+			var linux map[string]json.RawMessage
+			if raw["linux"] != nil {
+				if err := json.Unmarshal(raw["linux"], &linux); err != nil {
+					return fmt.Errorf("%s: linux: %w", path, err)
+				}
+			}
+			if linux == nil {
+				linux = map[string]json.RawMessage{}
+			}
+			if linux["seccomp"], err = json.Marshal(p); err != nil {
+				return err
+			}
+			if raw["linux"], err = json.Marshal(linux); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintln(os.Stderr, "nriguard-runc: warning: AF_PACKET sockets are not refused: the seccomp profile restricts socket() in a way nriguard cannot extend; drop CAP_NET_RAW")
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {

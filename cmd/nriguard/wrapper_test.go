@@ -47,6 +47,10 @@ func TestAddHooksKeepsTheSpec(t *testing.T) {
 	if got["vendorExtension"] == nil || got["process"].(map[string]any)["someFutureField"] == nil {
 		t.Errorf("fields nriguard does not know were lost: %s", data)
 	}
+	seccomp, _ := got["linux"].(map[string]any)["seccomp"].(map[string]any)
+	if seccomp == nil || seccomp["defaultAction"] != "SCMP_ACT_ALLOW" || len(seccomp["syscalls"].([]any)) != 1 {
+		t.Errorf("an egress label must bring the AF_PACKET seccomp rule: %v", got["linux"])
+	}
 	hooks := got["hooks"].(map[string]any)
 	cr := hooks["createRuntime"].([]any)
 	if len(cr) != 2 || cr[0].(map[string]any)["path"] != "/usr/bin/other" || len(hooks["poststop"].([]any)) != 1 {

@@ -85,6 +85,7 @@ nerdctl_e2e() {
   out=$($N exec nn nc 127.0.0.1 18080 </dev/null 2>&1); check "nerdctl: 18080 denied" denied "$out"
   check "nerdctl: 18081 allowed" grep -q hello18081 <<<"$($N exec nn nc 127.0.0.1 18081 </dev/null 2>&1)"
   out=$($N exec nn /opt/bin/tool echo hi 2>&1); check "nerdctl: denied program never runs" test -z "$(grep -x hi <<<"$out")"
+  out=$($N exec nn arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "nerdctl: AF_PACKET socket refused (seccomp, added by the wrapper)" denied "$out"
   out=$(NRIGUARD_CONFIG=$E2E/config.yaml $N run --net host --runtime "$E2E/bin/nriguard-runc" --rm \
     --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
   check "nerdctl: an invalid annotation refuses the container, naming key and rule" grep -q 'egress.nriguard.io: rule 1' <<<"$out"

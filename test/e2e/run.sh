@@ -52,6 +52,14 @@ external() {
   out=$(conn $CLI2 18081); check "client2: 18081 denied" denied "$out"
   check "server (no labels): 18080 reachable" grep -q hello18080 <<<"$(conn $SRV 18080)"
   check "server (no labels): nothing pinned" test ! -e "$PINS/$SRV"
+  # AF_PACKET never reaches the cgroup hooks; containerd gives containers
+  # CAP_NET_RAW, so nriguard refuses it in their seccomp policy instead
+  out=$(cr exec $CLI arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "client: AF_PACKET socket refused (arping)" denied "$out"
+  out=$(cr exec $SRV arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "server (no labels): AF_PACKET socket allowed" test -z "$(grep 'Operation not permitted' <<<"$out")"
+  RTD=$(cr create "$POD" <(sed 's/"linux":{}/"linux":{"security_context":{"seccomp":{"profile_type":0}}}/' "$(ctrcfg client2b busybox "$LOOP" '{"egress.nriguard.io":"allow tcp 127.0.0.1:18081"}')") "$PCFG")
+  cr start "$RTD" >/dev/null
+  check "RuntimeDefault seccomp + egress label: allowed traffic works" grep -q hello18081 <<<"$(conn $RTD 18081)"
+  out=$(cr exec $RTD arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "RuntimeDefault seccomp + egress label: AF_PACKET refused" denied "$out"
   check "client: pinned under $PINS/<id>" test -e "$PINS/$CLI/meta"
 
   check "exec: allowed program runs (crictl exec client /bin/echo)" grep -qx hi <<<"$(cr exec $CLI /bin/echo hi)"
@@ -141,6 +149,7 @@ external() {
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
   check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$')"
   check "all removed: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
+  kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
   stop_containerd
 }
 
