@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,38 +19,34 @@ import (
 	"github.com/nriguard/nriguard/internal/testenv"
 )
 
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// bin is the real nriguard binary (testenv builds it once).
+func bin(t *testing.T) string { return testenv.Nriguard(t) }
+
 var (
-	nriguard string // the real binary, built once
-	probeBin string // this test binary, where any user can run it
+	probeOnce sync.Once
+	probePath string
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	if !testenv.IsProbe() && os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "nriguard-bin")
-		if err != nil {
-			panic(err)
-		}
-		defer os.RemoveAll(dir)
-		os.Chmod(dir, 0o755) // --user runs the probe as nobody
-		nriguard = filepath.Join(dir, "nriguard")
-		probeBin = filepath.Join(dir, "probe")
+// probeBin is this test binary copied beside the built nriguard, where any
+// user can run it (--user runs the probe as nobody).
+func probeBin(t *testing.T) string {
+	probeOnce.Do(func() {
 		self, _ := os.Executable()
-		if data, err := os.ReadFile(self); err != nil || os.WriteFile(probeBin, data, 0o755) != nil {
-			fmt.Fprintln(os.Stderr, "copy the probe:", err)
-			return 1
+		data, err := os.ReadFile(self)
+		if err == nil {
+			probePath = filepath.Join(filepath.Dir(bin(t)), "probe")
+			err = os.WriteFile(probePath, data, 0o755)
 		}
-		build := exec.Command("go", "build", "-o", nriguard, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build nriguard: %v\n%s", err, out)
-			return 1
+		if err != nil {
+			probePath = ""
 		}
+	})
+	if probePath == "" {
+		t.Fatal("could not copy the probe beside the nriguard binary")
 	}
-	return testenv.Main(m)
+	return probePath
 }
 
 type runResult struct {
@@ -62,8 +59,8 @@ type runResult struct {
 // nriguardRun runs "nriguard run ARGS -- <this test binary as the probe> OPS".
 func nriguardRun(t *testing.T, args []string, ops ...string) runResult {
 	t.Helper()
-	full := append(append([]string{"run"}, args...), "--", probeBin)
-	cmd := exec.Command(nriguard, append(full, ops...)...)
+	full := append(append([]string{"run"}, args...), "--", probeBin(t))
+	cmd := exec.Command(bin(t), append(full, ops...)...)
 	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
 	return runCmd(t, cmd)
 }
@@ -126,7 +123,7 @@ func TestRunAuditAndUser(t *testing.T) {
 
 func TestRunExitStatusAndCleanup(t *testing.T) {
 	// Exit status passes through; a background process left behind is ended.
-	cmd := exec.Command(nriguard, "run", "--egress", "deny any 169.254.169.254", "--", "sh", "-c", "sleep 300 & exit 7")
+	cmd := exec.Command(bin(t), "run", "--egress", "deny any 169.254.169.254", "--", "sh", "-c", "sleep 300 & exit 7")
 	start := time.Now()
 	r := runCmd(t, cmd)
 	if r.code != 7 {
@@ -135,7 +132,7 @@ func TestRunExitStatusAndCleanup(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("took %v: the background sleep was not ended", d)
 	}
-	r = runCmd(t, exec.Command(nriguard, "run", "--egress", "deny any 169.254.169.254", "--", "sh", "-c", "kill -9 $$"))
+	r = runCmd(t, exec.Command(bin(t), "run", "--egress", "deny any 169.254.169.254", "--", "sh", "-c", "kill -9 $$"))
 	if r.code != 128+9 {
 		t.Errorf("killed by SIGKILL: exit %d, want 137", r.code)
 	}
@@ -156,7 +153,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{[]string{"--egress", "allow tcp 10.0.0.0/8"},
 			`nriguard run: expected a command after the options`},
 	} {
-		r := runCmd(t, exec.Command(nriguard, append([]string{"run"}, c.args...)...))
+		r := runCmd(t, exec.Command(bin(t), append([]string{"run"}, c.args...)...))
 		if r.code != 2 || len(r.other) == 0 || !strings.HasPrefix(r.other[0], c.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", c.args, r.code, r.other, c.want)
 		}
@@ -192,7 +189,7 @@ func assertNothingLeft(t *testing.T) {
 // them knowing only the id.
 func TestRunKilledThenDetach(t *testing.T) {
 	port := freePort(t)
-	cmd := exec.Command(nriguard, "run", "--egress", "allow udp 127.0.0.1:53", "--", "sleep", "300")
+	cmd := exec.Command(bin(t), "run", "--egress", "allow udp 127.0.0.1:53", "--", "sleep", "300")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +213,7 @@ func TestRunKilledThenDetach(t *testing.T) {
 	if got := testenv.Probe(t, "", cg, "", probe); got[0] != "EPERM" {
 		t.Fatalf("with nriguard gone the pins must keep enforcing: got %q", got)
 	}
-	if r := runCmd(t, exec.Command(nriguard, "detach", id)); r.code != 0 {
+	if r := runCmd(t, exec.Command(bin(t), "detach", id)); r.code != 0 {
 		t.Fatalf("nriguard detach: exit %d %q", r.code, r.other)
 	}
 	if _, err := os.Stat(pins); !os.IsNotExist(err) {
@@ -241,7 +238,7 @@ func TestRunExec(t *testing.T) {
 		}
 	}
 	script := fmt.Sprintf("%s/a/echo allowed; %s/b/echo nope; echo status $?", dir, dir)
-	r := runCmd(t, exec.Command(nriguard, "run", "--exec", "allow "+dir+"/a/", "--", dir+"/a/sh", "-c", script))
+	r := runCmd(t, exec.Command(bin(t), "run", "--exec", "allow "+dir+"/a/", "--", dir+"/a/sh", "-c", script))
 	if strings.Join(r.stdout, ",") != "allowed,status 137" || r.code != 0 {
 		t.Errorf("got %q exit %d (stderr %q): want the copy outside the allowed directory killed", r.stdout, r.code, r.other)
 	}
@@ -249,7 +246,7 @@ func TestRunExec(t *testing.T) {
 		t.Errorf("want one exec event for %s/b/echo, got %v", dir, r.events)
 	}
 	// The command itself is judged: a denied command never runs.
-	r = runCmd(t, exec.Command(nriguard, "run", "--exec", "allow "+dir+"/a/", "--", dir+"/b/echo", "hello"))
+	r = runCmd(t, exec.Command(bin(t), "run", "--exec", "allow "+dir+"/a/", "--", dir+"/b/echo", "hello"))
 	if len(r.stdout) != 0 || r.code != 137 {
 		t.Errorf("denied command: stdout %q exit %d, want nothing and 137", r.stdout, r.code)
 	}
