@@ -93,11 +93,12 @@ func (o *Options) pinRoot() string {
 // Attachment is one cgroup's programs, links and maps. The pins keep them in
 // force after the process that attached them exits.
 type Attachment struct {
-	ID, Dir string
-	Events  EventMaps
-	root    string
-	objs    []ebpfCloser
-	links   []link.Link
+	ID, Dir  string
+	CgroupID uint64 // of the cgroup it holds: events name it as policy_cgroup
+	Events   EventMaps
+	root     string
+	objs     []ebpfCloser
+	links    []link.Link
 }
 
 type ebpfCloser interface{ Close() error }
@@ -177,10 +178,10 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	dir := filepath.Join(root, spec.ID)
 	old, oldErr := readMeta(dir)
 	if oldErr == nil && old == m && complete(dir, m.Parts) {
-		return &Attachment{ID: spec.ID, Dir: dir, root: root}, nil
+		return &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: root}, nil
 	}
 
-	a := &Attachment{ID: spec.ID, Dir: dir, root: root}
+	a := &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: root}
 	tmp := filepath.Join(root, fmt.Sprintf("tmp-%d-%s-%s", os.Getpid(), randomHex(), spec.ID))
 	published := false
 	ok := false

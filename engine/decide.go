@@ -23,6 +23,7 @@ type Container struct {
 // if every layer lets it pass.
 type Layer struct {
 	Source string         `json:"source"` // e.g. "pod annotation egress.nriguard.io/container.web"
+	Key    string         `json:"-"`      // what errors about its rules name
 	Egress *policy.Egress `json:"-"`
 	Exec   *policy.Exec   `json:"-"`
 	Text   string         `json:"rules"`
@@ -59,7 +60,7 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 		if err != nil {
 			return err
 		}
-		d.Layers = append(d.Layers, Layer{Source: source, Egress: e, Text: text})
+		d.Layers = append(d.Layers, Layer{Source: source, Key: key, Egress: e, Text: text})
 		d.Egress = append(d.Egress, e)
 		return nil
 	}
@@ -68,7 +69,7 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 		if err != nil {
 			return err
 		}
-		d.Layers = append(d.Layers, Layer{Source: source, Exec: x, Text: text})
+		d.Layers = append(d.Layers, Layer{Source: source, Key: key, Exec: x, Text: text})
 		d.Exec = append(d.Exec, x)
 		return nil
 	}

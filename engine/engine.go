@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/nriguard/nriguard/bpf"
@@ -92,8 +91,11 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	}
 	if len(d.Exec) > 0 {
 		var tables []*policy.ExecTable
-		for i, x := range d.Exec {
-			t, warnings, err := resolve.Exec(rootDir, execKey(d, i), x)
+		for _, l := range d.Layers {
+			if l.Exec == nil {
+				continue
+			}
+			t, warnings, err := resolve.Exec(rootDir, l.Key, l.Exec)
 			for _, w := range warnings {
 				e.log.Warn(w, "container_id", c.ID)
 			}
@@ -109,32 +111,13 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		return err
 	}
 	a.Close() // the pins keep it; this process needs no handles
-	cgid, err := cgroup.ID(cgroupDir)
-	if err != nil {
-		return err
-	}
 	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}
 	e.mu.Lock()
-	e.live[cgid], e.ids[c.ID] = info, cgid
+	e.live[a.CgroupID], e.ids[c.ID] = info, a.CgroupID
 	e.mu.Unlock()
 	e.log.Info("attached", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace,
 		"cgroup", cgroupDir, "mode", d.ModeOf, "layers", d.Layers)
 	return nil
-}
-
-// execKey names the exec layer i in errors: the label key its rules came from.
-func execKey(d *Decision, i int) string {
-	n := 0
-	for _, l := range d.Layers {
-		if l.Exec == nil {
-			continue
-		}
-		if n == i {
-			return strings.TrimPrefix(strings.TrimPrefix(l.Source, "pod annotation "), "container annotation ")
-		}
-		n++
-	}
-	return "exec"
 }
 
 // Detach removes whatever is attached for the container id.

@@ -470,3 +470,22 @@ func TestReconcileLeavesOthersAlone(t *testing.T) {
 		t.Error("the plugin removed an attachment it does not own")
 	}
 }
+
+// An exec rule that cannot be resolved in the container fails the start,
+// and the message names the label key the rule came from.
+func TestExecResolveErrorNamesTheKey(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "run.sh"), []byte("#!/bin/sh\n"), 0o755))
+	c := rt.newContainer("app", map[string]string{"exec.nriguard.io/container.app": "allow " + dir + "/run.sh"}, nil)
+	must(t, rt.create(c))
+	err := rt.start(c)
+	want := `exec.nriguard.io/container.app: rule 1 "allow ` + dir + `/run.sh": ` + dir + `/run.sh is a #! script`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("start: got %v, want an error containing %s", err, want)
+	}
+	if pinned(root, c.c.Id) {
+		t.Error("a failed start left pins")
+	}
+}
