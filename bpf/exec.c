@@ -49,9 +49,18 @@ struct linux_binprm {
 	char buf[256];
 } __attribute__((preserve_access_index));
 
+struct cgroup {
+	int level;
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int tgid;
 	struct task_struct *real_parent;
+	struct css_set *cgroups;
 } __attribute__((preserve_access_index));
 
 struct file_key {
@@ -119,6 +128,9 @@ static __always_inline void report_exec(__u64 cgid, void *rules, __u8 hook, __u8
 
 // judge returns 0 to let the exec go on, 1 to refuse it, after reporting.
 // Every policed cgroup from the process's own up to the root must allow it.
+// It runs on every exec on the host while any container has exec rules:
+// it walks only the levels the process's cgroup has, and reads a
+// container's settings only when its file entry does not decide.
 static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct task_struct *task)
 {
 	struct inode *ino = BPF_CORE_READ(bprm, file, f_inode);
@@ -126,20 +138,28 @@ static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct ta
 		.ino = BPF_CORE_READ(ino, i_ino),
 		.dev = BPF_CORE_READ(ino, i_sb, s_dev),
 	};
+	int depth = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
 	int refuse = 0;
 	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
+		if (level > depth)
+			continue;
 		__u64 cgid = bpf_get_current_ancestor_cgroup_id(level);
-		if (!cgid)
-			continue; // deeper than the process's own cgroup
 		void *rules = bpf_map_lookup_elem(&exec_policies, &cgid);
 		if (!rules)
 			continue;
 		struct file_key sk = { .dev = KEY_SETTINGS_DEV };
-		__u64 *settings = bpf_map_lookup_elem(rules, &sk);
+		__u64 *settings = 0, verdict;
 		__u64 *v = bpf_map_lookup_elem(rules, &fk);
-		__u64 verdict = v ? *v : (settings ? (*settings & 0xff) : VERDICT_DENY);
+		if (v) {
+			verdict = *v;
+		} else {
+			settings = bpf_map_lookup_elem(rules, &sk);
+			verdict = settings ? (*settings & 0xff) : VERDICT_DENY;
+		}
 		if (verdict == VERDICT_ALLOW)
 			continue;
+		if (!settings)
+			settings = bpf_map_lookup_elem(rules, &sk);
 		int audit = settings && (*settings >> 8) & 1;
 		report_exec(cgid, rules, hook, audit ? EV_WOULD_DENY : EV_DENIED, bprm, &fk, task);
 		if (!audit)
