@@ -15,6 +15,7 @@ import (
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/labels"
 	"github.com/nriguard/nriguard/plugin"
 )
 
@@ -143,7 +144,7 @@ func addHooks(bundle string) error {
 		if isNriguardKey(k) {
 			labelled = true
 		}
-		if base, _, _ := strings.Cut(k, "/"); base == "egress.nriguard.io" || base == "profile.nriguard.io" {
+		if base, _, _ := strings.Cut(k, "/"); base == labels.Egress || base == labels.Profile {
 			egress = true
 		}
 	}
@@ -205,7 +206,7 @@ func addHooks(bundle string) error {
 func isNriguardKey(k string) bool {
 	base, _, _ := strings.Cut(k, "/")
 	switch base {
-	case "egress.nriguard.io", "exec.nriguard.io", "mode.nriguard.io", "profile.nriguard.io":
+	case labels.Egress, labels.Exec, labels.Mode, labels.Profile:
 		return true
 	}
 	return false
