@@ -59,10 +59,12 @@ struct {
 	__uint(max_entries, 1);
 } lost_events SEC(".maps");
 
-// Set at load: 1 = audit (report, let through), 0 = enforce.
-volatile const __u32 audit = 0;
-// Set at load: the id of the cgroup this copy is attached to.
-volatile const __u64 policy_cgroup = 0;
+// Set by the loader before the programs are attached (not at load: a
+// daemon loads sets ahead of the containers they will serve).
+// 1 = audit (report, let through), 0 = enforce.
+volatile __u32 audit;
+// The id of the cgroup this copy is attached to.
+volatile __u64 policy_cgroup;
 
 static __always_inline void report_flow(__u8 hook, __u8 verdict, __u8 family, __u8 proto, __u8 type,
 					const void *addr, __u16 port)
@@ -91,7 +93,8 @@ static __always_inline void report_flow(__u8 hook, __u8 verdict, __u8 family, __
 	bpf_ringbuf_submit(e, 0);
 }
 
-// Sizes are set by the loader to what the policy needs.
+// Sizes are caps (no preallocation): the loader sets them to what the
+// policy needs, or to PoolTrieCap for a set loaded ahead.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -492,3 +492,81 @@ func TestLostEventsCounted(t *testing.T) {
 	}
 	t.Logf("%d events read, %d counted as lost", got, rd.Lost())
 }
+
+// attachedIDs lists the programs attached to cg.
+func attachedIDs(t *testing.T, cg string) []ebpf.ProgramID {
+	t.Helper()
+	f, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ids []ebpf.ProgramID
+	for _, h := range hooks {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+	}
+	return ids
+}
+
+// A pool's sets are loaded before the container they serve is known: its
+// mode and cgroup are set afterwards, and must take effect.
+func TestPool(t *testing.T) {
+	before := ourPrograms(t)
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Ring.Close()
+	defer ev.Lost.Close()
+	pool := bpf.NewPool(ev, 2)
+	if !gone(func() bool { return pool.Ready() == 2 }) {
+		t.Fatalf("pool holds %d sets after 2s, want 2: %v", pool.Ready(), pool.Err())
+	}
+	loaded := ourPrograms(t)
+	root := pinRoot(t)
+	rd, err := bpf.NewEventReader(*ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	for _, mode := range []policy.Mode{policy.Enforce, policy.Audit} {
+		cg := testenv.Cgroup(t)
+		a, err := bpf.Attach(bpf.Spec{ID: "pool-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8080"), Mode: mode},
+			&bpf.Options{PinRoot: root, Events: ev, Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Detach()
+		for _, id := range attachedIDs(t, cg) {
+			if !slices.Contains(loaded, id) {
+				t.Errorf("%v: program %d was loaded by Attach, not taken from the pool", mode, id)
+			}
+		}
+		want, verdict := "EPERM", "denied"
+		if mode == policy.Audit {
+			want, verdict = "ok", "would-deny"
+		}
+		expect(t, cg, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", want)
+		e := waitEvents(t, rd, 1)[0]
+		if cgid, _ := cgroup.ID(cg); e.Verdict != verdict || e.PolicyCgroup != cgid || e.Port != 8081 {
+			t.Errorf("%v: event %+v, want %s from policy cgroup %d", mode, e, verdict, cgid)
+		}
+		// taking a set makes the pool load another
+		if !gone(func() bool { return pool.Ready() == 2 }) {
+			t.Errorf("pool holds %d sets after a take, want 2 again", pool.Ready())
+		}
+		loaded = ourPrograms(t)
+	}
+	pool.Close()
+	if !gone(func() bool {
+		return len(ourPrograms(t)) == len(before)+len(hooks)*2 // the two attached
+	}) {
+		t.Errorf("after Close: %d programs loaded, want the %d attached and %d from before", len(ourPrograms(t)), 2*len(hooks), len(before))
+	}
+}

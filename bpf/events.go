@@ -141,11 +141,12 @@ func name(m map[uint8]string, v uint8) string {
 
 // EventReader reads events from a ring buffer.
 type EventReader struct {
-	rd        *ringbuf.Reader
-	lost      *ebpf.Map
-	execRules *ebpf.Map
-	offset    time.Duration
-	rec       ringbuf.Record
+	rd         *ringbuf.Reader
+	lost       *ebpf.Map
+	execTable  *ebpf.Map
+	execCgroup uint64
+	offset     time.Duration
+	rec        ringbuf.Record
 }
 
 // NewEventReader reads m's events.
@@ -154,7 +155,7 @@ func NewEventReader(m EventMaps) (*EventReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &EventReader{rd: rd, lost: m.Lost, execRules: m.ExecRules, offset: bootOffset()}, nil
+	return &EventReader{rd: rd, lost: m.Lost, execTable: m.execTable, execCgroup: m.execCgroup, offset: bootOffset()}, nil
 }
 
 // Read blocks for the next event. It returns os.ErrDeadlineExceeded after
@@ -189,8 +190,8 @@ func (r *EventReader) Lost() uint64 {
 	if r.lost != nil {
 		r.lost.Lookup(uint32(0), &n)
 	}
-	if r.execRules != nil {
-		r.execRules.Lookup(keyLost, &x)
+	if r.execTable != nil {
+		r.execTable.Lookup(lostKey(r.execCgroup), &x)
 	}
 	return n + x
 }

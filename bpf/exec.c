@@ -3,9 +3,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // nriguard exec control: which programs a container may run. One program
 // for the whole host (exec hooks cannot be attached per cgroup on every
-// kernel) finds the policy of the exec'ing process's cgroup, or of its
-// nearest policed ancestor, in exec_policies: a map per container, keyed by
-// the executed file's (device, inode) as resolved by user space.
+// kernel) judges the exec'ing process by the rules of its cgroup and of
+// every policed ancestor, in exec_rules: keyed by cgroup id and the
+// executed file's (device, inode) as resolved by user space.
 //
 // Two backends, loaded one at a time (see docs/design.md):
 //  - ng_exec_lsm on lsm/bprm_check_security refuses the exec with EPERM;
@@ -69,51 +69,59 @@ struct file_key {
 	__u32 pad;
 };
 
-// Emitted whole into BTF (the map definitions only point at it).
-const struct file_key unused_file_key __attribute__((used)) = {};
-
-// In a container's rule map, these keys hold its settings, not files.
-#define KEY_SETTINGS_DEV 0 // ino 0: value = default verdict | audit << 8
-#define KEY_LOST_DEV 1 // ino 0: events its ring had no room for
-
-// Inner hash maps may differ in size from this template: each container's
-// is sized to its rules.
-struct exec_rules {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct file_key);
-	__type(value, __u64); // VERDICT_*
-	__uint(max_entries, 1);
+// One table for the whole host: a container's rules are the entries with
+// its cgroup's id. (Maps of maps, one per container, would cost a
+// synchronize_rcu of ~10 ms per insert and delete in the bpf syscall.)
+struct rule_key {
+	__u64 cgroup;
+	__u64 ino; // 0: not a file (below)
+	__u32 dev;
+	__u32 pad;
 };
 
+// Emitted whole into BTF (the map definitions only point at them).
+const struct file_key unused_file_key __attribute__((used)) = {};
+const struct rule_key unused_rule_key __attribute__((used)) = {};
+
+// Keys with ino 0 hold a container's settings, not files.
+#define KEY_SETTINGS_DEV 0 // default verdict | audit << 8 | ring << 16
+#define KEY_LOST_DEV 1 // events its ring had no room for
+
+// See ExecRulesMax in exec.go.
+#define EXEC_RULES_MAX (1 << 18)
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__type(key, __u64); // cgroup id
-	__uint(max_entries, 65536);
-	__array(values, struct exec_rules);
-} exec_policies SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rule_key);
+	__type(value, __u64); // VERDICT_*, or the settings above
+	__uint(max_entries, EXEC_RULES_MAX);
+} exec_rules SEC(".maps");
 
 struct event_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, EVENT_RING_SIZE);
 };
 
-// The ring each policed cgroup's events go to: its own reader's.
+// The rings events go to, by the index a container's settings name: in
+// practice one, the daemon's, registered once (see exec.go).
+#define MAX_RINGS 64
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__type(key, __u64); // cgroup id
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, MAX_RINGS);
 	__array(values, struct event_ring);
 } exec_rings SEC(".maps");
 
-static __always_inline void report_exec(__u64 cgid, void *rules, __u8 hook, __u8 verdict,
+static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, __u8 verdict,
 					struct linux_binprm *bprm, struct file_key *fk,
 					struct task_struct *task)
 {
-	void *ring = bpf_map_lookup_elem(&exec_rings, &cgid);
+	void *ring = bpf_map_lookup_elem(&exec_rings, &ring_idx);
 	struct exec_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : 0;
 	if (!e) {
-		struct file_key lk = { .dev = KEY_LOST_DEV };
-		__u64 *n = bpf_map_lookup_elem(rules, &lk);
+		struct rule_key lk = { .cgroup = cgid, .dev = KEY_LOST_DEV };
+		__u64 *n = bpf_map_lookup_elem(&exec_rules, &lk);
 		if (n)
 			__sync_fetch_and_add(n, 1);
 		return;
@@ -129,8 +137,8 @@ static __always_inline void report_exec(__u64 cgid, void *rules, __u8 hook, __u8
 // judge returns 0 to let the exec go on, 1 to refuse it, after reporting.
 // Every policed cgroup from the process's own up to the root must allow it.
 // It runs on every exec on the host while any container has exec rules:
-// it walks only the levels the process's cgroup has, and reads a
-// container's settings only when its file entry does not decide.
+// it walks only the levels the process's cgroup has, with one lookup for
+// a level that is not policed and two for one that is.
 static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct task_struct *task)
 {
 	struct inode *ino = BPF_CORE_READ(bprm, file, f_inode);
@@ -143,25 +151,19 @@ static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct ta
 	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
 		if (level > depth)
 			continue;
-		__u64 cgid = bpf_get_current_ancestor_cgroup_id(level);
-		void *rules = bpf_map_lookup_elem(&exec_policies, &cgid);
-		if (!rules)
+		struct rule_key k = { .cgroup = bpf_get_current_ancestor_cgroup_id(level) };
+		__u64 *settings = bpf_map_lookup_elem(&exec_rules, &k);
+		if (!settings)
 			continue;
-		struct file_key sk = { .dev = KEY_SETTINGS_DEV };
-		__u64 *settings = 0, verdict;
-		__u64 *v = bpf_map_lookup_elem(rules, &fk);
-		if (v) {
-			verdict = *v;
-		} else {
-			settings = bpf_map_lookup_elem(rules, &sk);
-			verdict = settings ? (*settings & 0xff) : VERDICT_DENY;
-		}
+		__u64 s = *settings;
+		k.ino = fk.ino;
+		k.dev = fk.dev;
+		__u64 *v = bpf_map_lookup_elem(&exec_rules, &k);
+		__u64 verdict = v ? *v : (s & 0xff);
 		if (verdict == VERDICT_ALLOW)
 			continue;
-		if (!settings)
-			settings = bpf_map_lookup_elem(rules, &sk);
-		int audit = settings && (*settings >> 8) & 1;
-		report_exec(cgid, rules, hook, audit ? EV_WOULD_DENY : EV_DENIED, bprm, &fk, task);
+		int audit = (s >> 8) & 1;
+		report_exec(k.cgroup, (s >> 16) & 0xffff, hook, audit ? EV_WOULD_DENY : EV_DENIED, bprm, &fk, task);
 		if (!audit)
 			refuse = 1;
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -60,22 +61,33 @@ func tryLoad(prog string) error {
 	return nil
 }
 
-// execGlobalObjs are the host-wide exec program's parts: the program, the map
-// from cgroup id to the container's rules, and the one to its event ring.
+// execGlobalObjs are the host-wide exec program's parts: the program, the
+// table of every container's rules, the rings events go to, and the
+// registry of those rings.
 type execGlobalObjs struct {
-	program         *ebpf.Program
-	policies, rings *ebpf.Map
+	program            *ebpf.Program
+	rules, rings, ring *ebpf.Map // ring: the registry (ringUse by index)
 }
 
+// ringUse is an entry of the ring registry: which ring an index of
+// exec_rings holds, and how many policed cgroups' settings name it.
+type ringUse struct {
+	ID    uint32 // the ring's map id; 0: free
+	Users uint32
+}
+
+const maxRings = 64 // MAX_RINGS in exec.c; index 0 is "none"
+
+// ExecRulesMax bounds the exec rules of all containers under a pin root
+// (EXEC_RULES_MAX in exec.c). The table is not preallocated; its buckets
+// cost 16 bytes per possible entry (4 MiB) while any exec policy exists.
+const ExecRulesMax = 1 << 18
+
 func (o *execGlobalObjs) close() {
-	if o.program != nil {
-		o.program.Close()
-	}
-	if o.policies != nil {
-		o.policies.Close()
-	}
-	if o.rings != nil {
-		o.rings.Close()
+	for _, c := range []interface{ Close() error }{o.program, o.rules, o.rings, o.ring} {
+		if c != nil && !reflect.ValueOf(c).IsNil() {
+			c.Close()
+		}
 	}
 }
 
@@ -94,7 +106,7 @@ func loadExecProgram(name string) (*execGlobalObjs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
-	o := &execGlobalObjs{program: coll.DetachProgram(name), policies: coll.DetachMap(execMapExecPolicies), rings: coll.DetachMap(execMapExecRings)}
+	o := &execGlobalObjs{program: coll.DetachProgram(name), rules: coll.DetachMap(execMapExecRules), rings: coll.DetachMap(execMapExecRings)}
 	coll.Close()
 	return o, nil
 }
@@ -102,53 +114,72 @@ func loadExecProgram(name string) (*execGlobalObjs, error) {
 // The host-wide exec program lives under <pin root>/_exec.
 const execGlobalDir = "_exec"
 
-// ExecLock is the lock that serialises changes to host-wide exec programs
-// between processes (the daemon, nriguard run, hooks). bpffs holds no
-// regular files, so it lives in /run; one lock serves every pin root.
-const ExecLock = "/run/nriguard/exec.lock"
+// HostLock serialises changes to what attachments share (the host-wide
+// exec set) between processes: the daemon, nriguard run, hooks. bpffs holds
+// no regular files, so it lives in /run; one lock serves every pin root.
+// An flock conflicts between open files, so it also serialises goroutines
+// of one process.
+const HostLock = "/run/nriguard/host.lock"
 
-func lockExec(string) (unlock func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(ExecLock), 0o700); err != nil {
-		return nil, err
+func withHostLock(f func() error) error {
+	if err := os.MkdirAll(filepath.Dir(HostLock), 0o700); err != nil {
+		return err
 	}
-	f, err := os.OpenFile(ExecLock, os.O_CREATE|os.O_RDWR, 0o600)
+	lf, err := os.OpenFile(HostLock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
+	defer lf.Close()
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
+		return err
 	}
-	return func() { f.Close() }, nil
+	return f()
 }
+
+var execPins = []string{"map_exec_rules", "map_exec_rings", "map_exec_ring_users"}
 
 // openExecGlobal returns the pinned global maps, loading, attaching and
 // pinning the program first if create is set and it is not there.
 func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error) {
 	dir := filepath.Join(root, execGlobalDir)
-	pol, err1 := ebpf.LoadPinnedMap(filepath.Join(dir, "map_exec_policies"), nil)
-	rings, err2 := ebpf.LoadPinnedMap(filepath.Join(dir, "map_exec_rings"), nil)
-	_, err3 := os.Stat(filepath.Join(dir, "link_exec"))
-	if err1 == nil && err2 == nil && err3 == nil {
-		return &execGlobalObjs{policies: pol, rings: rings}, nil
+	var ms [3]*ebpf.Map
+	var err error
+	for i, p := range execPins {
+		if ms[i], err = ebpf.LoadPinnedMap(filepath.Join(dir, p), nil); err != nil {
+			break
+		}
 	}
-	(&execGlobalObjs{policies: pol, rings: rings}).close()
+	if err == nil {
+		_, err = os.Stat(filepath.Join(dir, "link_exec"))
+	}
+	o := &execGlobalObjs{rules: ms[0], rings: ms[1], ring: ms[2]}
+	if err == nil {
+		return o, nil
+	}
+	o.close()
 	if !create {
 		return nil, os.ErrNotExist
 	}
 	os.RemoveAll(dir) // incomplete: start over
-	var err error
 	if be == "" {
 		if be, err = ExecBackend(); err != nil {
 			return nil, err
 		}
 	}
-	prog := execProgNgExecKill
-	if be == BackendLSM {
+	var prog string
+	switch be {
+	case BackendLSM:
 		prog = execProgNgExecLsm
+	case BackendKill:
+		prog = execProgNgExecKill
+	default:
+		return nil, fmt.Errorf("unknown exec backend %q: expected %s or %s", be, BackendLSM, BackendKill)
 	}
-	o, err := loadExecProgram(prog)
-	if err != nil {
+	if o, err = loadExecProgram(prog); err != nil {
+		return nil, err
+	}
+	if o.ring, err = ebpf.NewMap(&ebpf.MapSpec{Name: "ng_ring_users", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxRings}); err != nil {
+		o.close()
 		return nil, err
 	}
 	var lk link.Link
@@ -167,7 +198,7 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 	for _, pin := range []struct {
 		name string
 		obj  interface{ Pin(string) error }
-	}{{"link_exec", lk}, {"map_exec_policies", o.policies}, {"map_exec_rings", o.rings}} {
+	}{{"link_exec", lk}, {execPins[0], o.rules}, {execPins[1], o.rings}, {execPins[2], o.ring}} {
 		if err == nil {
 			err = pin.obj.Pin(filepath.Join(tmp, pin.name))
 		}
@@ -185,23 +216,104 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 	return o, nil
 }
 
-// Keys of a container's rule map that hold settings, as in exec.c.
-var (
-	keySettings = execFileKey{Dev: 0}
-	keyLost     = execFileKey{Dev: 1}
-)
+// registry reads the ring registry.
+func (o *execGlobalObjs) registry() ([]ringUse, error) {
+	out := make([]ringUse, maxRings)
+	for i := range uint32(maxRings) {
+		if err := o.ring.Lookup(i, &out[i]); err != nil {
+			return nil, fmt.Errorf("exec ring registry: %w", err)
+		}
+	}
+	return out, nil
+}
 
-// newExecRules makes a container's rule map: settings, lost counter, files.
+// useRing returns the index of ring in exec_rings, putting it there first
+// if it is not (the one costly update: the kernel waits for running
+// programs), and counts one more user.
+func (o *execGlobalObjs) useRing(ring *ebpf.Map) (uint32, error) {
+	info, err := ring.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, _ := info.ID()
+	reg, err := o.registry()
+	if err != nil {
+		return 0, err
+	}
+	idx := uint32(0)
+	for i := uint32(1); i < maxRings; i++ {
+		if reg[i].ID == uint32(id) {
+			idx = i
+			break
+		}
+		if idx == 0 && reg[i].ID == 0 {
+			idx = i
+		}
+	}
+	if idx == 0 {
+		return 0, fmt.Errorf("exec: all %d event rings are in use", maxRings-1)
+	}
+	u := reg[idx]
+	if u.ID != uint32(id) {
+		if err := o.rings.Put(idx, ring); err != nil {
+			return 0, fmt.Errorf("exec rings: %w", err)
+		}
+		u = ringUse{ID: uint32(id)}
+	}
+	u.Users++
+	return idx, o.ring.Put(idx, u)
+}
+
+// dropRing counts one user less of a ring index; a ring nobody uses any
+// more leaves exec_rings.
+func (o *execGlobalObjs) dropRing(idx uint32) error {
+	if idx == 0 || idx >= maxRings {
+		return nil
+	}
+	var u ringUse
+	if err := o.ring.Lookup(idx, &u); err != nil {
+		return err
+	}
+	if u.Users > 1 {
+		u.Users--
+		return o.ring.Put(idx, u)
+	}
+	if err := o.rings.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return o.ring.Put(idx, ringUse{})
+}
+
+// unused reports whether no cgroup is policed any more.
+func (o *execGlobalObjs) unused() bool {
+	reg, err := o.registry()
+	if err != nil {
+		return false
+	}
+	for _, u := range reg[1:] {
+		if u.Users != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Keys of the host table that hold a container's settings, as in exec.c.
+func settingsKey(cgid uint64) execRuleKey { return execRuleKey{Cgroup: cgid, Dev: 0} }
+func lostKey(cgid uint64) execRuleKey     { return execRuleKey{Cgroup: cgid, Dev: 1} }
+
+// newExecRules makes a container's own record of its rules, (dev, inode)
+// -> verdict: what the host table gets, and what to take out of it again.
 func newExecRules(t *policy.ExecTable, mode policy.Mode) (*ebpf.Map, error) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name: "ng_exec_rules", Type: ebpf.Hash, KeySize: 16, ValueSize: 8,
-		MaxEntries: uint32(len(t.Files) + 2),
+		MaxEntries: uint32(max(1, len(t.Files))),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exec rule map: %w", err)
 	}
-	keys := []execFileKey{keySettings, keyLost}
-	vals := []uint64{verdictOf(t.Default) | uint64(mode)<<8, 0}
+	var keys []execFileKey
+	var vals []uint64
 	for id, a := range t.Files {
 		if id.Ino == 0 {
 			continue // cannot be a file, and would collide with the settings
@@ -216,6 +328,18 @@ func newExecRules(t *policy.ExecTable, mode policy.Mode) (*ebpf.Map, error) {
 	return m, nil
 }
 
+// fileKeys reads a record's keys and verdicts.
+func fileKeys(rec *ebpf.Map) ([]execFileKey, []uint64, error) {
+	n := int(rec.MaxEntries())
+	keys, vals := make([]execFileKey, n), make([]uint64, n)
+	var c ebpf.MapBatchCursor
+	got, err := rec.BatchLookup(&c, keys, vals, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, nil, fmt.Errorf("read exec rules: %w", err)
+	}
+	return keys[:got], vals[:got], nil
+}
+
 func verdictOf(a policy.Action) uint64 {
 	if a == policy.Allow {
 		return verdictAllow
@@ -223,37 +347,89 @@ func verdictOf(a policy.Action) uint64 {
 	return verdictDeny
 }
 
-// publishExec points the host-wide program at a container's rules and ring
-// (ring first, so that its first denial has somewhere to go).
-func publishExec(root, be string, cgid uint64, rules, ring *ebpf.Map) error {
-	unlock, err := lockExec(root)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+// publishExec puts a container's rules into the host table, then its
+// settings, which make the program judge its cgroup: its files first, so
+// that no allowed program is refused for a moment. Rules a replaced policy
+// of the same cgroup had and this one has not are taken out after. The
+// caller holds the host lock.
+func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Action, mode policy.Mode, ring *ebpf.Map) (*ebpf.Map, error) {
 	g, err := openExecGlobal(root, true, be)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer g.close()
-	if err := g.rings.Put(cgid, ring); err != nil {
-		return fmt.Errorf("exec rings: %w", err)
+	fk, fv, err := fileKeys(rec)
+	if err != nil {
+		return nil, err
 	}
-	if err := g.policies.Put(cgid, rules); err != nil {
-		g.rings.Delete(cgid)
-		return fmt.Errorf("exec policies: %w", err)
+	keys := make([]execRuleKey, len(fk))
+	for i, k := range fk {
+		keys[i] = execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev}
 	}
-	return nil
+	if err := putAll(g.rules, keys, fv); err != nil {
+		withdrawFiles(g, cgid, rec)
+		return nil, fmt.Errorf("exec rules: %w", err)
+	}
+	idx, err := g.useRing(ring)
+	if err != nil {
+		withdrawFiles(g, cgid, rec)
+		return nil, err
+	}
+	var prev uint64
+	hadPrev := g.rules.Lookup(settingsKey(cgid), &prev) == nil
+	g.rules.Update(lostKey(cgid), uint64(0), ebpf.UpdateNoExist)
+	settings := verdictOf(def) | uint64(mode)<<8 | uint64(idx)<<16
+	if err := g.rules.Put(settingsKey(cgid), settings); err != nil {
+		g.dropRing(idx)
+		withdrawFiles(g, cgid, rec)
+		return nil, fmt.Errorf("exec settings: %w", err)
+	}
+	if hadPrev {
+		g.dropRing(uint32(prev >> 16 & 0xffff))
+	}
+	if old != nil {
+		// what the replaced policy allowed or denied and this one does not
+		// name falls back to this one's default
+		ok, _, _ := fileKeys(old)
+		var stale []execRuleKey
+		for _, k := range ok {
+			var v uint64
+			if rec.Lookup(k, &v) != nil {
+				stale = append(stale, execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev})
+			}
+		}
+		deleteAll(g.rules, stale)
+	}
+	return g.rules.Clone()
 }
 
-// withdrawExec removes a cgroup's entries, and the host-wide program when no
-// container is left: unlabelled hosts pay nothing.
-func withdrawExec(root string, cgid uint64) error {
-	unlock, err := lockExec(root)
-	if err != nil {
-		return err
+// withdrawFiles takes a record's files of cgid out of the host table.
+func withdrawFiles(g *execGlobalObjs, cgid uint64, rec *ebpf.Map) {
+	fk, _, _ := fileKeys(rec)
+	keys := make([]execRuleKey, len(fk))
+	for i, k := range fk {
+		keys[i] = execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev}
 	}
-	defer unlock()
+	deleteAll(g.rules, keys)
+}
+
+func deleteAll(m *ebpf.Map, keys []execRuleKey) {
+	if len(keys) == 0 {
+		return
+	}
+	if _, err := m.BatchDelete(keys, nil); err == nil {
+		return
+	}
+	for _, k := range keys {
+		m.Delete(k)
+	}
+}
+
+// withdrawExec stops judging a cgroup (its settings go first) and takes its
+// rules out, and removes the host-wide program when no container is left:
+// unlabelled hosts pay nothing. rec may be nil if the record is lost; the
+// files then stay until the set goes. The caller holds the host lock.
+func withdrawExec(root string, cgid uint64, rec *ebpf.Map) error {
 	g, err := openExecGlobal(root, false, "")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -261,17 +437,39 @@ func withdrawExec(root string, cgid uint64) error {
 		return err
 	}
 	defer g.close()
-	if err := g.policies.Delete(cgid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	var settings uint64
+	if err := g.rules.Lookup(settingsKey(cgid), &settings); err != nil {
+		return nil // not published (or withdrawn already)
+	}
+	if err := g.rules.Delete(settingsKey(cgid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return err
 	}
-	if err := g.rings.Delete(cgid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
+	g.rules.Delete(lostKey(cgid))
+	if rec != nil {
+		withdrawFiles(g, cgid, rec)
 	}
-	var k uint64
-	if err := g.policies.NextKey(nil, &k); errors.Is(err, ebpf.ErrKeyNotExist) {
+	idx := uint32(settings >> 16 & 0xffff)
+	var u ringUse
+	if g.ring.Lookup(idx, &u) == nil && u.Users <= 1 && g.unusedBut(idx) {
+		// the last policed cgroup: the whole set goes, rings and all,
+		// without a costly update
 		return os.RemoveAll(filepath.Join(root, execGlobalDir))
 	}
-	return nil
+	return g.dropRing(idx)
+}
+
+// unusedBut reports whether no ring but idx has users.
+func (o *execGlobalObjs) unusedBut(idx uint32) bool {
+	reg, err := o.registry()
+	if err != nil {
+		return false
+	}
+	for i, u := range reg[1:] {
+		if uint32(i+1) != idx && u.Users != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // ProbeExecBackend reports whether a backend's program loads on this kernel.

@@ -20,18 +20,27 @@ type execFileKey struct {
 	Pad uint32
 }
 
+type execRuleKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Ino    uint64
+	Dev    uint32
+	Pad    uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execMapExecPolicies    = "exec_policies"
 	execMapExecRings       = "exec_rings"
+	execMapExecRules       = "exec_rules"
 	execProgNgExecKill     = "ng_exec_kill"
 	execProgNgExecLsm      = "ng_exec_lsm"
 	execVarUnusedEventHdr  = "unused_event_hdr"
 	execVarUnusedExecEvent = "unused_exec_event"
 	execVarUnusedFileKey   = "unused_file_key"
 	execVarUnusedFlowEvent = "unused_flow_event"
+	execVarUnusedRuleKey   = "unused_rule_key"
 )
 
 // loadExec returns the embedded CollectionSpec for exec.
@@ -84,8 +93,8 @@ type execProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execMapSpecs struct {
-	ExecPolicies *ebpf.MapSpec `ebpf:"exec_policies"`
-	ExecRings    *ebpf.MapSpec `ebpf:"exec_rings"`
+	ExecRings *ebpf.MapSpec `ebpf:"exec_rings"`
+	ExecRules *ebpf.MapSpec `ebpf:"exec_rules"`
 }
 
 // execVariableSpecs contains global variables before they are loaded into the kernel.
@@ -96,6 +105,7 @@ type execVariableSpecs struct {
 	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedFileKey   *ebpf.VariableSpec `ebpf:"unused_file_key"`
 	UnusedFlowEvent *ebpf.VariableSpec `ebpf:"unused_flow_event"`
+	UnusedRuleKey   *ebpf.VariableSpec `ebpf:"unused_rule_key"`
 }
 
 // execObjects contains all objects after they have been loaded into the kernel.
@@ -118,14 +128,14 @@ func (o *execObjects) Close() error {
 //
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execMaps struct {
-	ExecPolicies *ebpf.Map `ebpf:"exec_policies"`
-	ExecRings    *ebpf.Map `ebpf:"exec_rings"`
+	ExecRings *ebpf.Map `ebpf:"exec_rings"`
+	ExecRules *ebpf.Map `ebpf:"exec_rules"`
 }
 
 func (m *execMaps) Close() error {
 	return _ExecClose(
-		m.ExecPolicies,
 		m.ExecRings,
+		m.ExecRules,
 	)
 }
 
@@ -137,6 +147,7 @@ type execVariables struct {
 	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedFileKey   *ebpf.Variable `ebpf:"unused_file_key"`
 	UnusedFlowEvent *ebpf.Variable `ebpf:"unused_flow_event"`
+	UnusedRuleKey   *ebpf.Variable `ebpf:"unused_rule_key"`
 }
 
 // execPrograms contains all programs after they have been loaded into the kernel.

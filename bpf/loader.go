@@ -42,8 +42,10 @@ type Spec struct {
 // counters of events it had no room for.
 type EventMaps struct {
 	Ring, Lost *ebpf.Map
-	// ExecRules, when set, is an exec rule map whose lost counter is read too.
-	ExecRules *ebpf.Map
+	// The host's exec rule table and the cgroup whose lost exec events it
+	// counts, set by Attach, read by EventReader.Lost.
+	execTable  *ebpf.Map
+	execCgroup uint64
 }
 
 // EventRingSize is the size of every event ring buffer: one shared by
@@ -74,6 +76,23 @@ type Options struct {
 	// ExecBackend picks the exec backend when this pin root has no exec
 	// program yet (BackendLSM or BackendKill); empty: ExecBackend().
 	ExecBackend string
+	// Pool, when set, supplies egress programs loaded ahead of need (it
+	// must have been made with the same Events).
+	Pool *Pool
+}
+
+func (o *Options) pool() *Pool {
+	if o == nil {
+		return nil
+	}
+	return o.Pool
+}
+
+func (o *Options) events() *EventMaps {
+	if o == nil {
+		return nil
+	}
+	return o.Events
 }
 
 func (o *Options) execBackend() string {
@@ -183,12 +202,13 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 
 	a := &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: root}
 	tmp := filepath.Join(root, fmt.Sprintf("tmp-%d-%s-%s", os.Getpid(), randomHex(), spec.ID))
+	var rules *ebpf.Map
 	published := false
 	ok := false
 	defer func() {
 		if !ok {
 			if published && (oldErr != nil || old.Cgroup != cgid || old.Parts&partExec == 0) {
-				withdrawExec(root, cgid)
+				withHostLock(func() error { return withdrawExec(root, cgid, rules) })
 			}
 			a.close()
 			os.RemoveAll(tmp)
@@ -204,13 +224,11 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	} else if err := a.ownEvents(opts); err != nil {
 		return fail(err)
 	}
-	var rules *ebpf.Map
 	if spec.Exec != nil {
 		if rules, err = newExecRules(spec.Exec, spec.Mode); err != nil {
 			return fail(err)
 		}
 		a.objs = append(a.objs, rules)
-		a.Events.ExecRules = rules
 	}
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fail(err)
@@ -224,7 +242,21 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 		if err := rules.Pin(filepath.Join(tmp, execRulesPin)); err != nil {
 			return fail(err)
 		}
-		if err := publishExec(root, opts.execBackend(), cgid, rules, a.Events.Ring); err != nil {
+		var oldRules *ebpf.Map
+		if oldErr == nil && old.Parts&partExec != 0 && old.Cgroup == cgid {
+			if oldRules, err = ebpf.LoadPinnedMap(filepath.Join(dir, execRulesPin), nil); err == nil {
+				defer oldRules.Close()
+			}
+		}
+		err := withHostLock(func() error {
+			table, err := publishExec(root, opts.execBackend(), cgid, rules, oldRules, spec.Exec.Default, spec.Mode, a.Events.Ring)
+			if err == nil {
+				a.objs = append(a.objs, table)
+				a.Events.execTable, a.Events.execCgroup = table, cgid
+			}
+			return err
+		})
+		if err != nil {
 			return fail(err)
 		}
 		published = true
@@ -234,7 +266,7 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	}
 	// The new policy is in force: now retire the old one and take the name.
 	if oldErr == nil && old.Parts&partExec != 0 && (spec.Exec == nil || old.Cgroup != cgid) {
-		withdrawExec(root, old.Cgroup)
+		withdrawOld(root, dir, old.Cgroup)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fail(fmt.Errorf("replace %s: %w", dir, err))
@@ -247,6 +279,18 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 }
 
 const execRulesPin = "map_exec_rules"
+
+// withdrawOld takes the exec rules pinned in dir for cgid out of the host
+// table.
+func withdrawOld(root, dir string, cgid uint64) error {
+	rec, err := ebpf.LoadPinnedMap(filepath.Join(dir, execRulesPin), nil)
+	if err == nil {
+		defer rec.Close()
+	} else {
+		rec = nil
+	}
+	return withHostLock(func() error { return withdrawExec(root, cgid, rec) })
+}
 
 // ownEvents gives an exec-only attachment its event ring and lost counter.
 func (a *Attachment) ownEvents(opts *Options) error {
@@ -264,34 +308,52 @@ func (a *Attachment) ownEvents(opts *Options) error {
 }
 
 func (a *Attachment) loadEgress(spec Spec, cgid uint64, opts *Options) error {
+	c := spec.Egress
+	var objs *egressObjects
+	if p := opts.pool(); p != nil && p.fits(opts.events(), c) {
+		objs = p.take()
+	}
+	if objs == nil {
+		var err error
+		if objs, err = loadEgressSet(opts.events(), len(c.V4), len(c.V6), len(c.Ports)); err != nil {
+			return err
+		}
+	}
+	a.objs = append(a.objs, objs)
+	a.Events = EventMaps{Ring: objs.Events, Lost: objs.LostEvents}
+	// The programs read these from the first flow on: set them before the
+	// programs are attached.
+	if err := objs.Audit.Set(uint32(spec.Mode)); err != nil {
+		return err
+	}
+	if err := objs.PolicyCgroup.Set(cgid); err != nil {
+		return err
+	}
+	return fillEgress(objs, c)
+}
+
+// loadEgressSet loads one copy of the egress programs, with tries that hold
+// up to the given numbers of entries, writing to ev (nil: its own ring).
+func loadEgressSet(ev *EventMaps, v4, v6, ports int) (*egressObjects, error) {
 	cs, err := egressSpec()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cs = cs.Copy()
-	c := spec.Egress
-	cs.Maps[egressMapV4Prefixes].MaxEntries = uint32(max(1, len(c.V4)))
-	cs.Maps[egressMapV6Prefixes].MaxEntries = uint32(max(1, len(c.V6)))
-	cs.Maps[egressMapPorts].MaxEntries = uint32(max(1, len(c.Ports)))
-	if err := cs.Variables[egressVarAudit].Set(uint32(spec.Mode)); err != nil {
-		return err
-	}
-	if err := cs.Variables[egressVarPolicyCgroup].Set(cgid); err != nil {
-		return err
-	}
+	cs.Maps[egressMapV4Prefixes].MaxEntries = uint32(max(1, v4))
+	cs.Maps[egressMapV6Prefixes].MaxEntries = uint32(max(1, v6))
+	cs.Maps[egressMapPorts].MaxEntries = uint32(max(1, ports))
 	co := &ebpf.CollectionOptions{}
-	if opts != nil && opts.Events != nil {
+	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.
-		cs.Maps[egressMapEvents].MaxEntries = opts.Events.Ring.MaxEntries()
-		co.MapReplacements = map[string]*ebpf.Map{egressMapEvents: opts.Events.Ring, egressMapLostEvents: opts.Events.Lost}
+		cs.Maps[egressMapEvents].MaxEntries = ev.Ring.MaxEntries()
+		co.MapReplacements = map[string]*ebpf.Map{egressMapEvents: ev.Ring, egressMapLostEvents: ev.Lost}
 	}
 	var objs egressObjects
 	if err := cs.LoadAndAssign(&objs, co); err != nil {
-		return fmt.Errorf("load egress programs: %w", err)
+		return nil, fmt.Errorf("load egress programs: %w", err)
 	}
-	a.objs = append(a.objs, &objs)
-	a.Events = EventMaps{Ring: objs.Events, Lost: objs.LostEvents}
-	return fillEgress(&objs, c)
+	return &objs, nil
 }
 
 // fillEgress writes the compiled tables into the tries.
@@ -488,7 +550,7 @@ func Detach(root, id string) error {
 	}
 	dir := filepath.Join(root, id)
 	if m, err := readMeta(dir); err == nil && m.Parts&partExec != 0 {
-		if err := withdrawExec(root, m.Cgroup); err != nil {
+		if err := withdrawOld(root, dir, m.Cgroup); err != nil {
 			return fmt.Errorf("detach %s: %w", id, err)
 		}
 	}

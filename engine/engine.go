@@ -22,6 +22,10 @@ type Options struct {
 	Log     *slog.Logger
 	// Events, when set, receives events as JSON lines.
 	Events io.Writer
+	// Preload is how many copies of the egress programs to keep loaded
+	// ahead of need (a daemon's: containers start without waiting for the
+	// verifier). 0: load each container's when it is attached.
+	Preload int
 }
 
 // Engine decides and attaches policies and reports what they decide.
@@ -29,6 +33,7 @@ type Engine struct {
 	opts   Options
 	log    *slog.Logger
 	events *bpf.EventMaps
+	pool   *bpf.Pool
 
 	mu   sync.Mutex
 	cfg  *Config
@@ -58,7 +63,19 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{opts: opts, log: opts.Log, events: ev, cfg: cfg, live: map[uint64]Info{}, ids: map[string]uint64{}}, nil
+	e := &Engine{opts: opts, log: opts.Log, events: ev, cfg: cfg, live: map[uint64]Info{}, ids: map[string]uint64{}}
+	if opts.Preload > 0 {
+		e.pool = bpf.NewPool(ev, opts.Preload)
+	}
+	return e, nil
+}
+
+// Close frees the programs loaded ahead; attachments stay pinned and in
+// force.
+func (e *Engine) Close() {
+	if e.pool != nil {
+		e.pool.Close()
+	}
 }
 
 // SetConfig replaces the node settings (NRI's Configure).
@@ -106,7 +123,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		}
 		spec.Exec = policy.IntersectExec(tables...)
 	}
-	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events})
+	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Pool: e.pool})
 	if err != nil {
 		return err
 	}

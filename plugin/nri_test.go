@@ -137,7 +137,7 @@ func startPlugin(t testing.TB, rt *runtime, root, config string) *engine.Engine 
 	t.Helper()
 	cfg, err := engine.ParseConfig([]byte(config))
 	must(t, err)
-	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Preload: 2, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -147,7 +147,7 @@ func startPlugin(t testing.TB, rt *runtime, root, config string) *engine.Engine 
 			stub.WithDialer(rt.dial))
 		close(done)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done; eng.Close() })
 	rt.waitSync()
 	rt.waitRegistered()
 	return eng

@@ -38,6 +38,7 @@ func runPlugin(args []string) int {
 	logPath := fs.String("log", "", "log file (default stderr; "+preregLog+" when started by the runtime)")
 	pinRoot := fs.String("pin-root", bpf.DefaultPinRoot, "where attachments are pinned")
 	debug := fs.Bool("debug", false, "log every event")
+	preloadN := fs.Int("preload", 2, "copies of the egress programs kept loaded ahead, so that a container's start need not wait for the verifier (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -70,12 +71,13 @@ func runPlugin(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
 	}
-	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Preload: *preloadN})
 	if err != nil {
 		log.Error("start", "error", err)
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
 	}
+	defer eng.Close()
 	be, err := bpf.ExecBackend()
 	log.Info("starting", "version", version, "preregistered", preregistered, "exec_backend", be, "exec_backend_error", err)
 
