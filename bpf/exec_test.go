@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
@@ -284,6 +285,75 @@ func TestExecGlobalProgramGoesAway(t *testing.T) {
 		}
 		if !gone(func() bool { return len(ourPrograms(t)) == len(before) }) {
 			t.Errorf("programs left loaded: before %v, after %v", before, ourPrograms(t))
+		}
+	})
+}
+
+// All containers' exec rules share one host table: each cgroup is judged by
+// its own entries only, a replaced policy leaves none of its rules behind,
+// and events a container's ring has no room for are counted.
+func TestExecSharedTable(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		allowed, other := filepath.Join(T, "usr/bin/allowed"), filepath.Join(T, "usr/bin/other")
+		self := probeSelf(t)
+		cg1, cg2 := testenv.Cgroup(t), testenv.Cgroup(t)
+		table := func(rules string) *policy.ExecTable {
+			e, err := policy.ParseExec("exec.nriguard.io", rules)
+			must(t, err)
+			tb, _, err := resolve.Exec("/", "exec.nriguard.io", e)
+			must(t, err)
+			return tb
+		}
+		attach := func(id, cg, rules string, o *bpf.Options) *bpf.Attachment {
+			a, err := bpf.Attach(bpf.Spec{ID: id, Cgroup: cg, Exec: table(rules)}, o)
+			must(t, err)
+			t.Cleanup(func() { a.Detach() })
+			return a
+		}
+		probe := func(cg string) string {
+			return strings.Join(testenv.Probe(t, "", cg, "", "exec:"+allowed, "exec:"+other), " ")
+		}
+		attach("shared-1", cg1, "allow "+allowed+"; allow "+self, opts)
+		attach("shared-2", cg2, "allow "+other+"; allow "+self, opts)
+		if got := probe(cg1); got != "ran denied" {
+			t.Errorf("cgroup 1: got %q, want \"ran denied\"", got)
+		}
+		if got := probe(cg2); got != "denied ran" {
+			t.Errorf("cgroup 2 must not be judged by cgroup 1's entries: got %q, want \"denied ran\"", got)
+		}
+		// Replace cgroup 1's policy: its allow of "allowed" must go.
+		attach("shared-1", cg1, "allow "+other+"; allow "+self, opts)
+		if got := probe(cg1); got != "denied ran" {
+			t.Errorf("cgroup 1 after replace: got %q, want \"denied ran\"", got)
+		}
+
+		// A ring of one page, and 60 denials into it that nobody reads.
+		ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())})
+		must(t, err)
+		defer ring.Close()
+		lost, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+		must(t, err)
+		defer lost.Close()
+		small := *opts
+		small.Events = &bpf.EventMaps{Ring: ring, Lost: lost}
+		cg3 := testenv.Cgroup(t)
+		a := attach("shared-3", cg3, "allow "+self, &small)
+		var ops []string
+		for range 60 {
+			ops = append(ops, "exec:"+other)
+		}
+		testenv.Probe(t, "", cg3, "", ops...)
+		rd, err := bpf.NewEventReader(a.Events)
+		must(t, err)
+		defer rd.Close()
+		got := len(rd.Drain())
+		if got+int(rd.Lost()) != 60 || rd.Lost() == 0 {
+			t.Errorf("read %d exec events and counted %d lost; want them to add up to 60 with some lost", got, rd.Lost())
+		}
+		// The other containers' events did not go there, and still arrive.
+		if got := probe(cg2); got != "denied ran" {
+			t.Errorf("cgroup 2 after the others: got %q", got)
 		}
 	})
 }
