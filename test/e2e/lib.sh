@@ -11,6 +11,8 @@ export PATH=$CACHE/bin:$PATH
 export CRI_CONFIG_FILE=$E2E/crictl.yaml
 NG=$E2E/bin/nriguard
 PINS=/sys/fs/bpf/nriguard
+# the cgroup v2 hierarchy: its own mount in hybrid mode
+CGV2=/sys/fs/cgroup; [ -d /sys/fs/cgroup/unified ] && CGV2=/sys/fs/cgroup/unified
 OUTSIDE="/var/lib/containers /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard"
 
 PASS=0; FAIL=0

@@ -148,8 +148,12 @@ external() {
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
   check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$')"
-  check "all removed: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
+  check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
+  # the plugin keeps --preload (2) sets of the 5 egress programs loaded, attached nowhere
+  check "all removed: only the plugin's preloaded programs are loaded" test "$(bpftool prog show | grep -c ' ng_')" = 10
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
+  sleep 0.3
+  check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
   stop_containerd
 }
 
