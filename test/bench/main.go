@@ -242,13 +242,37 @@ func attachLatency(base, pinRoot string) error {
 	if err := os.MkdirAll(cg, 0o755); err != nil {
 		return err
 	}
-	fmt.Printf("\n%-28s %10s %10s %10s\n", "attach+detach", "median", "p90", "max")
-	for _, n := range []int{10, 1000} {
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		return err
+	}
+	defer ev.Ring.Close()
+	defer ev.Lost.Close()
+	pool := bpf.NewPool(ev, 1)
+	defer pool.Close()
+	fmt.Printf("\n%-36s %10s %10s %10s\n", "attach+detach", "median", "p90", "max")
+	for _, c := range []struct {
+		n       int
+		preload bool
+	}{{10, false}, {1000, false}, {10, true}, {1000, true}} {
+		n := c.n
 		comp := policy.Compile(randomPolicy(n, 1, 2))
 		var ds []float64
 		for range *attachN {
+			opts := &bpf.Options{PinRoot: pinRoot, Events: ev}
+			if c.preload {
+				// untimed: wait until the pool has a set ready, as it has
+				// when containers do not start back to back
+				for pool.Ready() == 0 {
+					if err := pool.Err(); err != nil {
+						return err
+					}
+					time.Sleep(time.Millisecond)
+				}
+				opts.Pool = pool
+			}
 			t0 := time.Now()
-			a, err := bpf.Attach(bpf.Spec{ID: "bench-attach", Cgroup: cg, Egress: comp}, &bpf.Options{PinRoot: pinRoot})
+			a, err := bpf.Attach(bpf.Spec{ID: "bench-attach", Cgroup: cg, Egress: comp}, opts)
 			if err != nil {
 				return err
 			}
@@ -258,8 +282,12 @@ func attachLatency(base, pinRoot string) error {
 			ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
 		}
 		slices.Sort(ds)
-		fmt.Printf("%-28s %8.2fms %8.2fms %8.2fms\n", fmt.Sprintf("%d-prefix policy (%d runs)", n, len(ds)), ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1])
-		if n == 10 {
+		name := fmt.Sprintf("%d-prefix policy (%d runs)", n, len(ds))
+		if c.preload {
+			name = fmt.Sprintf("%d-prefix, preloaded (%d runs)", n, len(ds))
+		}
+		fmt.Printf("%-36s %8.2fms %8.2fms %8.2fms\n", name, ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1])
+		if n == 10 && !c.preload {
 			verdict := "met"
 			if ds[len(ds)/2] >= 5 {
 				verdict = "MISSED"
