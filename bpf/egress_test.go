@@ -515,7 +515,9 @@ func attachedIDs(t *testing.T, cg string) []ebpf.ProgramID {
 }
 
 // A pool's sets are loaded before the container they serve is known: its
-// mode and cgroup are set afterwards, and must take effect.
+// mode and cgroup are set afterwards, and must take effect. A stopped
+// container's set comes back emptied, and serves the next one with that
+// one's policy alone.
 func TestPool(t *testing.T) {
 	before := ourPrograms(t)
 	ev, err := bpf.NewEventMaps()
@@ -530,42 +532,71 @@ func TestPool(t *testing.T) {
 	}
 	loaded := ourPrograms(t)
 	root := pinRoot(t)
+	opts := &bpf.Options{PinRoot: root, Events: ev, Pool: pool}
 	rd, err := bpf.NewEventReader(*ev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	for _, mode := range []policy.Mode{policy.Enforce, policy.Audit} {
+	attach := func(rules string, mode policy.Mode) (string, []ebpf.ProgramID) {
 		cg := testenv.Cgroup(t)
-		a, err := bpf.Attach(bpf.Spec{ID: "pool-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8080"), Mode: mode},
-			&bpf.Options{PinRoot: root, Events: ev, Pool: pool})
+		a, err := bpf.Attach(bpf.Spec{ID: "pool-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, rules), Mode: mode}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer a.Detach()
-		for _, id := range attachedIDs(t, cg) {
+		a.Close()
+		t.Cleanup(func() { pool.Detach(root, "pool-"+filepath.Base(cg)) })
+		ids := attachedIDs(t, cg)
+		for _, id := range ids {
 			if !slices.Contains(loaded, id) {
 				t.Errorf("%v: program %d was loaded by Attach, not taken from the pool", mode, id)
 			}
 		}
-		want, verdict := "EPERM", "denied"
-		if mode == policy.Audit {
-			want, verdict = "ok", "would-deny"
-		}
-		expect(t, cg, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", want)
+		return cg, ids
+	}
+	event := func(cg, verdict string) {
+		t.Helper()
 		e := waitEvents(t, rd, 1)[0]
-		if cgid, _ := cgroup.ID(cg); e.Verdict != verdict || e.PolicyCgroup != cgid || e.Port != 8081 {
-			t.Errorf("%v: event %+v, want %s from policy cgroup %d", mode, e, verdict, cgid)
+		if cgid, _ := cgroup.ID(cg); e.Verdict != verdict || e.PolicyCgroup != cgid {
+			t.Errorf("event %+v, want %s from policy cgroup %d", e, verdict, cgid)
 		}
-		// taking a set makes the pool load another
-		if !gone(func() bool { return pool.Ready() == 2 }) {
-			t.Errorf("pool holds %d sets after a take, want 2 again", pool.Ready())
-		}
-		loaded = ourPrograms(t)
+	}
+
+	cgA, idsA := attach("allow tcp 10.1.2.3:8080", policy.Enforce)
+	expect(t, cgA, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", "EPERM")
+	event(cgA, "denied")
+	time.Sleep(100 * time.Millisecond)
+	if pool.Ready() != 1 {
+		t.Errorf("pool holds %d sets after one was taken, want 1 (it loads more only when empty)", pool.Ready())
+	}
+	// A stops: its set comes back, attached nowhere, still loaded.
+	if err := pool.Detach(root, "pool-"+filepath.Base(cgA)); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(func() bool { return attachedCount(t, cgA) == 0 }) || pool.Ready() != 2 {
+		t.Fatalf("after detach: %d programs attached to A, pool holds %d sets; want 0 and 2", attachedCount(t, cgA), pool.Ready())
+	}
+	expect(t, cgA, "tcp:10.1.2.3:8081", "ok")
+
+	// B takes the other set; C takes A's, and is held to its own rules only.
+	cgB, _ := attach("allow tcp 10.1.2.3:8080", policy.Audit)
+	cgC, idsC := attach("allow tcp 10.1.2.3:9090", policy.Enforce)
+	slices.Sort(idsA)
+	slices.Sort(idsC)
+	if !slices.Equal(idsA, idsC) {
+		t.Errorf("C's programs %v are not A's %v, which the pool got back", idsC, idsA)
+	}
+	expect(t, cgB, "tcp:10.1.2.3:8081", "ok")
+	event(cgB, "would-deny")
+	expect(t, cgC, "tcp:10.1.2.3:9090", "ok", "tcp:10.1.2.3:8080", "EPERM")
+	event(cgC, "denied")
+	// empty, so it loads two more
+	if !gone(func() bool { return pool.Ready() == 2 }) {
+		t.Errorf("pool holds %d sets after it ran out, want 2 again", pool.Ready())
 	}
 	pool.Close()
 	if !gone(func() bool {
-		return len(ourPrograms(t)) == len(before)+len(hooks)*2 // the two attached
+		return len(ourPrograms(t)) == len(before)+len(hooks)*2 // B's and C's
 	}) {
 		t.Errorf("after Close: %d programs loaded, want the %d attached and %d from before", len(ourPrograms(t)), 2*len(hooks), len(before))
 	}

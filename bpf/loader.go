@@ -118,6 +118,7 @@ type Attachment struct {
 	root     string
 	objs     []ebpfCloser
 	links    []link.Link
+	egress   *egressSet // its egress programs and maps, while this process holds them
 }
 
 type ebpfCloser interface{ Close() error }
@@ -126,14 +127,14 @@ type ebpfCloser interface{ Close() error }
 var egressLinks = []struct {
 	name   string
 	attach ebpf.AttachType
-	prog   func(*egressObjects) *ebpf.Program
+	prog   string
 }{
 	// sock_create first: from then on no unjudgeable socket can be made.
-	{"link_sock_create", ebpf.AttachCGroupInetSockCreate, func(o *egressObjects) *ebpf.Program { return o.NgSockCreate }},
-	{"link_connect4", ebpf.AttachCGroupInet4Connect, func(o *egressObjects) *ebpf.Program { return o.NgConnect4 }},
-	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(o *egressObjects) *ebpf.Program { return o.NgConnect6 }},
-	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(o *egressObjects) *ebpf.Program { return o.NgSendmsg4 }},
-	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *egressObjects) *ebpf.Program { return o.NgSendmsg6 }},
+	{"link_sock_create", ebpf.AttachCGroupInetSockCreate, egressProgNgSockCreate},
+	{"link_connect4", ebpf.AttachCGroupInet4Connect, egressProgNgConnect4},
+	{"link_connect6", ebpf.AttachCGroupInet6Connect, egressProgNgConnect6},
+	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, egressProgNgSendmsg4},
+	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, egressProgNgSendmsg6},
 }
 
 // The meta map holds what detach and reconciliation need to know of an
@@ -309,32 +310,64 @@ func (a *Attachment) ownEvents(opts *Options) error {
 
 func (a *Attachment) loadEgress(spec Spec, cgid uint64, opts *Options) error {
 	c := spec.Egress
-	var objs *egressObjects
+	var set *egressSet
 	if p := opts.pool(); p != nil && p.fits(opts.events(), c) {
-		objs = p.take()
+		set = p.take()
 	}
-	if objs == nil {
+	if set == nil {
 		var err error
-		if objs, err = loadEgressSet(opts.events(), len(c.V4), len(c.V6), len(c.Ports)); err != nil {
+		if set, err = loadEgressSet(opts.events(), len(c.V4), len(c.V6), len(c.Ports)); err != nil {
 			return err
 		}
 	}
-	a.objs = append(a.objs, objs)
-	a.Events = EventMaps{Ring: objs.Events, Lost: objs.LostEvents}
+	a.objs = append(a.objs, set)
+	a.egress = set
+	a.Events = EventMaps{Ring: set.events, Lost: set.lost}
 	// The programs read these from the first flow on: set them before the
 	// programs are attached.
-	if err := objs.Audit.Set(uint32(spec.Mode)); err != nil {
+	if err := set.setGlobals(spec.Mode, cgid); err != nil {
 		return err
 	}
-	if err := objs.PolicyCgroup.Set(cgid); err != nil {
+	return fillEgress(set, c)
+}
+
+// egressSet is one copy of the egress programs and the maps they use.
+type egressSet struct {
+	progs                            map[string]*ebpf.Program // by link pin name
+	v4, v6, ports, bss, events, lost *ebpf.Map
+}
+
+func (s *egressSet) Close() error {
+	for _, p := range s.progs {
+		p.Close()
+	}
+	for _, m := range []*ebpf.Map{s.v4, s.v6, s.ports, s.bss, s.events, s.lost} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	return nil
+}
+
+// setGlobals writes the programs' audit and policy_cgroup (.bss): a set
+// loaded ahead, or used before by another container, learns whom it serves.
+func (s *egressSet) setGlobals(mode policy.Mode, cgid uint64) error {
+	cs, err := egressSpec()
+	if err != nil {
 		return err
 	}
-	return fillEgress(objs, c)
+	buf := make([]byte, cs.Maps[".bss"].ValueSize)
+	binary.NativeEndian.PutUint32(buf[cs.Variables[egressVarAudit].Offset:], uint32(mode))
+	binary.NativeEndian.PutUint64(buf[cs.Variables[egressVarPolicyCgroup].Offset:], cgid)
+	if err := s.bss.Put(uint32(0), buf); err != nil {
+		return fmt.Errorf("set the egress programs' mode and cgroup: %w", err)
+	}
+	return nil
 }
 
 // loadEgressSet loads one copy of the egress programs, with tries that hold
 // up to the given numbers of entries, writing to ev (nil: its own ring).
-func loadEgressSet(ev *EventMaps, v4, v6, ports int) (*egressObjects, error) {
+func loadEgressSet(ev *EventMaps, v4, v6, ports int) (*egressSet, error) {
 	cs, err := egressSpec()
 	if err != nil {
 		return nil, err
@@ -343,21 +376,28 @@ func loadEgressSet(ev *EventMaps, v4, v6, ports int) (*egressObjects, error) {
 	cs.Maps[egressMapV4Prefixes].MaxEntries = uint32(max(1, v4))
 	cs.Maps[egressMapV6Prefixes].MaxEntries = uint32(max(1, v6))
 	cs.Maps[egressMapPorts].MaxEntries = uint32(max(1, ports))
-	co := &ebpf.CollectionOptions{}
+	co := ebpf.CollectionOptions{}
 	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.
 		cs.Maps[egressMapEvents].MaxEntries = ev.Ring.MaxEntries()
 		co.MapReplacements = map[string]*ebpf.Map{egressMapEvents: ev.Ring, egressMapLostEvents: ev.Lost}
 	}
-	var objs egressObjects
-	if err := cs.LoadAndAssign(&objs, co); err != nil {
+	coll, err := ebpf.NewCollectionWithOptions(cs, co)
+	if err != nil {
 		return nil, fmt.Errorf("load egress programs: %w", err)
 	}
-	return &objs, nil
+	defer coll.Close()
+	s := &egressSet{progs: map[string]*ebpf.Program{},
+		v4: coll.DetachMap(egressMapV4Prefixes), v6: coll.DetachMap(egressMapV6Prefixes), ports: coll.DetachMap(egressMapPorts),
+		bss: coll.DetachMap(".bss"), events: coll.DetachMap(egressMapEvents), lost: coll.DetachMap(egressMapLostEvents)}
+	for _, l := range egressLinks {
+		s.progs[l.name] = coll.DetachProgram(l.prog)
+	}
+	return s, nil
 }
 
 // fillEgress writes the compiled tables into the tries.
-func fillEgress(objs *egressObjects, c *policy.Compiled) error {
+func fillEgress(objs *egressSet, c *policy.Compiled) error {
 	k4 := make([]egressV4Key, len(c.V4))
 	v4 := make([]uint32, len(c.V4))
 	for i, pc := range c.V4 {
@@ -383,13 +423,13 @@ func fillEgress(objs *egressObjects, c *policy.Compiled) error {
 			vp[i] = verdictDeny
 		}
 	}
-	if err := putAll(objs.V4Prefixes, k4, v4); err != nil {
+	if err := putAll(objs.v4, k4, v4); err != nil {
 		return fmt.Errorf("fill IPv4 prefixes: %w", err)
 	}
-	if err := putAll(objs.V6Prefixes, k6, v6); err != nil {
+	if err := putAll(objs.v6, k6, v6); err != nil {
 		return fmt.Errorf("fill IPv6 prefixes: %w", err)
 	}
-	if err := putAll(objs.Ports, kp, vp); err != nil {
+	if err := putAll(objs.ports, kp, vp); err != nil {
 		return fmt.Errorf("fill port table: %w", err)
 	}
 	return nil
@@ -418,9 +458,9 @@ func putAll[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 }
 
 func (a *Attachment) attachEgress(spec Spec, dir string) error {
-	objs := a.objs[0].(*egressObjects)
+	objs := a.egress
 	for _, l := range egressLinks {
-		lk, err := link.AttachCgroup(link.CgroupOptions{Path: spec.Cgroup, Attach: l.attach, Program: l.prog(objs)})
+		lk, err := link.AttachCgroup(link.CgroupOptions{Path: spec.Cgroup, Attach: l.attach, Program: objs.progs[l.name]})
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", l.name, err)
 		}
@@ -429,7 +469,7 @@ func (a *Attachment) attachEgress(spec Spec, dir string) error {
 			return fmt.Errorf("pin %s: %w", l.name, err)
 		}
 	}
-	for name, m := range map[string]*ebpf.Map{"map_v4_prefixes": objs.V4Prefixes, "map_v6_prefixes": objs.V6Prefixes, "map_ports": objs.Ports} {
+	for name, m := range map[string]*ebpf.Map{"map_v4_prefixes": objs.v4, "map_v6_prefixes": objs.v6, "map_ports": objs.ports} {
 		if err := m.Pin(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("pin %s: %w", name, err)
 		}

@@ -139,7 +139,12 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 
 // Detach removes whatever is attached for the container id.
 func (e *Engine) Detach(id string) error {
-	err := bpf.Detach(e.opts.PinRoot, id)
+	var err error
+	if e.pool != nil {
+		err = e.pool.Detach(e.opts.PinRoot, id) // keeps its programs for the next container
+	} else {
+		err = bpf.Detach(e.opts.PinRoot, id)
+	}
 	e.mu.Lock()
 	if cgid, ok := e.ids[id]; ok {
 		delete(e.live, cgid)
