@@ -136,7 +136,17 @@ func (p *Pool) Detach(root, id string) error {
 	if !validID.MatchString(id) {
 		return fmt.Errorf("detach: invalid id %q", id)
 	}
-	set := p.reclaim(filepath.Join(root, id))
+	set, links := p.reclaim(filepath.Join(root, id))
+	// Take the programs off the cgroup now: removing the pins alone lets
+	// the kernel release the links a moment later, and by then the set may
+	// serve another container.
+	for _, lk := range links {
+		if set != nil && lk.Detach() != nil {
+			set.Close()
+			set = nil
+		}
+		defer lk.Close()
+	}
 	if err := Detach(root, id); err != nil {
 		if set != nil {
 			set.Close()
@@ -151,6 +161,12 @@ func (p *Pool) Detach(root, id string) error {
 		return nil // the container is detached; the set is just not kept
 	}
 	select {
+	case <-p.done: // closed: nothing will take it
+		set.Close()
+		return nil
+	default:
+	}
+	select {
 	case p.sets <- set:
 	default:
 		set.Close()
@@ -158,52 +174,57 @@ func (p *Pool) Detach(root, id string) error {
 	return nil
 }
 
-// reclaim gathers the egress set pinned in dir, if this pool can reuse it.
-func (p *Pool) reclaim(dir string) *egressSet {
+// reclaim gathers the egress set pinned in dir, if this pool can reuse it,
+// and its links.
+func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 	m, err := readMeta(dir)
 	if err != nil || m.Parts&partEgress == 0 {
-		return nil
+		return nil, nil
 	}
 	s := &egressSet{progs: map[string]*ebpf.Program{}}
+	var links []link.Link
 	ok := false
 	defer func() {
 		if !ok {
 			s.Close()
+			for _, lk := range links {
+				lk.Close()
+			}
 		}
 	}()
 	for _, l := range egressLinks {
 		lk, err := link.LoadPinnedLink(filepath.Join(dir, l.name), nil)
 		if err != nil {
-			return nil
+			return nil, nil
 		}
+		links = append(links, lk)
 		info, err := lk.Info()
-		lk.Close()
 		if err != nil {
-			return nil
+			return nil, nil
 		}
 		if s.progs[l.name], err = ebpf.NewProgramFromID(info.Program); err != nil {
 			delete(s.progs, l.name)
-			return nil
+			return nil, nil
 		}
 	}
 	for name, m := range map[string]**ebpf.Map{"map_v4_prefixes": &s.v4, "map_v6_prefixes": &s.v6, "map_ports": &s.ports} {
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, name), nil); err != nil {
-			return nil
+			return nil, nil
 		}
 		if (*m).MaxEntries() != PoolTrieCap {
-			return nil // sized to one policy
+			return nil, nil // sized to one policy
 		}
 	}
 	info, err := s.progs["link_connect6"].Info()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	ids, _ := info.MapIDs()
 	ringID, lostID := mapID(p.ev.Ring), mapID(p.ev.Lost)
 	for _, id := range ids {
 		mp, err := ebpf.NewMapFromID(id)
 		if err != nil {
-			return nil
+			return nil, nil
 		}
 		mi, err := mp.Info()
 		switch {
@@ -220,10 +241,10 @@ func (p *Pool) reclaim(dir string) *egressSet {
 		}
 	}
 	if s.events == nil || s.lost == nil || s.bss == nil {
-		return nil // not writing to this pool's ring
+		return nil, nil // not writing to this pool's ring
 	}
 	ok = true
-	return s
+	return s, links
 }
 
 func mapID(m *ebpf.Map) ebpf.MapID {
