@@ -357,3 +357,46 @@ func TestExecSharedTable(t *testing.T) {
 		}
 	})
 }
+
+// A policed cgroup inside another: an exec must pass both, and the one
+// event names the policy that refused it (the innermost, if both do).
+func TestExecNestedPolicies(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		allowed, other := filepath.Join(T, "usr/bin/allowed"), filepath.Join(T, "usr/bin/other")
+		self := probeSelf(t)
+		outer := testenv.Cgroup(t)
+		inner := filepath.Join(outer, "inner")
+		must(t, os.Mkdir(inner, 0o755))
+		shared := *opts
+		ev, err := bpf.NewEventMaps()
+		must(t, err)
+		defer ev.Ring.Close()
+		defer ev.Lost.Close()
+		shared.Events = ev
+		attachExec(t, &shared, outer, "allow "+allowed+"; allow "+self, policy.Enforce)
+		attachExec(t, &shared, inner, "allow "+other+"; allow "+self, policy.Enforce)
+		rd, err := bpf.NewEventReader(*ev)
+		must(t, err)
+		defer rd.Close()
+		outerID, _ := cgroup.ID(outer)
+		innerID, _ := cgroup.ID(inner)
+		for _, c := range []struct {
+			file string
+			by   uint64
+		}{{allowed, innerID}, {other, outerID}, {filepath.Join(T, "usr/bin/copy-of-other"), innerID}} {
+			if got := testenv.Probe(t, "", inner, "", "exec:"+c.file); at(got, 0) != "denied" {
+				t.Errorf("%s in the inner cgroup: got %q, want denied", c.file, got)
+				continue
+			}
+			e := waitEvents(t, rd, 1)[0]
+			if e.PolicyCgroup != c.by || e.Filename != c.file {
+				t.Errorf("%s: event from policy cgroup %d for %s, want %d", c.file, e.PolicyCgroup, e.Filename, c.by)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		if extra := rd.Drain(); len(extra) > 0 {
+			t.Errorf("one event per refused exec, got more: %+v", extra)
+		}
+	})
+}
