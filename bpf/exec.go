@@ -427,9 +427,11 @@ func deleteAll(m *ebpf.Map, keys []execRuleKey) {
 
 // withdrawExec stops judging a cgroup (its settings go first) and takes its
 // rules out, and removes the host-wide program when no container is left:
-// unlabelled hosts pay nothing. rec may be nil if the record is lost; the
-// files then stay until the set goes. The caller holds the host lock.
-func withdrawExec(root string, cgid uint64, rec *ebpf.Map) error {
+// unlabelled hosts pay nothing. With keep (a daemon, which removes it after
+// a while: RemoveIdleExec), the program and the ring stay for the next
+// container. rec may be nil if the record is lost; the files then stay
+// until the set goes. The caller holds the host lock.
+func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 	g, err := openExecGlobal(root, false, "")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -451,11 +453,42 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map) error {
 	idx := uint32(settings >> 16 & 0xffff)
 	var u ringUse
 	if g.ring.Lookup(idx, &u) == nil && u.Users <= 1 && g.unusedBut(idx) {
+		if keep {
+			// keep the ring in exec_rings too: taking it out is the costly
+			// update, and the daemon's next container writes to it again
+			u.Users = 0
+			return g.ring.Put(idx, u)
+		}
 		// the last policed cgroup: the whole set goes, rings and all,
 		// without a costly update
 		return os.RemoveAll(filepath.Join(root, execGlobalDir))
 	}
 	return g.dropRing(idx)
+}
+
+// RemoveIdleExec removes the host-wide exec program and its maps under root
+// if no container has exec rules (a daemon that kept them, calls it after a
+// while without any). It reports whether it removed them.
+func RemoveIdleExec(root string) (bool, error) {
+	if root == "" {
+		root = DefaultPinRoot
+	}
+	removed := false
+	err := withHostLock(func() error {
+		g, err := openExecGlobal(root, false, "")
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		defer g.close()
+		if !g.unused() {
+			return nil
+		}
+		removed = true
+		return os.RemoveAll(filepath.Join(root, execGlobalDir))
+	})
+	return removed, err
 }
 
 // unusedBut reports whether no ring but idx has users.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
@@ -397,6 +398,67 @@ func TestExecNestedPolicies(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		if extra := rd.Drain(); len(extra) > 0 {
 			t.Errorf("one event per refused exec, got more: %+v", extra)
+		}
+	})
+}
+
+// A daemon's detach (Pool.Detach) keeps the exec program and its ring for
+// the next container; RemoveIdleExec takes them away once unused.
+func TestExecKeptForDaemon(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		ev, err := bpf.NewEventMaps()
+		must(t, err)
+		defer ev.Ring.Close()
+		defer ev.Lost.Close()
+		pool := bpf.NewPool(ev, 1)
+		defer pool.Close()
+		o := *opts
+		o.Events, o.Pool = ev, pool
+		e, _ := policy.ParseExec("exec.nriguard.io", "allow "+probeSelf(t))
+		table, _, err := resolve.Exec("/", "exec.nriguard.io", e)
+		must(t, err)
+		execDir := filepath.Join(opts.PinRoot, "_exec")
+		linkID := func() link.ID {
+			lk, err := link.LoadPinnedLink(filepath.Join(execDir, "link_exec"), nil)
+			must(t, err)
+			defer lk.Close()
+			info, err := lk.Info()
+			must(t, err)
+			return info.ID
+		}
+		a, err := bpf.Attach(bpf.Spec{ID: "kept", Cgroup: testenv.Cgroup(t), Exec: table}, &o)
+		must(t, err)
+		a.Close()
+		first := linkID()
+		must(t, pool.Detach(opts.PinRoot, "kept"))
+		if _, err := os.Stat(execDir); err != nil {
+			t.Fatalf("the daemon's last exec container took the exec program with it: %v", err)
+		}
+		cg := testenv.Cgroup(t)
+		b, err := bpf.Attach(bpf.Spec{ID: "kept2", Cgroup: cg, Exec: table}, &o)
+		must(t, err)
+		b.Close()
+		if linkID() != first {
+			t.Errorf("the exec program was made again (link %d, was %d)", linkID(), first)
+		}
+		// still enforcing, and reporting to the kept ring
+		rd, err := bpf.NewEventReader(*ev)
+		must(t, err)
+		defer rd.Close()
+		other := filepath.Join(execFixture(t), "usr/bin/other")
+		if got := testenv.Probe(t, "", cg, "", "exec:"+other); at(got, 0) != "denied" {
+			t.Errorf("exec after the program was kept: got %q, want denied", got)
+		}
+		waitEvents(t, rd, 1)
+		if removed, err := bpf.RemoveIdleExec(opts.PinRoot); removed || err != nil {
+			t.Errorf("RemoveIdleExec with a container using it: removed %v, %v", removed, err)
+		}
+		must(t, pool.Detach(opts.PinRoot, "kept2"))
+		if removed, err := bpf.RemoveIdleExec(opts.PinRoot); !removed || err != nil {
+			t.Errorf("RemoveIdleExec when unused: removed %v, %v", removed, err)
+		}
+		if _, err := os.Stat(execDir); !os.IsNotExist(err) {
+			t.Errorf("exec program still pinned: %v", err)
 		}
 	})
 }

@@ -209,7 +209,7 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	defer func() {
 		if !ok {
 			if published && (oldErr != nil || old.Cgroup != cgid || old.Parts&partExec == 0) {
-				withHostLock(func() error { return withdrawExec(root, cgid, rules) })
+				withHostLock(func() error { return withdrawExec(root, cgid, rules, false) })
 			}
 			a.close()
 			os.RemoveAll(tmp)
@@ -267,7 +267,7 @@ func Attach(spec Spec, opts *Options) (*Attachment, error) {
 	}
 	// The new policy is in force: now retire the old one and take the name.
 	if oldErr == nil && old.Parts&partExec != 0 && (spec.Exec == nil || old.Cgroup != cgid) {
-		withdrawOld(root, dir, old.Cgroup)
+		withdrawOld(root, dir, old.Cgroup, false)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fail(fmt.Errorf("replace %s: %w", dir, err))
@@ -283,14 +283,14 @@ const execRulesPin = "map_exec_rules"
 
 // withdrawOld takes the exec rules pinned in dir for cgid out of the host
 // table.
-func withdrawOld(root, dir string, cgid uint64) error {
+func withdrawOld(root, dir string, cgid uint64, keep bool) error {
 	rec, err := ebpf.LoadPinnedMap(filepath.Join(dir, execRulesPin), nil)
 	if err == nil {
 		defer rec.Close()
 	} else {
 		rec = nil
 	}
-	return withHostLock(func() error { return withdrawExec(root, cgid, rec) })
+	return withHostLock(func() error { return withdrawExec(root, cgid, rec, keep) })
 }
 
 // ownEvents gives an exec-only attachment its event ring and lost counter.
@@ -581,7 +581,11 @@ func (a *Attachment) Detach() error {
 // when empty): its entries in the host-wide exec maps, then its pins, which
 // hold the last references to its links and maps, so nothing stays
 // attached. Detaching what is not there is fine.
-func Detach(root, id string) error {
+func Detach(root, id string) error { return detach(root, id, false) }
+
+// detach is Detach; keepExec leaves the host-wide exec program in place
+// when id was its last user (Pool.Detach: a daemon's).
+func detach(root, id string, keepExec bool) error {
 	if root == "" {
 		root = DefaultPinRoot
 	}
@@ -590,7 +594,7 @@ func Detach(root, id string) error {
 	}
 	dir := filepath.Join(root, id)
 	if m, err := readMeta(dir); err == nil && m.Parts&partExec != 0 {
-		if err := withdrawOld(root, dir, m.Cgroup); err != nil {
+		if err := withdrawOld(root, dir, m.Cgroup, keepExec); err != nil {
 			return fmt.Errorf("detach %s: %w", id, err)
 		}
 	}

@@ -126,7 +126,9 @@ func (p *Pool) Close() {
 }
 
 // Detach detaches id like Detach, and keeps the egress programs and maps
-// for the next container: emptied, attached nowhere. Containers come and
+// for the next container: emptied, attached nowhere. The host-wide exec
+// program, if id was its last user, stays too (its creation takes tens of
+// milliseconds); the daemon removes it with RemoveIdleExec after a while. Containers come and
 // go without the kernel loading or freeing programs. Only sets that this
 // pool could have made are kept (its ring, tries of its size); the rest go.
 func (p *Pool) Detach(root, id string) error {
@@ -147,7 +149,7 @@ func (p *Pool) Detach(root, id string) error {
 		}
 		defer lk.Close()
 	}
-	if err := Detach(root, id); err != nil {
+	if err := detach(root, id, true); err != nil {
 		if set != nil {
 			set.Close()
 		}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
@@ -24,8 +26,11 @@ type Options struct {
 	Events io.Writer
 	// Preload is how many copies of the egress programs to keep loaded
 	// ahead of need (a daemon's: containers start without waiting for the
-	// verifier). 0: load each container's when it is attached.
-	Preload int
+	// verifier). 0: load each container's when it is attached. With it, the
+	// host-wide exec program stays ExecLinger (default 1 minute) after the
+	// last container with exec rules, for the next one.
+	Preload    int
+	ExecLinger time.Duration
 }
 
 // Engine decides and attaches policies and reports what they decide.
@@ -34,6 +39,9 @@ type Engine struct {
 	log    *slog.Logger
 	events *bpf.EventMaps
 	pool   *bpf.Pool
+	stop   chan struct{}
+	idle   sync.WaitGroup
+	used   atomic.Int64 // unix nanoseconds of the last attach or detach
 
 	mu   sync.Mutex
 	cfg  *Config
@@ -66,14 +74,46 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, log: opts.Log, events: ev, cfg: cfg, live: map[uint64]Info{}, ids: map[string]uint64{}}
 	if opts.Preload > 0 {
 		e.pool = bpf.NewPool(ev, opts.Preload)
+		if opts.ExecLinger == 0 {
+			e.opts.ExecLinger = time.Minute
+		}
+		e.stop = make(chan struct{})
+		e.idle.Add(1)
+		go e.removeIdleExec()
 	}
 	return e, nil
 }
 
-// Close frees the programs loaded ahead; attachments stay pinned and in
-// force.
+// removeIdleExec removes the host-wide exec program once no container has
+// used it for ExecLinger.
+func (e *Engine) removeIdleExec() {
+	defer e.idle.Done()
+	t := time.NewTicker(e.opts.ExecLinger / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, e.used.Load())) < e.opts.ExecLinger {
+			continue
+		}
+		if removed, err := bpf.RemoveIdleExec(e.opts.PinRoot); err != nil {
+			e.log.Warn("removing the idle exec program", "error", err)
+		} else if removed {
+			e.log.Info("removed the exec program: no container has had exec rules for a while", "after", e.opts.ExecLinger)
+		}
+	}
+}
+
+// Close frees the programs loaded ahead, and the exec program if no
+// container needs it; attachments stay pinned and in force.
 func (e *Engine) Close() {
 	if e.pool != nil {
+		close(e.stop)
+		e.idle.Wait()
+		bpf.RemoveIdleExec(e.opts.PinRoot)
 		e.pool.Close()
 	}
 }
@@ -123,6 +163,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		}
 		spec.Exec = policy.IntersectExec(tables...)
 	}
+	e.used.Store(time.Now().UnixNano())
 	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Pool: e.pool})
 	if err != nil {
 		return err
@@ -141,6 +182,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 func (e *Engine) Detach(id string) error {
 	var err error
 	if e.pool != nil {
+		e.used.Store(time.Now().UnixNano())
 		err = e.pool.Detach(e.opts.PinRoot, id) // keeps its programs for the next container
 	} else {
 		err = bpf.Detach(e.opts.PinRoot, id)

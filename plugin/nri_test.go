@@ -134,10 +134,14 @@ func (rt *runtime) waitSync() {
 // startPlugin runs the plugin in-process against rt and waits until it has
 // synchronized.
 func startPlugin(t testing.TB, rt *runtime, root, config string) *engine.Engine {
+	return startPluginLinger(t, rt, root, config, 0)
+}
+
+func startPluginLinger(t testing.TB, rt *runtime, root, config string, linger time.Duration) *engine.Engine {
 	t.Helper()
 	cfg, err := engine.ParseConfig([]byte(config))
 	must(t, err)
-	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Preload: 2, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Preload: 2, ExecLinger: linger, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -340,6 +344,32 @@ func TestExecThroughThePlugin(t *testing.T) {
 	must(t, rt.start(c))
 	if got := strings.Join(testenv.Probe(t, "", c.cg, "", "exec:"+bb), " "); got != "denied" {
 		t.Errorf("busybox in a container that may run only the probe: got %q, want denied", got)
+	}
+}
+
+// The plugin keeps the host-wide exec program after the last container with
+// exec rules stops, and removes it when none has come for ExecLinger.
+func TestExecProgramLingers(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPluginLinger(t, rt, root, "", 400*time.Millisecond)
+	self, _ := os.Executable()
+	execDir := filepath.Join(root, "_exec")
+	c := rt.newContainer("app", map[string]string{"exec.nriguard.io": "allow " + self}, nil)
+	must(t, rt.create(c))
+	must(t, rt.start(c))
+	rt.stopAndRemove(c)
+	if _, err := os.Stat(execDir); err != nil {
+		t.Fatalf("exec program gone as soon as its last container stopped: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if _, err := os.Stat(execDir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("exec program still pinned 3 s after its last container stopped (linger 400 ms)")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

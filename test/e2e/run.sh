@@ -147,13 +147,16 @@ external() {
 
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$')"
+  # the exec program (_exec) stays a minute for the next container with exec rules
+  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$')"
   check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
   # the plugin keeps --preload (2) sets of the 5 egress programs loaded, attached nowhere
-  check "all removed: only the plugin's preloaded programs are loaded" test "$(bpftool prog show | grep -c ' ng_')" = 10
+  check "all removed: only the plugin's preloaded programs (and the lingering exec program) are loaded" \
+    test "$(bpftool prog show | grep -c ' ng_')" = $((10 + $(ls $PINS | grep -c '^_exec$')))
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
-  sleep 0.3
+  sleep 0.5
   check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
+  check "plugin stopped: it took the idle exec program with it" test ! -e "$PINS/_exec"
   stop_containerd
 }
 
@@ -180,7 +183,7 @@ preregistered() {
   check "pre-registered: an invalid container annotation is refused" grep -q 'egress.nriguard.io: rule 1' <<<"$out"
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$')"
+  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$')"
   stop_containerd
   rm -f "$E2E/nri/plugins/10-nriguard"
 }
