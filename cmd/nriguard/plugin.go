@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
@@ -39,6 +40,7 @@ func runPlugin(args []string) int {
 	pinRoot := fs.String("pin-root", bpf.DefaultPinRoot, "where attachments are pinned")
 	debug := fs.Bool("debug", false, "log every event")
 	preloadN := fs.Int("preload", 2, "copies of the egress programs kept loaded ahead, so that a container's start need not wait for the verifier (0: none)")
+	linger := fs.Duration("exec-linger", time.Minute, "how long the host-wide exec program stays after the last container with exec rules (with --preload > 0)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,7 +73,7 @@ func runPlugin(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
 	}
-	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Preload: *preloadN})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Preload: *preloadN, ExecLinger: *linger})
 	if err != nil {
 		log.Error("start", "error", err)
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)

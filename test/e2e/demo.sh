@@ -69,7 +69,7 @@ cr stop -t 2 "$CLI" >/dev/null; cr rm "$CLI" >/dev/null
 tell "client stopped and removed: pins left for it: $(ls $PINS/$CLI 2>/dev/null | wc -l)"
 for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
 for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-tell "all removed: attachments left: $(ls $PINS | grep -vc '^_'); nriguard programs attached to cgroups: $(bpftool cgroup tree "$CGV2" | grep -c ' ng_'); loaded ahead by the plugin for the next container: $(bpftool prog show | grep -c ' ng_')"
+tell "all removed: attachments left: $(ls $PINS | grep -vc '^_'); nriguard programs attached to cgroups: $(bpftool cgroup tree "$CGV2" | grep -c ' ng_'); kept by the plugin for the next containers (egress programs loaded ahead; the exec program for a minute): $(bpftool prog show | grep -c ' ng_')"
 kill $TAIL 2>/dev/null; TAIL=
 "$REPO/test/e2e/cleanup.sh"
 trap - EXIT
