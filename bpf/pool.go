@@ -263,18 +263,30 @@ func (s *egressSet) empty() error {
 	if err := s.setGlobals(policy.Enforce, 0); err != nil {
 		return err
 	}
-	for _, m := range []*ebpf.Map{s.v4, s.v6, s.ports} {
-		key := make([]byte, m.KeySize())
-		for {
-			if err := m.NextKey(nil, &key); errors.Is(err, ebpf.ErrKeyNotExist) {
-				break
-			} else if err != nil {
-				return err
-			}
-			if err := m.Delete(key); err != nil {
-				return err
-			}
+	if err := emptyMap[egressV4Key](s.v4); err != nil {
+		return err
+	}
+	if err := emptyMap[egressV6Key](s.v6); err != nil {
+		return err
+	}
+	return emptyMap[egressPortKey](s.ports)
+}
+
+// emptyMap deletes a map's entries a batch at a time.
+func emptyMap[K any](m *ebpf.Map) error {
+	const chunk = 4096
+	keys, vals := make([]K, chunk), make([]uint32, chunk)
+	for {
+		var c ebpf.MapBatchCursor
+		n, err := m.BatchLookup(&c, keys, vals, nil)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := m.BatchDelete(keys[:n], nil); err != nil {
+			return err
 		}
 	}
-	return nil
 }

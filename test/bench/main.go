@@ -276,7 +276,14 @@ func attachLatency(base, pinRoot string) error {
 			if err != nil {
 				return err
 			}
-			if err := a.Detach(); err != nil {
+			if c.preload {
+				// as the plugin does: the set goes back to the pool
+				a.Close()
+				err = pool.Detach(pinRoot, "bench-attach")
+			} else {
+				err = a.Detach()
+			}
+			if err != nil {
 				return err
 			}
 			ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
@@ -284,7 +291,7 @@ func attachLatency(base, pinRoot string) error {
 		slices.Sort(ds)
 		name := fmt.Sprintf("%d-prefix policy (%d runs)", n, len(ds))
 		if c.preload {
-			name = fmt.Sprintf("%d-prefix, preloaded (%d runs)", n, len(ds))
+			name = fmt.Sprintf("%d-prefix, pooled (%d runs)", n, len(ds))
 		}
 		fmt.Printf("%-36s %8.2fms %8.2fms %8.2fms\n", name, ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1])
 		if n == 10 && !c.preload {
