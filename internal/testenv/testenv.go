@@ -51,7 +51,7 @@ func Main(m *testing.M) int {
 		}
 		removeBuilt()
 		if !hadRun {
-			os.RemoveAll("/run/nriguard") // the exec lock the tests made
+			os.RemoveAll("/run/nriguard") // the host lock the tests made
 		}
 		if !hadPins {
 			os.Remove("/sys/fs/bpf/nriguard") // the pin root nriguard run made, if empty
