@@ -76,17 +76,15 @@ func (p *Pool) fits(ev *EventMaps, c *policy.Compiled) bool {
 	return ev == p.ev && len(c.V4) <= PoolTrieCap && len(c.V6) <= PoolTrieCap && len(c.Ports) <= PoolTrieCap
 }
 
-// take returns a ready set, or nil if none is ready, and has the pool load
-// another.
+// take returns a ready set, or nil if none is ready. Stopped containers
+// give their sets back (Detach), so the pool loads more only when it runs
+// empty.
 func (p *Pool) take() *egressSet {
 	select {
 	case s := <-p.sets:
-		if len(p.sets) > 0 {
-			// Stopped containers give their sets back (Detach): load more
-			// only when they are not enough.
-			return s
+		if len(p.sets) == 0 {
+			p.wakeUp()
 		}
-		p.wakeUp()
 		return s
 	default:
 		p.wakeUp()
