@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -84,9 +83,12 @@ const maxRings = 64 // MAX_RINGS in exec.c; index 0 is "none"
 const ExecRulesMax = 1 << 18
 
 func (o *execGlobalObjs) close() {
-	for _, c := range []interface{ Close() error }{o.program, o.rules, o.rings, o.ring} {
-		if c != nil && !reflect.ValueOf(c).IsNil() {
-			c.Close()
+	if o.program != nil {
+		o.program.Close()
+	}
+	for _, m := range []*ebpf.Map{o.rules, o.rings, o.ring} {
+		if m != nil {
+			m.Close()
 		}
 	}
 }
