@@ -220,10 +220,16 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 
 // registry reads the ring registry.
 func (o *execGlobalObjs) registry() ([]ringUse, error) {
+	keys, vals := make([]uint32, maxRings), make([]ringUse, maxRings)
+	var c ebpf.MapBatchCursor
+	n, err := o.ring.BatchLookup(&c, keys, vals, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, fmt.Errorf("exec ring registry: %w", err)
+	}
 	out := make([]ringUse, maxRings)
-	for i := range uint32(maxRings) {
-		if err := o.ring.Lookup(i, &out[i]); err != nil {
-			return nil, fmt.Errorf("exec ring registry: %w", err)
+	for i := range n {
+		if keys[i] < maxRings {
+			out[keys[i]] = vals[i]
 		}
 	}
 	return out, nil
