@@ -264,20 +264,7 @@ var hooks = []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupIn
 
 func attachedCount(t *testing.T, cg string) int {
 	t.Helper()
-	f, err := os.Open(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	n := 0
-	for _, h := range hooks {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += len(res.Programs)
-	}
-	return n
+	return len(attachedIDs(t, cg))
 }
 
 // ourPrograms lists the kernel's programs with our names.

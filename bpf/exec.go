@@ -292,20 +292,6 @@ func (o *execGlobalObjs) dropRing(idx uint32) error {
 	return o.ring.Put(idx, ringUse{})
 }
 
-// unused reports whether no cgroup is policed any more.
-func (o *execGlobalObjs) unused() bool {
-	reg, err := o.registry()
-	if err != nil {
-		return false
-	}
-	for _, u := range reg[1:] {
-		if u.Users != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // Keys of the host table that hold a container's settings, as in exec.c.
 func settingsKey(cgid uint64) execRuleKey { return execRuleKey{Cgroup: cgid, Dev: 0} }
 func lostKey(cgid uint64) execRuleKey     { return execRuleKey{Cgroup: cgid, Dev: 1} }
@@ -459,8 +445,8 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 		withdrawFiles(g, cgid, rec)
 	}
 	idx := uint32(settings >> 16 & 0xffff)
-	var u ringUse
-	if g.ring.Lookup(idx, &u) == nil && u.Users <= 1 && g.unusedBut(idx) {
+	if reg, err := g.registry(); err == nil && idx < maxRings && reg[idx].Users <= 1 && others(reg, idx) == 0 {
+		u := reg[idx]
 		if keep {
 			// keep the ring in exec_rings too: taking it out is the costly
 			// update, and the daemon's next container writes to it again
@@ -490,8 +476,9 @@ func RemoveIdleExec(root string) (bool, error) {
 			return err
 		}
 		defer g.close()
-		if !g.unused() {
-			return nil
+		reg, err := g.registry()
+		if err != nil || others(reg, 0) != 0 {
+			return err
 		}
 		removed = true
 		return os.RemoveAll(filepath.Join(root, execGlobalDir))
@@ -499,18 +486,16 @@ func RemoveIdleExec(root string) (bool, error) {
 	return removed, err
 }
 
-// unusedBut reports whether no ring but idx has users.
-func (o *execGlobalObjs) unusedBut(idx uint32) bool {
-	reg, err := o.registry()
-	if err != nil {
-		return false
-	}
-	for i, u := range reg[1:] {
-		if uint32(i+1) != idx && u.Users != 0 {
-			return false
+// others counts the users of the rings in reg but idx (0: of all, as index
+// 0 is never a ring).
+func others(reg []ringUse, idx uint32) uint32 {
+	var n uint32
+	for i, u := range reg {
+		if uint32(i) != idx {
+			n += u.Users
 		}
 	}
-	return true
+	return n
 }
 
 // ProbeExecBackend reports whether a backend's program loads on this kernel.

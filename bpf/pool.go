@@ -270,9 +270,11 @@ func (s *egressSet) empty() error {
 	return emptyMap[egressPortKey](s.ports)
 }
 
-// emptyMap deletes a map's entries a batch at a time.
+// emptyMap deletes a map's entries a batch at a time (small batches: a
+// container's tries mostly hold a few dozen entries, and this runs at
+// every stop).
 func emptyMap[K any](m *ebpf.Map) error {
-	const chunk = 4096
+	const chunk = 256
 	keys, vals := make([]K, chunk), make([]uint32, chunk)
 	for {
 		var c ebpf.MapBatchCursor
