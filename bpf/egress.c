@@ -16,16 +16,7 @@
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 
-#define HOOK_CONNECT4 1
-#define HOOK_CONNECT6 2
-#define HOOK_SENDMSG4 3
-#define HOOK_SENDMSG6 4
-#define HOOK_SOCK_CREATE 5
-
-#define VERDICT_ALLOW 1
-#define VERDICT_DENY 2
-
-#include "common.h"
+#include "nriguard.h"
 
 struct v4_key {
 	__u32 prefixlen;
@@ -52,30 +43,22 @@ struct {
 	__uint(max_entries, EVENT_RING_SIZE);
 } events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(max_entries, 1);
-} lost_events SEC(".maps");
+struct lost_counters lost_events SEC(".maps");
 
 // Set by the loader before the programs are attached (not at load: a
 // daemon loads sets ahead of the containers they will serve).
-// 1 = audit (report, let through), 0 = enforce.
-volatile __u32 audit;
 // The id of the cgroup this copy is attached to.
 volatile __u64 policy_cgroup;
+// The verdict for sockets the hooks cannot judge (below): denied, or in
+// audit mode without a node ceiling, would-deny. It names the layer.
+volatile __u32 socket_verdict;
 
-static __always_inline void report_flow(__u8 hook, __u8 verdict, __u8 family, __u8 proto, __u8 type,
+static __always_inline void report_flow(__u8 hook, __u32 verdict, __u8 family, __u8 proto, __u8 type,
 					const void *addr, __u16 port)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		// never silent: user space reports the count
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost_events, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
+		count_lost(&lost_events, EV_KIND_FLOW); // never silent: user space reports it
 		return;
 	}
 	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, hook, verdict);
@@ -115,7 +98,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct port_key);
-	__type(value, __u32); // VERDICT_*
+	__type(value, __u32); // action | layer << VERDICT_LAYER_SHIFT
 	__uint(max_entries, 1);
 } ports SEC(".maps");
 
@@ -125,7 +108,7 @@ struct {
 static __always_inline __u32 verdict(__u32 *class, __u32 proto, __u32 port_be)
 {
 	if (!class || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
-		return VERDICT_DENY;
+		return ACTION_DENY;
 	struct port_key k = {
 		.prefixlen = 56,
 		.class = bpf_htonl(*class),
@@ -133,18 +116,18 @@ static __always_inline __u32 verdict(__u32 *class, __u32 proto, __u32 port_be)
 	};
 	__builtin_memcpy(k.port, &port_be, 2);
 	__u32 *v = bpf_map_lookup_elem(&ports, &k);
-	return v ? *v : VERDICT_DENY;
+	return v ? *v : ACTION_DENY;
 }
 
 // decide turns a verdict into the hook's return value, reporting denials.
 static __always_inline int decide(__u32 v, __u8 hook, __u8 family, __u8 proto, __u8 type,
 				  const void *addr, __u32 port_be)
 {
-	if (v == VERDICT_ALLOW)
+	__u32 action = v & VERDICT_ACTION_MASK;
+	if (action == ACTION_ALLOW)
 		return 1;
-	report_flow(hook, audit ? EV_WOULD_DENY : EV_DENIED, family, proto, type, addr,
-		    bpf_ntohs((__u16)port_be));
-	return audit ? 1 : 0;
+	report_flow(hook, v, family, proto, type, addr, bpf_ntohs((__u16)port_be));
+	return action == ACTION_WOULD_DENY;
 }
 
 static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
@@ -213,8 +196,9 @@ int ng_sock_create(struct bpf_sock *sk)
 	if ((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))
 		return 1;
 	__u8 none[16] = {};
-	report_flow(HOOK_SOCK_CREATE, audit ? EV_WOULD_DENY : EV_DENIED, sk->family, proto, type, none, 0);
-	return audit ? 1 : 0;
+	__u32 v = socket_verdict;
+	report_flow(HOOK_SOCK_CREATE, v, sk->family, proto, type, none, 0);
+	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -25,8 +25,9 @@ type egressEventHdr struct {
 	Comm         [16]uint8
 	Kind         uint8
 	Hook         uint8
-	Verdict      uint8
-	Pad          [5]uint8
+	Action       uint8
+	Layer        uint8
+	Pad          [4]uint8
 }
 
 type egressExecEvent struct {
@@ -48,6 +49,63 @@ type egressFlowEvent struct {
 	Type   uint8
 	Pad    [3]uint8
 }
+
+type egressNgAction uint32
+
+const (
+	egressNgActionACTION_ALLOW      egressNgAction = 1
+	egressNgActionACTION_DENY       egressNgAction = 2
+	egressNgActionACTION_WOULD_DENY egressNgAction = 3
+)
+
+type egressNgEventKind uint32
+
+const (
+	egressNgEventKindEV_KIND_FLOW egressNgEventKind = 1
+	egressNgEventKindEV_KIND_EXEC egressNgEventKind = 2
+	egressNgEventKindEV_KIND_MAX  egressNgEventKind = 3
+)
+
+type egressNgHook uint32
+
+const (
+	egressNgHookHOOK_CONNECT4    egressNgHook = 1
+	egressNgHookHOOK_CONNECT6    egressNgHook = 2
+	egressNgHookHOOK_SENDMSG4    egressNgHook = 3
+	egressNgHookHOOK_SENDMSG6    egressNgHook = 4
+	egressNgHookHOOK_SOCK_CREATE egressNgHook = 5
+	egressNgHookHOOK_EXEC_KILL   egressNgHook = 6
+	egressNgHookHOOK_EXEC_LSM    egressNgHook = 7
+)
+
+type egressNgLayer uint32
+
+const (
+	egressNgLayerLAYER_NONE    egressNgLayer = 0
+	egressNgLayerLAYER_CEILING egressNgLayer = 1
+	egressNgLayerLAYER_PROFILE egressNgLayer = 2
+	egressNgLayerLAYER_LABEL   egressNgLayer = 3
+	egressNgLayerLAYER_IMAGE   egressNgLayer = 4
+	egressNgLayerLAYER_DEFAULT egressNgLayer = 5
+)
+
+type egressNgLimits uint32
+
+const (
+	egressNgLimitsEVENT_RING_SIZE egressNgLimits = 1048576
+	egressNgLimitsEXEC_RULES_MAX  egressNgLimits = 262144
+	egressNgLimitsMAX_RINGS       egressNgLimits = 64
+)
+
+type egressNgVerdictBits uint32
+
+const (
+	egressNgVerdictBitsVERDICT_ACTION_MASK egressNgVerdictBits = 255
+	egressNgVerdictBitsVERDICT_LAYER_SHIFT egressNgVerdictBits = 8
+	egressNgVerdictBitsVERDICT_LAYER_MASK  egressNgVerdictBits = 255
+	egressNgVerdictBitsSETTINGS_RING_SHIFT egressNgVerdictBits = 16
+	egressNgVerdictBitsSETTINGS_RING_MASK  egressNgVerdictBits = 65535
+)
 
 type egressPortKey struct {
 	_         structs.HostLayout
@@ -74,21 +132,27 @@ type egressV6Key struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	egressMapEvents          = "events"
-	egressMapLostEvents      = "lost_events"
-	egressMapPorts           = "ports"
-	egressMapV4Prefixes      = "v4_prefixes"
-	egressMapV6Prefixes      = "v6_prefixes"
-	egressProgNgConnect4     = "ng_connect4"
-	egressProgNgConnect6     = "ng_connect6"
-	egressProgNgSendmsg4     = "ng_sendmsg4"
-	egressProgNgSendmsg6     = "ng_sendmsg6"
-	egressProgNgSockCreate   = "ng_sock_create"
-	egressVarAudit           = "audit"
-	egressVarPolicyCgroup    = "policy_cgroup"
-	egressVarUnusedEventHdr  = "unused_event_hdr"
-	egressVarUnusedExecEvent = "unused_exec_event"
-	egressVarUnusedFlowEvent = "unused_flow_event"
+	egressMapEvents            = "events"
+	egressMapLostEvents        = "lost_events"
+	egressMapPorts             = "ports"
+	egressMapV4Prefixes        = "v4_prefixes"
+	egressMapV6Prefixes        = "v6_prefixes"
+	egressProgNgConnect4       = "ng_connect4"
+	egressProgNgConnect6       = "ng_connect6"
+	egressProgNgSendmsg4       = "ng_sendmsg4"
+	egressProgNgSendmsg6       = "ng_sendmsg6"
+	egressProgNgSockCreate     = "ng_sock_create"
+	egressVarPolicyCgroup      = "policy_cgroup"
+	egressVarSocketVerdict     = "socket_verdict"
+	egressVarUnusedAction      = "unused_action"
+	egressVarUnusedEventHdr    = "unused_event_hdr"
+	egressVarUnusedEventKind   = "unused_event_kind"
+	egressVarUnusedExecEvent   = "unused_exec_event"
+	egressVarUnusedFlowEvent   = "unused_flow_event"
+	egressVarUnusedHook        = "unused_hook"
+	egressVarUnusedLayer       = "unused_layer"
+	egressVarUnusedLimits      = "unused_limits"
+	egressVarUnusedVerdictBits = "unused_verdict_bits"
 )
 
 // loadEgress returns the embedded CollectionSpec for egress.
@@ -155,11 +219,17 @@ type egressMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
-	Audit           *ebpf.VariableSpec `ebpf:"audit"`
-	PolicyCgroup    *ebpf.VariableSpec `ebpf:"policy_cgroup"`
-	UnusedEventHdr  *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedFlowEvent *ebpf.VariableSpec `ebpf:"unused_flow_event"`
+	PolicyCgroup      *ebpf.VariableSpec `ebpf:"policy_cgroup"`
+	SocketVerdict     *ebpf.VariableSpec `ebpf:"socket_verdict"`
+	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
+	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedFlowEvent   *ebpf.VariableSpec `ebpf:"unused_flow_event"`
+	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
+	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
+	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
 }
 
 // egressObjects contains all objects after they have been loaded into the kernel.
@@ -203,11 +273,17 @@ func (m *egressMaps) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
-	Audit           *ebpf.Variable `ebpf:"audit"`
-	PolicyCgroup    *ebpf.Variable `ebpf:"policy_cgroup"`
-	UnusedEventHdr  *ebpf.Variable `ebpf:"unused_event_hdr"`
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedFlowEvent *ebpf.Variable `ebpf:"unused_flow_event"`
+	PolicyCgroup      *ebpf.Variable `ebpf:"policy_cgroup"`
+	SocketVerdict     *ebpf.Variable `ebpf:"socket_verdict"`
+	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
+	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
+	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedFlowEvent   *ebpf.Variable `ebpf:"unused_flow_event"`
+	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
+	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
+	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
 }
 
 // egressPrograms contains all programs after they have been loaded into the kernel.

@@ -2,52 +2,161 @@ package bpf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/nriguard/nriguard/events"
+	"github.com/nriguard/nriguard/policy"
 )
 
-// Event is one decision the programs reported: a denial, or in audit mode a
-// flow that would have been denied. It marshals to the JSON lines nriguard
-// prints.
-type Event struct {
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"`            // connect, sendmsg, socket, exec
-	Verdict  string    `json:"verdict"`         // denied, would-deny
-	Proto    string    `json:"proto,omitempty"` // tcp, udp, raw, icmp, ...
-	Dest     string    `json:"dest,omitempty"`
-	Port     uint16    `json:"port,omitempty"`
-	Family   string    `json:"family,omitempty"` // ipv4, ipv6
-	SockType string    `json:"sock_type,omitempty"`
-	// exec events
-	Filename string `json:"filename,omitempty"` // as passed to execve
-	File     string `json:"file,omitempty"`     // the file run, as dev:inode
-	PPID     uint32 `json:"ppid,omitempty"`
-	// How a denied exec was stopped: "eperm" (BPF LSM) or "sigkill" (the
-	// program was killed before its first instruction).
-	Enforcement string `json:"enforcement,omitempty"`
-	PID         uint32 `json:"pid"`
-	TID         uint32 `json:"tid"`
-	UID         uint32 `json:"uid"`
-	GID         uint32 `json:"gid"`
-	Comm        string `json:"comm"`
-	CgroupID    uint64 `json:"cgroup_id"`
-	// PolicyCgroup is the cgroup whose policy decided (the container's);
-	// CgroupID may be a child of it.
-	PolicyCgroup uint64 `json:"policy_cgroup"`
+// EventMaps are a ring buffer the programs write events to and its lost
+// counters: per event kind, how many records found no room in it. Every
+// program that writes to the ring counts its losses there.
+type EventMaps struct {
+	Ring, Lost *ebpf.Map
 }
 
-var hookKinds = map[uint8]string{1: "connect", 2: "connect", 3: "sendmsg", 4: "sendmsg", 5: "socket", 6: "exec", 7: "exec"}
+// NewEventMaps makes a ring buffer and its lost counters.
+func NewEventMaps() (*EventMaps, error) { return NewEventMapsSize(EventRingSize) }
 
-var verdicts = map[uint8]string{2: "denied", 3: "would-deny"}
+// NewEventMapsSize makes a ring buffer of size bytes (a power of two, at
+// least a page) and its lost counters.
+func NewEventMapsSize(size int) (*EventMaps, error) {
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_events", Type: ebpf.RingBuf, MaxEntries: uint32(size)})
+	if err != nil {
+		return nil, err
+	}
+	lost, err := ebpf.NewMap(lostSpec())
+	if err != nil {
+		ring.Close()
+		return nil, err
+	}
+	return &EventMaps{Ring: ring, Lost: lost}, nil
+}
+
+func lostSpec() *ebpf.MapSpec {
+	return &ebpf.MapSpec{Name: "ng_lost", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: lostKinds}
+}
+
+// Close closes this process's handles.
+func (m *EventMaps) Close() {
+	m.Ring.Close()
+	m.Lost.Close()
+}
+
+// SharedEvents returns the event ring buffer and lost counters pinned under
+// root/_events, making and pinning them first if they are not there (or not
+// of this version's shape). A daemon that restarts reads the ring its
+// containers' programs still write.
+func SharedEvents(root string) (*EventMaps, error) {
+	root = pinRootOr(root)
+	if m, err := openSharedEvents(root); err == nil {
+		return m, nil
+	}
+	if err := ensurePinRoot(root); err != nil {
+		return nil, err
+	}
+	ev, err := NewEventMaps()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, dirEvents)
+	os.RemoveAll(dir)
+	err = os.Mkdir(dir, 0o700)
+	if err == nil {
+		err = ev.Ring.Pin(filepath.Join(dir, pinRing))
+	}
+	if err == nil {
+		err = ev.Lost.Pin(filepath.Join(dir, pinLost))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		ev.Close()
+		return nil, fmt.Errorf("pin shared events: %w", err)
+	}
+	return ev, nil
+}
+
+// OpenSharedEvents returns the pinned shared ring without making one:
+// os.ErrNotExist if there is none.
+func OpenSharedEvents(root string) (*EventMaps, error) { return openSharedEvents(pinRootOr(root)) }
+
+func openSharedEvents(root string) (*EventMaps, error) {
+	dir := filepath.Join(root, dirEvents)
+	ring, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinRing), nil)
+	if err != nil {
+		return nil, os.ErrNotExist
+	}
+	lost, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinLost), nil)
+	if err != nil || lost.MaxEntries() != lostKinds || ring.MaxEntries() != uint32(EventRingSize) {
+		ring.Close()
+		lost.Close()
+		return nil, os.ErrNotExist
+	}
+	return &EventMaps{Ring: ring, Lost: lost}, nil
+}
+
+// RemoveSharedEvents unpins the shared ring if no attachment and no exec
+// program is left under root to write to it and no daemon runs (DaemonLock),
+// and reports whether it did. Readers that hold it open go on reading what
+// it has.
+func RemoveSharedEvents(root string) (removed bool, err error) {
+	root = pinRootOr(root)
+	err = WithHostLock(func() error {
+		if daemonRuns() {
+			return nil
+		}
+		ids, err := List(root)
+		if err != nil || len(ids) > 0 {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(root, dirExec)); err == nil {
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join(root, dirEvents)); err != nil {
+			return nil
+		}
+		removed = true
+		return os.RemoveAll(filepath.Join(root, dirEvents))
+	})
+	return removed, err
+}
+
+// ringID identifies a ring (to tell whether a pin still names the ring a
+// reader reads).
+func ringID(m *ebpf.Map) ebpf.MapID {
+	info, err := m.Info()
+	if err != nil {
+		return 0
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// SharedEventsID is the id of the ring pinned under root, or 0.
+func SharedEventsID(root string) ebpf.MapID {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinRootOr(root), dirEvents, pinRing), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return 0
+	}
+	defer m.Close()
+	return ringID(m)
+}
 
 var protoNames = map[uint8]string{0: "ip", 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 136: "udplite", 255: "raw"}
 
 var sockTypes = map[uint8]string{1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket"}
+
+var lostKindNames = map[uint32]string{uint32(evKindFlow): events.LostEgress, uint32(evKindExec): events.LostExec}
 
 // bootOffset turns CLOCK_BOOTTIME stamps into wall-clock time.
 func bootOffset() time.Duration {
@@ -56,23 +165,17 @@ func bootOffset() time.Duration {
 	return time.Duration(time.Now().UnixNano() - ts.Nano())
 }
 
-const (
-	evKindFlow   = 1
-	evKindExec   = 2
-	hookExecKill = 6
-)
-
-// DecodeEvent parses one ring-buffer record.
-func DecodeEvent(raw []byte, offset time.Duration) (Event, error) {
+// decodeEvent fills r from one ring record.
+func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 	var h egressEventHdr
-	if len(raw) < binary.Size(h) {
-		return Event{}, fmt.Errorf("short event: %d bytes", len(raw))
+	if _, err := binary.Decode(raw, binary.NativeEndian, &h); err != nil {
+		return fmt.Errorf("a record of %d bytes: %w", len(raw), err)
 	}
-	binary.Decode(raw, binary.NativeEndian, &h)
-	e := Event{
+	*r = events.Record{
+		V:            events.Version,
 		Time:         time.Unix(0, int64(h.TsNs)+int64(offset)),
-		Kind:         hookKinds[h.Hook],
-		Verdict:      verdicts[h.Verdict],
+		Kind:         hookKinds[egressNgHook(h.Hook)],
+		Layer:        policy.Layer(h.Layer).String(),
 		PID:          h.Pid,
 		TID:          h.Tid,
 		UID:          h.Uid,
@@ -81,44 +184,55 @@ func DecodeEvent(raw []byte, offset time.Duration) (Event, error) {
 		CgroupID:     h.CgroupId,
 		PolicyCgroup: h.PolicyCgroup,
 	}
+	switch h.Action {
+	case actionDeny:
+		r.Verdict = events.Denied
+	case actionWouldDeny:
+		r.Verdict = events.WouldDeny
+	default:
+		return fmt.Errorf("a record with unknown action %d", h.Action)
+	}
+	if r.Kind == "" {
+		return fmt.Errorf("a record from unknown hook %d", h.Hook)
+	}
 	switch h.Kind {
 	case evKindFlow:
-		var r egressFlowEvent
-		if _, err := binary.Decode(raw, binary.NativeEndian, &r); err != nil {
-			return Event{}, fmt.Errorf("flow event: %w", err)
+		var f egressFlowEvent
+		if _, err := binary.Decode(raw, binary.NativeEndian, &f); err != nil {
+			return fmt.Errorf("flow record of %d bytes: %w", len(raw), err)
 		}
-		e.Proto, e.Port, e.SockType = name(protoNames, r.Proto), r.Port, sockTypes[r.Type]
-		switch r.Family {
-		case 2:
-			e.Family = "ipv4"
-			if e.Kind != "socket" {
-				e.Dest = netip.AddrFrom4([4]byte(r.Addr[:4])).String()
+		r.Proto, r.Port, r.SockType = name(protoNames, f.Proto), f.Port, sockTypes[f.Type]
+		switch f.Family {
+		case unix.AF_INET:
+			r.Family = "ipv4"
+			if r.Kind != events.KindSocket {
+				r.Dest = netip.AddrFrom4([4]byte(f.Addr[:4])).String()
 			}
-		case 10:
-			e.Family = "ipv6"
-			if e.Kind != "socket" {
-				e.Dest = netip.AddrFrom16(r.Addr).String()
+		case unix.AF_INET6:
+			r.Family = "ipv6"
+			if r.Kind != events.KindSocket {
+				r.Dest = netip.AddrFrom16(f.Addr).String()
 			}
 		}
-		if r.Type == 3 && e.Proto == "ip" {
-			e.Proto = "raw"
+		if f.Type == unix.SOCK_RAW && r.Proto == "ip" {
+			r.Proto = "raw"
 		}
 	case evKindExec:
-		var r egressExecEvent
-		if _, err := binary.Decode(raw, binary.NativeEndian, &r); err != nil {
-			return Event{}, fmt.Errorf("exec event: %w", err)
+		var x egressExecEvent
+		if _, err := binary.Decode(raw, binary.NativeEndian, &x); err != nil {
+			return fmt.Errorf("exec record of %d bytes: %w", len(raw), err)
 		}
-		e.Filename = cstring(r.Filename[:])
-		e.File = fmt.Sprintf("%d:%d:%d", r.Dev>>20, r.Dev&(1<<20-1), r.Ino)
-		e.PPID = r.Ppid
-		e.Enforcement = "eperm"
-		if h.Hook == hookExecKill {
-			e.Enforcement = "sigkill"
+		r.Filename = cstring(x.Filename[:])
+		r.File = fmt.Sprintf("%d:%d:%d", x.Dev>>20, x.Dev&(1<<20-1), x.Ino)
+		r.PPID = x.Ppid
+		r.Enforcement = "eperm"
+		if egressNgHook(h.Hook) == egressNgHookHOOK_EXEC_KILL {
+			r.Enforcement = "sigkill"
 		}
 	default:
-		return Event{}, fmt.Errorf("unknown event kind %d", h.Kind)
+		return fmt.Errorf("a record of unknown kind %d", h.Kind)
 	}
-	return e, nil
+	return nil
 }
 
 func cstring[T int8 | uint8](b []T) string {
@@ -139,62 +253,123 @@ func name(m map[uint8]string, v uint8) string {
 	return fmt.Sprint(v)
 }
 
-// EventReader reads events from a ring buffer.
+// EventReader reads the records of one ring and its lost counters as one
+// stream of events.Record: decisions, a decode_error for each record that
+// does not decode (the stream goes on), and a lost record whenever a
+// counter grew (checked every lostCheck, and whenever the ring is empty).
+// Only Close ends it.
 type EventReader struct {
-	rd         *ringbuf.Reader
-	lost       *ebpf.Map
-	execTable  *ebpf.Map
-	execCgroup uint64
-	offset     time.Duration
-	rec        ringbuf.Record
+	rd       *ringbuf.Reader
+	lost     *ebpf.Map
+	offset   time.Duration
+	rec      ringbuf.Record
+	deadline atomic.Int64      // unix nanoseconds; 0: none. Set from any goroutine.
+	seen     [lostKinds]uint64 // counters as last reported
+	checked  time.Time
+	pending  []events.Record
 }
 
-// NewEventReader reads m's events.
+// lostCheck is how often the lost counters are read while records flow.
+const lostCheck = 100 * time.Millisecond
+
+// NewEventReader reads m's events. Losses that happened before it starts
+// are reported in its first records.
 func NewEventReader(m EventMaps) (*EventReader, error) {
 	rd, err := ringbuf.NewReader(m.Ring)
 	if err != nil {
 		return nil, err
 	}
-	return &EventReader{rd: rd, lost: m.Lost, execTable: m.execTable, execCgroup: m.execCgroup, offset: bootOffset()}, nil
+	return &EventReader{rd: rd, lost: m.Lost, offset: bootOffset()}, nil
 }
 
-// Read blocks for the next event. It returns os.ErrDeadlineExceeded after
-// SetDeadline's time and ringbuf.ErrClosed after Close.
-func (r *EventReader) Read() (Event, error) {
-	if err := r.rd.ReadInto(&r.rec); err != nil {
-		return Event{}, err
+// Read fills r with the next record, waiting for one. It returns
+// os.ErrDeadlineExceeded after SetDeadline's time once the ring is empty
+// (within lostCheck of it, if the deadline is set while Read waits), and
+// ringbuf.ErrClosed after Close.
+func (er *EventReader) Read(r *events.Record) error {
+	for {
+		var deadline time.Time
+		if d := er.deadline.Load(); d != 0 {
+			deadline = time.Unix(0, d)
+		}
+		if len(er.pending) > 0 {
+			*r = er.pending[0]
+			er.pending = er.pending[1:]
+			return nil
+		}
+		if time.Since(er.checked) >= lostCheck {
+			er.checkLost()
+			continue
+		}
+		wait := time.Now().Add(lostCheck)
+		if !deadline.IsZero() && deadline.Before(wait) {
+			wait = deadline
+		}
+		er.rd.SetDeadline(wait)
+		err := er.rd.ReadInto(&er.rec)
+		switch {
+		case err == nil:
+			if err := decodeEvent(er.rec.RawSample, er.offset, r); err != nil {
+				*r = events.Record{V: events.Version, Time: time.Now(), Kind: events.KindDecodeError, Error: err.Error()}
+			}
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			er.checkLost()
+			if len(er.pending) == 0 && !deadline.IsZero() && !time.Now().Before(deadline) {
+				return os.ErrDeadlineExceeded
+			}
+		default:
+			return err
+		}
 	}
-	return DecodeEvent(r.rec.RawSample, r.offset)
 }
 
 // SetDeadline bounds Read; a zero time means no bound.
-func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
-
-// Drain returns the events already in the buffer without waiting.
-func (r *EventReader) Drain() []Event {
-	r.rd.SetDeadline(time.Now())
-	defer r.rd.SetDeadline(time.Time{})
-	var out []Event
-	for r.rd.ReadInto(&r.rec) == nil {
-		if e, err := DecodeEvent(r.rec.RawSample, r.offset); err == nil {
-			out = append(out, e)
-		}
+func (er *EventReader) SetDeadline(t time.Time) {
+	if t.IsZero() {
+		er.deadline.Store(0)
+	} else {
+		er.deadline.Store(t.UnixNano())
 	}
+}
+
+// checkLost queues a lost record for every counter that grew.
+func (er *EventReader) checkLost() {
+	er.checked = time.Now()
+	if er.lost == nil {
+		return
+	}
+	for k := uint32(1); k < lostKinds; k++ {
+		var n uint64
+		if er.lost.Lookup(k, &n) != nil || n <= er.seen[k] {
+			continue
+		}
+		er.pending = append(er.pending, events.Record{V: events.Version, Time: er.checked, Kind: events.KindLost,
+			LostKind: lostKindNames[k], Count: n - er.seen[k]})
+		er.seen[k] = n
+	}
+}
+
+// Drain returns what the ring holds now, and the losses counted so far,
+// without waiting: what a reader that is about to stop still owes.
+func (er *EventReader) Drain() []events.Record {
+	saved := er.deadline.Load()
+	defer er.deadline.Store(saved)
+	er.SetDeadline(time.Now())
+	var out []events.Record
+	var r events.Record
+	for er.Read(&r) == nil {
+		out = append(out, r)
+	}
+	er.checkLost()
+	out = append(out, er.pending...)
+	er.pending = nil
 	return out
 }
 
-// Lost is how many events the programs dropped because the ring buffer was
-// full.
-func (r *EventReader) Lost() uint64 {
-	var n, x uint64
-	if r.lost != nil {
-		r.lost.Lookup(uint32(0), &n)
-	}
-	if r.execTable != nil {
-		r.execTable.Lookup(lostKey(r.execCgroup), &x)
-	}
-	return n + x
-}
-
 // Close stops the reader.
-func (r *EventReader) Close() error { return r.rd.Close() }
+func (er *EventReader) Close() error { return er.rd.Close() }
+
+// RingID identifies the ring (SharedEventsID tells whether a pin still
+// names it).
+func (m *EventMaps) RingID() ebpf.MapID { return ringID(m.Ring) }

@@ -17,17 +17,11 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
-#define HOOK_EXEC_KILL 6
-#define HOOK_EXEC_LSM 7
-
 #define EPERM 1
 #define SIGKILL 9
 #define MAX_CGROUP_LEVEL 32
 
-#define VERDICT_ALLOW 1
-#define VERDICT_DENY 2
-
-#include "common.h"
+#include "nriguard.h"
 
 // Only the fields nriguard reads; CO-RE relocates them against the kernel.
 struct super_block {
@@ -83,18 +77,14 @@ struct rule_key {
 const struct file_key unused_file_key __attribute__((used)) = {};
 const struct rule_key unused_rule_key __attribute__((used)) = {};
 
-// Keys with ino 0 hold a container's settings, not files.
-#define KEY_SETTINGS_DEV 0 // default verdict | audit << 8 | ring << 16
-#define KEY_LOST_DEV 1 // events its ring had no room for
-
-// See ExecRulesMax in exec.go.
-#define EXEC_RULES_MAX (1 << 18)
+// A key with ino 0 holds a cgroup's settings, not a file: its default
+// verdict and the index of its event ring (ng_verdict_bits).
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rule_key);
-	__type(value, __u64); // VERDICT_*, or the settings above
+	__type(value, __u64); // a verdict (ng_verdict_bits), or the settings above
 	__uint(max_entries, EXEC_RULES_MAX);
 } exec_rules SEC(".maps");
 
@@ -103,9 +93,9 @@ struct event_ring {
 	__uint(max_entries, EVENT_RING_SIZE);
 };
 
-// The rings events go to, by the index a container's settings name: in
-// practice one, the daemon's, registered once (see exec.go).
-#define MAX_RINGS 64
+// The rings events go to, and beside each its lost counters, by the index a
+// container's settings name: in practice one, the daemon's, registered once
+// (see exec.go).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
@@ -113,17 +103,23 @@ struct {
 	__array(values, struct event_ring);
 } exec_rings SEC(".maps");
 
-static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, __u8 verdict,
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, MAX_RINGS);
+	__array(values, struct lost_counters);
+} exec_losts SEC(".maps");
+
+static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, __u32 verdict,
 					struct linux_binprm *bprm, struct file_key *fk,
 					struct task_struct *task)
 {
 	void *ring = bpf_map_lookup_elem(&exec_rings, &ring_idx);
 	struct exec_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : 0;
 	if (!e) {
-		struct rule_key lk = { .cgroup = cgid, .dev = KEY_LOST_DEV };
-		__u64 *n = bpf_map_lookup_elem(&exec_rules, &lk);
-		if (n)
-			__sync_fetch_and_add(n, 1);
+		void *lost = bpf_map_lookup_elem(&exec_losts, &ring_idx);
+		if (lost)
+			count_lost(lost, EV_KIND_EXEC);
 		return;
 	}
 	fill_hdr(&e->h, cgid, EV_KIND_EXEC, hook, verdict);
@@ -153,6 +149,7 @@ static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct ta
 	};
 	int depth = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
 	__u64 deny_cgid = 0, deny_settings = 0, audit_cgid = 0, audit_settings = 0;
+	__u32 deny_verdict = 0, audit_verdict = 0;
 	for (int level = 1; level <= MAX_CGROUP_LEVEL; level++) {
 		if (level > depth)
 			break;
@@ -164,23 +161,28 @@ static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct ta
 		k.ino = fk.ino;
 		k.dev = fk.dev;
 		__u64 *v = bpf_map_lookup_elem(&exec_rules, &k);
-		__u64 verdict = v ? *v : (s & 0xff);
-		if (verdict == VERDICT_ALLOW)
+		__u32 verdict = v ? *v : s & ((1 << SETTINGS_RING_SHIFT) - 1);
+		__u32 action = verdict & VERDICT_ACTION_MASK;
+		if (action == ACTION_ALLOW)
 			continue;
-		if ((s >> 8) & 1) {
+		if (action == ACTION_WOULD_DENY) {
 			audit_cgid = k.cgroup;
 			audit_settings = s;
+			audit_verdict = verdict;
 		} else {
 			deny_cgid = k.cgroup;
 			deny_settings = s;
+			deny_verdict = verdict;
 		}
 	}
 	if (deny_cgid) {
-		report_exec(deny_cgid, (deny_settings >> 16) & 0xffff, hook, EV_DENIED, bprm, &fk, task);
+		report_exec(deny_cgid, deny_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
+			    deny_verdict, bprm, &fk, task);
 		return 1;
 	}
 	if (audit_cgid)
-		report_exec(audit_cgid, (audit_settings >> 16) & 0xffff, hook, EV_WOULD_DENY, bprm, &fk, task);
+		report_exec(audit_cgid, audit_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
+			    audit_verdict, bprm, &fk, task);
 	return 0;
 }
 

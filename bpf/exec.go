@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/policy"
 )
@@ -61,11 +60,11 @@ func tryLoad(prog string) error {
 }
 
 // execGlobalObjs are the host-wide exec program's parts: the program, the
-// table of every container's rules, the rings events go to, and the
-// registry of those rings.
+// table of every container's rules, the rings events go to with their lost
+// counters, and the registry of those rings.
 type execGlobalObjs struct {
-	program            *ebpf.Program
-	rules, rings, ring *ebpf.Map // ring: the registry (ringUse by index)
+	program                    *ebpf.Program
+	rules, rings, losts, users *ebpf.Map // users: the registry (ringUse by index)
 }
 
 // ringUse is an entry of the ring registry: which ring an index of
@@ -75,21 +74,10 @@ type ringUse struct {
 	Users uint32
 }
 
-const maxRings = 64 // MAX_RINGS in exec.c; index 0 is "none"
-
-// ExecRulesMax bounds the exec rules of all containers under a pin root
-// (EXEC_RULES_MAX in exec.c). The table is not preallocated; its buckets
-// cost 16 bytes per possible entry (4 MiB) while any exec policy exists.
-const ExecRulesMax = 1 << 18
-
 func (o *execGlobalObjs) close() {
-	if o.program != nil {
-		o.program.Close()
-	}
-	for _, m := range []*ebpf.Map{o.rules, o.rings, o.ring} {
-		if m != nil {
-			m.Close()
-		}
+	o.program.Close()
+	for _, m := range []*ebpf.Map{o.rules, o.rings, o.losts, o.users} {
+		m.Close()
 	}
 }
 
@@ -108,43 +96,17 @@ func loadExecProgram(name string) (*execGlobalObjs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
-	o := &execGlobalObjs{program: coll.DetachProgram(name), rules: coll.DetachMap(execMapExecRules), rings: coll.DetachMap(execMapExecRings)}
+	o := &execGlobalObjs{program: coll.DetachProgram(name), rules: coll.DetachMap(execMapExecRules),
+		rings: coll.DetachMap(execMapExecRings), losts: coll.DetachMap(execMapExecLosts)}
 	coll.Close()
 	return o, nil
 }
 
-// The host-wide exec program lives under <pin root>/_exec.
-const execGlobalDir = "_exec"
-
-// HostLock serialises changes to what attachments share (the host-wide
-// exec set) between processes: the daemon, nriguard run, hooks. bpffs holds
-// no regular files, so it lives in /run; one lock serves every pin root.
-// An flock conflicts between open files, so it also serialises goroutines
-// of one process.
-const HostLock = "/run/nriguard/host.lock"
-
-func withHostLock(f func() error) error {
-	if err := os.MkdirAll(filepath.Dir(HostLock), 0o700); err != nil {
-		return err
-	}
-	lf, err := os.OpenFile(HostLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
-		return err
-	}
-	return f()
-}
-
-var execPins = []string{"map_exec_rules", "map_exec_rings", "map_exec_ring_users"}
-
 // openExecGlobal returns the pinned global maps, loading, attaching and
 // pinning the program first if create is set and it is not there.
 func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error) {
-	dir := filepath.Join(root, execGlobalDir)
-	var ms [3]*ebpf.Map
+	dir := filepath.Join(root, dirExec)
+	var ms [4]*ebpf.Map
 	var err error
 	for i, p := range execPins {
 		if ms[i], err = ebpf.LoadPinnedMap(filepath.Join(dir, p), nil); err != nil {
@@ -152,9 +114,9 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 		}
 	}
 	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "link_exec"))
+		_, err = os.Stat(filepath.Join(dir, pinExecLink))
 	}
-	o := &execGlobalObjs{rules: ms[0], rings: ms[1], ring: ms[2]}
+	o := &execGlobalObjs{rules: ms[0], rings: ms[1], losts: ms[2], users: ms[3]}
 	if err == nil {
 		return o, nil
 	}
@@ -180,7 +142,7 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 	if o, err = loadExecProgram(prog); err != nil {
 		return nil, err
 	}
-	if o.ring, err = ebpf.NewMap(&ebpf.MapSpec{Name: "ng_ring_users", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxRings}); err != nil {
+	if o.users, err = ebpf.NewMap(&ebpf.MapSpec{Name: "ng_ring_users", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxRings}); err != nil {
 		o.close()
 		return nil, err
 	}
@@ -195,12 +157,12 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 		return nil, fmt.Errorf("attach the %s exec program: %w", be, err)
 	}
 	defer lk.Close()
-	tmp := filepath.Join(root, fmt.Sprintf("tmp-%d-%s-exec", os.Getpid(), randomHex()))
+	tmp := tmpDir(root, "exec")
 	err = os.Mkdir(tmp, 0o700)
 	for _, pin := range []struct {
 		name string
 		obj  interface{ Pin(string) error }
-	}{{"link_exec", lk}, {execPins[0], o.rules}, {execPins[1], o.rings}, {execPins[2], o.ring}} {
+	}{{pinExecLink, lk}, {execPins[0], o.rules}, {execPins[1], o.rings}, {execPins[2], o.losts}, {execPins[3], o.users}} {
 		if err == nil {
 			err = pin.obj.Pin(filepath.Join(tmp, pin.name))
 		}
@@ -222,7 +184,7 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 func (o *execGlobalObjs) registry() ([]ringUse, error) {
 	keys, vals := make([]uint32, maxRings), make([]ringUse, maxRings)
 	var c ebpf.MapBatchCursor
-	n, err := o.ring.BatchLookup(&c, keys, vals, nil)
+	n, err := o.users.BatchLookup(&c, keys, vals, nil)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil, fmt.Errorf("exec ring registry: %w", err)
 	}
@@ -235,15 +197,11 @@ func (o *execGlobalObjs) registry() ([]ringUse, error) {
 	return out, nil
 }
 
-// useRing returns the index of ring in exec_rings, putting it there first
-// if it is not (the one costly update: the kernel waits for running
-// programs), and counts one more user.
-func (o *execGlobalObjs) useRing(ring *ebpf.Map) (uint32, error) {
-	info, err := ring.Info()
-	if err != nil {
-		return 0, err
-	}
-	id, _ := info.ID()
+// useRing returns the index of a ring in exec_rings, putting it and its
+// lost counters there first if it is not (the costly updates: the kernel
+// waits for running programs), and counts one more user.
+func (o *execGlobalObjs) useRing(ev EventMaps) (uint32, error) {
+	id := ringID(ev.Ring)
 	reg, err := o.registry()
 	if err != nil {
 		return 0, err
@@ -263,13 +221,17 @@ func (o *execGlobalObjs) useRing(ring *ebpf.Map) (uint32, error) {
 	}
 	u := reg[idx]
 	if u.ID != uint32(id) {
-		if err := o.rings.Put(idx, ring); err != nil {
+		if err := o.losts.Put(idx, ev.Lost); err != nil {
+			return 0, fmt.Errorf("exec lost counters: %w", err)
+		}
+		if err := o.rings.Put(idx, ev.Ring); err != nil {
+			o.losts.Delete(idx)
 			return 0, fmt.Errorf("exec rings: %w", err)
 		}
 		u = ringUse{ID: uint32(id)}
 	}
 	u.Users++
-	return idx, o.ring.Put(idx, u)
+	return idx, o.users.Put(idx, u)
 }
 
 // dropRing counts one user less of a ring index; a ring nobody uses any
@@ -279,26 +241,28 @@ func (o *execGlobalObjs) dropRing(idx uint32) error {
 		return nil
 	}
 	var u ringUse
-	if err := o.ring.Lookup(idx, &u); err != nil {
+	if err := o.users.Lookup(idx, &u); err != nil {
 		return err
 	}
 	if u.Users > 1 {
 		u.Users--
-		return o.ring.Put(idx, u)
+		return o.users.Put(idx, u)
 	}
 	if err := o.rings.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return err
 	}
-	return o.ring.Put(idx, ringUse{})
+	if err := o.losts.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return o.users.Put(idx, ringUse{})
 }
 
-// Keys of the host table that hold a container's settings, as in exec.c.
-func settingsKey(cgid uint64) execRuleKey { return execRuleKey{Cgroup: cgid, Dev: 0} }
-func lostKey(cgid uint64) execRuleKey     { return execRuleKey{Cgroup: cgid, Dev: 1} }
+// settingsKey is the key of the host table that holds a cgroup's settings.
+func settingsKey(cgid uint64) execRuleKey { return execRuleKey{Cgroup: cgid} }
 
-// newExecRules makes a container's own record of its rules, (dev, inode)
+// newExecRecord makes a container's own record of its rules, (dev, inode)
 // -> verdict: what the host table gets, and what to take out of it again.
-func newExecRules(t *policy.ExecTable, mode policy.Mode) (*ebpf.Map, error) {
+func newExecRecord(t *policy.ExecTable) (*ebpf.Map, error) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name: "ng_exec_rules", Type: ebpf.Hash, KeySize: 16, ValueSize: 8,
 		MaxEntries: uint32(max(1, len(t.Files))),
@@ -308,12 +272,12 @@ func newExecRules(t *policy.ExecTable, mode policy.Mode) (*ebpf.Map, error) {
 	}
 	var keys []execFileKey
 	var vals []uint64
-	for id, a := range t.Files {
+	for id, v := range t.Files {
 		if id.Ino == 0 {
 			continue // cannot be a file, and would collide with the settings
 		}
 		keys = append(keys, execFileKey{Ino: id.Ino, Dev: id.Dev})
-		vals = append(vals, verdictOf(a))
+		vals = append(vals, uint64(verdictValue(v)))
 	}
 	if err := putAll(m, keys, vals); err != nil {
 		m.Close()
@@ -334,27 +298,20 @@ func fileKeys(rec *ebpf.Map) ([]execFileKey, []uint64, error) {
 	return keys[:got], vals[:got], nil
 }
 
-func verdictOf(a policy.Action) uint64 {
-	if a == policy.Allow {
-		return verdictAllow
-	}
-	return verdictDeny
-}
-
 // publishExec puts a container's rules into the host table, then its
 // settings, which make the program judge its cgroup: its files first, so
 // that no allowed program is refused for a moment. Rules a replaced policy
 // of the same cgroup had and this one has not are taken out after. The
 // caller holds the host lock.
-func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Action, mode policy.Mode, ring *ebpf.Map) (*ebpf.Map, error) {
+func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Verdict, ev EventMaps) error {
 	g, err := openExecGlobal(root, true, be)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer g.close()
 	fk, fv, err := fileKeys(rec)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	keys := make([]execRuleKey, len(fk))
 	for i, k := range fk {
@@ -362,24 +319,23 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ac
 	}
 	if err := putAll(g.rules, keys, fv); err != nil {
 		withdrawFiles(g, cgid, rec)
-		return nil, fmt.Errorf("exec rules: %w", err)
+		return fmt.Errorf("exec rules: %w", err)
 	}
-	idx, err := g.useRing(ring)
+	idx, err := g.useRing(ev)
 	if err != nil {
 		withdrawFiles(g, cgid, rec)
-		return nil, err
+		return err
 	}
 	var prev uint64
 	hadPrev := g.rules.Lookup(settingsKey(cgid), &prev) == nil
-	g.rules.Update(lostKey(cgid), uint64(0), ebpf.UpdateNoExist)
-	settings := verdictOf(def) | uint64(mode)<<8 | uint64(idx)<<16
+	settings := uint64(verdictValue(def)) | uint64(idx)<<ringShift
 	if err := g.rules.Put(settingsKey(cgid), settings); err != nil {
 		g.dropRing(idx)
 		withdrawFiles(g, cgid, rec)
-		return nil, fmt.Errorf("exec settings: %w", err)
+		return fmt.Errorf("exec settings: %w", err)
 	}
 	if hadPrev {
-		g.dropRing(uint32(prev >> 16 & 0xffff))
+		g.dropRing(uint32(prev >> ringShift & ringMask))
 	}
 	if old != nil {
 		// what the replaced policy allowed or denied and this one does not
@@ -394,7 +350,7 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ac
 		}
 		deleteAll(g.rules, stale)
 	}
-	return g.rules.Clone()
+	return nil
 }
 
 // withdrawFiles takes a record's files of cgid out of the host table.
@@ -440,22 +396,21 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 	if err := g.rules.Delete(settingsKey(cgid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return err
 	}
-	g.rules.Delete(lostKey(cgid))
 	if rec != nil {
 		withdrawFiles(g, cgid, rec)
 	}
-	idx := uint32(settings >> 16 & 0xffff)
+	idx := uint32(settings >> ringShift & ringMask)
 	if reg, err := g.registry(); err == nil && idx < maxRings && reg[idx].Users <= 1 && others(reg, idx) == 0 {
 		u := reg[idx]
 		if keep {
 			// keep the ring in exec_rings too: taking it out is the costly
 			// update, and the daemon's next container writes to it again
 			u.Users = 0
-			return g.ring.Put(idx, u)
+			return g.users.Put(idx, u)
 		}
 		// the last policed cgroup: the whole set goes, rings and all,
 		// without a costly update
-		return os.RemoveAll(filepath.Join(root, execGlobalDir))
+		return os.RemoveAll(filepath.Join(root, dirExec))
 	}
 	return g.dropRing(idx)
 }
@@ -464,11 +419,9 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 // if no container has exec rules (a daemon that kept them, calls it after a
 // while without any). It reports whether it removed them.
 func RemoveIdleExec(root string) (bool, error) {
-	if root == "" {
-		root = DefaultPinRoot
-	}
+	root = pinRootOr(root)
 	removed := false
-	err := withHostLock(func() error {
+	err := WithHostLock(func() error {
 		g, err := openExecGlobal(root, false, "")
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -481,7 +434,7 @@ func RemoveIdleExec(root string) (bool, error) {
 			return err
 		}
 		removed = true
-		return os.RemoveAll(filepath.Join(root, execGlobalDir))
+		return os.RemoveAll(filepath.Join(root, dirExec))
 	})
 	return removed, err
 }
@@ -507,4 +460,16 @@ func ProbeExecBackend(be string) error {
 		return tryLoad(execProgNgExecKill)
 	}
 	return fmt.Errorf("unknown exec backend %q", be)
+}
+
+// withdrawPinned takes the exec rules recorded in an attachment's directory
+// for cgid out of the host table. The caller holds the host lock.
+func withdrawPinned(root, dir string, cgid uint64, keep bool) error {
+	rec, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinExecRecord), nil)
+	if err == nil {
+		defer rec.Close()
+	} else {
+		rec = nil
+	}
+	return withdrawExec(root, cgid, rec, keep)
 }

@@ -20,6 +20,63 @@ type execFileKey struct {
 	Pad uint32
 }
 
+type execNgAction uint32
+
+const (
+	execNgActionACTION_ALLOW      execNgAction = 1
+	execNgActionACTION_DENY       execNgAction = 2
+	execNgActionACTION_WOULD_DENY execNgAction = 3
+)
+
+type execNgEventKind uint32
+
+const (
+	execNgEventKindEV_KIND_FLOW execNgEventKind = 1
+	execNgEventKindEV_KIND_EXEC execNgEventKind = 2
+	execNgEventKindEV_KIND_MAX  execNgEventKind = 3
+)
+
+type execNgHook uint32
+
+const (
+	execNgHookHOOK_CONNECT4    execNgHook = 1
+	execNgHookHOOK_CONNECT6    execNgHook = 2
+	execNgHookHOOK_SENDMSG4    execNgHook = 3
+	execNgHookHOOK_SENDMSG6    execNgHook = 4
+	execNgHookHOOK_SOCK_CREATE execNgHook = 5
+	execNgHookHOOK_EXEC_KILL   execNgHook = 6
+	execNgHookHOOK_EXEC_LSM    execNgHook = 7
+)
+
+type execNgLayer uint32
+
+const (
+	execNgLayerLAYER_NONE    execNgLayer = 0
+	execNgLayerLAYER_CEILING execNgLayer = 1
+	execNgLayerLAYER_PROFILE execNgLayer = 2
+	execNgLayerLAYER_LABEL   execNgLayer = 3
+	execNgLayerLAYER_IMAGE   execNgLayer = 4
+	execNgLayerLAYER_DEFAULT execNgLayer = 5
+)
+
+type execNgLimits uint32
+
+const (
+	execNgLimitsEVENT_RING_SIZE execNgLimits = 1048576
+	execNgLimitsEXEC_RULES_MAX  execNgLimits = 262144
+	execNgLimitsMAX_RINGS       execNgLimits = 64
+)
+
+type execNgVerdictBits uint32
+
+const (
+	execNgVerdictBitsVERDICT_ACTION_MASK execNgVerdictBits = 255
+	execNgVerdictBitsVERDICT_LAYER_SHIFT execNgVerdictBits = 8
+	execNgVerdictBitsVERDICT_LAYER_MASK  execNgVerdictBits = 255
+	execNgVerdictBitsSETTINGS_RING_SHIFT execNgVerdictBits = 16
+	execNgVerdictBitsSETTINGS_RING_MASK  execNgVerdictBits = 65535
+)
+
 type execRuleKey struct {
 	_      structs.HostLayout
 	Cgroup uint64
@@ -32,15 +89,22 @@ type execRuleKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execMapExecRings       = "exec_rings"
-	execMapExecRules       = "exec_rules"
-	execProgNgExecKill     = "ng_exec_kill"
-	execProgNgExecLsm      = "ng_exec_lsm"
-	execVarUnusedEventHdr  = "unused_event_hdr"
-	execVarUnusedExecEvent = "unused_exec_event"
-	execVarUnusedFileKey   = "unused_file_key"
-	execVarUnusedFlowEvent = "unused_flow_event"
-	execVarUnusedRuleKey   = "unused_rule_key"
+	execMapExecLosts         = "exec_losts"
+	execMapExecRings         = "exec_rings"
+	execMapExecRules         = "exec_rules"
+	execProgNgExecKill       = "ng_exec_kill"
+	execProgNgExecLsm        = "ng_exec_lsm"
+	execVarUnusedAction      = "unused_action"
+	execVarUnusedEventHdr    = "unused_event_hdr"
+	execVarUnusedEventKind   = "unused_event_kind"
+	execVarUnusedExecEvent   = "unused_exec_event"
+	execVarUnusedFileKey     = "unused_file_key"
+	execVarUnusedFlowEvent   = "unused_flow_event"
+	execVarUnusedHook        = "unused_hook"
+	execVarUnusedLayer       = "unused_layer"
+	execVarUnusedLimits      = "unused_limits"
+	execVarUnusedRuleKey     = "unused_rule_key"
+	execVarUnusedVerdictBits = "unused_verdict_bits"
 )
 
 // loadExec returns the embedded CollectionSpec for exec.
@@ -93,6 +157,7 @@ type execProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execMapSpecs struct {
+	ExecLosts *ebpf.MapSpec `ebpf:"exec_losts"`
 	ExecRings *ebpf.MapSpec `ebpf:"exec_rings"`
 	ExecRules *ebpf.MapSpec `ebpf:"exec_rules"`
 }
@@ -101,11 +166,17 @@ type execMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execVariableSpecs struct {
-	UnusedEventHdr  *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedFileKey   *ebpf.VariableSpec `ebpf:"unused_file_key"`
-	UnusedFlowEvent *ebpf.VariableSpec `ebpf:"unused_flow_event"`
-	UnusedRuleKey   *ebpf.VariableSpec `ebpf:"unused_rule_key"`
+	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
+	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
+	UnusedFlowEvent   *ebpf.VariableSpec `ebpf:"unused_flow_event"`
+	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
+	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
+	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedRuleKey     *ebpf.VariableSpec `ebpf:"unused_rule_key"`
+	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
 }
 
 // execObjects contains all objects after they have been loaded into the kernel.
@@ -128,12 +199,14 @@ func (o *execObjects) Close() error {
 //
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execMaps struct {
+	ExecLosts *ebpf.Map `ebpf:"exec_losts"`
 	ExecRings *ebpf.Map `ebpf:"exec_rings"`
 	ExecRules *ebpf.Map `ebpf:"exec_rules"`
 }
 
 func (m *execMaps) Close() error {
 	return _ExecClose(
+		m.ExecLosts,
 		m.ExecRings,
 		m.ExecRules,
 	)
@@ -143,11 +216,17 @@ func (m *execMaps) Close() error {
 //
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execVariables struct {
-	UnusedEventHdr  *ebpf.Variable `ebpf:"unused_event_hdr"`
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedFileKey   *ebpf.Variable `ebpf:"unused_file_key"`
-	UnusedFlowEvent *ebpf.Variable `ebpf:"unused_flow_event"`
-	UnusedRuleKey   *ebpf.Variable `ebpf:"unused_rule_key"`
+	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
+	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
+	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
+	UnusedFlowEvent   *ebpf.Variable `ebpf:"unused_flow_event"`
+	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
+	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
+	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedRuleKey     *ebpf.Variable `ebpf:"unused_rule_key"`
+	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
 }
 
 // execPrograms contains all programs after they have been loaded into the kernel.

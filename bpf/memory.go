@@ -22,7 +22,7 @@ func PinnedMemory(dir string) (int64, error) {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		switch {
-		case strings.HasPrefix(e.Name(), "map_") || e.Name() == metaPin:
+		case strings.HasPrefix(e.Name(), "map_") || e.Name() == pinMeta:
 			m, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
 			if err != nil {
 				return 0, err

@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -130,11 +129,9 @@ func (p *Pool) Close() {
 // go without the kernel loading or freeing programs. Only sets that this
 // pool could have made are kept (its ring, tries of its size); the rest go.
 func (p *Pool) Detach(root, id string) error {
-	if root == "" {
-		root = DefaultPinRoot
-	}
-	if !validID.MatchString(id) {
-		return fmt.Errorf("detach: invalid id %q", id)
+	root = pinRootOr(root)
+	if err := checkID(id); err != nil {
+		return fmt.Errorf("detach: %w", err)
 	}
 	set, links := p.reclaim(filepath.Join(root, id))
 	// Take the programs off the cgroup now: removing the pins alone lets
@@ -181,7 +178,7 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 	if err != nil || m.Parts&partEgress == 0 {
 		return nil, nil
 	}
-	s := &egressSet{progs: map[string]*ebpf.Program{}}
+	s := &egressSet{}
 	var links []link.Link
 	ok := false
 	defer func() {
@@ -193,7 +190,7 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 		}
 	}()
 	for _, l := range egressLinks {
-		lk, err := link.LoadPinnedLink(filepath.Join(dir, l.name), nil)
+		lk, err := link.LoadPinnedLink(filepath.Join(dir, l.pin), nil)
 		if err != nil {
 			return nil, nil
 		}
@@ -202,12 +199,11 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 		if err != nil {
 			return nil, nil
 		}
-		if s.progs[l.name], err = ebpf.NewProgramFromID(info.Program); err != nil {
-			delete(s.progs, l.name)
+		if *l.prog(&s.egressPrograms), err = ebpf.NewProgramFromID(info.Program); err != nil {
 			return nil, nil
 		}
 	}
-	for name, m := range map[string]**ebpf.Map{"map_v4_prefixes": &s.v4, "map_v6_prefixes": &s.v6, "map_ports": &s.ports} {
+	for name, m := range s.tables() {
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, name), nil); err != nil {
 			return nil, nil
 		}
@@ -215,12 +211,14 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 			return nil, nil // sized to one policy
 		}
 	}
-	info, err := s.progs["link_connect6"].Info()
+	// The ring, lost counters and globals are not pinned: find them among
+	// the maps a program uses.
+	info, err := s.NgConnect6.Info()
 	if err != nil {
 		return nil, nil
 	}
 	ids, _ := info.MapIDs()
-	ringID, lostID := mapID(p.ev.Ring), mapID(p.ev.Lost)
+	ringID, lostID := ringID(p.ev.Ring), ringID(p.ev.Lost)
 	for _, id := range ids {
 		mp, err := ebpf.NewMapFromID(id)
 		if err != nil {
@@ -230,63 +228,19 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 		switch {
 		case err != nil:
 			mp.Close()
-		case id == ringID && s.events == nil:
-			s.events = mp
-		case id == lostID && s.lost == nil:
-			s.lost = mp
+		case id == ringID && s.Events == nil:
+			s.Events = mp
+		case id == lostID && s.LostEvents == nil:
+			s.LostEvents = mp
 		case mi.Name == ".bss" && s.bss == nil:
 			s.bss = mp
 		default:
 			mp.Close()
 		}
 	}
-	if s.events == nil || s.lost == nil || s.bss == nil {
+	if s.Events == nil || s.LostEvents == nil || s.bss == nil {
 		return nil, nil // not writing to this pool's ring
 	}
 	ok = true
 	return s, links
-}
-
-func mapID(m *ebpf.Map) ebpf.MapID {
-	info, err := m.Info()
-	if err != nil {
-		return 0
-	}
-	id, _ := info.ID()
-	return id
-}
-
-// empty takes every entry out of the tries and resets the globals.
-func (s *egressSet) empty() error {
-	if err := s.setGlobals(policy.Enforce, 0); err != nil {
-		return err
-	}
-	if err := emptyMap[egressV4Key](s.v4); err != nil {
-		return err
-	}
-	if err := emptyMap[egressV6Key](s.v6); err != nil {
-		return err
-	}
-	return emptyMap[egressPortKey](s.ports)
-}
-
-// emptyMap deletes a map's entries a batch at a time (small batches: a
-// container's tries mostly hold a few dozen entries, and this runs at
-// every stop).
-func emptyMap[K any](m *ebpf.Map) error {
-	const chunk = 256
-	keys, vals := make([]K, chunk), make([]uint32, chunk)
-	for {
-		var c ebpf.MapBatchCursor
-		n, err := m.BatchLookup(&c, keys, vals, nil)
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		if _, err := m.BatchDelete(keys[:n], nil); err != nil {
-			return err
-		}
-	}
 }

@@ -22,28 +22,92 @@ type Container struct {
 // Layer is one source of rules for a container. A flow or exec passes only
 // if every layer lets it pass.
 type Layer struct {
+	Kind   string         `json:"kind"`   // egress or exec
+	Layer  policy.Layer   `json:"-"`      // ceiling, profile, label, image, default
 	Source string         `json:"source"` // e.g. "pod annotation egress.nriguard.io/container.web"
 	Key    string         `json:"-"`      // what errors about its rules name
-	Egress *policy.Egress `json:"-"`
-	Exec   *policy.Exec   `json:"-"`
 	Text   string         `json:"rules"`
+	Egress *policy.Egress `json:"-"` // set for egress layers
+	Exec   *policy.Exec   `json:"-"` // set for exec layers
 }
 
 // Decision is a container's effective policy: its layers and its mode.
 type Decision struct {
-	Layers []Layer          `json:"layers"`
-	Mode   policy.Mode      `json:"-"`
-	ModeOf string           `json:"mode"`
-	Egress []*policy.Egress `json:"-"`
-	Exec   []*policy.Exec   `json:"-"`
+	Layers []Layer     `json:"layers"`
+	Mode   policy.Mode `json:"-"`
+	ModeOf string      `json:"mode"`
+}
+
+// Egress returns the egress layers' policies.
+func (d *Decision) Egress() []*policy.Egress {
+	var out []*policy.Egress
+	for _, l := range d.Layers {
+		if l.Egress != nil {
+			out = append(out, l.Egress)
+		}
+	}
+	return out
+}
+
+// HasExec tells whether any layer has exec rules.
+func (d *Decision) HasExec() bool {
+	for _, l := range d.Layers {
+		if l.Exec != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Empty tells whether nothing applies: the container is left alone.
-func (d *Decision) Empty() bool { return len(d.Egress) == 0 && len(d.Exec) == 0 }
+func (d *Decision) Empty() bool { return len(d.Layers) == 0 }
 
-// Decide gathers a container's layers from every source. An invalid value
-// is an error naming its key, the rule and what was expected, so that the
-// runtime refuses the container with it.
+// kind is one kind of rules a container can be held to. Decide gathers the
+// layers of each kind the same way, so a new kind is one more entry here.
+type kind struct {
+	name  string // "egress", as in the config's ceiling_egress
+	label string // the label key
+	// node settings of this kind
+	ceiling, def func(*Config) string
+	profile      func(Profile) string
+	// parse parses a value into the layer.
+	parse func(key, text string, l *Layer) error
+}
+
+var kinds = []kind{
+	{
+		name: "egress", label: labels.Egress,
+		ceiling: func(c *Config) string { return c.CeilingEgress },
+		def:     func(c *Config) string { return c.DefaultEgress },
+		profile: func(p Profile) string { return p.Egress },
+		parse: func(key, text string, l *Layer) (err error) {
+			l.Egress, err = policy.ParseEgress(key, text)
+			if err == nil {
+				l.Egress.Layer = l.Layer
+			}
+			return err
+		},
+	},
+	{
+		name: "exec", label: labels.Exec,
+		ceiling: func(c *Config) string { return c.CeilingExec },
+		def:     func(c *Config) string { return c.DefaultExec },
+		profile: func(p Profile) string { return p.Exec },
+		parse: func(key, text string, l *Layer) (err error) {
+			l.Exec, err = policy.ParseExec(key, text)
+			if err == nil {
+				l.Exec.Layer = l.Layer
+			}
+			return err
+		},
+	},
+}
+
+// Decide gathers a container's layers from every source: for each kind of
+// rules, the node's ceiling; then what the workload declares (its profile,
+// its labels, its image's labels), or else the node's default. An invalid
+// value is an error naming its key, the rule and what was expected, so that
+// the runtime refuses the container with it.
 func Decide(cfg *Config, c Container) (*Decision, error) {
 	d := &Decision{ModeOf: "enforce (default)"}
 	if cfg.exempt(c.Namespace) {
@@ -55,92 +119,55 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 		Own:       []map[string]string{c.Annotations, c.Labels},
 		OwnNames:  []string{"container annotation", "container label"},
 	}
-	addEgress := func(source, key, text string) error {
-		e, err := policy.ParseEgress(key, text)
-		if err != nil {
-			return err
-		}
-		d.Layers = append(d.Layers, Layer{Source: source, Key: key, Egress: e, Text: text})
-		d.Egress = append(d.Egress, e)
-		return nil
-	}
-	addExec := func(source, key, text string) error {
-		x, err := policy.ParseExec(key, text)
-		if err != nil {
-			return err
-		}
-		d.Layers = append(d.Layers, Layer{Source: source, Key: key, Exec: x, Text: text})
-		d.Exec = append(d.Exec, x)
-		return nil
-	}
-	if cfg.CeilingEgress != "" {
-		if err := addEgress("node ceiling", "config ceiling_egress", cfg.CeilingEgress); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.CeilingExec != "" {
-		if err := addExec("node ceiling", "config ceiling_exec", cfg.CeilingExec); err != nil {
-			return nil, err
-		}
-	}
-	// What the workload declares: its profile, its labels, its image.
-	var ownEgress, ownExec bool
+	var profile *Profile
+	var profileName, profileSource string
 	if v, key, where, ok := src.LookupWhere(labels.Profile); ok {
 		name := strings.TrimSpace(v)
 		p, found := cfg.Profiles[name]
 		if !found {
 			return nil, fmt.Errorf("%s: unknown profile %q: this node has %s", key, name, cfg.profileNames())
 		}
-		source := fmt.Sprintf("profile %s (%s %s)", name, where, key)
-		if p.Egress != "" {
-			ownEgress = true
-			if err := addEgress(source, "config profiles."+name+".egress", p.Egress); err != nil {
+		profile, profileName, profileSource = &p, name, fmt.Sprintf("profile %s (%s %s)", name, where, key)
+	}
+	for _, k := range kinds {
+		add := func(layer policy.Layer, source, key, text string) error {
+			l := Layer{Kind: k.name, Layer: layer, Source: source, Key: key, Text: text}
+			if err := k.parse(key, text, &l); err != nil {
+				return err
+			}
+			d.Layers = append(d.Layers, l)
+			return nil
+		}
+		if v := k.ceiling(cfg); v != "" {
+			if err := add(policy.LayerCeiling, "node ceiling", "config ceiling_"+k.name, v); err != nil {
 				return nil, err
 			}
 		}
-		if p.Exec != "" {
-			ownExec = true
-			if err := addExec(source, "config profiles."+name+".exec", p.Exec); err != nil {
+		own := false // does the workload declare rules of this kind?
+		if profile != nil && k.profile(*profile) != "" {
+			own = true
+			if err := add(policy.LayerProfile, profileSource, "config profiles."+profileName+"."+k.name, k.profile(*profile)); err != nil {
 				return nil, err
 			}
 		}
-	}
-	if v, key, where, ok := src.LookupWhere(labels.Egress); ok {
-		ownEgress = true
-		if err := addEgress(where+" "+key, key, v); err != nil {
-			return nil, err
+		if v, key, where, ok := src.LookupWhere(k.label); ok {
+			own = true
+			if err := add(policy.LayerLabel, where+" "+key, key, v); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if v, key, where, ok := src.LookupWhere(labels.Exec); ok {
-		ownExec = true
-		if err := addExec(where+" "+key, key, v); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.imageLabels() {
 		// An image can declare what it needs; as one more layer it can only
 		// tighten what the node and the pod set.
-		if v, ok := c.ImageLabels[labels.Egress]; ok {
-			ownEgress = true
-			if err := addEgress("image label "+labels.Egress, "image label "+labels.Egress, v); err != nil {
+		if v, ok := c.ImageLabels[k.label]; ok && cfg.imageLabels() {
+			own = true
+			if err := add(policy.LayerImage, "image label "+k.label, "image label "+k.label, v); err != nil {
 				return nil, err
 			}
 		}
-		if v, ok := c.ImageLabels[labels.Exec]; ok {
-			ownExec = true
-			if err := addExec("image label "+labels.Exec, "image label "+labels.Exec, v); err != nil {
+		if v := k.def(cfg); v != "" && !own {
+			if err := add(policy.LayerDefault, "node default", "config default_"+k.name, v); err != nil {
 				return nil, err
 			}
-		}
-	}
-	if !ownEgress && cfg.DefaultEgress != "" {
-		if err := addEgress("node default", "config default_egress", cfg.DefaultEgress); err != nil {
-			return nil, err
-		}
-	}
-	if !ownExec && cfg.DefaultExec != "" {
-		if err := addExec("node default", "config default_exec", cfg.DefaultExec); err != nil {
-			return nil, err
 		}
 	}
 	if v, key, where, ok := src.LookupWhere(labels.Mode); ok {
@@ -152,6 +179,9 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 			return nil, fmt.Errorf("%s: audit mode may not be chosen by a label on this node (allow_audit_label: false)", key)
 		}
 		d.Mode, d.ModeOf = m, fmt.Sprintf("%s (%s %s)", m, where, key)
+		if m == policy.Audit {
+			d.ModeOf += "; the node ceiling is enforced"
+		}
 	}
 	return d, nil
 }

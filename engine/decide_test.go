@@ -29,10 +29,10 @@ exempt_namespaces: [kube-system]
 // verdict compiles a decision the way Attach does and judges one flow.
 func verdict(t *testing.T, d *Decision, proto policy.Proto, dest string, port uint16) policy.Action {
 	t.Helper()
-	if len(d.Egress) == 0 {
+	if len(d.Egress()) == 0 {
 		return policy.Allow
 	}
-	return policy.CompileLayers(d.Egress...).Lookup(proto, netip.MustParseAddr(dest), port)
+	return policy.Compile(d.Mode, d.Egress()...).Lookup(proto, netip.MustParseAddr(dest), port).Action
 }
 
 func TestLayers(t *testing.T) {

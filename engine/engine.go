@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cilium/ebpf/ringbuf"
+
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/resolve"
 )
@@ -22,10 +24,13 @@ type Options struct {
 	PinRoot string    // bpf.DefaultPinRoot when empty
 	Owner   bpf.Owner // what this process's attachments are marked as
 	Log     *slog.Logger
-	// Events, when set, receives events as JSON lines.
-	Events io.Writer
-	// Preload is how many copies of the egress programs to keep loaded
-	// ahead of need (a daemon's: containers start without waiting for the
+	// Daemon is set for a process that lives beside its containers and
+	// reads their events (the NRI plugin): it opens the shared event ring at
+	// start and keeps it while it runs. Otherwise (the OCI hook) the ring
+	// is made by the first attachment and goes with the last.
+	Daemon bool
+	// Preload is how many copies of the egress programs a daemon keeps
+	// loaded ahead of need (containers start without waiting for the
 	// verifier). 0: load each container's when it is attached. With it, the
 	// host-wide exec program stays ExecLinger (default 1 minute) after the
 	// last container with exec rules, for the next one.
@@ -35,13 +40,14 @@ type Options struct {
 
 // Engine decides and attaches policies and reports what they decide.
 type Engine struct {
-	opts   Options
-	log    *slog.Logger
-	events *bpf.EventMaps
-	pool   *bpf.Pool
-	stop   chan struct{}
-	idle   sync.WaitGroup
-	used   atomic.Int64 // unix nanoseconds of the last attach or detach
+	opts    Options
+	log     *slog.Logger
+	events  *bpf.EventMaps // a daemon's shared ring
+	release func()         // the daemon lock
+	pool    *bpf.Pool
+	stop    chan struct{}
+	idle    sync.WaitGroup
+	used    atomic.Int64 // unix nanoseconds of the last attach or detach
 
 	mu   sync.Mutex
 	cfg  *Config
@@ -51,15 +57,12 @@ type Engine struct {
 
 // Info names a container in events and logs.
 type Info struct {
-	ID        string `json:"container_id"`
-	Name      string `json:"container,omitempty"`
-	Pod       string `json:"pod,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
+	ID, Name, Pod, Namespace string
 }
 
-// New makes an engine. Its events go to one ring buffer pinned under the pin
-// root, so that containers attached by an earlier run keep reporting to the
-// next one.
+// New makes an engine. A daemon's events go to one ring buffer pinned under
+// the pin root, so that containers attached by an earlier run keep
+// reporting to the next one.
 func New(cfg *Config, opts Options) (*Engine, error) {
 	if opts.PinRoot == "" {
 		opts.PinRoot = bpf.DefaultPinRoot
@@ -67,13 +70,20 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	ev, err := bpf.SharedEvents(opts.PinRoot)
-	if err != nil {
+	e := &Engine{opts: opts, log: opts.Log, cfg: cfg, live: map[uint64]Info{}, ids: map[string]uint64{}}
+	if !opts.Daemon {
+		return e, nil
+	}
+	var err error
+	if e.release, err = bpf.HoldDaemonLock(); err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, log: opts.Log, events: ev, cfg: cfg, live: map[uint64]Info{}, ids: map[string]uint64{}}
+	if e.events, err = bpf.SharedEvents(opts.PinRoot); err != nil {
+		e.release()
+		return nil, err
+	}
 	if opts.Preload > 0 {
-		e.pool = bpf.NewPool(ev, opts.Preload)
+		e.pool = bpf.NewPool(e.events, opts.Preload)
 		if opts.ExecLinger == 0 {
 			e.opts.ExecLinger = time.Minute
 		}
@@ -107,14 +117,20 @@ func (e *Engine) removeIdleExec() {
 	}
 }
 
-// Close frees the programs loaded ahead, and the exec program if no
-// container needs it; attachments stay pinned and in force.
+// Close frees the programs loaded ahead, and the exec program and the
+// shared ring if no container needs them; attachments stay pinned and in
+// force.
 func (e *Engine) Close() {
 	if e.pool != nil {
 		close(e.stop)
 		e.idle.Wait()
-		bpf.RemoveIdleExec(e.opts.PinRoot)
 		e.pool.Close()
+	}
+	if e.opts.Daemon {
+		bpf.RemoveIdleExec(e.opts.PinRoot)
+		e.events.Close()
+		e.release()
+		bpf.RemoveSharedEvents(e.opts.PinRoot)
 	}
 }
 
@@ -142,11 +158,11 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	if d.Empty() {
 		return nil
 	}
-	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Mode: d.Mode, Owner: e.opts.Owner}
-	if len(d.Egress) > 0 {
-		spec.Egress = policy.CompileLayers(d.Egress...)
+	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Owner: e.opts.Owner}
+	if eg := d.Egress(); len(eg) > 0 {
+		spec.Egress = policy.Compile(d.Mode, eg...)
 	}
-	if len(d.Exec) > 0 {
+	if d.HasExec() {
 		var tables []*policy.ExecTable
 		for _, l := range d.Layers {
 			if l.Exec == nil {
@@ -161,10 +177,10 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 			}
 			tables = append(tables, t)
 		}
-		spec.Exec = policy.IntersectExec(tables...)
+		spec.Exec = policy.IntersectExec(d.Mode, tables...)
 	}
 	e.used.Store(time.Now().UnixNano())
-	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Pool: e.pool})
+	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Pool: e.pool, SharedEvents: !e.opts.Daemon})
 	if err != nil {
 		return err
 	}
@@ -178,7 +194,8 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	return nil
 }
 
-// Detach removes whatever is attached for the container id.
+// Detach removes whatever is attached for the container id. Outside a
+// daemon, the shared ring goes with the last attachment.
 func (e *Engine) Detach(id string) error {
 	var err error
 	if e.pool != nil {
@@ -193,10 +210,16 @@ func (e *Engine) Detach(id string) error {
 		delete(e.ids, id)
 	}
 	e.mu.Unlock()
-	if err == nil {
-		e.log.Info("detached", "container_id", id)
+	if err != nil {
+		return err
 	}
-	return err
+	e.log.Info("detached", "container_id", id)
+	if !e.opts.Daemon {
+		if _, err := bpf.RemoveSharedEvents(e.opts.PinRoot); err != nil {
+			e.log.Warn("removing the shared event ring", "error", err)
+		}
+	}
+	return nil
 }
 
 // Running is a container the runtime reports as running, with what is needed
@@ -247,14 +270,28 @@ func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs 
 	return attached, removed, errs
 }
 
-// event is what the event log says: the decision and who it was about.
-type event struct {
-	bpf.Event
-	Info
+// name fills in the container of a record from the policed cgroup.
+func (e *Engine) name(r *events.Record) {
+	if r.PolicyCgroup == 0 {
+		return
+	}
+	e.mu.Lock()
+	info, ok := e.live[r.PolicyCgroup]
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.ContainerID, r.Container, r.Pod, r.Namespace = info.ID, info.Name, info.Pod, info.Namespace
 }
 
-// ReportEvents writes events as JSON lines until ctx ends.
+// ReportEvents writes a daemon's events as JSON lines (the events schema)
+// until ctx ends: decisions named with their container, and records of
+// their own for losses and for ring records that do not decode, after which
+// it goes on.
 func (e *Engine) ReportEvents(ctx context.Context, w io.Writer) error {
+	if e.events == nil {
+		return errors.New("report events: not a daemon: no shared ring")
+	}
 	rd, err := bpf.NewEventReader(*e.events)
 	if err != nil {
 		return err
@@ -263,20 +300,29 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer) error {
 		<-ctx.Done()
 		rd.Close()
 	}()
-	enc := json.NewEncoder(w)
-	var lostSeen uint64
+	var rec events.Record
+	var buf []byte
+	var writeErr string
 	for {
-		ev, err := rd.Read()
-		if err != nil {
-			return nil // closed
+		if err := rd.Read(&rec); errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		} else if err != nil {
+			e.log.Error("reading events", "error", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
-		e.mu.Lock()
-		info := e.live[ev.PolicyCgroup]
-		e.mu.Unlock()
-		enc.Encode(event{ev, info})
-		if n := rd.Lost(); n != lostSeen {
-			e.log.Warn("events lost: the ring buffer was full", "lost_total", n)
-			lostSeen = n
+		switch rec.Kind {
+		case events.KindLost:
+			e.log.Warn("events lost: the ring buffer was full", "kind", rec.LostKind, "count", rec.Count)
+		case events.KindDecodeError:
+			e.log.Warn("an event record did not decode", "error", rec.Error)
+		default:
+			e.name(&rec)
+		}
+		buf = rec.AppendJSON(buf[:0])
+		if _, err := w.Write(buf); err != nil && err.Error() != writeErr {
+			writeErr = err.Error()
+			e.log.Error("writing events", "error", err)
 		}
 	}
 }

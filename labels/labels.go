@@ -9,6 +9,11 @@
 // The first one present, in that order, wins: the most specific.
 package labels
 
+import (
+	"slices"
+	"strings"
+)
+
 // The keys of the label contract (docs/policy.md).
 const (
 	Egress  = "egress.nriguard.io"
@@ -58,4 +63,35 @@ func (s Sources) LookupWhere(key string) (value, foundAs, where string, ok bool)
 		return v, key, "pod annotation", true
 	}
 	return "", "", "", false
+}
+
+// Keys are the keys that give a container a policy: a container carrying
+// none of them (under any scope) is left alone by the OCI path.
+var Keys = []string{Egress, Exec, Mode, Profile}
+
+// IsPolicyKey tells whether an annotation or label key is one of Keys, in
+// any scope (key, key/pod, key/container.<name>).
+func IsPolicyKey(k string) bool {
+	base, _, _ := strings.Cut(k, "/")
+	return slices.Contains(Keys, base)
+}
+
+// TolerateMissingPlugins is the pod annotation containerd's NRI validator
+// reads (install/containerd/nriguard.toml): a pod carrying it "true" starts
+// while nriguard is not connected (nriguard's own pod, for one).
+const TolerateMissingPlugins = "tolerate-missing-plugins.nriguard.io"
+
+// ContainerNameAnnotations are where runtimes put a container's name, for
+// events and container.<name> keys: containerd's CRI, the kubelet's (and
+// CRI-O's), nerdctl's, podman's.
+var ContainerNameAnnotations = []string{"io.kubernetes.cri.container-name", "io.kubernetes.container.name", "nerdctl/name", "io.podman.annotations.name"}
+
+// ContainerName finds a container's name among its annotations, or "".
+func ContainerName(ann map[string]string) string {
+	for _, k := range ContainerNameAnnotations {
+		if v := ann[k]; v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -93,7 +93,7 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 		p.log.Warn("refused", "container_id", c.GetId(), "container", c.GetName(), "pod", pod.GetName(), "error", err)
 		return nil, nil, fmt.Errorf("nriguard: %w", err)
 	}
-	if len(d.Egress) == 0 {
+	if len(d.Egress()) == 0 {
 		return nil, nil, nil
 	}
 	adj, why := packetSocketAdjustment(c)

@@ -31,7 +31,7 @@ import (
 func compileRules(t testing.TB, rules string) *policy.Compiled {
 	e, err := policy.ParseEgress("egress.nriguard.io", rules)
 	must(t, err)
-	return policy.Compile(e)
+	return policy.Compile(policy.Enforce, e)
 }
 
 func TestMain(m *testing.M) {
@@ -59,6 +59,7 @@ type runtime struct {
 
 func newRuntime(t testing.TB) *runtime {
 	t.Helper()
+	testenv.NeedRoot(t)
 	dir, err := os.MkdirTemp("", "nri") // short: unix socket paths are limited
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -141,7 +142,7 @@ func startPluginLinger(t testing.TB, rt *runtime, root, config string, linger ti
 	t.Helper()
 	cfg, err := engine.ParseConfig([]byte(config))
 	must(t, err)
-	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Preload: 2, ExecLinger: linger, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Daemon: true, Preload: 2, ExecLinger: linger, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -176,6 +177,7 @@ func (rt *runtime) waitRegistered() {
 }
 
 func pinRoot(t testing.TB) string {
+	testenv.NeedRoot(t)
 	root := fmt.Sprintf("/sys/fs/bpf/nriguard-plugintest-%d", os.Getpid())
 	t.Cleanup(func() {
 		ids, _ := bpf.List(root)

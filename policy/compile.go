@@ -27,22 +27,25 @@ type PrefixClass struct {
 }
 
 // PortEntry is one entry of the port trie: ports whose first Bits bits equal
-// Port's get Action, for the class and IP protocol. Bits 0 is the class's
+// Port's get Verdict, for the class and IP protocol. Bits 0 is the class's
 // base verdict for that protocol; longer entries are its exceptions.
 type PortEntry struct {
-	Class  uint32
-	Proto  uint8 // 6 (TCP) or 17 (UDP)
-	Port   uint16
-	Bits   uint8 // 0-16
-	Action Action
+	Class   uint32
+	Proto   uint8 // 6 (TCP) or 17 (UDP)
+	Port    uint16
+	Bits    uint8 // 0-16
+	Verdict Verdict
 }
 
 // Compiled is an egress policy as lookup tables.
 type Compiled struct {
-	Default Action
 	V4, V6  []PrefixClass
 	Ports   []PortEntry
 	Classes int
+	// Sockets is the verdict for the sockets the datapath cannot judge by
+	// destination (raw, ping, SCTP...): denied by the layers' policy, or in
+	// audit mode without a ceiling, only reported.
+	Sockets Verdict
 }
 
 var transports = [...]Proto{TCP, UDP}
@@ -50,19 +53,19 @@ var transports = [...]Proto{TCP, UDP}
 // interval is a run of ports [lo, hi] with one verdict.
 type interval struct {
 	lo, hi int
-	a      Action
+	v      Verdict
 }
 
-// Compile turns a parsed policy into lookup tables.
-func Compile(e *Egress) *Compiled { return CompileLayers(e) }
-
-// CompileLayers compiles the intersection of several policies (node
-// ceiling, profile, labels, image...): a flow passes only if every layer
-// lets it pass. It is still two lookups in the kernel: for an address whose
-// most specific prefix among all layers is P, each layer's matching prefixes
-// are exactly its prefixes that contain P, so P's table is the intersection
-// of each layer's resolved table at P.
-func CompileLayers(layers ...*Egress) *Compiled {
+// Compile compiles the intersection of one or more policies (node ceiling,
+// profile, labels, image...) for a container in mode: a flow passes only if
+// every layer lets it pass; in audit mode, a flow only a layer other than
+// the ceiling refuses is let through and reported (WouldDeny).
+//
+// It is still two lookups in the kernel: for an address whose most specific
+// prefix among all layers is P, each layer's matching prefixes are exactly
+// its prefixes that contain P, so P's table is the intersection of each
+// layer's resolved table at P.
+func Compile(mode Mode, layers ...*Egress) *Compiled {
 	type layer struct {
 		e        *Egress
 		byPrefix map[netip.Prefix][]*Rule
@@ -74,7 +77,7 @@ func CompileLayers(layers ...*Egress) *Compiled {
 		netip.PrefixFrom(netip.IPv4Unspecified(), 0): true,
 		netip.PrefixFrom(netip.IPv6Unspecified(), 0): true,
 	}
-	def := Allow
+	sockets := Verdict{Action: Deny, Layer: numLayers}
 	for i, e := range layers {
 		ls[i] = layer{e, map[netip.Prefix][]*Rule{}}
 		for j := range e.Rules {
@@ -83,9 +86,7 @@ func CompileLayers(layers ...*Egress) *Compiled {
 				union[p] = true
 			}
 		}
-		if e.Default == Deny {
-			def = Deny
-		}
+		sockets = refusal(sockets, Verdict{Action: Deny, Layer: e.Layer})
 	}
 	// Prefix lengths in use, per family, longest first: the only lengths an
 	// ancestor can have.
@@ -108,7 +109,7 @@ func CompileLayers(layers ...*Egress) *Compiled {
 	slices.SortFunc(lens4, func(a, b int) int { return b - a })
 	slices.SortFunc(lens6, func(a, b int) int { return b - a })
 
-	c := &Compiled{Default: def}
+	c := &Compiled{Sockets: sockets.inMode(mode)}
 	classOf := map[string]uint32{}
 	prefixes := make([]netip.Prefix, 0, len(union))
 	for p := range union {
@@ -138,7 +139,7 @@ func CompileLayers(layers ...*Egress) *Compiled {
 				}
 			}
 			for i, proto := range transports {
-				t := resolve(chain, proto, l.e.Default)
+				t := resolve(chain, proto, l.e.Default, l.e.Layer)
 				if li == 0 {
 					tables[i] = t
 				} else {
@@ -148,9 +149,11 @@ func CompileLayers(layers ...*Egress) *Compiled {
 		}
 		var key strings.Builder
 		for i := range transports {
+			tables[i] = inMode(tables[i], mode)
 			for _, iv := range tables[i] {
 				key.WriteString(strconv.Itoa(iv.lo))
-				key.WriteByte(iv.a.String()[0])
+				key.WriteByte(iv.v.Action.String()[0])
+				key.WriteString(strconv.Itoa(int(iv.v.Layer)))
 			}
 			key.WriteByte('|')
 		}
@@ -180,11 +183,8 @@ func intersect(a, b []interval) []interval {
 	for i, j := 0, 0; i < len(a) && j < len(b); {
 		lo := max(a[i].lo, b[j].lo)
 		hi := min(a[i].hi, b[j].hi)
-		v := Allow
-		if a[i].a == Deny || b[j].a == Deny {
-			v = Deny
-		}
-		if n := len(out); n > 0 && out[n-1].a == v {
+		v := refusal(a[i].v, b[j].v)
+		if n := len(out); n > 0 && out[n-1].v == v {
 			out[n-1].hi = hi
 		} else {
 			out = append(out, interval{lo, hi, v})
@@ -199,21 +199,32 @@ func intersect(a, b []interval) []interval {
 	return out
 }
 
-// DecideLayers is the reference decision for layers: a flow passes only if
-// every layer lets it pass.
-func DecideLayers(layers []*Egress, proto Proto, addr netip.Addr, port uint16) Action {
+// inMode applies a container's mode to a resolved table.
+func inMode(t []interval, m Mode) []interval {
+	for i := range t {
+		t[i].v = t[i].v.inMode(m)
+	}
+	return t
+}
+
+// DecideLayers is the reference decision for a container's layers in mode:
+// a flow passes only if every layer lets it pass; a refusal names the
+// ceiling if it refuses, else the first refusing layer in Layer's order; in
+// audit mode only the ceiling's refusals are enforced.
+func DecideLayers(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, port uint16) Verdict {
+	v := Allowed
 	for _, e := range layers {
 		if e.Decide(proto, addr, port).Action == Deny {
-			return Deny
+			v = refusal(v, Verdict{Action: Deny, Layer: e.Layer})
 		}
 	}
-	return Allow
+	return v.inMode(mode)
 }
 
 // resolve computes the verdict for every port of proto given the rules of a
 // prefix and its ancestors, most specific first. It sweeps the port range
 // once, keeping per level how many allow and deny rules cover the port.
-func resolve(chain [][]*Rule, proto Proto, def Action) []interval {
+func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer) []interval {
 	type event struct {
 		at, level int
 		deny      bool
@@ -238,16 +249,20 @@ func resolve(chain [][]*Rule, proto Proto, def Action) []interval {
 	slices.SortFunc(events, func(a, b event) int { return a.at - b.at })
 	counts := make([][2]int, len(chain)) // [level]{allows, denies}
 	var out []interval
-	verdict := func() Action {
+	denied := Verdict{Action: Deny, Layer: layer}
+	verdict := func() Verdict {
 		for _, c := range counts {
 			if c[1] > 0 {
-				return Deny
+				return denied
 			}
 			if c[0] > 0 {
-				return Allow
+				return Allowed
 			}
 		}
-		return def
+		if def == Deny {
+			return denied
+		}
+		return Allowed
 	}
 	for i, at := 0, 0; at <= 65535; {
 		for i < len(events) && events[i].at == at {
@@ -263,11 +278,11 @@ func resolve(chain [][]*Rule, proto Proto, def Action) []interval {
 		if i < len(events) {
 			next = events[i].at
 		}
-		a := verdict()
-		if n := len(out); n > 0 && out[n-1].a == a {
+		v := verdict()
+		if n := len(out); n > 0 && out[n-1].v == v {
 			out[n-1].hi = next - 1
 		} else {
-			out = append(out, interval{at, next - 1, a})
+			out = append(out, interval{at, next - 1, v})
 		}
 		at = next
 	}
@@ -276,19 +291,19 @@ func resolve(chain [][]*Rule, proto Proto, def Action) []interval {
 
 // appendPortEntries writes one class's table for one protocol: a base entry
 // with the verdict that covers the most ports, and the runs of the other
-// verdict cut into aligned power-of-two blocks (at most 31 per run).
+// verdicts cut into aligned power-of-two blocks (at most 31 per run).
 func appendPortEntries(dst []PortEntry, class uint32, proto uint8, ivs []interval) []PortEntry {
-	covered := map[Action]int{}
+	covered := map[Verdict]int{}
+	base := ivs[0].v
 	for _, iv := range ivs {
-		covered[iv.a] += iv.hi - iv.lo + 1
+		covered[iv.v] += iv.hi - iv.lo + 1
+		if covered[iv.v] > covered[base] {
+			base = iv.v
+		}
 	}
-	base := Deny
-	if covered[Allow] > covered[Deny] {
-		base = Allow
-	}
-	dst = append(dst, PortEntry{Class: class, Proto: proto, Action: base})
+	dst = append(dst, PortEntry{Class: class, Proto: proto, Verdict: base})
 	for _, iv := range ivs {
-		if iv.a == base {
+		if iv.v == base {
 			continue
 		}
 		for lo := iv.lo; lo <= iv.hi; {
@@ -300,7 +315,7 @@ func appendPortEntries(dst []PortEntry, class uint32, proto uint8, ivs []interva
 			for s := size; s > 1; s /= 2 {
 				bits--
 			}
-			dst = append(dst, PortEntry{Class: class, Proto: proto, Port: uint16(lo), Bits: uint8(bits), Action: iv.a})
+			dst = append(dst, PortEntry{Class: class, Proto: proto, Port: uint16(lo), Bits: uint8(bits), Verdict: iv.v})
 			lo += size
 		}
 	}
@@ -309,7 +324,7 @@ func appendPortEntries(dst []PortEntry, class uint32, proto uint8, ivs []interva
 
 // Lookup answers a flow the way the datapath does, from the tables alone. It
 // is slow and for tests: the kernel's tries do this in the datapath.
-func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Action {
+func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Verdict {
 	addr = addr.Unmap()
 	table := c.V4
 	if addr.Is6() {
@@ -321,17 +336,18 @@ func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Action {
 			class, bestBits = pc.Class, pc.Prefix.Bits()
 		}
 	}
+	failClosed := Verdict{Action: Deny} // as the datapath does on a miss
 	if bestBits < 0 {
-		return Deny // no /0: fail closed, as the datapath does
+		return failClosed
 	}
-	action, best := Deny, -1
+	v, best := failClosed, -1
 	for _, pe := range c.Ports {
 		if pe.Class != class || pe.Proto != proto.IPProto() || int(pe.Bits) <= best {
 			continue
 		}
 		if pe.Bits == 0 || port>>(16-pe.Bits) == pe.Port>>(16-pe.Bits) {
-			action, best = pe.Action, int(pe.Bits)
+			v, best = pe.Verdict, int(pe.Bits)
 		}
 	}
-	return action
+	return v
 }

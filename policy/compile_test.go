@@ -3,6 +3,7 @@ package policy_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 
 	"github.com/nriguard/nriguard/policy"
@@ -18,10 +19,10 @@ func TestCompileMatchesDecide(t *testing.T) {
 		if err != nil {
 			t.Fatalf("generated policy does not parse: %v", err)
 		}
-		c := policy.Compile(e)
+		c := policy.Compile(policy.Enforce, e)
 		for _, f := range policytest.Flows(r, e, 200) {
 			want := e.Decide(f.Proto, f.Addr, f.Port).Action
-			if got := c.Lookup(f.Proto, f.Addr, f.Port); got != want {
+			if got := c.Lookup(f.Proto, f.Addr, f.Port).Action; got != want {
 				t.Fatalf("policy %d %q\nflow %v: compiled %v, reference %v", i, text, f, got, want)
 			}
 		}
@@ -39,17 +40,19 @@ func TestCompileSharesClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := policy.Compile(e)
+	c := policy.Compile(policy.Enforce, e)
 	if len(c.V4) != 1001 || c.Classes != 2 {
 		t.Errorf("got %d v4 prefixes in %d classes, want 1001 in 2", len(c.V4), c.Classes)
 	}
 }
 
-// Layers intersect: the compiled tables of several random policies answer
-// every flow as "every layer allows it".
+// Layers intersect: the compiled tables of several random policies, from
+// random layers, in both modes, answer every flow as the reference does:
+// "every layer allows it", the refusing layer named, audit enforcing only
+// the ceiling.
 func TestCompileLayersMatchesDecide(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for i := range 200 {
+	for i := range 400 {
 		var layers []*policy.Egress
 		var texts []string
 		for range 1 + r.IntN(3) {
@@ -58,18 +61,48 @@ func TestCompileLayersMatchesDecide(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			layers, texts = append(layers, e), append(texts, text)
+			e.Layer = policy.Layer(1 + r.IntN(5))
+			layers, texts = append(layers, e), append(texts, fmt.Sprintf("%v: %s", e.Layer, text))
 		}
-		c := policy.CompileLayers(layers...)
+		mode := policy.Mode(r.IntN(2))
+		c := policy.Compile(mode, layers...)
 		var all policy.Egress
 		for _, e := range layers {
 			all.Rules = append(all.Rules, e.Rules...)
 		}
 		for _, f := range policytest.Flows(r, &all, 300) {
-			want := policy.DecideLayers(layers, f.Proto, f.Addr, f.Port)
+			want := policy.DecideLayers(mode, layers, f.Proto, f.Addr, f.Port)
 			if got := c.Lookup(f.Proto, f.Addr, f.Port); got != want {
-				t.Fatalf("layers %d %q\nflow %v: compiled %v, reference %v", i, texts, f, got, want)
+				t.Fatalf("layers %d (%v) %q\nflow %v: compiled %v, reference %v", i, mode, texts, f, got, want)
 			}
 		}
+	}
+}
+
+// In audit mode only what the ceiling refuses is refused.
+func TestAuditEnforcesTheCeiling(t *testing.T) {
+	ceiling, _ := policy.ParseEgress("config ceiling_egress", "deny any 169.254.169.254")
+	ceiling.Layer = policy.LayerCeiling
+	label, _ := policy.ParseEgress("egress.nriguard.io", "allow tcp 10.0.0.0/8:443")
+	label.Layer = policy.LayerLabel
+	c := policy.Compile(policy.Audit, ceiling, label)
+	for _, tc := range []struct {
+		dest string
+		port uint16
+		want policy.Verdict
+	}{
+		{"169.254.169.254", 80, policy.Verdict{Action: policy.Deny, Layer: policy.LayerCeiling}},
+		{"10.1.2.3", 443, policy.Allowed},
+		{"10.1.2.3", 80, policy.Verdict{Action: policy.WouldDeny, Layer: policy.LayerLabel}},
+	} {
+		if got := c.Lookup(policy.TCP, netip.MustParseAddr(tc.dest), tc.port); got != tc.want {
+			t.Errorf("%s:%d: got %+v, want %+v", tc.dest, tc.port, got, tc.want)
+		}
+	}
+	if c.Sockets != (policy.Verdict{Action: policy.Deny, Layer: policy.LayerCeiling}) {
+		t.Errorf("raw sockets under an egress ceiling in audit mode: %+v, want refused by the ceiling", c.Sockets)
+	}
+	if c := policy.Compile(policy.Audit, label); c.Sockets.Action != policy.WouldDeny {
+		t.Errorf("raw sockets in audit mode without a ceiling: %+v, want would-deny", c.Sockets)
 	}
 }

@@ -16,6 +16,9 @@ const (
 	NoAction Action = iota // no default given
 	Allow
 	Deny
+	// WouldDeny is a compiled verdict, never a rule's: denied by a layer
+	// in audit mode, so let through and reported.
+	WouldDeny
 )
 
 func (a Action) String() string {
@@ -24,6 +27,8 @@ func (a Action) String() string {
 		return "allow"
 	case Deny:
 		return "deny"
+	case WouldDeny:
+		return "would-deny"
 	}
 	return "none"
 }
@@ -79,6 +84,9 @@ type Rule struct {
 
 // Egress is a parsed egress value.
 type Egress struct {
+	// Layer says where the rules come from (set by whoever gathers a
+	// container's layers; LayerNone for nriguard run's own rules).
+	Layer Layer
 	Rules []Rule
 	// Default is the verdict when no rule matches; never NoAction after Parse.
 	Default Action
@@ -106,8 +114,8 @@ func (r *Rule) matchesPort(port uint16) bool {
 	return false
 }
 
-// Verdict is the outcome of judging one flow.
-type Verdict struct {
+// Match is the outcome of judging one flow against one policy.
+type Match struct {
 	Action Action
 	// Rule is the index in Egress.Rules of the rule that decided, or -1 when
 	// the default did.
@@ -119,7 +127,7 @@ type Verdict struct {
 // port, the one with the most specific prefix decides; on the same prefix a
 // deny beats an allow; no match gives the default. It is linear in the rule
 // count and exists to define (and test) what the compiled tables must do.
-func (e *Egress) Decide(proto Proto, addr netip.Addr, port uint16) Verdict {
+func (e *Egress) Decide(proto Proto, addr netip.Addr, port uint16) Match {
 	addr = addr.Unmap()
 	best, bestBits := -1, -1
 	for i := range e.Rules {
@@ -145,9 +153,9 @@ func (e *Egress) Decide(proto Proto, addr netip.Addr, port uint16) Verdict {
 		}
 	}
 	if best < 0 {
-		return Verdict{Action: e.Default, Rule: -1}
+		return Match{Action: e.Default, Rule: -1}
 	}
-	return Verdict{Action: e.Rules[best].Action, Rule: best}
+	return Match{Action: e.Rules[best].Action, Rule: best}
 }
 
 // String renders the policy back in the label grammar, one rule a line.

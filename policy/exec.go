@@ -18,6 +18,7 @@ type ExecRule struct {
 
 // Exec is a parsed exec value: which programs a container may run.
 type Exec struct {
+	Layer           Layer // as Egress.Layer
 	Rules           []ExecRule
 	Default         Action
 	DefaultExplicit bool
@@ -73,22 +74,37 @@ type FileID struct {
 // ExecTable is an exec policy resolved against one container's filesystem:
 // the verdict for each file the rules name, and the default for the rest.
 type ExecTable struct {
-	Default Action
-	Files   map[FileID]Action
+	Default Verdict
+	Files   map[FileID]Verdict
 }
 
-// IntersectExec combines resolved exec tables: a program runs only if every
-// table lets it run.
-func IntersectExec(tables ...*ExecTable) *ExecTable {
-	out := &ExecTable{Default: Allow, Files: map[FileID]Action{}}
-	for _, t := range tables {
-		if t.Default == Deny {
-			out.Default = Deny
+// NewExecTable is the table of one layer: what its rules resolved to, with
+// denials naming the layer.
+func NewExecTable(layer Layer, def Action, files map[FileID]Action) *ExecTable {
+	v := func(a Action) Verdict {
+		if a == Deny {
+			return Verdict{Action: Deny, Layer: layer}
 		}
+		return Allowed
 	}
-	verdict := func(t *ExecTable, id FileID) Action {
-		if a, ok := t.Files[id]; ok {
-			return a
+	t := &ExecTable{Default: v(def), Files: make(map[FileID]Verdict, len(files))}
+	for id, a := range files {
+		t.Files[id] = v(a)
+	}
+	return t
+}
+
+// IntersectExec combines the resolved tables of a container's layers for
+// mode: a program runs only if every table lets it run (in audit mode, only
+// the ceiling's refusals are enforced; the others are reported).
+func IntersectExec(mode Mode, tables ...*ExecTable) *ExecTable {
+	out := &ExecTable{Default: Allowed, Files: map[FileID]Verdict{}}
+	for _, t := range tables {
+		out.Default = refusal(out.Default, t.Default)
+	}
+	verdict := func(t *ExecTable, id FileID) Verdict {
+		if v, ok := t.Files[id]; ok {
+			return v
 		}
 		return t.Default
 	}
@@ -97,18 +113,16 @@ func IntersectExec(tables ...*ExecTable) *ExecTable {
 			if _, done := out.Files[id]; done {
 				continue
 			}
-			a := Allow
+			v := Allowed
 			for _, u := range tables {
-				if verdict(u, id) == Deny {
-					a = Deny
-					break
-				}
+				v = refusal(v, verdict(u, id))
 			}
-			out.Files[id] = a
+			out.Files[id] = v.inMode(mode)
 		}
 	}
-	for id, a := range out.Files {
-		if a == out.Default {
+	out.Default = out.Default.inMode(mode)
+	for id, v := range out.Files {
+		if v == out.Default {
 			delete(out.Files, id)
 		}
 	}

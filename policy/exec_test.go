@@ -52,15 +52,27 @@ func FuzzParseExec(f *testing.F) {
 
 func TestIntersectExec(t *testing.T) {
 	a, b, c := FileID{1, 1}, FileID{1, 2}, FileID{1, 3}
-	allowAB := &ExecTable{Default: Deny, Files: map[FileID]Action{a: Allow, b: Allow}}
-	denyB := &ExecTable{Default: Allow, Files: map[FileID]Action{b: Deny}}
-	got := IntersectExec(allowAB, denyB)
-	if got.Default != Deny || got.Files[a] != Allow || len(got.Files) != 1 {
-		t.Errorf("allow a,b ∩ deny b: got %+v, want only a allowed", got)
+	allowAB := NewExecTable(LayerLabel, Deny, map[FileID]Action{a: Allow, b: Allow})
+	denyB := NewExecTable(LayerCeiling, Allow, map[FileID]Action{b: Deny})
+	got := IntersectExec(Enforce, allowAB, denyB)
+	// b stays in the table although the default denies too: its refusal
+	// names another layer
+	if got.Default != (Verdict{Deny, LayerLabel}) || got.Files[a] != Allowed || got.Files[b] != (Verdict{Deny, LayerCeiling}) || len(got.Files) != 2 {
+		t.Errorf("allow a,b ∩ deny b: got %+v, want only a allowed, b refused by the ceiling", got)
 	}
-	open := &ExecTable{Default: Allow, Files: map[FileID]Action{}}
-	got = IntersectExec(open, denyB)
-	if got.Default != Allow || got.Files[b] != Deny || got.Files[c] != NoAction {
+	open := NewExecTable(LayerLabel, Allow, nil)
+	got = IntersectExec(Enforce, open, denyB)
+	if got.Default != Allowed || got.Files[b] != (Verdict{Deny, LayerCeiling}) || got.Files[c] != (Verdict{}) {
 		t.Errorf("open ∩ deny b: got %+v", got)
+	}
+	// audit: the ceiling's refusal of b holds, the label's default is only reported
+	got = IntersectExec(Audit, allowAB, denyB)
+	if got.Default != (Verdict{WouldDeny, LayerLabel}) || got.Files[b] != (Verdict{Deny, LayerCeiling}) || got.Files[a] != Allowed {
+		t.Errorf("audit: got %+v", got)
+	}
+	// both refuse: the ceiling is named, whatever the order
+	got = IntersectExec(Enforce, denyB, NewExecTable(LayerLabel, Allow, map[FileID]Action{b: Deny}))
+	if got.Files[b] != (Verdict{Deny, LayerCeiling}) {
+		t.Errorf("both refuse b: got %+v, want the ceiling named", got.Files[b])
 	}
 }

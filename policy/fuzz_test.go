@@ -36,13 +36,13 @@ func FuzzParseEgress(f *testing.F) {
 		if len(e.Rules) > 64 {
 			return // keep each input cheap: Lookup is linear
 		}
-		c := policy.Compile(e)
+		c := policy.Compile(policy.Enforce, e)
 		r := rand.New(rand.NewPCG(uint64(len(s)), 7))
 		flows := policytest.Flows(r, e, 64)
 		flows = append(flows, policytest.Flow{Proto: policy.TCP, Addr: netip.MustParseAddr("::1"), Port: 0})
 		for _, fl := range flows {
 			want := e.Decide(fl.Proto, fl.Addr, fl.Port).Action
-			if got := c.Lookup(fl.Proto, fl.Addr, fl.Port); got != want {
+			if got := c.Lookup(fl.Proto, fl.Addr, fl.Port).Action; got != want {
 				t.Fatalf("%q flow %v: compiled %v, reference %v", s, fl, got, want)
 			}
 		}

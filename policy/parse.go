@@ -189,10 +189,10 @@ func (l *ruleList) parseEgressRule(seg segment, f []string) (Rule, error) {
 	if err := parseDest(&r, f[2]); err != "" {
 		return r, l.errorf(seg, "%s", err)
 	}
-	for _, q := range f[3:] {
-		name, _, found := strings.Cut(q, "=")
+	if len(f) > 3 {
+		name, _, found := strings.Cut(f[3], "=")
 		if !found {
-			return r, l.errorf(seg, "unexpected %q after the destination: expected nothing more, or a qualifier NAME=VALUE", q)
+			return r, l.errorf(seg, "unexpected %q after the destination: expected nothing more, or a qualifier NAME=VALUE", f[3])
 		}
 		// The grammar reserves NAME=VALUE qualifiers (uid=, exe=) for later.
 		return r, l.errorf(seg, "unknown qualifier %q: this version supports none", name)

@@ -148,7 +148,7 @@ func TestDecideContract(t *testing.T) {
 		if got := e.Decide(c.proto, addr, c.port); got.Action != c.want {
 			t.Errorf("%q %v %s:%d: got %v want %v", c.policy, c.proto, c.dest, c.port, got.Action, c.want)
 		}
-		if got := Compile(e).Lookup(c.proto, addr, c.port); got != c.want {
+		if got := Compile(Enforce, e).Lookup(c.proto, addr, c.port).Action; got != c.want {
 			t.Errorf("compiled %q %v %s:%d: got %v want %v", c.policy, c.proto, c.dest, c.port, got, c.want)
 		}
 	}

@@ -42,11 +42,11 @@ func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error)
 			return nil, r.warnings, err
 		}
 	}
-	t := &policy.ExecTable{Default: e.Default, Files: make(map[policy.FileID]policy.Action, len(r.best))}
+	files := make(map[policy.FileID]policy.Action, len(r.best))
 	for id, rk := range r.best {
-		t.Files[id] = rk.action
+		files[id] = rk.action
 	}
-	return t, r.warnings, nil
+	return policy.NewExecTable(e.Layer, e.Default, files), r.warnings, nil
 }
 
 // rank orders rules that name the same file: a file rule beats a directory

@@ -2,59 +2,102 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/events"
 )
 
 // runEvents: nriguard events [--pin-root R] — print the events of every
 // attachment that reports to the pinned shared ring (the OCI hook's, and
-// the NRI plugin's when it is not running) as JSON lines. A ring has one
-// reader: the running NRI plugin already is one.
+// the NRI plugin's when it is not running) as JSON lines. It follows the
+// pin: the ring goes with the last hook attachment, and the next one makes
+// another. A ring has one reader: the running NRI plugin already is one.
 func runEvents(args []string) int {
 	fs := flag.NewFlagSet("events", flag.ContinueOnError)
 	pinRoot := fs.String("pin-root", bpf.DefaultPinRoot, "where attachments are pinned")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	maps, err := bpf.SharedEvents(*pinRoot)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nriguard events:", err)
-		return 1
-	}
-	rd, err := bpf.NewEventReader(*maps)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nriguard events:", err)
-		return 1
-	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	go func() { <-ctx.Done(); rd.Close() }()
-	enc := json.NewEncoder(os.Stdout)
-	owners := bpf.CgroupOwners(*pinRoot)
-	lost := rd.Lost()
-	for {
-		ev, err := rd.Read()
+	p := &eventPrinter{root: *pinRoot}
+	for ctx.Err() == nil {
+		maps, err := bpf.OpenSharedEvents(*pinRoot)
+		if errors.Is(err, os.ErrNotExist) {
+			select { // nothing attached yet: wait for the first
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		} else if err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard events:", err)
+			return 1
+		}
+		err = p.follow(ctx, maps)
+		maps.Close()
 		if err != nil {
-			return 0
-		}
-		id, ok := owners[ev.PolicyCgroup]
-		if !ok { // attached since we looked
-			owners = bpf.CgroupOwners(*pinRoot)
-			id = owners[ev.PolicyCgroup]
-		}
-		enc.Encode(struct {
-			bpf.Event
-			ID string `json:"container_id,omitempty"`
-		}{ev, id})
-		if n := rd.Lost(); n != lost {
-			enc.Encode(map[string]uint64{"lost_events": n})
-			lost = n
+			fmt.Fprintln(os.Stderr, "nriguard events:", err)
+			return 1
 		}
 	}
+	return 0
+}
+
+type eventPrinter struct {
+	root   string
+	owners map[uint64]string
+	buf    []byte
+}
+
+// follow prints one ring's records until ctx ends or the pin names another
+// ring, then what is left in it.
+func (p *eventPrinter) follow(ctx context.Context, maps *bpf.EventMaps) error {
+	rd, err := bpf.NewEventReader(*maps)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	id := maps.RingID()
+	p.owners = nil // ids may name other cgroups now
+	var rec events.Record
+	for ctx.Err() == nil {
+		rd.SetDeadline(time.Now().Add(time.Second))
+		err := rd.Read(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if bpf.SharedEventsID(p.root) != id {
+				break // replaced, or gone with the last attachment
+			}
+			p.owners = nil // a quiet second: look at the pins afresh
+			continue
+		} else if err != nil {
+			return err
+		}
+		p.print(&rec)
+	}
+	for _, r := range rd.Drain() {
+		p.print(&r)
+	}
+	return nil
+}
+
+// print names the container from the pins' meta (attachments made since
+// the last look are looked up again) and writes the record.
+func (p *eventPrinter) print(r *events.Record) {
+	if r.PolicyCgroup != 0 {
+		id, ok := p.owners[r.PolicyCgroup]
+		if !ok {
+			p.owners = bpf.CgroupOwners(p.root)
+			id = p.owners[r.PolicyCgroup]
+		}
+		r.ContainerID = id
+	}
+	p.buf = r.AppendJSON(p.buf[:0])
+	os.Stdout.Write(p.buf)
 }

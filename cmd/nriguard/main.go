@@ -4,11 +4,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/nriguard/nriguard/bpf"
-	"os"
-	"runtime"
+	"github.com/nriguard/nriguard/oci"
 )
 
 const usage = `usage: nriguard <command> [arguments]
@@ -37,8 +38,8 @@ no hooks.d (nerdctl run --runtime /usr/local/bin/nriguard-runc ...)
 `
 
 func main() {
-	if filepath.Base(os.Args[0]) == runcWrapperName {
-		os.Exit(runcWrapper(os.Args[1:]))
+	if filepath.Base(os.Args[0]) == oci.RuncWrapperName {
+		os.Exit(oci.Runc(os.Args[1:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == childCommand {
 		// The helper changes this thread's capabilities and then execs on

@@ -73,7 +73,7 @@ func runPlugin(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
 	}
-	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Preload: *preloadN, ExecLinger: *linger})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Daemon: true, Preload: *preloadN, ExecLinger: *linger})
 	if err != nil {
 		log.Error("start", "error", err)
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
@@ -98,7 +98,11 @@ func runPlugin(args []string) int {
 	defer cancel()
 	sink := &eventSink{eng: eng, fallback: preregEvents, preregistered: preregistered}
 	defer sink.close()
-	go eng.ReportEvents(ctx, sink)
+	go func() {
+		if err := eng.ReportEvents(ctx, sink); err != nil {
+			log.Error("events are not reported", "error", err)
+		}
+	}()
 
 	var opts []stub.Option
 	if !preregistered {

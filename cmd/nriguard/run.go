@@ -1,10 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/resolve"
 )
@@ -44,14 +46,19 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard run: expected --egress RULES, --exec RULES or both")
 		return 2
 	}
-	var spec bpf.Spec
+	m, err := policy.ParseMode("--mode", *mode)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 2
+	}
+	spec := bpf.Spec{Owner: bpf.OwnerRun}
 	if *egress != "" {
 		e, err := policy.ParseEgress("--egress", *egress)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
 		}
-		spec.Egress = policy.Compile(e)
+		spec.Egress = policy.Compile(m, e)
 	}
 	if *execRules != "" {
 		x, err := policy.ParseExec("--exec", *execRules)
@@ -68,13 +75,7 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
 		}
-		spec.Exec = table
-	}
-	var err error
-	spec.Mode, err = policy.ParseMode("--mode", *mode)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nriguard run:", err)
-		return 2
+		spec.Exec = policy.IntersectExec(m, table)
 	}
 	var cred *syscall.Credential
 	if *userSpec != "" {
@@ -83,6 +84,11 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	// A reader of stderr that goes away (nriguard run ... 2>&1 | head) must
+	// not kill nriguard before it has cleaned up: writes then fail with
+	// EPIPE instead. (Handled, not ignored: the command gets the default
+	// back at exec.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	r, err := startRun(spec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
@@ -104,7 +110,8 @@ type runState struct {
 	att    *bpf.Attachment
 	events *bpf.EventReader
 	done   sync.WaitGroup
-	out    *json.Encoder
+	out    io.Writer
+	buf    []byte
 }
 
 func startRun(spec bpf.Spec) (*runState, error) {
@@ -112,7 +119,7 @@ func startRun(spec bpf.Spec) (*runState, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runState{id: fmt.Sprintf("run-%d", os.Getpid()), out: json.NewEncoder(os.Stderr)}
+	r := &runState{id: fmt.Sprintf("run-%d", os.Getpid()), out: os.Stderr}
 	r.cg = filepath.Join(root, "nriguard", r.id)
 	if err := os.MkdirAll(r.cg, 0o755); err != nil {
 		return nil, fmt.Errorf("make cgroup: %w", err)
@@ -130,23 +137,21 @@ func startRun(spec bpf.Spec) (*runState, error) {
 	r.done.Add(1)
 	go func() {
 		defer r.done.Done()
-		for {
-			ev, err := r.events.Read()
-			if err != nil {
-				return
-			}
-			r.print(ev)
+		var rec events.Record
+		// Until close asks it to stop with a deadline: Read returns
+		// ErrDeadlineExceeded only when the ring is empty.
+		for r.events.Read(&rec) == nil {
+			r.print(&rec)
 		}
 	}()
 	return r, nil
 }
 
-type runEvent struct {
-	ID string `json:"id"`
-	bpf.Event
+func (r *runState) print(rec *events.Record) {
+	rec.ContainerID = r.id
+	r.buf = rec.AppendJSON(r.buf[:0])
+	r.out.Write(r.buf)
 }
-
-func (r *runState) print(ev bpf.Event) { r.out.Encode(runEvent{ID: r.id, Event: ev}) }
 
 // exec runs the command through the helper, which enters the cgroup, drops
 // CAP_NET_RAW and the user's privileges, and then execs the command: the
@@ -197,16 +202,16 @@ func (r *runState) exec(args []string, cred *syscall.Credential) int {
 func (r *runState) close() error {
 	var errs []error
 	if r.events != nil {
-		r.events.Close()
-		r.done.Wait()
 		// Events are written before the syscall that caused them returns, so
-		// by now every one is in the buffer.
-		for _, ev := range r.events.Drain() {
-			r.print(ev)
+		// by now every one is in the buffer or counted lost: stop the
+		// printer, print the rest and the losses, and only then let go of
+		// the ring (closing it unmaps what it still holds).
+		r.events.SetDeadline(time.Now())
+		r.done.Wait()
+		for _, rec := range r.events.Drain() {
+			r.print(&rec)
 		}
-		if n := r.events.Lost(); n > 0 {
-			r.out.Encode(map[string]any{"id": r.id, "lost_events": n})
-		}
+		r.events.Close()
 	}
 	if err := cgroup.Remove(r.cg); err != nil {
 		errs = append(errs, err)

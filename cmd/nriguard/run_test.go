@@ -32,6 +32,7 @@ var (
 // probeBin is this test binary copied beside the built nriguard, where any
 // user can run it (--user runs the probe as nobody).
 func probeBin(t *testing.T) string {
+	testenv.NeedRoot(t)
 	probeOnce.Do(func() {
 		self, _ := os.Executable()
 		data, err := os.ReadFile(self)
@@ -249,6 +250,56 @@ func TestRunExec(t *testing.T) {
 	r = runCmd(t, exec.Command(bin(t), "run", "--exec", "allow "+dir+"/a/", "--", dir+"/b/echo", "hello"))
 	if len(r.stdout) != 0 || r.code != 137 {
 		t.Errorf("denied command: stdout %q exit %d, want nothing and 137", r.stdout, r.code)
+	}
+	assertNothingLeft(t)
+}
+
+// Every refusal ends up printed or counted lost: the reader is stopped while
+// 100,000 sends are refused (the ring holds about 10,900), then the command
+// exits and nriguard run drains the ring and reports the losses.
+func TestRunPrintsOrCountsEveryRefusal(t *testing.T) {
+	const n = 100000
+	r := nriguardRun(t, []string{"--egress", "deny udp 127.0.0.1:9"}, fmt.Sprintf("flood:%d:127.0.0.1:9", n))
+	if r.code != 0 || len(r.stdout) != 1 || r.stdout[0] != fmt.Sprintf("refused %d of %d", n, n) {
+		t.Fatalf("probe: %q exit %d (stderr %q)", r.stdout, r.code, r.other)
+	}
+	printed, lost := 0, 0
+	for _, ev := range r.events {
+		switch ev["kind"] {
+		case "sendmsg":
+			printed++
+		case "lost":
+			if ev["lost_kind"] != "egress" {
+				t.Errorf("lost record of kind %v", ev["lost_kind"])
+			}
+			lost += int(ev["count"].(float64))
+		default:
+			t.Errorf("unexpected record %v", ev)
+		}
+	}
+	if printed+lost != n || lost == 0 {
+		t.Errorf("printed %d, counted %d lost: %d in all, want %d with some lost", printed, lost, printed+lost, n)
+	}
+	t.Logf("printed %d, lost %d", printed, lost)
+	assertNothingLeft(t)
+}
+
+// A reader of the events that goes away (a pipe into head) does not make
+// nriguard run die before it cleans up.
+func TestRunSurvivesAClosedStderr(t *testing.T) {
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.Close()
+	cmd := exec.Command(bin(t), "run", "--egress", "allow udp 127.0.0.1:53", "--", probeBin(t), fmt.Sprintf("tcp:127.0.0.1:%d", freePort(t)))
+	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, wr
+	err = cmd.Run()
+	wr.Close()
+	if err != nil || strings.TrimSpace(out.String()) != "EPERM" {
+		t.Errorf("with stderr closed: %v, stdout %q; want exit 0 and EPERM", err, out.String())
 	}
 	assertNothingLeft(t)
 }

@@ -13,6 +13,8 @@
 //	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
 //	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
 //	cgroup:DIR          move this process into cgroup DIR
+//	flood:N:ADDR:PORT   stop the parent (SIGSTOP), make N unconnected UDP
+//	                    sends, continue the parent; prints how many were refused
 //	socket:KIND         raw4 raw6 ping4 ping6 packet sctp mptcp
 //	exec:PATH, execin:DIR:PATH, memfd:SRC   see exec.go
 //	batch               flows "tcp|udp ADDR PORT" on stdin: allow or deny each
@@ -66,6 +68,9 @@ func result(err error) string {
 	if s, ok := err.(sent); ok {
 		return s.Error()
 	}
+	if r, ok := err.(refused); ok {
+		return r.Error()
+	}
 	var errno unix.Errno
 	if errors.As(err, &errno) {
 		return unix.ErrnoName(errno)
@@ -83,6 +88,8 @@ func do(op string) error {
 	case "cgroup":
 		// move this process into another cgroup, e.g. a child of its own
 		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
+	case "flood":
+		return flood(arg)
 	}
 	ap, err := netip.ParseAddrPort(bracket(arg))
 	if err != nil {
@@ -225,14 +232,12 @@ func sendmmsg(arg string) error {
 		}
 		dests = append(dests, ap)
 	}
-	var fds []int
 	for _, d := range dests {
 		lfd, err := listener(d, unix.SOCK_DGRAM)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(lfd)
-		fds = append(fds, lfd)
 	}
 	fd, err := unix.Socket(family(dests[0], false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -244,6 +249,41 @@ func sendmmsg(arg string) error {
 		return err
 	}
 	return sent{n, len(dests)}
+}
+
+// refused is flood's outcome.
+type refused struct{ n, of int }
+
+func (r refused) Error() string { return fmt.Sprintf("refused %d of %d", r.n, r.of) }
+
+// flood makes n sends while its parent (the reader of their events, for
+// nriguard run) is stopped, so that the ring fills and overflows.
+func flood(arg string) error {
+	nText, dest, _ := strings.Cut(arg, ":")
+	n, err := strconv.Atoi(nText)
+	if err != nil {
+		return fmt.Errorf("bad count %q", nText)
+	}
+	ap, err := netip.ParseAddrPort(bracket(dest))
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	parent := os.Getppid()
+	unix.Kill(parent, unix.SIGSTOP)
+	defer unix.Kill(parent, unix.SIGCONT)
+	r := refused{of: n}
+	to := sockaddr(ap, false)
+	for range n {
+		if err := unix.Sendto(fd, []byte("x"), 0, to); errors.Is(err, unix.EPERM) {
+			r.n++
+		}
+	}
+	return r
 }
 
 func socket(kind string) error {

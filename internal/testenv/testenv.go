@@ -38,8 +38,7 @@ func Main(m *testing.M) int {
 		os.Exit(0)
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "these tests load BPF programs and make cgroups and network namespaces: run them as root")
-		return 1
+		return m.Run() // the tests that need root skip themselves (NeedRoot)
 	}
 	_, err := os.Stat("/run/nriguard")
 	hadRun := err == nil
@@ -60,6 +59,15 @@ func Main(m *testing.M) int {
 	return m.Run()
 }
 
+// NeedRoot skips a test that cannot run without root, saying why in one
+// line. Every helper here that makes kernel objects calls it.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads BPF programs, makes cgroups and network namespaces")
+	}
+}
+
 // IsProbe tells whether this process is a probe child.
 func IsProbe() bool { return os.Getenv(probeEnv) != "" }
 
@@ -73,6 +81,7 @@ var (
 // up with Addresses on it, ping sockets and TCP fast open enabled.
 func NetNS(t testing.TB) string {
 	t.Helper()
+	NeedRoot(t)
 	netnsOnce.Do(func() {
 		name := fmt.Sprintf("ngtest%d", os.Getpid())
 		if netnsErr = makeNetNS(name); netnsErr != nil {
@@ -111,6 +120,7 @@ var cgroupSeq atomic.Int64
 // it) when the test ends.
 func Cgroup(t testing.TB) string {
 	t.Helper()
+	NeedRoot(t)
 	root, err := cgroup.Root()
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +155,7 @@ func sanitize(s string) string {
 // and returns its result lines.
 func Probe(t testing.TB, ns, dir, stdin string, ops ...string) []string {
 	t.Helper()
+	NeedRoot(t)
 	f, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +191,7 @@ var (
 // path, for tests that must run (and kill) the real thing.
 func Nriguard(t testing.TB) string {
 	t.Helper()
+	NeedRoot(t)
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "nriguard-bin")
 		if err != nil {

@@ -97,7 +97,7 @@ func run() error {
 		c := &config{name: s}
 		e := randomPolicy(n, tcpPort, udpPort)
 		t0 := time.Now()
-		comp := policy.Compile(e)
+		comp := policy.Compile(policy.Enforce, e)
 		compileTime := time.Since(t0)
 		c.cg = filepath.Join(base, "p"+s)
 		if err := os.MkdirAll(c.cg, 0o755); err != nil {
@@ -256,7 +256,7 @@ func attachLatency(base, pinRoot string) error {
 		preload bool
 	}{{10, false}, {1000, false}, {10, true}, {1000, true}} {
 		n := c.n
-		comp := policy.Compile(randomPolicy(n, 1, 2))
+		comp := policy.Compile(policy.Enforce, randomPolicy(n, 1, 2))
 		var ds []float64
 		for range *attachN {
 			opts := &bpf.Options{PinRoot: pinRoot, Events: ev}

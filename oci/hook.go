@@ -1,4 +1,8 @@
-package plugin
+// Package oci is nriguard's OCI path, for containers that never reach an
+// NRI plugin (podman, nerdctl, ctr): the hook the runtime runs at
+// createRuntime and poststop, and the runc wrapper that adds that hook to
+// runtimes without hooks.d.
+package oci
 
 import (
 	"encoding/json"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/labels"
 )
 
 // Hook handles one OCI hook invocation, for containers that never reach NRI
@@ -54,7 +59,7 @@ func hookAttach(eng *engine.Engine, st *specs.State) error {
 	for k, v := range st.Annotations {
 		ann[k] = v
 	}
-	c := engine.Container{ID: st.ID, Name: containerName(ann), Annotations: ann}
+	c := engine.Container{ID: st.ID, Name: labels.ContainerName(ann), Annotations: ann}
 	d, err := eng.Decide(c)
 	if err != nil {
 		return err
@@ -91,15 +96,4 @@ func readSpec(bundle string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("parse %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
 	return &s, nil
-}
-
-// containerName finds a name for events and container.<name> keys among the
-// annotations runtimes set.
-func containerName(ann map[string]string) string {
-	for _, k := range []string{"io.kubernetes.cri.container-name", "io.kubernetes.container.name", "nerdctl/name", "io.podman.annotations.name"} {
-		if v := ann[k]; v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -1,9 +1,9 @@
-package plugin
+package seccomp
 
 import (
 	"testing"
 
-	"github.com/containerd/containerd/v2/contrib/seccomp"
+	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -60,7 +60,7 @@ func TestDenyPacketSockets(t *testing.T) {
 	allowAll := rspec.LinuxSyscall{Names: []string{"socket", "connect"}, Action: rspec.ActAllow}
 	cases := map[string]*rspec.LinuxSeccomp{
 		"unconfined":            nil,
-		"containerd's default":  seccomp.DefaultProfile(&rspec.Spec{Process: &rspec.Process{Capabilities: &rspec.LinuxCapabilities{}}}),
+		"containerd's default":  ctrdseccomp.DefaultProfile(&rspec.Spec{Process: &rspec.Process{Capabilities: &rspec.LinuxCapabilities{}}}),
 		"default allow":         {DefaultAction: rspec.ActAllow, Syscalls: []rspec.LinuxSyscall{allowAll}},
 		"default errno, all":    {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{allowAll}},
 		"a type condition only": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 1, Value: 3, Op: rspec.OpNotEqual}}}}},

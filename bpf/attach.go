@@ -1,0 +1,375 @@
+package bpf
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/policy"
+)
+
+// Spec says what to hold one cgroup to. The mode is in the tables: a
+// policy in audit mode compiles to would-deny verdicts.
+type Spec struct {
+	ID     string            // the pin directory's name: a container id, or run-<pid>
+	Cgroup string            // the cgroup v2 directory
+	Egress *policy.Compiled  // nil: no egress policy
+	Exec   *policy.ExecTable // nil: no exec policy
+	Owner  Owner
+}
+
+// Owner says which kind of nriguard process made an attachment, so that
+// each reconciles only its own: the NRI plugin must not remove what an OCI
+// hook attached to a podman container it never hears of.
+type Owner uint64
+
+const (
+	OwnerRun  Owner = 1 // nriguard run
+	OwnerNRI  Owner = 2 // the NRI plugin
+	OwnerHook Owner = 3 // the OCI hook
+)
+
+// Options tune an attach.
+type Options struct {
+	PinRoot string // DefaultPinRoot when empty
+	// Events, when set, is shared by every attachment (one reader for all
+	// containers); otherwise each attachment has its own.
+	Events *EventMaps
+	// ExecBackend picks the exec backend when this pin root has no exec
+	// program yet (BackendLSM or BackendKill); empty: ExecBackend().
+	ExecBackend string
+	// Pool, when set, supplies egress programs loaded ahead of need (it
+	// must have been made with the same Events).
+	Pool *Pool
+	// SharedEvents, when Events is nil, reports to the ring pinned under
+	// the pin root (_events), made if it is not there: what OCI hooks do,
+	// whose processes end before any event.
+	SharedEvents bool
+}
+
+func (o *Options) get() Options {
+	if o == nil {
+		return Options{PinRoot: DefaultPinRoot}
+	}
+	out := *o
+	out.PinRoot = pinRootOr(o.PinRoot)
+	return out
+}
+
+// Attachment is one cgroup's programs, links and maps. The pins keep them in
+// force after the process that attached them exits.
+type Attachment struct {
+	ID, Dir  string
+	CgroupID uint64 // of the cgroup it holds: events name it as policy_cgroup
+	// Events is where its programs report (its own ring, or Options.Events).
+	Events EventMaps
+	root   string
+	objs   []interface{ Close() error }
+	links  []link.Link
+}
+
+// meta is what detach and reconciliation need to know of an attachment:
+// what it enforces, where, which parts it has and who made it.
+type meta struct {
+	Digest [32]byte
+	Cgroup uint64
+	Parts  uint64
+	Owner  Owner
+}
+
+const (
+	partEgress = 1 << iota
+	partExec
+)
+
+func (s Spec) meta(cgid uint64) meta {
+	m := meta{Cgroup: cgid, Owner: s.Owner}
+	h := sha256.New()
+	binary.Write(h, binary.LittleEndian, cgid)
+	if s.Egress != nil {
+		m.Parts |= partEgress
+		d := s.Egress.Digest()
+		h.Write(d[:])
+	}
+	if s.Exec != nil {
+		m.Parts |= partExec
+		d := s.Exec.Digest()
+		h.Write(d[:])
+	}
+	binary.Write(h, binary.LittleEndian, m.Parts)
+	copy(m.Digest[:], h.Sum(nil))
+	return m
+}
+
+// Attach holds spec.Cgroup to spec's policy and pins everything under
+// <PinRoot>/<ID>. Attaching the same spec twice is a no-op; attaching a
+// different policy for the same id replaces the old one without a gap (both
+// are in force for a moment, and a flow must pass both). A failure leaves
+// nothing attached or pinned. It holds the host lock: what attachments
+// share (the exec program, the shared ring) changes under it.
+func Attach(spec Spec, opts *Options) (a *Attachment, err error) {
+	err = WithHostLock(func() error {
+		a, err = attach(spec, opts)
+		return err
+	})
+	return a, err
+}
+
+func attach(spec Spec, opts *Options) (*Attachment, error) {
+	o := opts.get()
+	if err := checkID(spec.ID); err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	if spec.Egress == nil && spec.Exec == nil {
+		return nil, fmt.Errorf("attach %s: nothing to attach (no egress or exec policy)", spec.ID)
+	}
+	if err := ensurePinRoot(o.PinRoot); err != nil {
+		return nil, err
+	}
+	cgid, err := cgroup.ID(spec.Cgroup)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
+	}
+	m := spec.meta(cgid)
+	dir := filepath.Join(o.PinRoot, spec.ID)
+	a := &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: o.PinRoot}
+	old, oldErr := readMeta(dir)
+	if oldErr == nil && old == m && complete(dir, m.Parts) {
+		return a, nil
+	}
+	if o.Events == nil && o.SharedEvents {
+		ev, err := SharedEvents(o.PinRoot)
+		if err != nil {
+			return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
+		}
+		a.objs = append(a.objs, ev.Ring, ev.Lost)
+		o.Events = ev
+	}
+	hadExec := oldErr == nil && old.Parts&partExec != 0 && old.Cgroup == cgid
+
+	tmp := tmpDir(o.PinRoot, spec.ID)
+	var record *ebpf.Map
+	published, ok := false, false
+	defer func() {
+		if ok {
+			return
+		}
+		if published && !hadExec {
+			withdrawExec(o.PinRoot, cgid, record, false)
+		}
+		a.close()
+		os.RemoveAll(tmp)
+	}()
+	fail := func(err error) (*Attachment, error) {
+		return nil, fmt.Errorf("attach %s to %s: %w", spec.ID, spec.Cgroup, err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fail(err)
+	}
+	if spec.Egress != nil {
+		set, err := a.egressSet(spec.Egress, cgid, o)
+		if err != nil {
+			return fail(err)
+		}
+		if err := set.attach(spec.Cgroup, tmp, &a.links); err != nil {
+			return fail(err)
+		}
+	} else if err := a.ownEvents(o.Events); err != nil {
+		return fail(err)
+	}
+	if spec.Exec != nil {
+		if record, err = newExecRecord(spec.Exec); err != nil {
+			return fail(err)
+		}
+		a.objs = append(a.objs, record)
+		if err := record.Pin(filepath.Join(tmp, pinExecRecord)); err != nil {
+			return fail(err)
+		}
+		var oldRecord *ebpf.Map
+		if hadExec {
+			if oldRecord, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinExecRecord), nil); err == nil {
+				defer oldRecord.Close()
+			}
+		}
+		if err := publishExec(o.PinRoot, o.ExecBackend, cgid, record, oldRecord, spec.Exec.Default, a.Events); err != nil {
+			return fail(err)
+		}
+		published = true
+	}
+	if err := a.pinMeta(tmp, m); err != nil {
+		return fail(err)
+	}
+	// The new policy is in force: now retire the old one and take the name.
+	if oldErr == nil && old.Parts&partExec != 0 && (spec.Exec == nil || old.Cgroup != cgid) {
+		withdrawPinned(o.PinRoot, dir, old.Cgroup, false)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fail(fmt.Errorf("replace %s: %w", dir, err))
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fail(err)
+	}
+	ok = true
+	return a, nil
+}
+
+// egressSet takes a set from the pool or loads one, and makes it this
+// cgroup's.
+func (a *Attachment) egressSet(c *policy.Compiled, cgid uint64, o Options) (*egressSet, error) {
+	var set *egressSet
+	if o.Pool != nil && o.Pool.fits(o.Events, c) {
+		set = o.Pool.take()
+	}
+	if set == nil {
+		var err error
+		if set, err = loadEgressSet(o.Events, len(c.V4), len(c.V6), len(c.Ports)); err != nil {
+			return nil, err
+		}
+	}
+	a.objs = append(a.objs, set)
+	a.Events = EventMaps{Ring: set.Events, Lost: set.LostEvents}
+	// The programs read these from the first flow on: set them before the
+	// programs are attached.
+	if err := set.setGlobals(cgid, c.Sockets); err != nil {
+		return nil, err
+	}
+	return set, set.fill(c)
+}
+
+// ownEvents gives an exec-only attachment its event ring and lost counters.
+func (a *Attachment) ownEvents(shared *EventMaps) error {
+	if shared != nil {
+		a.Events = *shared
+		return nil
+	}
+	ev, err := NewEventMaps()
+	if err != nil {
+		return err
+	}
+	a.objs = append(a.objs, ev.Ring, ev.Lost)
+	a.Events = *ev
+	return nil
+}
+
+func (a *Attachment) pinMeta(dir string, m meta) error {
+	mm, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_meta", Type: ebpf.Array, KeySize: 4, ValueSize: uint32(binary.Size(m)), MaxEntries: 1})
+	if err != nil {
+		return err
+	}
+	a.objs = append(a.objs, mm)
+	if err := mm.Put(uint32(0), m); err != nil {
+		return err
+	}
+	return mm.Pin(filepath.Join(dir, pinMeta))
+}
+
+func readMeta(dir string) (meta, error) {
+	var v meta
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinMeta), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return v, err
+	}
+	defer m.Close()
+	err = m.Lookup(uint32(0), &v)
+	return v, err
+}
+
+// complete reports whether every pin of an attachment's parts is there.
+func complete(dir string, parts uint64) bool {
+	var names []string
+	if parts&partEgress != 0 {
+		for _, l := range egressLinks {
+			names = append(names, l.pin)
+		}
+	}
+	if parts&partExec != 0 {
+		names = append(names, pinExecRecord)
+	}
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Close releases this process's handles; the pins keep the policy in force.
+func (a *Attachment) Close() error {
+	a.close()
+	return nil
+}
+
+func (a *Attachment) close() {
+	for _, l := range a.links {
+		l.Close()
+	}
+	for i := len(a.objs) - 1; i >= 0; i-- {
+		a.objs[i].Close()
+	}
+	a.links, a.objs = nil, nil
+}
+
+// Detach removes the attachment's pins and releases its handles: the
+// programs leave the cgroup and the maps are freed.
+func (a *Attachment) Detach() error {
+	err := Detach(a.root, a.ID)
+	a.close()
+	return err
+}
+
+// Detach removes what any process pinned for id under root (DefaultPinRoot
+// when empty): its entries in the host-wide exec maps, then its pins, which
+// hold the last references to its links and maps, so nothing stays
+// attached. Detaching what is not there is fine.
+func Detach(root, id string) error { return detach(pinRootOr(root), id, false) }
+
+// detach is Detach; keepExec leaves the host-wide exec program in place
+// when id was its last user (Pool.Detach: a daemon's).
+func detach(root, id string, keepExec bool) error {
+	if err := checkID(id); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	return WithHostLock(func() error { return detachLocked(root, id, keepExec) })
+}
+
+func detachLocked(root, id string, keepExec bool) error {
+	dir := filepath.Join(root, id)
+	if m, err := readMeta(dir); err == nil && m.Parts&partExec != 0 {
+		if err := withdrawPinned(root, dir, m.Cgroup, keepExec); err != nil {
+			return fmt.Errorf("detach %s: %w", id, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("detach %s: %w", id, err)
+	}
+	return nil
+}
+
+// OwnerOf tells which kind of process attached id (0 if unknown).
+func OwnerOf(root, id string) Owner {
+	m, err := readMeta(filepath.Join(pinRootOr(root), id))
+	if err != nil {
+		return 0
+	}
+	return m.Owner
+}
+
+// CgroupOwners maps policed cgroup ids to the ids pinned under root, from
+// their meta maps: what a reader needs to name the container of an event.
+func CgroupOwners(root string) map[uint64]string {
+	root = pinRootOr(root)
+	ids, _ := List(root)
+	out := make(map[uint64]string, len(ids))
+	for _, id := range ids {
+		if m, err := readMeta(filepath.Join(root, id)); err == nil {
+			out[m.Cgroup] = id
+		}
+	}
+	return out
+}

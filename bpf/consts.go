@@ -1,0 +1,37 @@
+package bpf
+
+// The constants nriguard.h defines, as bpf2go generated them, under the
+// names the rest of the package uses.
+const (
+	// EventRingSize is the size of every event ring buffer: one shared by
+	// several attachments must have it too.
+	EventRingSize = int(egressNgLimitsEVENT_RING_SIZE)
+	// ExecRulesMax bounds the exec rules of all containers under a pin root.
+	// The table is not preallocated; its buckets cost 16 bytes per possible
+	// entry (4 MiB) while any exec policy exists.
+	ExecRulesMax = int(egressNgLimitsEXEC_RULES_MAX)
+	maxRings     = uint32(egressNgLimitsMAX_RINGS) // exec_rings slots; 0 is "none"
+	lostKinds    = uint32(egressNgEventKindEV_KIND_MAX)
+
+	evKindFlow = uint8(egressNgEventKindEV_KIND_FLOW)
+	evKindExec = uint8(egressNgEventKindEV_KIND_EXEC)
+
+	actionAllow     = uint8(egressNgActionACTION_ALLOW)
+	actionDeny      = uint8(egressNgActionACTION_DENY)
+	actionWouldDeny = uint8(egressNgActionACTION_WOULD_DENY)
+
+	layerShift = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
+	ringShift  = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
+	ringMask   = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)
+)
+
+// hookKinds names each program's events (events.Kind*).
+var hookKinds = map[egressNgHook]string{
+	egressNgHookHOOK_CONNECT4:    "connect",
+	egressNgHookHOOK_CONNECT6:    "connect",
+	egressNgHookHOOK_SENDMSG4:    "sendmsg",
+	egressNgHookHOOK_SENDMSG6:    "sendmsg",
+	egressNgHookHOOK_SOCK_CREATE: "socket",
+	egressNgHookHOOK_EXEC_KILL:   "exec",
+	egressNgHookHOOK_EXEC_LSM:    "exec",
+}

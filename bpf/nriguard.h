@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// What nriguard's programs and its Go side agree on, written once: bpf2go
+// turns these enums and structs into Go (-type, see gen.go), and the Go
+// side uses nothing else.
+#pragma once
+
+// Which program reported an event.
+enum ng_hook {
+	HOOK_CONNECT4 = 1,
+	HOOK_CONNECT6 = 2,
+	HOOK_SENDMSG4 = 3,
+	HOOK_SENDMSG6 = 4,
+	HOOK_SOCK_CREATE = 5,
+	HOOK_EXEC_KILL = 6, // tp_btf/sched_process_exec + SIGKILL
+	HOOK_EXEC_LSM = 7, // lsm/bprm_check_security, EPERM
+};
+
+// Which record follows the header; also the index of the lost counter a
+// record that found no room in the ring is counted in.
+enum ng_event_kind {
+	EV_KIND_FLOW = 1,
+	EV_KIND_EXEC = 2,
+	EV_KIND_MAX = 3, // entries of every lost counter array
+};
+
+// What a table entry says. A verdict value in a table is an action in its
+// low byte and the layer that decided in the next one (ng_verdict_bits).
+enum ng_action {
+	ACTION_ALLOW = 1,
+	ACTION_DENY = 2,
+	// denied by a policy in audit mode: let through and reported
+	ACTION_WOULD_DENY = 3,
+};
+
+// The layer of a container's policy that decided (policy.Layer in Go).
+enum ng_layer {
+	LAYER_NONE = 0,
+	LAYER_CEILING = 1,
+	LAYER_PROFILE = 2,
+	LAYER_LABEL = 3,
+	LAYER_IMAGE = 4,
+	LAYER_DEFAULT = 5,
+};
+
+enum ng_verdict_bits {
+	VERDICT_ACTION_MASK = 0xff,
+	VERDICT_LAYER_SHIFT = 8,
+	VERDICT_LAYER_MASK = 0xff,
+	// exec settings (a cgroup's entry with ino 0): its default verdict in
+	// the low 16 bits, the index of its event ring above
+	SETTINGS_RING_SHIFT = 16,
+	SETTINGS_RING_MASK = 0xffff,
+};
+
+enum ng_limits {
+	// Every event ring has this size: rings put in exec_rings must match
+	// the template's.
+	EVENT_RING_SIZE = 1 << 20,
+	// Exec rules of all policed cgroups under one pin root.
+	EXEC_RULES_MAX = 1 << 18,
+	// exec_rings slots; index 0 is "none"
+	MAX_RINGS = 64,
+};
+
+// Every record starts with this header, so that user space can tell a
+// record's kind before decoding it.
+struct event_hdr {
+	__u64 ts_ns; // CLOCK_BOOTTIME
+	__u64 cgroup_id; // the cgroup v2 the process is in
+	__u64 policy_cgroup; // the policed cgroup whose policy decided: the container's
+	__u32 pid; // tgid
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	__u8 comm[16];
+	__u8 kind; // ng_event_kind
+	__u8 hook; // ng_hook
+	__u8 action; // ng_action: ACTION_DENY or ACTION_WOULD_DENY
+	__u8 layer; // ng_layer
+	__u8 pad[4];
+};
+
+struct flow_event {
+	struct event_hdr h;
+	__u8 addr[16]; // 4 bytes for AF_INET
+	__u16 port; // host order
+	__u8 family;
+	__u8 proto;
+	__u8 type; // socket type
+	__u8 pad[3];
+};
+
+struct exec_event {
+	struct event_hdr h;
+	__u32 ppid;
+	__u32 dev; // kernel encoding: major << 20 | minor
+	__u64 ino;
+	char filename[256]; // as passed to execve
+};
+
+// An array of EV_KIND_MAX counters: records of each kind that found no
+// room in the ring they were meant for. Every ring has one.
+struct lost_counters {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, EV_KIND_MAX);
+};
+
+static __always_inline void count_lost(void *lost, __u32 kind)
+{
+	__u64 *n = bpf_map_lookup_elem(lost, &kind);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void fill_hdr(struct event_hdr *h, __u64 policy_cgroup, __u8 kind, __u8 hook,
+				     __u32 verdict)
+{
+	__u64 id = bpf_get_current_pid_tgid(), ug = bpf_get_current_uid_gid();
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->policy_cgroup = policy_cgroup;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	h->kind = kind;
+	h->hook = hook;
+	h->action = verdict & VERDICT_ACTION_MASK;
+	h->layer = (verdict >> VERDICT_LAYER_SHIFT) & VERDICT_LAYER_MASK;
+	__builtin_memset(h->pad, 0, sizeof(h->pad));
+}
+
+// Emit the types into BTF so that bpf2go generates their Go mirrors.
+const struct flow_event *const unused_flow_event __attribute__((used)) = 0;
+const struct exec_event *const unused_exec_event __attribute__((used)) = 0;
+const struct event_hdr *const unused_event_hdr __attribute__((used)) = 0;
+const enum ng_hook unused_hook __attribute__((used)) = 0;
+const enum ng_event_kind unused_event_kind __attribute__((used)) = 0;
+const enum ng_action unused_action __attribute__((used)) = 0;
+const enum ng_layer unused_layer __attribute__((used)) = 0;
+const enum ng_verdict_bits unused_verdict_bits __attribute__((used)) = 0;
+const enum ng_limits unused_limits __attribute__((used)) = 0;

@@ -1,0 +1,114 @@
+package bpf
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinRoot is where attachments are pinned unless told otherwise.
+const DefaultPinRoot = "/sys/fs/bpf/nriguard"
+
+// The pin layout under a pin root, in one place:
+//
+//	<id>/                        one attachment (a container's, run-<pid>)
+//	    meta                     what it enforces (digest), where, its parts, its owner
+//	    link_<hook>              the links of its egress programs (egressLinks)
+//	    map_v4_prefixes, ...     its egress tables
+//	    map_exec_rules           its record of its exec rules
+//	_events/ring, _events/lost   the event ring shared by a daemon's and the hooks' attachments
+//	_exec/link_exec, map_exec_*  the host-wide exec program and its maps (execPins)
+//	tmp-<pid>-<random>-<name>/   an attach under way; List removes those of dead processes
+const (
+	pinMeta       = "meta"
+	pinV4         = "map_v4_prefixes"
+	pinV6         = "map_v6_prefixes"
+	pinPorts      = "map_ports"
+	pinExecRecord = "map_exec_rules"
+
+	dirEvents = "_events"
+	pinRing   = "ring"
+	pinLost   = "lost"
+
+	dirExec     = "_exec"
+	pinExecLink = "link_exec"
+)
+
+// execPins are the maps of the host-wide exec set, under _exec/: the rule
+// table, the rings, their lost counters, and the ring registry.
+var execPins = []string{"map_exec_rules", "map_exec_rings", "map_exec_losts", "map_exec_ring_users"}
+
+// validID is what an attachment's directory may be called: bpffs refuses
+// dots, and "_" names are nriguard's own.
+var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+
+func checkID(id string) error {
+	if !validID.MatchString(id) || strings.HasPrefix(id, "tmp-") || strings.HasPrefix(id, "_") {
+		return fmt.Errorf("invalid id %q: expected 1-200 letters, digits, '_' or '-', not starting with _ or tmp-", id)
+	}
+	return nil
+}
+
+func pinRootOr(root string) string {
+	if root == "" {
+		return DefaultPinRoot
+	}
+	return root
+}
+
+// tmpDir names a directory for an attach under way in this process.
+func tmpDir(root, name string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return filepath.Join(root, fmt.Sprintf("tmp-%d-%s-%s", os.Getpid(), hex.EncodeToString(b), name))
+}
+
+// ensurePinRoot makes the pin root, first mounting bpffs on /sys/fs/bpf if
+// the root is below it and nothing is mounted there.
+func ensurePinRoot(root string) error {
+	var st unix.Statfs_t
+	if strings.HasPrefix(root, "/sys/fs/bpf/") && unix.Statfs("/sys/fs/bpf", &st) == nil && st.Type != unix.BPF_FS_MAGIC {
+		if err := unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on /sys/fs/bpf: %w", err)
+		}
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("pin root %s: %w (is bpffs mounted there?)", root, err)
+	}
+	return nil
+}
+
+// List returns the ids pinned under root. It also removes what attaches
+// that died half-way left behind (tmp-<pid>-... of processes that are gone).
+func List(root string) ([]string, error) {
+	root = pinRootOr(root)
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		name := e.Name()
+		if rest, isTmp := strings.CutPrefix(name, "tmp-"); isTmp {
+			pid, _, _ := strings.Cut(rest, "-")
+			if n, err := strconv.Atoi(pid); err == nil && unix.Kill(n, 0) == unix.ESRCH {
+				os.RemoveAll(filepath.Join(root, name))
+			}
+			continue
+		}
+		if e.IsDir() && checkID(name) == nil {
+			ids = append(ids, name)
+		}
+	}
+	return ids, nil
+}

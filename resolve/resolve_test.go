@@ -1,0 +1,136 @@
+package resolve
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nriguard/nriguard/policy"
+)
+
+// fixture lays out a container root the way images do: usrmerge's /bin ->
+// usr/bin, symlinks (one pointing out of the root), a hard link, a script,
+// a dynamic loader, a non-executable file, a directory of tools.
+func fixture(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	for _, d := range []string{"usr/bin", "lib64", "opt/tools/sub", "etc"} {
+		must(t, os.MkdirAll(p(d), 0o755))
+	}
+	for _, f := range []string{"usr/bin/curl", "usr/bin/nc", "lib64/ld-linux-x86-64.so.2", "opt/tools/a", "opt/tools/sub/b"} {
+		must(t, os.WriteFile(p(f), []byte("\x7fELF not really"), 0o755))
+	}
+	must(t, os.WriteFile(p("etc/passwd"), []byte("root:x:0:0::/:/bin/sh\n"), 0o644))
+	must(t, os.WriteFile(p("opt/tools/readme"), []byte("not a program"), 0o644))
+	must(t, os.WriteFile(p("opt/tools/run.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755))
+	must(t, os.Symlink("usr/bin", p("bin")))
+	must(t, os.Symlink("curl", p("usr/bin/curl-link")))
+	must(t, os.Link(p("usr/bin/curl"), p("usr/bin/curl-hard")))
+	must(t, os.Symlink("/../../../../../usr/bin/nc", p("usr/bin/escape"))) // stays inside: the root's nc
+	return root
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func id(t *testing.T, path string) policy.FileID {
+	t.Helper()
+	var st unix.Stat_t
+	must(t, unix.Stat(path, &st))
+	return policy.FileID{Dev: uint32(unix.Major(st.Dev))<<20 | uint32(unix.Minor(st.Dev)), Ino: st.Ino}
+}
+
+func resolve(t *testing.T, root, rules string) (*policy.ExecTable, []string, error) {
+	t.Helper()
+	e, err := policy.ParseExec("exec.nriguard.io", rules)
+	must(t, err)
+	e.Layer = policy.LayerLabel
+	return Exec(root, "exec.nriguard.io", e)
+}
+
+func TestResolvesAsTheContainerSeesIt(t *testing.T) {
+	root := fixture(t)
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	table, warnings, err := resolve(t, root, "allow /bin/curl; allow /opt/tools/; deny /usr/bin/escape; default deny")
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("%v %q", err, warnings)
+	}
+	deny := policy.Verdict{Action: policy.Deny, Layer: policy.LayerLabel}
+	for path, want := range map[string]policy.Verdict{
+		"usr/bin/curl":      policy.Allowed, // through /bin -> usr/bin
+		"usr/bin/curl-hard": policy.Allowed, // the same file
+		"opt/tools/a":       policy.Allowed, // directory rule, recursively
+		"opt/tools/sub/b":   policy.Allowed,
+		"usr/bin/nc":        deny, // the link out of the root resolved inside it
+	} {
+		if got, ok := table.Files[id(t, p(path))]; !ok || got != want {
+			t.Errorf("%s: %+v (in table: %v), want %+v", path, got, ok, want)
+		}
+	}
+	for _, path := range []string{"opt/tools/readme", "opt/tools/run.sh", "lib64/ld-linux-x86-64.so.2"} {
+		if _, ok := table.Files[id(t, p(path))]; ok {
+			t.Errorf("%s is in the table: directory rules take only programs, never scripts or loaders", path)
+		}
+	}
+	if table.Default != deny || len(table.Files) != 4 {
+		t.Errorf("default %+v, %d files: %+v", table.Default, len(table.Files), table.Files)
+	}
+}
+
+// A file rule beats a directory rule; a deeper directory beats a shallower
+// one; on a tie deny wins. A loader is allowed only by a rule naming it.
+func TestMostSpecificRuleWins(t *testing.T) {
+	root := fixture(t)
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	table, _, err := resolve(t, root, "allow /opt/; deny /opt/tools/sub/; allow /opt/tools/sub/b; allow /lib64/ld-linux-x86-64.so.2; deny /bin/curl; allow /usr/bin/curl-hard; default deny")
+	must(t, err)
+	deny := policy.Verdict{Action: policy.Deny, Layer: policy.LayerLabel}
+	for path, want := range map[string]policy.Verdict{
+		"opt/tools/a":                policy.Allowed,
+		"opt/tools/sub/b":            policy.Allowed, // file rule over the deeper deny
+		"lib64/ld-linux-x86-64.so.2": policy.Allowed, // named
+		"usr/bin/curl":               deny,           // two file rules on one file: deny wins
+	} {
+		if got := table.Files[id(t, p(path))]; got != want {
+			t.Errorf("%s: %+v, want %+v", path, got, want)
+		}
+	}
+}
+
+func TestResolveErrorsNameTheRule(t *testing.T) {
+	root := fixture(t)
+	for rules, want := range map[string]string{
+		"allow /opt/tools/run.sh":                  `exec.nriguard.io: rule 1 "allow /opt/tools/run.sh": /opt/tools/run.sh is a #! script: a script runs as its interpreter, which is what is judged; name the interpreter instead`,
+		"allow /usr/bin":                           `exec.nriguard.io: rule 1 "allow /usr/bin": /usr/bin is a directory: write /usr/bin/ for every program below it`,
+		"allow /usr/bin/curl; allow /etc/passwd/x": `exec.nriguard.io: rule 2 "allow /etc/passwd/x": cannot open /etc/passwd/x in the container: not a directory`,
+	} {
+		_, _, err := resolve(t, root, rules)
+		if err == nil || !strings.HasPrefix(err.Error(), want[:strings.LastIndex(want, ":")]) {
+			t.Errorf("%q:\n got  %v\n want %s", rules, err, want)
+		}
+	}
+	// A missing program is a warning: a pod-wide rule may name what only
+	// some images have.
+	table, warnings, err := resolve(t, root, "allow /no/such/program; allow /no/dir/")
+	if err != nil || len(warnings) != 2 || len(table.Files) != 0 {
+		t.Errorf("missing: %v %q %v", err, warnings, table.Files)
+	}
+	if !strings.Contains(warnings[0], `exec.nriguard.io: rule 1 "allow /no/such/program": /no/such/program does not exist in the container`) {
+		t.Errorf("warning: %q", warnings[0])
+	}
+}
+
+func TestRootMustExist(t *testing.T) {
+	_, _, err := resolve(t, filepath.Join(t.TempDir(), "gone"), "allow /bin/sh")
+	if err == nil || !strings.HasPrefix(err.Error(), "exec.nriguard.io: open the container's root") {
+		t.Errorf("got %v", err)
+	}
+}
