@@ -2,7 +2,10 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: all build install deps generate check-generated vet unit fuzz vmtest e2e test bench demo demo-run clean
+.PHONY: all build install deps generate check-generated lint vet unit unit-nonroot fuzz vmtest e2e test bench demo demo-run clean
+
+# Tools the build installs itself, cached with a version stamp (scripts/deps.sh).
+TOOLS := /var/cache/nriguard-e2e/bin
 
 all: build
 
@@ -23,13 +26,22 @@ generate: deps
 check-generated: generate
 	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: generated files are stale: run 'make generate' and commit"; exit 1; }
 
+# No build outputs committed; gofmt, go vet and staticcheck clean.
+lint: deps vet
+	@scripts/check-tree.sh
+	$(TOOLS)/staticcheck ./...
+
 vet:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
 # Unit tests, kernel tests (real programs, cgroups, sockets) and the fuzz seeds.
 unit:
 	$(GO) test -count=1 -p 1 ./...   # one package at a time: they share the kernel (program lists, cgroups, pins)
+
+# The tests as an unprivileged user: those that need root skip, saying why.
+unit-nonroot:
+	@scripts/unit-nonroot.sh
 
 fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseEgress -fuzztime $${FUZZTIME:-60s}
@@ -43,7 +55,7 @@ vmtest: deps
 e2e: deps
 	@test/e2e/run.sh all
 
-test: deps check-generated vet unit vmtest e2e
+test: deps check-generated lint unit unit-nonroot vmtest e2e
 	$(MAKE) fuzz FUZZTIME=10s
 
 bench: deps

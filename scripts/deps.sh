@@ -16,3 +16,12 @@ fi
 command -v go >/dev/null || { echo "deps: Go is not installed (https://go.dev/doc/install)"; exit 1; }
 # bpffs, where attachments are pinned
 grep -q ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
+# staticcheck for make lint, built once per version
+STATICCHECK_VERSION=v0.8.2
+TOOLS=/var/cache/nriguard-e2e/bin
+if [ ! -e "$TOOLS/.staticcheck-$STATICCHECK_VERSION" ]; then
+  echo "deps: building staticcheck $STATICCHECK_VERSION (about a minute with cold caches)"
+  mkdir -p "$TOOLS"
+  (cd /tmp && GOBIN=$TOOLS GOFLAGS=-buildvcs=false go install honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION)
+  touch "$TOOLS/.staticcheck-$STATICCHECK_VERSION"
+fi
