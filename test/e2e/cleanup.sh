@@ -21,7 +21,7 @@ if command -v podman >/dev/null && [ -d "$E2E/podman/root" ]; then
     podman --root "$E2E/podman/root" --runroot "$E2E/podman/runroot" --tmpdir "$E2E/podman/tmp" rm -af >/dev/null 2>&1
 fi
 grep -o " $E2E[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-for h in /sys/fs/cgroup/unified /sys/fs/cgroup/*/; do
+for h in "$CGV2" /sys/fs/cgroup/*/; do
   for d in k8s.io kubepods libpod_parent; do
     [ -d "$h/$d" ] && find "$h/$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done

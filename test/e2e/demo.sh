@@ -30,7 +30,7 @@ tell "nriguard:   $NG plugin --socket $E2E/nri.sock   (log: $PLOG)"
 # live events, in plain words
 touch "$EVENTS"
 tail -n0 -F "$EVENTS" 2>/dev/null | jq --unbuffered -r '
-  "   \u001b[33mevent:\u001b[0m \(.verdict) \(.kind) " +
+  "   \u001b[33mevent:\u001b[0m \(.verdict) by the \(.layer // "policy") \(.kind) " +
   (if .kind == "exec" then "\(.filename) (\(.enforcement))" else "\(.proto) \(.dest):\(.port)" end) +
   " by \(.comm) pid \(.pid) uid \(.uid) in pod \(.namespace)/\(.pod) container \(.container)"' &
 TAIL=$!

@@ -27,10 +27,10 @@ podman_e2e() {
   local id out
   id=$($P inspect cli --format '{{.Id}}')
   check "podman: the hook attached (owner: hook)" test -e "$PINS/$id/meta"
-  check "podman: 18081 allowed" grep -q hello18081 <<<"$($P exec cli nc 127.0.0.1 18081 </dev/null 2>&1)"
+  check "podman: 18081 allowed" has hello18081 "$($P exec cli nc 127.0.0.1 18081 </dev/null 2>&1)"
   out=$($P exec cli nc 127.0.0.1 18080 </dev/null 2>&1); check "podman: 18080 denied" denied "$out"
   out=$($P exec cli /opt/bin/tool echo hi 2>&1); check "podman: denied program never runs" test -z "$(grep -x hi <<<"$out")"
-  check "podman: the container without annotations is untouched" grep -q hello18080 <<<"$($P exec srv nc 127.0.0.1 18080 </dev/null 2>&1)"
+  check "podman: the container without annotations is untouched" has hello18080 "$($P exec srv nc 127.0.0.1 18080 </dev/null 2>&1)"
   out=$($P run $R --name bad --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
   echo "   podman run says: $(grep -o 'nriguard: .*' <<<"$out" | head -1 | cut -c1-140)"
   check "podman: an invalid annotation refuses the container, naming key and rule" \
@@ -59,7 +59,7 @@ wrapper_e2e() {
   sleep 0.3
   check "wrapper: the hook it added attached" test -e "$PINS/wrapped/meta"
   out=$($C task exec --exec-id t1 wrapped nc 127.0.0.1 18080 </dev/null 2>&1); check "wrapper: 18080 denied" denied "$out"
-  check "wrapper: 18081 allowed" grep -q hello18081 <<<"$($C task exec --exec-id t2 wrapped nc 127.0.0.1 18081 </dev/null 2>&1)"
+  check "wrapper: 18081 allowed" has hello18081 "$($C task exec --exec-id t2 wrapped nc 127.0.0.1 18081 </dev/null 2>&1)"
   $C task kill -s KILL wrapped >/dev/null 2>&1
   sleep 0.3
   $C task delete wrapped >/dev/null 2>&1
@@ -83,12 +83,12 @@ nerdctl_e2e() {
   local id; id=$($N inspect nn --format '{{.ID}}' 2>/dev/null)
   check "nerdctl: the hook attached" test -n "$id" -a -e "$PINS/$id/meta"
   out=$($N exec nn nc 127.0.0.1 18080 </dev/null 2>&1); check "nerdctl: 18080 denied" denied "$out"
-  check "nerdctl: 18081 allowed" grep -q hello18081 <<<"$($N exec nn nc 127.0.0.1 18081 </dev/null 2>&1)"
+  check "nerdctl: 18081 allowed" has hello18081 "$($N exec nn nc 127.0.0.1 18081 </dev/null 2>&1)"
   out=$($N exec nn /opt/bin/tool echo hi 2>&1); check "nerdctl: denied program never runs" test -z "$(grep -x hi <<<"$out")"
   out=$($N exec nn arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "nerdctl: AF_PACKET socket refused (seccomp, added by the wrapper)" denied "$out"
   out=$(NRIGUARD_CONFIG=$E2E/config.yaml $N run --net host --runtime "$E2E/bin/nriguard-runc" --rm \
     --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
-  check "nerdctl: an invalid annotation refuses the container, naming key and rule" grep -q 'egress.nriguard.io: rule 1' <<<"$out"
+  check "nerdctl: an invalid annotation refuses the container, naming key and rule" has 'egress.nriguard.io: rule 1' "$out"
   $N rm -f nn >/dev/null 2>&1
   check "nerdctl: rm runs poststop: pins gone" test -n "$id" -a ! -e "$PINS/$id"
   stop_containerd

@@ -18,7 +18,19 @@ OUTSIDE="/var/lib/containers /run/containers /run/libpod /run/containerd /etc/cn
 PASS=0; FAIL=0
 ok()   { echo "PASS: $*"; PASS=$((PASS+1)); }
 bad()  { echo "FAIL: $*"; FAIL=$((FAIL+1)); }
-check(){ local d=$1; shift; if "$@" >/dev/null 2>&1; then ok "$d"; else bad "$d"; fi; }
+# check DESCRIPTION COMMAND...: PASS or FAIL, and on failure the command
+# and what it printed (has, hasline and denied print the text they looked in)
+check(){
+  local d=$1 out; shift
+  if out=$("$@" 2>&1); then ok "$d"; return; fi
+  bad "$d"
+  printf '      $ %s\n' "$*" | cut -c1-240
+  [ -n "$out" ] && printf '%s\n' "$out" | tail -15 | cut -c1-240 | sed 's/^/      | /'
+  return 0
+}
+has()     { grep -q -- "$1" <<<"$2" || { printf '%s\n' "$2"; return 1; }; }   # has PATTERN TEXT
+hasline() { grep -qx -- "$1" <<<"$2" || { printf '%s\n' "$2"; return 1; }; }  # a whole line
+
 say()  { printf '\n== %s\n' "$*"; }
 cr()   { crictl "$@" 2> >(grep -v 'level=warning\|level=error msg="execing command in container' >&2); }
 now()  { date +%s.%N; }
@@ -106,7 +118,7 @@ udp() {
   out=$(cr exec "$1" sh -c "timeout 1 tftp -g -r x -l /tmp/x 127.0.0.1 $2 2>&1")
   echo "$out arrived=$(( $(noports) - before ))"
 }
-denied() { grep -q 'Operation not permitted' <<<"$1"; }
+denied() { grep -q 'Operation not permitted' <<<"$1" || { printf '%s\n' "$1"; return 1; }; }
 pod() { # name, annotations (JSON object), extra -> pod config path
   cat > "$E2E/pods/$1.json" <<EOF
 {"metadata":{"name":"$1","namespace":"e2e-ns","uid":"uid-$1","attempt":0},

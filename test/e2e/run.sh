@@ -17,7 +17,9 @@ if [ -d $PINS ] && ls -A $PINS | grep -qv '^_'; then
 fi
 [ -d $PINS ] || touch "$E2E/.made-pins"
 ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
-CGROUPS_BEFORE=$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)
+# every hierarchy: the v2 one ($CGV2) and, on hybrid hosts, the v1 ones
+container_cgroups() { ls -d "$CGV2"/kubepods "$CGV2"/k8s.io /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null | sort -u; }
+CGROUPS_BEFORE=$(container_cgroups)
 # what the tools create outside $E2E whatever they are told (podman's blob
 # cache, ctr's fifos and default runc root, nerdctl's CNI directory, nriguard
 # pre-registered logs): removed at the end if it was not there before
@@ -44,13 +46,13 @@ external() {
   CLI2=$(run_ctr "$POD" "$PCFG" client2 busybox "$LOOP")
   AUD=$(run_ctr "$POD" "$PCFG" auditor busybox "$LOOP")
   sleep 0.3
-  check "client: TCP 18081 allowed" grep -q hello18081 <<<"$(conn $CLI 18081)"
+  check "client: TCP 18081 allowed" has hello18081 "$(conn $CLI 18081)"
   out=$(conn $CLI 18080); check "client: TCP 18080 denied (EPERM)" denied "$out"
-  out=$(udp $CLI 18083); check "client: UDP 18083 allowed (the datagram arrived)" grep -q 'arrived=[1-9]' <<<"$out"
-  out=$(udp $CLI 18082); check "client: UDP 18082 denied (EPERM, nothing arrived)" grep -q 'Operation not permitted.*arrived=0' <<<"$(tr '\n' ' ' <<<"$out")"
-  check "client2 (its own container.<name> policy): 18080 allowed" grep -q hello18080 <<<"$(conn $CLI2 18080)"
+  out=$(udp $CLI 18083); check "client: UDP 18083 allowed (the datagram arrived)" has 'arrived=[1-9]' "$out"
+  out=$(udp $CLI 18082); check "client: UDP 18082 denied (EPERM, nothing arrived)" has 'Operation not permitted.*arrived=0' "$(tr '\n' ' ' <<<"$out")"
+  check "client2 (its own container.<name> policy): 18080 allowed" has hello18080 "$(conn $CLI2 18080)"
   out=$(conn $CLI2 18081); check "client2: 18081 denied" denied "$out"
-  check "server (no labels): 18080 reachable" grep -q hello18080 <<<"$(conn $SRV 18080)"
+  check "server (no labels): 18080 reachable" has hello18080 "$(conn $SRV 18080)"
   check "server (no labels): nothing pinned" test ! -e "$PINS/$SRV"
   # AF_PACKET never reaches the cgroup hooks; containerd gives containers
   # CAP_NET_RAW, so nriguard refuses it in their seccomp policy instead
@@ -58,18 +60,19 @@ external() {
   out=$(cr exec $SRV arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "server (no labels): AF_PACKET socket allowed" test -z "$(grep 'Operation not permitted' <<<"$out")"
   RTD=$(cr create "$POD" <(sed 's/"linux":{}/"linux":{"security_context":{"seccomp":{"profile_type":0}}}/' "$(ctrcfg client2b busybox "$LOOP" '{"egress.nriguard.io":"allow tcp 127.0.0.1:18081"}')") "$PCFG")
   cr start "$RTD" >/dev/null
-  check "RuntimeDefault seccomp + egress label: allowed traffic works" grep -q hello18081 <<<"$(conn $RTD 18081)"
+  check "RuntimeDefault seccomp + egress label: allowed traffic works" has hello18081 "$(conn $RTD 18081)"
   out=$(cr exec $RTD arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "RuntimeDefault seccomp + egress label: AF_PACKET refused" denied "$out"
   check "client: pinned under $PINS/<id>" test -e "$PINS/$CLI/meta"
 
-  check "exec: allowed program runs (crictl exec client /bin/echo)" grep -qx hi <<<"$(cr exec $CLI /bin/echo hi)"
+  check "exec: allowed program runs (crictl exec client /bin/echo)" hasline hi "$(cr exec $CLI /bin/echo hi)"
   out=$(cr exec $CLI /opt/bin/tool echo hi 2>&1); rc=$?
   check "exec: denied program never runs (/opt/bin/tool, a copy of busybox)" test "$rc" != 0 -a -z "$(grep -x hi <<<"$out")"
   check "exec: event with the filename" event '.kind=="exec" and .filename=="/opt/bin/tool" and .container=="client" and .pod=="e2e"'
 
   check "enforce event names pod, namespace, container" \
     event '.verdict=="denied" and .port==18080 and .container=="client" and .pod=="e2e" and .namespace=="e2e-ns"'
-  check "audit: traffic passes" grep -q hello18080 <<<"$(conn $AUD 18080)"
+  check "events are schema v1 and name the layer that refused" event '.v==1 and .layer=="label" and .port==18080 and .container=="client"'
+  check "audit: traffic passes" has hello18080 "$(conn $AUD 18080)"
   check "audit: would-deny event with pod, namespace, container" \
     event '.verdict=="would-deny" and .port==18080 and .container=="auditor" and .pod=="e2e" and .namespace=="e2e-ns"'
 
@@ -77,9 +80,9 @@ external() {
   IPCFG=$(pod img '{"egress.nriguard.io":"allow tcp 127.0.0.1:18080,18081"}')
   IPOD=$(cr runp "$IPCFG")
   LAB=$(run_ctr "$IPOD" "$IPCFG" labelled labelled "$LOOP")
-  check "image label narrows the pod's policy: 18081 allowed" grep -q hello18081 <<<"$(conn $LAB 18081)"
+  check "image label narrows the pod's policy: 18081 allowed" has hello18081 "$(conn $LAB 18081)"
   out=$(conn $LAB 18080); check "image label narrows the pod's policy: 18080 denied" denied "$out"
-  check "the plugin log explains the layers" grep -q '"source":"image label egress.nriguard.io"' "$PLOG"
+  check "the plugin log explains the layers" has '"source":"image label egress.nriguard.io"' "$(grep '"msg":"attached"' "$PLOG")"
 
   say "invalid annotation"
   BPCFG=$(pod bad '{"egress.nriguard.io/container.app":"allow tcp 127.0.0.1:18081; allow tcp 10.0.0/33"}')
@@ -90,7 +93,7 @@ external() {
     grep -q 'egress.nriguard.io/container.app: rule 2 \\\?"allow tcp 10.0.0/33\\\?": invalid prefix length 33 (0-32)' <<<"$out"
 
   say "stop and remove"
-  CG=$(find /sys/fs/cgroup/unified/kubepods -type d -name "$CLI" | head -1)
+  CG=$(find "$CGV2/kubepods" -type d -name "$CLI" | head -1)
   cr stop -t 2 "$CLI" >/dev/null; cr rm "$CLI" >/dev/null
   check "client stopped and removed: its pins are gone" test ! -e "$PINS/$CLI"
   check "client's cgroup had nriguard programs attached before; it is gone now" test ! -d "$CG"
@@ -104,7 +107,7 @@ external() {
   LATE=$(cr create "$POD" "$(ctrcfg client busybox "$LOOP")" "$PCFG" 2>/dev/null) && cr start "$LATE" >/dev/null 2>&1 &&
     echo "   the first container created after the plugin died slipped through (NRI v0.12.3); reconciliation must catch it"
   out=$(crictl create "$POD" "$(ctrcfg late2 busybox "$LOOP")" "$PCFG" 2>&1)
-  check "plugin dead: new containers are refused (required plugin)" grep -q 'required plugin \\\?"nriguard\\\?" not present' <<<"$out"
+  check "plugin dead: new containers are refused (required plugin)" has 'required plugin \\\?"nriguard\\\?" not present' "$out"
   cr stop -t 2 "$CLI2" >/dev/null
   check "plugin dead: a stopped container's pins are stale" test -e "$PINS/$CLI2"
   start_plugin
@@ -175,12 +178,12 @@ preregistered() {
   POD=$(cr runp "$PCFG")
   SRV=$(run_ctr "$POD" "$PCFG" server busybox '["/bin/sh","-c","nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap \"exit 0\" TERM; while :; do sleep 1; done"]')
   sleep 0.3
-  check "pre-registered: 18081 allowed" grep -q hello18081 <<<"$(conn $SRV 18081)"
+  check "pre-registered: 18081 allowed" has hello18081 "$(conn $SRV 18081)"
   out=$(conn $SRV 18080); check "pre-registered: 18080 denied" denied "$out"
   out=$(cr exec $SRV /opt/bin/tool echo hi 2>&1); check "pre-registered: denied program never runs" test -z "$(grep -x hi <<<"$out")"
   check "pre-registered: its config came through Configure (event log)" event '.verdict=="denied" and .pod=="pre"'
   out=$(crictl create "$POD" "$(ctrcfg bad busybox "$LOOP" '{"egress.nriguard.io":"allow tcp"}')" "$PCFG" 2>&1)
-  check "pre-registered: an invalid container annotation is refused" grep -q 'egress.nriguard.io: rule 1' <<<"$out"
+  check "pre-registered: an invalid container annotation is refused" has 'egress.nriguard.io: rule 1' "$out"
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
   check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$')"
@@ -203,7 +206,7 @@ trap - EXIT
 say "machine as found"
 check "no e2e processes left" test -z "$(pgrep -f "$E2E/" )"
 check "no mounts left under $E2E" test -z "$(grep " $E2E" /proc/mounts)"
-check "no container cgroups left" test "$(ls -d /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null)" = "$CGROUPS_BEFORE"
+check "no container cgroups left" test "$(container_cgroups)" = "$CGROUPS_BEFORE"
 check "nothing left outside $E2E" test -z "$(for d in $OUTSIDE; do [ -e "$d" ] && grep -qx "$d" "$E2E/.made-outside.done" && echo "$d"; done)"
 check "no pins left" test -z "$(ls -A $PINS 2>/dev/null | grep -vxFf "$E2E/.pins-before" 2>/dev/null)"
 printf '\ne2e took %.0fs\n' "$(echo "$(now) - $T0" | bc)"
