@@ -16,6 +16,7 @@ import (
 	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/labels"
+	"github.com/nriguard/nriguard/seccomp"
 )
 
 // Hook handles one OCI hook invocation, for containers that never reach NRI
@@ -69,6 +70,20 @@ func hookAttach(eng *engine.Engine, st *specs.State) error {
 	}
 	if st.Pid == 0 {
 		return fmt.Errorf("container %s: the runtime gave no process id: run the hook at createRuntime or prestart", st.ID)
+	}
+	// Too late to change the container's seccomp policy here (the runtime
+	// has read it): under an egress policy it must already keep sockets to
+	// the families the hooks judge, or the container does not start.
+	if len(d.Egress()) > 0 {
+		var sc *specs.LinuxSeccomp
+		if spec.Linux != nil {
+			sc = spec.Linux.Seccomp
+		}
+		if err := seccomp.Check(sc); err != nil {
+			return fmt.Errorf("container %s has an egress policy, but %v: give it nriguard's seccomp profile "+
+				"(nriguard seccomp --from /usr/share/containers/seccomp.json > F; podman run --security-opt seccomp=F), "+
+				"or run it with nriguard-runc as its runtime, which does", st.ID, err)
+		}
 	}
 	cg, err := cgroup.OfPid(st.Pid)
 	if err != nil {

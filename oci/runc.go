@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/labels"
 	"github.com/nriguard/nriguard/seccomp"
 )
@@ -23,13 +25,19 @@ const RuncWrapperName = "nriguard-runc"
 const ConfigEnv = "NRIGUARD_CONFIG"
 
 // Runc is a runc-compatible runtime for runtimes that have no hooks.d
-// (nerdctl, ctr): on "create" or "run" of a container that carries an
-// nriguard annotation it adds nriguard's createRuntime and poststop hooks to
-// the bundle's config.json, then it execs the real runc with the same
+// (nerdctl, ctr): on "create" or "run" of a container that has a policy it
+// adds nriguard's createRuntime and poststop hooks to the bundle's
+// config.json (addHooks), then it execs the real runc with the same
 // arguments ($NRIGUARD_RUNC, or runc in PATH). It returns only on failure.
 func Runc(args []string) int {
 	if bundle, ok := runcBundle(args); ok {
 		if err := addHooks(bundle); err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard-runc:", err)
+			return 1
+		}
+	}
+	if root, process, id, ok := runcExec(args); ok {
+		if err := boundExec(root, process, id); err != nil {
 			fmt.Fprintln(os.Stderr, "nriguard-runc:", err)
 			return 1
 		}
@@ -50,6 +58,94 @@ func Runc(args []string) int {
 // runcGlobalValueFlags are runc's global flags that take a value; the others
 // are booleans.
 var runcGlobalValueFlags = map[string]bool{"--root": true, "--log": true, "--log-format": true, "--criu": true, "--rootless": true}
+
+// runcExecValueFlags are runc exec's flags that take a value.
+var runcExecValueFlags = map[string]bool{"--process": true, "-p": true, "--console-socket": true, "--pid-file": true,
+	"--cwd": true, "--env": true, "-e": true, "--user": true, "-u": true, "--additional-gids": true, "-g": true,
+	"--cap": true, "-c": true, "--apparmor": true, "--process-label": true, "--preserve-fds": true, "--cgroup": true}
+
+// runcExec finds an "exec --process FILE ... ID" command line (how
+// containerd runs a process in a container), and runc's state root.
+func runcExec(args []string) (root, process, id string, ok bool) {
+	root = "/run/runc"
+	i := 0
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		if a := args[i]; a == "--root" && i+1 < len(args) {
+			root = args[i+1]
+			i++
+		} else if v, found := strings.CutPrefix(a, "--root="); found {
+			root = v
+		} else if runcGlobalValueFlags[a] {
+			i++
+		}
+	}
+	if i >= len(args) || args[i] != "exec" {
+		return "", "", "", false
+	}
+	for i++; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--process" || a == "-p":
+			if i+1 < len(args) {
+				process = args[i+1]
+			}
+			i++
+		case strings.HasPrefix(a, "--process="):
+			process = strings.TrimPrefix(a, "--process=")
+		case runcExecValueFlags[a]:
+			i++
+		case !strings.HasPrefix(a, "-") && id == "":
+			id = a
+		}
+	}
+	return root, process, id, process != "" && id != ""
+}
+
+// boundExec keeps a process run in a container (runc exec) to the
+// capabilities its init was given: containerd writes the exec'd process's
+// capabilities from its own copy of the spec, which never saw what
+// addHooks took away (CAP_NET_RAW).
+func boundExec(root, process, id string) error {
+	data, err := os.ReadFile(filepath.Join(root, id, "state.json"))
+	if err != nil {
+		return nil // not a container runc knows: runc will say so
+	}
+	var state struct {
+		Config struct {
+			Capabilities *struct{ Bounding []string } `json:"capabilities"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(data, &state); err != nil || state.Config.Capabilities == nil {
+		return nil
+	}
+	bounding := state.Config.Capabilities.Bounding
+	pdata, err := os.ReadFile(process)
+	if err != nil {
+		return err
+	}
+	var raw map[string]json.RawMessage
+	var p specs.Process
+	if err := json.Unmarshal(pdata, &raw); err != nil {
+		return fmt.Errorf("%s: %w", process, err)
+	}
+	if err := json.Unmarshal(pdata, &p); err != nil || p.Capabilities == nil {
+		return err
+	}
+	keep := func(l []string) []string {
+		return slices.DeleteFunc(slices.Clone(l), func(c string) bool { return !slices.Contains(bounding, c) })
+	}
+	c := *p.Capabilities
+	c.Bounding, c.Effective, c.Inheritable = keep(c.Bounding), keep(c.Effective), keep(c.Inheritable)
+	c.Permitted, c.Ambient = keep(c.Permitted), keep(c.Ambient)
+	if raw["capabilities"], err = json.Marshal(c); err != nil {
+		return err
+	}
+	out, err := json.Marshal(raw)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(process, out, 0o600)
+}
 
 // runcBundle finds the bundle of a "create" or "run" command line: runc
 // [global flags] create|run [--bundle|-b DIR] ... ID.
@@ -85,14 +181,20 @@ func runcBundle(args []string) (string, bool) {
 	return wd, err == nil
 }
 
-// addHooks adds nriguard's hooks to bundle/config.json when an annotation
-// names nriguard; a container without one runs untouched.
+// addHooks adds nriguard's hooks to bundle/config.json when the node's
+// settings and the container's annotations give it a policy (or one that
+// does not parse: the hook then refuses the container, saying why); a
+// container without one runs untouched. Under an egress policy its seccomp
+// policy is restricted to the sockets the hooks judge and CAP_NET_RAW is
+// taken away (seccomp.Restrict; docs/policy.md).
 func addHooks(bundle string) error {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
+	// Rewrite only what nriguard changes, keeping every other field as the
+	// runtime wrote it.
 	var raw map[string]json.RawMessage
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -101,43 +203,26 @@ func addHooks(bundle string) error {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	labelled, egress := false, false
-	for k := range spec.Annotations {
-		if labels.IsPolicyKey(k) {
-			labelled = true
-		}
-		if base, _, _ := strings.Cut(k, "/"); base == labels.Egress || base == labels.Profile {
-			egress = true
-		}
+	cfg, err := engine.LoadConfig(configPath())
+	if err != nil {
+		return err
 	}
-	if !labelled {
+	d, err := engine.Decide(cfg, engine.Container{Name: labels.ContainerName(spec.Annotations), Annotations: spec.Annotations})
+	if err == nil && d.Empty() {
 		return nil
 	}
-	if egress {
-		// AF_PACKET sockets never reach the cgroup hooks: refuse them in
-		// the container's seccomp policy, as the NRI plugin does.
+	if err == nil && len(d.Egress()) > 0 {
 		var sc *specs.LinuxSeccomp
 		if spec.Linux != nil {
 			sc = spec.Linux.Seccomp
 		}
-		if p, ok := seccomp.DenyPacketSockets(sc); ok {
-			var linux map[string]json.RawMessage
-			if raw["linux"] != nil {
-				if err := json.Unmarshal(raw["linux"], &linux); err != nil {
-					return fmt.Errorf("%s: linux: %w", path, err)
-				}
+		if err := setField(raw, "linux", "seccomp", seccomp.Restrict(sc)); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if spec.Process != nil && spec.Process.Capabilities != nil {
+			if err := setField(raw, "process", "capabilities", withoutNetRaw(spec.Process.Capabilities)); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
 			}
-			if linux == nil {
-				linux = map[string]json.RawMessage{}
-			}
-			if linux["seccomp"], err = json.Marshal(p); err != nil {
-				return err
-			}
-			if raw["linux"], err = json.Marshal(linux); err != nil {
-				return err
-			}
-		} else {
-			fmt.Fprintln(os.Stderr, "nriguard-runc: warning: AF_PACKET sockets are not refused: the seccomp profile restricts socket() in a way nriguard cannot extend; drop CAP_NET_RAW")
 		}
 	}
 	self, err := os.Executable()
@@ -154,7 +239,6 @@ func addHooks(bundle string) error {
 	}
 	hooks.CreateRuntime = append(hooks.CreateRuntime, specs.Hook{Path: self, Args: []string{"nriguard", "hook", "createRuntime"}, Env: env})
 	hooks.Poststop = append(hooks.Poststop, specs.Hook{Path: self, Args: []string{"nriguard", "hook", "poststop"}, Env: env})
-	// Rewrite only the hooks, keeping every other field as the runtime wrote it.
 	if raw["hooks"], err = json.Marshal(hooks); err != nil {
 		return err
 	}
@@ -163,4 +247,43 @@ func addHooks(bundle string) error {
 		return err
 	}
 	return os.WriteFile(path, out, 0o600)
+}
+
+// configPath is where the hook will read the node settings.
+func configPath() string {
+	if v := os.Getenv(ConfigEnv); v != "" {
+		return v
+	}
+	return engine.DefaultConfigPath
+}
+
+// setField sets raw[object][field] = v, keeping the object's other fields.
+func setField(raw map[string]json.RawMessage, object, field string, v any) error {
+	var m map[string]json.RawMessage
+	if raw[object] != nil {
+		if err := json.Unmarshal(raw[object], &m); err != nil {
+			return fmt.Errorf("%s: %w", object, err)
+		}
+	}
+	if m == nil {
+		m = map[string]json.RawMessage{}
+	}
+	var err error
+	if m[field], err = json.Marshal(v); err != nil {
+		return err
+	}
+	raw[object], err = json.Marshal(m)
+	return err
+}
+
+// withoutNetRaw is c without CAP_NET_RAW in any set: it makes raw and
+// packet sockets, sets IP options and binds to devices.
+func withoutNetRaw(c *specs.LinuxCapabilities) *specs.LinuxCapabilities {
+	drop := func(l []string) []string {
+		return slices.DeleteFunc(slices.Clone(l), func(s string) bool { return s == "CAP_NET_RAW" })
+	}
+	out := *c
+	out.Bounding, out.Effective, out.Inheritable = drop(c.Bounding), drop(c.Effective), drop(c.Inheritable)
+	out.Permitted, out.Ambient = drop(c.Permitted), drop(c.Ambient)
+	return &out
 }

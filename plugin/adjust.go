@@ -31,14 +31,11 @@ func toOCI(p *api.LinuxSeccomp) *rspec.LinuxSeccomp {
 	return o
 }
 
-// packetSocketAdjustment is what CreateContainer asks of the runtime for a
-// container under an egress policy, or nil with the reason it cannot.
-func packetSocketAdjustment(c *api.Container) (*api.ContainerAdjustment, string) {
-	p, ok := seccomp.DenyPacketSockets(toOCI(c.GetLinux().GetSeccompPolicy()))
-	if !ok {
-		return nil, "its seccomp profile restricts socket() in a way nriguard cannot extend exactly"
-	}
+// socketAdjustment is what CreateContainer asks of the runtime for a
+// container under an egress policy: its seccomp policy, restricted to the
+// sockets the hooks can judge (seccomp.Restrict).
+func socketAdjustment(c *api.Container) *api.ContainerAdjustment {
 	adj := &api.ContainerAdjustment{}
-	adj.SetLinuxSeccompPolicy(api.FromOCILinuxSeccomp(p))
-	return adj, ""
+	adj.SetLinuxSeccompPolicy(api.FromOCILinuxSeccomp(seccomp.Restrict(toOCI(c.GetLinux().GetSeccompPolicy()))))
+	return adj
 }

@@ -82,7 +82,8 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 // CreateContainer checks the container's policy: an invalid one fails the
 // creation with the parser's message, which the user sees (crictl create,
 // kubectl describe). A container under an egress policy also gets a seccomp
-// rule that refuses AF_PACKET sockets, which the cgroup hooks never see.
+// policy that lets it make only the sockets the hooks judge (and unix and
+// netlink ones): AF_PACKET, AF_VSOCK, AF_XDP... never reach the cgroup hooks.
 func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	ec, err := p.container(ctx, pod, c)
 	var d *engine.Decision
@@ -96,11 +97,7 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 	if len(d.Egress()) == 0 {
 		return nil, nil, nil
 	}
-	adj, why := packetSocketAdjustment(c)
-	if adj == nil {
-		p.log.Warn("AF_PACKET sockets are not refused: drop CAP_NET_RAW from this container", "container_id", c.GetId(), "reason", why)
-	}
-	return adj, nil, nil
+	return socketAdjustment(c), nil, nil
 }
 
 // StartContainer attaches the policy. The cgroup holds only the container's

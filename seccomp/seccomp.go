@@ -1,147 +1,326 @@
 // Package seccomp rewrites a container's seccomp policy (OCI form) so that
-// it refuses what the cgroup hooks cannot judge, and decides every other
-// call exactly as before. The NRI plugin and the runc wrapper both use it.
+// a container under an egress policy can make only the sockets nriguard's
+// hooks judge (TCP and UDP over IPv4 and IPv6) and the local ones every
+// program needs (unix, netlink), on every path: socket(2), socketpair(2),
+// and neither io_uring (whose IORING_OP_SOCKET seccomp never sees) nor the
+// 32-bit socketcall(2) (whose arguments seccomp cannot read). Every other
+// call is decided exactly as before. The NRI plugin and the runc wrapper
+// use Restrict; nriguard run installs Filter itself.
 package seccomp
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// AF_PACKET sockets send frames that never pass the cgroup inet hooks, so a
-// container under an egress policy must not make them. Without CAP_NET_RAW
-// the kernel refuses them; containerd's default capabilities include it, and
-// no runtime lets a plugin take a capability away. What NRI (and the OCI
-// spec, for the runc wrapper) does allow is the container's seccomp policy:
-// DenyPacketSockets rewrites it to refuse socket(AF_PACKET, ...) with EPERM
-// and to decide every other call exactly as before.
-const afPacket = 17
+// AllowedFamilies are the socket families a policed container may use.
+var AllowedFamilies = []uint64{
+	1,  // AF_UNIX
+	2,  // AF_INET: the cgroup hooks judge it
+	10, // AF_INET6: likewise
+	16, // AF_NETLINK: routes, interfaces (changing them needs CAP_NET_ADMIN)
+}
 
-var errnoEPERM = uint(1)
+// byDomain are the calls that make sockets, filtered on their first
+// argument; refused are calls that are refused whatever their arguments.
+var (
+	byDomain = []string{"socket", "socketpair"}
+	refused  = []string{"io_uring_setup", "socketcall"}
+)
 
-// denyRule refuses socket(AF_PACKET, ...) with EPERM.
-func denyRule() rspec.LinuxSyscall {
-	return rspec.LinuxSyscall{Names: []string{"socket"}, Action: rspec.ActErrno, ErrnoRet: &errnoEPERM,
-		Args: []rspec.LinuxSeccompArg{{Index: 0, Value: afPacket, Op: rspec.OpEqualTo}}}
+// refusal is a rule that refuses with the runtime's default errno, EPERM:
+// ErrnoRet is left unset because some runtimes' NRI (CRI-O's NRI v0.11.0)
+// crash converting a rule that sets it.
+func refusal(name string, args ...rspec.LinuxSeccompArg) rspec.LinuxSyscall {
+	return rspec.LinuxSyscall{Names: []string{name}, Action: rspec.ActErrno, Args: args}
 }
 
 func permits(a rspec.LinuxSeccompAction) bool { return a == rspec.ActAllow || a == rspec.ActLog }
 
-// DenyPacketSockets returns p changed to refuse AF_PACKET sockets; nil (no
-// seccomp, "unconfined") becomes a policy that allows everything else. ok is
-// false when a rule restricts socket() in a way this cannot rewrite exactly
-// (runc ORs comparisons on one argument, so a rewrite is a set of rules with
-// one comparison each; masked comparisons and very wide gaps have none
-// here); p is then returned unchanged.
-func DenyPacketSockets(p *rspec.LinuxSeccomp) (_ *rspec.LinuxSeccomp, ok bool) {
+// Restrict returns p changed so that the calls that make sockets are
+// permitted only for AllowedFamilies, and io_uring_setup and socketcall not
+// at all; nil (no seccomp, "unconfined") becomes a policy that allows
+// everything else. Every rule of p is kept, but for those names.
+func Restrict(p *rspec.LinuxSeccomp) *rspec.LinuxSeccomp {
 	if p == nil {
-		return &rspec.LinuxSeccomp{DefaultAction: rspec.ActAllow, Syscalls: []rspec.LinuxSyscall{denyRule()}}, true
+		p = &rspec.LinuxSeccomp{DefaultAction: rspec.ActAllow}
 	}
 	out := *p
 	out.Syscalls = nil
 	for _, r := range p.Syscalls {
-		if !slices.Contains(r.Names, "socket") || !permits(r.Action) {
+		mine := slices.ContainsFunc(r.Names, func(n string) bool {
+			return slices.Contains(byDomain, n) || slices.Contains(refused, n)
+		})
+		if !mine || !permits(r.Action) {
 			out.Syscalls = append(out.Syscalls, r)
 			continue
 		}
-		// Take socket out of the rule; the rest of its names keep it as is.
-		if others := slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return n == "socket" }); len(others) > 0 {
+		var others []string
+		for _, n := range r.Names {
+			switch {
+			case slices.Contains(byDomain, n):
+				out.Syscalls = append(out.Syscalls, onlyAllowed(r, n)...)
+			case slices.Contains(refused, n):
+				// dropped: a refusing default, or the rule below, refuses it
+			default:
+				others = append(others, n)
+			}
+		}
+		if len(others) > 0 {
 			rest := r
 			rest.Names = others
 			out.Syscalls = append(out.Syscalls, rest)
 		}
-		split, ok := withoutPacket(r)
-		if !ok {
-			return p, false
-		}
-		out.Syscalls = append(out.Syscalls, split...)
 	}
 	if permits(p.DefaultAction) {
-		out.Syscalls = append(out.Syscalls, denyRule())
+		for _, n := range byDomain {
+			out.Syscalls = append(out.Syscalls, outsideAllowed(n)...)
+		}
+		for _, n := range refused {
+			out.Syscalls = append(out.Syscalls, refusal(n))
+		}
 	}
-	return &out, true
+	return &out
 }
 
-// withoutPacket rewrites one permitting rule for socket so that it no longer
-// matches domain AF_PACKET, as rules with one comparison per argument.
-func withoutPacket(r rspec.LinuxSyscall) ([]rspec.LinuxSyscall, bool) {
+// onlyAllowed rewrites what a permitting rule says of name as rules that
+// permit it only for allowed domains, with one comparison per argument (runc
+// turns several comparisons of one argument into separate rules, an OR).
+func onlyAllowed(r rspec.LinuxSyscall, name string) []rspec.LinuxSyscall {
 	rule := func(args ...rspec.LinuxSeccompArg) rspec.LinuxSyscall {
 		n := r
-		n.Names = []string{"socket"}
+		n.Names = []string{name}
 		n.Args = args
 		return n
 	}
-	eq := func(v uint64) rspec.LinuxSeccompArg {
-		return rspec.LinuxSeccompArg{Index: 0, Value: v, Op: rspec.OpEqualTo}
+	eq := func(d uint64) rspec.LinuxSeccompArg {
+		return rspec.LinuxSeccompArg{Index: 0, Value: d, Op: rspec.OpEqualTo}
 	}
-	var domain *rspec.LinuxSeccompArg
-	var others []rspec.LinuxSeccompArg
-	for i := range r.Args {
-		if r.Args[i].Index == 0 {
-			if domain != nil {
-				return nil, false // several comparisons on the domain: runc ORs them
-			}
-			domain = &r.Args[i]
-		} else {
-			others = append(others, r.Args[i])
-		}
+	// The rule's conditions: all of them (AND), or, if an argument has
+	// several, any one of them (OR, as runc loads it).
+	count := map[uint]int{}
+	for _, a := range r.Args {
+		count[a.Index]++
 	}
-	if domain == nil {
-		// Any domain: add "domain != AF_PACKET" to the rule's conditions.
-		return []rspec.LinuxSyscall{rule(append(others, rspec.LinuxSeccompArg{Index: 0, Value: afPacket, Op: rspec.OpNotEqual})...)}, true
+	or := false
+	for _, n := range count {
+		or = or || n > 1
 	}
-	// with: the rule for socket with these domain comparisons and its others.
-	with := func(a rspec.LinuxSeccompArg) rspec.LinuxSyscall { return rule(append(slices.Clone(others), a)...) }
-	v := domain.Value
 	var out []rspec.LinuxSyscall
-	switch domain.Op {
-	case rspec.OpEqualTo:
-		if v != afPacket {
-			out = append(out, with(*domain))
+	if !or {
+		var others []rspec.LinuxSeccompArg
+		var domain *rspec.LinuxSeccompArg
+		for i, a := range r.Args {
+			if a.Index == 0 {
+				domain = &r.Args[i]
+			} else {
+				others = append(others, a)
+			}
 		}
-	case rspec.OpLessThan, rspec.OpLessEqual:
-		hi := v // exclusive upper bound
-		if domain.Op == rspec.OpLessEqual {
-			hi = v + 1
+		for _, d := range AllowedFamilies {
+			if domain == nil || holds(*domain, d) {
+				out = append(out, rule(append(slices.Clone(others), eq(d))...))
+			}
 		}
-		if hi <= afPacket {
-			return []rspec.LinuxSyscall{with(*domain)}, true
-		}
-		out = append(out, with(rspec.LinuxSeccompArg{Index: 0, Value: afPacket, Op: rspec.OpLessThan}))
-		for d := uint64(afPacket + 1); d < hi; d++ {
-			out = append(out, with(eq(d)))
-		}
-	case rspec.OpGreaterThan, rspec.OpGreaterEqual:
-		lo := v // inclusive lower bound
-		if domain.Op == rspec.OpGreaterThan {
-			lo = v + 1
-		}
-		if lo > afPacket {
-			return []rspec.LinuxSyscall{with(*domain)}, true
-		}
-		out = append(out, with(rspec.LinuxSeccompArg{Index: 0, Value: afPacket, Op: rspec.OpGreaterThan}))
-		for d := lo; d < afPacket; d++ {
-			out = append(out, with(eq(d)))
-		}
-	case rspec.OpNotEqual:
-		if v == afPacket {
-			return []rspec.LinuxSyscall{with(*domain)}, true
-		}
-		// Every domain but v and AF_PACKET: below the lower, above the
-		// higher, and each one between (older containerd profiles allow
-		// socket with "domain != AF_VSOCK (40)").
-		a, b := min(v, afPacket), max(v, afPacket)
-		if b-a > 256 {
-			return nil, false
-		}
-		out = append(out, with(rspec.LinuxSeccompArg{Index: 0, Value: a, Op: rspec.OpLessThan}),
-			with(rspec.LinuxSeccompArg{Index: 0, Value: b, Op: rspec.OpGreaterThan}))
-		for d := a + 1; d < b; d++ {
-			out = append(out, with(eq(d)))
-		}
-	default:
-		return nil, false // masked comparisons
+		return out
 	}
-	return out, true
+	for _, a := range r.Args {
+		for _, d := range AllowedFamilies {
+			switch {
+			case a.Index != 0:
+				out = append(out, rule(a, eq(d)))
+			case holds(a, d):
+				out = append(out, rule(eq(d)))
+			}
+		}
+	}
+	return out
+}
+
+// outsideAllowed refuses name for every domain but the allowed ones, one
+// comparison per rule.
+func outsideAllowed(name string) []rspec.LinuxSyscall {
+	arg := func(op rspec.LinuxSeccompOperator, v uint64) rspec.LinuxSeccompArg {
+		return rspec.LinuxSeccompArg{Index: 0, Value: v, Op: op}
+	}
+	allowed := slices.Sorted(slices.Values(AllowedFamilies))
+	out := []rspec.LinuxSyscall{refusal(name, arg(rspec.OpLessThan, allowed[0]))}
+	for i := 0; i+1 < len(allowed); i++ {
+		for d := allowed[i] + 1; d < allowed[i+1]; d++ {
+			out = append(out, refusal(name, arg(rspec.OpEqualTo, d)))
+		}
+	}
+	return append(out, refusal(name, arg(rspec.OpGreaterThan, allowed[len(allowed)-1])))
+}
+
+// holds evaluates one comparison for a value of its argument.
+func holds(a rspec.LinuxSeccompArg, v uint64) bool {
+	switch a.Op {
+	case rspec.OpEqualTo:
+		return v == a.Value
+	case rspec.OpNotEqual:
+		return v != a.Value
+	case rspec.OpLessThan:
+		return v < a.Value
+	case rspec.OpLessEqual:
+		return v <= a.Value
+	case rspec.OpGreaterThan:
+		return v > a.Value
+	case rspec.OpGreaterEqual:
+		return v >= a.Value
+	case rspec.OpMaskedEqual:
+		return v&a.Value == a.ValueTwo
+	}
+	return false
+}
+
+// Allows evaluates a call whose first argument is arg0 (the others 1, then
+// 0) against a policy as runc loads it: a rule's comparisons must all hold,
+// unless one argument has several, which runc adds as a rule each (so any
+// one holding will do); a refusing match wins over a permitting one
+// (libseccomp's precedence); with no match, the default decides.
+func Allows(p *rspec.LinuxSeccomp, name string, arg0 uint64) bool {
+	if p == nil {
+		return true
+	}
+	args := []uint64{arg0, 1, 0, 0, 0, 0}
+	matched, refusedMatch := false, false
+	for _, r := range p.Syscalls {
+		if !slices.Contains(r.Names, name) {
+			continue
+		}
+		count := map[uint]int{}
+		for _, a := range r.Args {
+			count[a.Index]++
+		}
+		or := false
+		for _, n := range count {
+			or = or || n > 1
+		}
+		match := !or
+		for _, a := range r.Args {
+			if a.Index >= uint(len(args)) {
+				continue
+			}
+			if or {
+				match = match || holds(a, args[a.Index])
+			} else {
+				match = match && holds(a, args[a.Index])
+			}
+		}
+		if match {
+			matched = true
+			refusedMatch = refusedMatch || !permits(r.Action)
+		}
+	}
+	if matched {
+		return !refusedMatch
+	}
+	return permits(p.DefaultAction)
+}
+
+// notable names the families a reader will look for in Check's message.
+var notable = map[uint64]string{17: "AF_PACKET", 40: "AF_VSOCK", 44: "AF_XDP", 38: "AF_ALG", 30: "AF_TIPC", 29: "AF_CAN", 31: "AF_BLUETOOTH"}
+
+// Check says what a container's policy lets it do that a container under an
+// egress policy may not: socket families other than AllowedFamilies (by
+// socket or socketpair), io_uring_setup, socketcall. nil means nothing: it
+// is at least as strict as Restrict's.
+func Check(p *rspec.LinuxSeccomp) error {
+	var fams []uint64
+	for d := uint64(0); d < 64; d++ {
+		if slices.Contains(AllowedFamilies, d) {
+			continue
+		}
+		if slices.ContainsFunc(byDomain, func(n string) bool { return Allows(p, n, d) }) {
+			fams = append(fams, d)
+		}
+	}
+	var extra []string
+	if len(fams) > 0 {
+		var named []string
+		for _, d := range fams {
+			if n, ok := notable[d]; ok {
+				named = append(named, fmt.Sprintf("%s %d", n, d))
+			}
+		}
+		e := "socket families " + ranges(fams)
+		if len(named) > 0 {
+			e += " (" + strings.Join(named, ", ") + ")"
+		}
+		extra = append(extra, e)
+	}
+	for _, n := range refused {
+		if Allows(p, n, 0) {
+			extra = append(extra, n)
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	return fmt.Errorf("its seccomp policy lets it make sockets the hooks cannot judge: %s", strings.Join(extra, "; "))
+}
+
+// ranges writes sorted numbers as "0, 3-9, 11".
+func ranges(ns []uint64) string {
+	var parts []string
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, fmt.Sprint(ns[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", ns[i], ns[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
+}
+
+// RestrictJSON is Restrict for a profile file as podman and docker write
+// them, whose rules may carry fields the OCI form has not (includes and
+// excludes by capability, comments, errnoRet): every rule is kept as it is
+// written but for the names and comparisons Restrict changes.
+func RestrictJSON(data []byte) ([]byte, error) {
+	var profile map[string]any
+	if err := json.Unmarshal(data, &profile); err != nil {
+		return nil, err
+	}
+	var oci struct {
+		DefaultAction rspec.LinuxSeccompAction `json:"defaultAction"`
+		Syscalls      []rspec.LinuxSyscall     `json:"syscalls"`
+	}
+	if err := json.Unmarshal(data, &oci); err != nil {
+		return nil, err
+	}
+	raw, _ := profile["syscalls"].([]any)
+	if len(raw) != len(oci.Syscalls) {
+		return nil, fmt.Errorf("syscalls: expected a list of rules")
+	}
+	var out []any
+	for i, r := range oci.Syscalls {
+		// one rule alone, under a default that permits nothing: what
+		// Restrict makes of it
+		for _, nr := range Restrict(&rspec.LinuxSeccomp{DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{r}}).Syscalls {
+			m := map[string]any{}
+			for k, v := range raw[i].(map[string]any) {
+				m[k] = v
+			}
+			m["names"], m["args"] = nr.Names, nr.Args
+			out = append(out, m)
+		}
+	}
+	if permits(oci.DefaultAction) {
+		for _, r := range Restrict(nil).Syscalls {
+			out = append(out, r)
+		}
+	}
+	profile["syscalls"] = out
+	return json.MarshalIndent(profile, "", "  ")
 }

@@ -1,108 +1,198 @@
 package seccomp
 
 import (
+	"encoding/binary"
+	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// allows evaluates socket(domain, typ, 0) against a policy as runc loads it:
-// rules for socket whose comparisons all hold apply (comparisons within a rule
-// are ANDed); a refusing match wins over a permitting one; with no match,
-// the default action decides.
-func allows(p *rspec.LinuxSeccomp, domain, typ uint64) bool {
-	if p == nil {
-		return true
-	}
-	args := []uint64{domain, typ, 0}
-	matched, refused := false, false
-	for _, r := range p.Syscalls {
-		found := false
-		for _, n := range r.Names {
-			found = found || n == "socket"
-		}
-		if !found {
-			continue
-		}
-		holds := true
-		for _, a := range r.Args {
-			v := args[a.Index]
-			switch a.Op {
-			case rspec.OpEqualTo:
-				holds = holds && v == a.Value
-			case rspec.OpNotEqual:
-				holds = holds && v != a.Value
-			case rspec.OpLessThan:
-				holds = holds && v < a.Value
-			case rspec.OpLessEqual:
-				holds = holds && v <= a.Value
-			case rspec.OpGreaterThan:
-				holds = holds && v > a.Value
-			case rspec.OpGreaterEqual:
-				holds = holds && v >= a.Value
-			case rspec.OpMaskedEqual:
-				holds = holds && v&a.Value == a.ValueTwo
-			}
-		}
-		if holds {
-			matched = true
-			refused = refused || !permits(r.Action)
-		}
-	}
-	if matched {
-		return !refused
-	}
-	return permits(p.DefaultAction)
-}
+func allows(p *rspec.LinuxSeccomp, name string, arg0 uint64) bool { return Allows(p, name, arg0) }
 
-func TestDenyPacketSockets(t *testing.T) {
-	allowAll := rspec.LinuxSyscall{Names: []string{"socket", "connect"}, Action: rspec.ActAllow}
+func TestRestrict(t *testing.T) {
+	allowAll := rspec.LinuxSyscall{Names: []string{"socket", "socketpair", "connect", "io_uring_setup"}, Action: rspec.ActAllow}
+	arg := func(i uint, v uint64, op rspec.LinuxSeccompOperator) rspec.LinuxSeccompArg {
+		return rspec.LinuxSeccompArg{Index: i, Value: v, Op: op}
+	}
 	cases := map[string]*rspec.LinuxSeccomp{
 		"unconfined":            nil,
 		"containerd's default":  ctrdseccomp.DefaultProfile(&rspec.Spec{Process: &rspec.Process{Capabilities: &rspec.LinuxCapabilities{}}}),
 		"default allow":         {DefaultAction: rspec.ActAllow, Syscalls: []rspec.LinuxSyscall{allowAll}},
 		"default errno, all":    {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{allowAll}},
-		"a type condition only": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 1, Value: 3, Op: rspec.OpNotEqual}}}}},
-		"older containerd default (socket != AF_VSOCK)": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
-			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 40, Op: rspec.OpNotEqual}}}}},
-		"!= below AF_PACKET": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
-			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 3, Op: rspec.OpNotEqual}}}}},
-		"ranges": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
-			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 20, Op: rspec.OpLessEqual}}},
-			{Names: []string{"socket"}, Action: rspec.ActLog, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 10, Op: rspec.OpGreaterEqual}}},
-			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 17, Op: rspec.OpEqualTo}}},
+		"a type condition only": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(1, 3, rspec.OpNotEqual)}}}},
+		"older containerd (socket != AF_VSOCK)": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
+			{Names: []string{"socket", "socketcall"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(0, 40, rspec.OpNotEqual)}}}},
+		"ranges and log": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
+			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(0, 9, rspec.OpLessEqual)}},
+			{Names: []string{"socket"}, Action: rspec.ActLog, Args: []rspec.LinuxSeccompArg{arg(0, 12, rspec.OpGreaterEqual)}},
 		}},
+		"masked": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
+			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 0x2, ValueTwo: 0x2, Op: rspec.OpMaskedEqual}}}}},
+		"two comparisons on one argument (OR)": {DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
+			{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(0, 2, rspec.OpEqualTo), arg(0, 17, rspec.OpEqualTo)}}}},
+		"refusing rules kept": {DefaultAction: rspec.ActAllow, Syscalls: []rspec.LinuxSyscall{
+			{Names: []string{"socket"}, Action: rspec.ActErrno, Args: []rspec.LinuxSeccompArg{arg(0, 10, rspec.OpEqualTo)}}}},
 	}
 	for name, before := range cases {
-		after, ok := DenyPacketSockets(before)
-		if !ok {
-			t.Errorf("%s: not rewritten", name)
-			continue
-		}
-		for domain := uint64(0); domain <= 50; domain++ {
-			for _, typ := range []uint64{1, 2, 3} {
-				want := allows(before, domain, typ)
-				if domain == afPacket {
-					want = false
-				}
-				if got := allows(after, domain, typ); got != want {
-					t.Errorf("%s: socket(%d, %d): after %v, want %v", name, domain, typ, got, want)
+		after := Restrict(before)
+		for _, call := range []string{"socket", "socketpair"} {
+			for domain := uint64(0); domain <= 50; domain++ {
+				want := allows(before, call, domain) && slices.Contains(AllowedFamilies, domain)
+				if got := allows(after, call, domain); got != want {
+					t.Errorf("%s: %s(%d): after %v, want %v", name, call, domain, got, want)
 				}
 			}
+			if allows(after, call, 1<<32+17) || allows(after, call, 1<<63) {
+				t.Errorf("%s: %s with a huge domain is allowed", name, call)
+			}
 		}
-		// connect and the other syscalls are untouched
-		if before != nil && len(after.Syscalls) < len(before.Syscalls) {
-			t.Errorf("%s: rules lost: %d -> %d", name, len(before.Syscalls), len(after.Syscalls))
+		for _, call := range []string{"io_uring_setup", "socketcall"} {
+			if allows(after, call, 0) {
+				t.Errorf("%s: %s allowed", name, call)
+			}
+		}
+		for _, call := range []string{"connect", "read", "bind"} {
+			if allows(after, call, 3) != allows(before, call, 3) {
+				t.Errorf("%s: %s changed", name, call)
+			}
+		}
+		for _, r := range after.Syscalls {
+			if r.ErrnoRet != nil && (before == nil || !slices.ContainsFunc(before.Syscalls, func(b rspec.LinuxSyscall) bool { return b.ErrnoRet == r.ErrnoRet })) {
+				t.Errorf("%s: a rule of nriguard's sets ErrnoRet (CRI-O's NRI crashes on it): %+v", name, r)
+			}
 		}
 	}
-	if !allows(cases["containerd's default"], afPacket, 3) {
+	// the premise: containerd's default lets containers make AF_PACKET sockets
+	if !allows(cases["containerd's default"], "socket", 17) {
 		t.Fatal("test premise: containerd's default profile allows AF_PACKET")
 	}
-	// Refused: comparisons that admit AF_PACKET but are not split here.
-	odd := &rspec.LinuxSeccomp{DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
-		{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{{Index: 0, Value: 0x10, ValueTwo: 0x10, Op: rspec.OpMaskedEqual}}}}}
-	if got, ok := DenyPacketSockets(odd); ok || got != odd {
-		t.Errorf("a masked comparison must be reported, and the policy left alone")
+	for name, p := range cases {
+		if err := Check(Restrict(p)); err != nil {
+			t.Errorf("%s, restricted: %v", name, err)
+		}
+	}
+	if err := Check(cases["containerd's default"]); err == nil || !strings.Contains(err.Error(), "17") {
+		t.Errorf("containerd's default profile passes the check: %v", err)
+	}
+}
+
+// The evaluator: runc's semantics for rules, precedence and defaults.
+func TestAllows(t *testing.T) {
+	arg := func(i uint, v uint64, op rspec.LinuxSeccompOperator) rspec.LinuxSeccompArg {
+		return rspec.LinuxSeccompArg{Index: i, Value: v, Op: op}
+	}
+	p := &rspec.LinuxSeccomp{DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
+		{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(0, 2, rspec.OpEqualTo), arg(1, 1, rspec.OpEqualTo)}},   // AND
+		{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(0, 10, rspec.OpEqualTo), arg(0, 16, rspec.OpEqualTo)}}, // OR
+		{Names: []string{"socket"}, Action: rspec.ActErrno, Args: []rspec.LinuxSeccompArg{arg(0, 16, rspec.OpEqualTo)}},                              // refusal wins
+	}}
+	for _, c := range []struct {
+		arg0 uint64
+		want bool
+	}{{2, true}, {10, true}, {16, false}, {1, false}} {
+		if got := Allows(p, "socket", c.arg0); got != c.want {
+			t.Errorf("socket(%d): %v, want %v", c.arg0, got, c.want)
+		}
+	}
+	if Allows(p, "read", 0) || !Allows(nil, "socket", 40) {
+		t.Error("defaults")
+	}
+}
+
+// The filter nriguard run installs, run in x/net/bpf's interpreter over
+// seccomp_data for each ABI: the same allow list as Restrict.
+func TestFilter(t *testing.T) {
+	raw, err := Filter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ins []bpf.Instruction
+	for _, r := range raw {
+		ins = append(ins, r.Disassemble())
+	}
+	vm, err := bpf.NewVM(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(arch, nr uint32, arg0 uint64) bool {
+		// The kernel loads seccomp_data's words natively; the interpreter
+		// loads packets' words big endian: write each word so that it
+		// reads back as the kernel would load it.
+		data := make([]byte, 64)
+		binary.BigEndian.PutUint32(data[0:], nr)
+		binary.BigEndian.PutUint32(data[4:], arch)
+		binary.BigEndian.PutUint32(data[16:], uint32(arg0))     // args[0], low half
+		binary.BigEndian.PutUint32(data[20:], uint32(arg0>>32)) // high half
+		n, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// the VM returns the verdict as the "packet length" it keeps
+		return uint32(n) == unix.SECCOMP_RET_ALLOW
+	}
+	for arch, c := range calls {
+		for _, nr := range []uint32{c.socket, c.socketpair} {
+			for d := uint64(0); d <= 50; d++ {
+				if got, want := run(arch, nr, d), slices.Contains(AllowedFamilies, d); got != want {
+					t.Errorf("arch %#x call %d family %d: allowed %v, want %v", arch, nr, d, got, want)
+				}
+			}
+			if run(arch, nr, 1<<32|2) {
+				t.Errorf("arch %#x call %d: a family with high bits set passes", arch, nr)
+			}
+		}
+		if run(arch, c.ioUringSetup, 0) {
+			t.Errorf("arch %#x: io_uring_setup allowed", arch)
+		}
+		if c.socketcall != 0 && run(arch, c.socketcall, 1) {
+			t.Errorf("arch %#x: socketcall allowed", arch)
+		}
+		if !run(arch, 0, 0) || !run(arch, 1, 0) {
+			t.Errorf("arch %#x: other calls refused", arch)
+		}
+	}
+	if run(auditArchX8664, x32Bit|41, 2) {
+		t.Error("an x32 call passes")
+	}
+	if !run(0xdeadbeef, 41, 17) {
+		t.Error("another ABI's calls are judged by x86_64 numbers")
+	}
+}
+
+// A profile as podman and docker write it keeps what the OCI form has not
+// (rules by capability, comments, errnoRet), and is restricted as Restrict
+// restricts.
+func TestRestrictJSON(t *testing.T) {
+	in := `{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38,"archMap":[{"architecture":"SCMP_ARCH_X86_64"}],
+	  "syscalls":[
+	    {"names":["read","socketcall","socketpair"],"action":"SCMP_ACT_ALLOW","args":[],"comment":"c","includes":{},"excludes":{}},
+	    {"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":2,"value":9,"valueTwo":0,"op":"SCMP_CMP_NE"}],"includes":{},"excludes":{"caps":["CAP_AUDIT_WRITE"]}},
+	    {"names":["bpf"],"action":"SCMP_ACT_ALLOW","args":[],"includes":{"caps":["CAP_SYS_ADMIN"]}}]}`
+	out, err := RestrictJSON([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p rspec.LinuxSeccomp
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(&p); err != nil {
+		t.Errorf("restricted: %v", err)
+	}
+	if !Allows(&p, "socket", 2) || !Allows(&p, "socketpair", 1) || !Allows(&p, "read", 0) {
+		t.Error("allowed families or other calls lost")
+	}
+	s := string(out)
+	for _, want := range []string{`"defaultErrnoRet": 38`, `"archMap"`, `"comment": "c"`, `"CAP_AUDIT_WRITE"`, `"CAP_SYS_ADMIN"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("lost %s:\n%s", want, s)
+		}
 	}
 }

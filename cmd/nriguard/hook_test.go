@@ -15,6 +15,7 @@ import (
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/internal/testenv"
 	"github.com/nriguard/nriguard/policy"
+	"github.com/nriguard/nriguard/seccomp"
 )
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -91,6 +92,19 @@ func TestHookLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	state, _ := json.Marshal(map[string]any{"ociVersion": "1.2.0", "id": "hooked", "status": "creating", "pid": init.Process.Pid, "bundle": bundle})
+	// Unconfined: it could make sockets the hooks never see; too late to
+	// change its seccomp policy, so it is refused, saying why.
+	if r := hook(t, root, "createRuntime", string(state)); r.code != 1 || !strings.Contains(strings.Join(r.other, " "), "AF_VSOCK 40") {
+		t.Errorf("unconfined egress container: exit %d %q, want refused naming AF_VSOCK", r.code, r.other)
+	}
+	if left, _ := os.ReadDir(root); len(left) != 0 {
+		t.Errorf("a refused container left %v", left)
+	}
+	sc, _ := json.Marshal(seccomp.Restrict(nil))
+	spec = `{"ociVersion":"1.2.0","root":{"path":"/"},"linux":{"seccomp":` + string(sc) + `},"annotations":{"egress.nriguard.io":"allow tcp 10.0.0.0/8:443"}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := hook(t, root, "createRuntime", string(state)); r.code != 0 {
 		t.Fatalf("createRuntime: exit %d %q", r.code, r.other)
 	}

@@ -29,6 +29,9 @@ commands:
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
+  seccomp [--from PROFILE]
+        print a seccomp profile that keeps sockets to the families nriguard
+        judges (PROFILE restricted): for podman's --security-opt seccomp=
   version
         the version, and how this kernel lets exec rules be enforced
 
@@ -70,6 +73,8 @@ func main() {
 		code = list(args)
 	case "detach":
 		code = detach(args)
+	case "seccomp":
+		code = runSeccomp(args)
 	case "version":
 		code = printVersion()
 	case "help", "-h", "--help":

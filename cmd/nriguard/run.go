@@ -23,6 +23,7 @@ import (
 	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/resolve"
+	"github.com/nriguard/nriguard/seccomp"
 )
 
 const childCommand = "__run-child"
@@ -94,7 +95,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 1
 	}
-	code := r.exec(cmdArgs, cred)
+	code := r.exec(cmdArgs, cred, spec.Egress != nil)
 	if err := r.close(); err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		if code == 0 {
@@ -154,19 +155,21 @@ func (r *runState) print(rec *events.Record) {
 }
 
 // exec runs the command through the helper, which enters the cgroup, drops
-// CAP_NET_RAW and the user's privileges, and then execs the command: the
-// command's first instruction runs under the policy.
-func (r *runState) exec(args []string, cred *syscall.Credential) int {
+// CAP_NET_RAW, restricts the sockets it may make (under an egress policy)
+// and the user's privileges, and then execs the command: the command's first
+// instruction runs under the policy.
+func (r *runState) exec(args []string, cred *syscall.Credential, egress bool) int {
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 1
 	}
-	childArgs := []string{childCommand, r.cg}
+	childArgs := []string{childCommand, r.cg, "-", "-"}
 	if cred != nil {
-		childArgs = append(childArgs, fmt.Sprintf("%d:%d", cred.Uid, cred.Gid))
-	} else {
-		childArgs = append(childArgs, "-")
+		childArgs[2] = fmt.Sprintf("%d:%d", cred.Uid, cred.Gid)
+	}
+	if egress {
+		childArgs[3] = "sockets"
 	}
 	cmd := exec.Command(self, append(childArgs, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -225,16 +228,16 @@ func (r *runState) close() error {
 	return errors.Join(errs...)
 }
 
-// runChild is the helper: __run-child CGROUP UID:GID|- CMD ARGS...
+// runChild is the helper: __run-child CGROUP UID:GID|- sockets|- CMD ARGS...
 func runChild(args []string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 126
 	}
-	if len(args) < 3 {
+	if len(args) < 4 {
 		return fail(errors.New("helper: bad arguments"))
 	}
-	cg, ids, cmd := args[0], args[1], args[2:]
+	cg, ids, sockets, cmd := args[0], args[1], args[2], args[3:]
 	if err := cgroup.Move(cg, 0); err != nil {
 		return fail(fmt.Errorf("enter cgroup: %w", err))
 	}
@@ -247,6 +250,14 @@ func runChild(args []string) int {
 	path, err := exec.LookPath(cmd[0])
 	if err != nil {
 		return fail(err)
+	}
+	// Under an egress policy only the sockets the hooks judge (and unix and
+	// netlink ones) may be made, by any call (seccomp.Filter). Installed
+	// while this thread still has CAP_SYS_ADMIN, and kept through exec.
+	if sockets == "sockets" {
+		if err := seccomp.Install(); err != nil {
+			return fail(err)
+		}
 	}
 	if ids != "-" {
 		uidText, gidText, _ := strings.Cut(ids, ":")

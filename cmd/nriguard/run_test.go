@@ -303,3 +303,27 @@ func TestRunSurvivesAClosedStderr(t *testing.T) {
 	}
 	assertNothingLeft(t)
 }
+
+// Under an egress policy nriguard run's command may make only TCP and UDP
+// sockets over IPv4 and IPv6, unix and netlink ones, by any call: the
+// families the cgroup hooks never see are refused (AF_PACKET, AF_VSOCK,
+// AF_XDP...), and so is io_uring, whose socket operation seccomp cannot see.
+func TestRunSocketFamilies(t *testing.T) {
+	ops := []string{"socket:tcp", "socket:udp6", "socket:unix", "socket:netlink", "socketpair:unix",
+		"socket:packet", "socket:packetdgram", "socket:vsock", "socket:xdp", "socket:alg", "socket:tipc", "socket:can",
+		"iouring:setup", "iouring:socket:packet"}
+	want := "ok ok ok ok ok EPERM EPERM EPERM EPERM EPERM EPERM EPERM EPERM EPERM"
+	// the premise: without nriguard, as root, these are not all refused
+	base := testenv.Probe(t, "", testenv.Cgroup(t), "", ops...)
+	t.Logf("without a policy: %s", strings.Join(base, " "))
+	r := nriguardRun(t, []string{"--egress", "allow tcp 10.0.0.0/8"}, ops...)
+	if got := strings.Join(r.stdout, " "); got != want || r.code != 0 {
+		t.Errorf("got  %s (exit %d, %q)\nwant %s", got, r.code, r.other, want)
+	}
+	// exec rules alone do not restrict sockets
+	r = nriguardRun(t, []string{"--exec", "allow " + probeBin(t)}, "socket:vsock", "iouring:setup")
+	if got := strings.Join(r.stdout, " "); got != strings.Join(base[7:8], " ")+" "+base[12] {
+		t.Errorf("exec rules only: %s, want as without a policy: %s %s", got, base[7], base[12])
+	}
+	assertNothingLeft(t)
+}

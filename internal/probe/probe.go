@@ -8,14 +8,25 @@
 //	tcp:ADDR:PORT       listen on ADDR:PORT, connect to it, exchange a byte
 //	tcp6:ADDR:PORT      the same through an IPv6 socket (ADDR may be ::ffff:a.b.c.d)
 //	udp:ADDR:PORT       connected UDP: connect, send, receive
+//	udpredirect:A:P,B:Q connected UDP to A:P, then sendto B:Q on that socket
 //	udpsend:ADDR:PORT   unconnected UDP: sendto from an unbound socket, receive
 //	udp6send:ADDR:PORT  the same through an IPv6 socket
 //	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
 //	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
 //	cgroup:DIR          move this process into cgroup DIR
+//	OP:ADDR:PORT@SRC    any of the above from a socket bound to SRC first
+//	srh6:VIA:ADDR:PORT  UDP to ADDR with an IPv6 segment routing header via VIA
+//	                    (socket option); rh2cmsg6: a type 2 routing header as
+//	                    ancillary data; lsrr: IPv4 loose source route (option;
+//	                    lsrrcmsg: as ancillary data, IP_RETOPTS);
+//	                    srh6tcp, lsrrtcp: a TCP connect with the same, "ok" if
+//	                    it connected within 300 ms, "ETIMEDOUT" otherwise
 //	flood:N:ADDR:PORT   stop the parent (SIGSTOP), make N unconnected UDP
 //	                    sends, continue the parent; prints how many were refused
-//	socket:KIND         raw4 raw6 ping4 ping6 packet sctp mptcp
+//	socket:KIND         raw4 raw6 ping4 ping6 packet packetdgram sctp mptcp tcp
+//	                    udp6 unix netlink vsock xdp alg tipc bluetooth can
+//	socketpair:KIND     socketpair(2) of a family (unix, tipc...)
+//	iouring:...         see iouring.go
 //	exec:PATH, execin:DIR:PATH, memfd:SRC   see exec.go
 //	batch               flows "tcp|udp ADDR PORT" on stdin: allow or deny each
 //
@@ -83,13 +94,30 @@ func do(op string) error {
 	switch kind {
 	case "socket":
 		return socket(arg)
+	case "socketpair":
+		return socketpairOp(arg)
+	case "iouring":
+		return iouring(arg)
 	case "sendmmsg":
 		return sendmmsg(arg)
+	case "udpredirect":
+		return udpRedirect(arg)
 	case "cgroup":
 		// move this process into another cgroup, e.g. a child of its own
 		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
 	case "flood":
 		return flood(arg)
+	case "srh6", "rh2cmsg6", "lsrr", "lsrrcmsg", "srh6tcp", "lsrrtcp":
+		return reroute(kind, arg)
+	}
+	arg, src, _ := strings.Cut(arg, "@")
+	if src != "" {
+		a, err := netip.ParseAddr(strings.Trim(src, "[]"))
+		if err != nil {
+			return fmt.Errorf("bad source %q: %v", src, err)
+		}
+		bindTo = a
+		defer func() { bindTo = netip.Addr{} }()
 	}
 	ap, err := netip.ParseAddrPort(bracket(arg))
 	if err != nil {
@@ -157,6 +185,27 @@ func listener(ap netip.AddrPort, typ int) (int, error) {
 	return fd, nil
 }
 
+// bindTo, when valid, is the address client sockets are bound to before
+// they connect or send.
+var bindTo netip.Addr
+
+// client makes the client socket of an operation.
+func client(ap netip.AddrPort, v6 bool, typ int) (int, error) {
+	fd, err := unix.Socket(family(ap, v6), typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil || !bindTo.IsValid() {
+		return fd, err
+	}
+	src := bindTo
+	if family(ap, v6) == unix.AF_INET6 && src.Is4() {
+		src = netip.AddrFrom16(src.As16()) // ::ffff:a.b.c.d
+	}
+	if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(src, 0), v6)); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind %s: %w", src, err)
+	}
+	return fd, nil
+}
+
 func tcpRoundTrip(ap netip.AddrPort, v6, fastOpen bool) error {
 	lfd, err := listener(ap, unix.SOCK_STREAM)
 	if err != nil {
@@ -166,7 +215,7 @@ func tcpRoundTrip(ap netip.AddrPort, v6, fastOpen bool) error {
 	if fastOpen {
 		unix.SetsockoptInt(lfd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN, 16)
 	}
-	fd, err := unix.Socket(family(ap, v6), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := client(ap, v6, unix.SOCK_STREAM)
 	if err != nil {
 		return err
 	}
@@ -197,7 +246,7 @@ func udpRoundTrip(ap netip.AddrPort, v6, connected bool) error {
 		return err
 	}
 	defer unix.Close(lfd)
-	fd, err := unix.Socket(family(ap, v6), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := client(ap, v6, unix.SOCK_DGRAM)
 	if err != nil {
 		return err
 	}
@@ -251,6 +300,41 @@ func sendmmsg(arg string) error {
 	return sent{n, len(dests)}
 }
 
+// udpRedirect connects a UDP socket to one destination and sends to
+// another on it: the message goes to the second.
+func udpRedirect(arg string) error {
+	first, second, _ := strings.Cut(arg, ",")
+	a, err := netip.ParseAddrPort(bracket(first))
+	if err != nil {
+		return err
+	}
+	b, err := netip.ParseAddrPort(bracket(second))
+	if err != nil {
+		return err
+	}
+	lfd, err := listener(b, unix.SOCK_DGRAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+	fd, err := client(a, false, unix.SOCK_DGRAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sockaddr(a, false)); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if err := unix.Sendto(fd, []byte("x"), 0, sockaddr(b, false)); err != nil {
+		return err
+	}
+	buf := make([]byte, 8)
+	if n, _, err := unix.Recvfrom(lfd, buf, 0); n != 1 {
+		return fmt.Errorf("nothing arrived: %v", err)
+	}
+	return nil
+}
+
 // refused is flood's outcome.
 type refused struct{ n, of int }
 
@@ -286,8 +370,8 @@ func flood(arg string) error {
 	return r
 }
 
-func socket(kind string) error {
-	var fam, typ, proto int
+// socketKind is what a kind of socket is made with.
+func socketKind(kind string) (fam, typ, proto int, err error) {
 	switch kind {
 	case "raw4":
 		fam, typ, proto = unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW
@@ -307,14 +391,56 @@ func socket(kind string) error {
 		fam, typ, proto = unix.AF_INET, unix.SOCK_STREAM, 0
 	case "udp6":
 		fam, typ, proto = unix.AF_INET6, unix.SOCK_DGRAM, 0
+	case "unix":
+		fam, typ, proto = unix.AF_UNIX, unix.SOCK_STREAM, 0
+	case "netlink":
+		fam, typ, proto = unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE
+	case "packetdgram":
+		fam, typ, proto = unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL))
+	case "vsock":
+		fam, typ, proto = unix.AF_VSOCK, unix.SOCK_STREAM, 0
+	case "xdp":
+		fam, typ, proto = unix.AF_XDP, unix.SOCK_RAW, 0
+	case "alg":
+		fam, typ, proto = unix.AF_ALG, unix.SOCK_SEQPACKET, 0
+	case "tipc":
+		fam, typ, proto = unix.AF_TIPC, unix.SOCK_RDM, 0
+	case "bluetooth":
+		fam, typ, proto = unix.AF_BLUETOOTH, unix.SOCK_STREAM, 0
+	case "can":
+		fam, typ, proto = unix.AF_CAN, unix.SOCK_RAW, 1
 	default:
-		return fmt.Errorf("unknown socket kind %q", kind)
+		return 0, 0, 0, fmt.Errorf("unknown socket kind %q", kind)
+	}
+	return fam, typ, proto, nil
+}
+
+func socket(kind string) error {
+	fam, typ, proto, err := socketKind(kind)
+	if err != nil {
+		return err
 	}
 	fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return err
 	}
 	unix.Close(fd)
+	return nil
+}
+
+// socketpairOp makes a pair of sockets of a family: unix, or others that
+// have pairs.
+func socketpairOp(kind string) error {
+	fam, typ, proto, err := socketKind(kind)
+	if err != nil {
+		return err
+	}
+	fds, err := unix.Socketpair(fam, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return err
+	}
+	unix.Close(fds[0])
+	unix.Close(fds[1])
 	return nil
 }
 
