@@ -34,4 +34,11 @@ var hookKinds = map[egressNgHook]string{
 	egressNgHookHOOK_SOCK_CREATE: "socket",
 	egressNgHookHOOK_EXEC_KILL:   "exec",
 	egressNgHookHOOK_EXEC_LSM:    "exec",
+	egressNgHookHOOK_SKB_EGRESS:  "packet",
+}
+
+// reasons names why the packet path stopped a packet.
+var reasons = map[uint8]string{
+	uint8(egressNgReasonREASON_DESTINATION):    "destination",
+	uint8(egressNgReasonREASON_ROUTING_OPTION): "routing-option",
 }

@@ -1,9 +1,16 @@
 //go:build ignore
 
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// nriguard egress datapath: cgroup sock_addr hooks that judge every connect
-// and every unconnected send of one container against its own tries, and a
-// sock_create hook that refuses the sockets those hooks cannot judge.
+// nriguard egress datapath for one container:
+//  - cgroup sock_addr hooks judge every connect and every unconnected send
+//    against the container's own tries, and refuse with EPERM;
+//  - a sock_create hook refuses the sockets those hooks cannot judge;
+//  - a cgroup_skb egress program is the backstop: it judges where each
+//    packet really goes, for the few ways a packet can go elsewhere than
+//    the address the hooks judged (rerouting IP options and routing headers,
+//    which it refuses; unspecified destinations the kernel turns into a
+//    local one). A per-socket cache of what the hooks judged makes an
+//    established flow cost it one lookup.
 // The tables are built in Go (policy.Compile); see docs/design.md.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -15,6 +22,12 @@
 #define SOCK_DGRAM 2
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_DSTOPTS 60
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 
 #include "nriguard.h"
 
@@ -52,29 +65,9 @@ volatile __u64 policy_cgroup;
 // The verdict for sockets the hooks cannot judge (below): denied, or in
 // audit mode without a node ceiling, would-deny. It names the layer.
 volatile __u32 socket_verdict;
-
-static __always_inline void report_flow(__u8 hook, __u32 verdict, __u8 family, __u8 proto, __u8 type,
-					const void *addr, __u16 port)
-{
-	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost(&lost_events, EV_KIND_FLOW); // never silent: user space reports it
-		return;
-	}
-	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, hook, verdict);
-	if (family == AF_INET6) {
-		__builtin_memcpy(e->addr, addr, 16);
-	} else {
-		__builtin_memset(e->addr, 0, 16);
-		__builtin_memcpy(e->addr, addr, 4);
-	}
-	e->port = port;
-	e->family = family;
-	e->proto = proto;
-	e->type = type;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	bpf_ringbuf_submit(e, 0);
-}
+// Changes whenever the tables serve another policy: a socket's cached
+// verdict of an older one is not used.
+volatile __u32 policy_gen;
 
 // Sizes are caps (no preallocation): the loader sets them to what the
 // policy needs, or to PoolTrieCap for a set loaded ahead.
@@ -102,6 +95,46 @@ struct {
 	__uint(max_entries, 1);
 } ports SEC(".maps");
 
+// What the hooks last let a socket send to: the packet path trusts a packet
+// to that destination without a lookup.
+struct sock_verdict {
+	__u32 gen; // policy_gen when it was judged
+	__u32 addr[4]; // IPv4 in addr[3]
+	__u16 port; // network order
+	__u8 family;
+	__u8 proto;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_verdict);
+} sock_verdicts SEC(".maps");
+
+static __always_inline void report_flow(__u8 hook, __u32 verdict, __u8 family, __u8 proto, __u8 type,
+					const void *addr, __u16 port)
+{
+	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(&lost_events, EV_KIND_FLOW); // never silent: user space reports it
+		return;
+	}
+	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, hook, verdict);
+	if (family == AF_INET6) {
+		__builtin_memcpy(e->addr, addr, 16);
+	} else {
+		__builtin_memset(e->addr, 0, 16);
+		__builtin_memcpy(e->addr, addr, 4);
+	}
+	e->port = port;
+	e->family = family;
+	e->proto = proto;
+	e->type = type;
+	e->reason = REASON_NONE;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+}
 
 // verdict looks up the port table of a class. A miss cannot happen with a
 // table from the compiler; if it does, the flow is denied (fail closed).
@@ -119,24 +152,85 @@ static __always_inline __u32 verdict(__u32 *class, __u32 proto, __u32 port_be)
 	return v ? *v : ACTION_DENY;
 }
 
-// decide turns a verdict into the hook's return value, reporting denials.
-static __always_inline int decide(__u32 v, __u8 hook, __u8 family, __u8 proto, __u8 type,
-				  const void *addr, __u32 port_be)
+static __always_inline __u32 lookup4(__u32 ip, __u32 proto, __u32 port_be)
+{
+	struct v4_key k = { .prefixlen = 32 };
+	__builtin_memcpy(k.addr, &ip, 4);
+	return verdict(bpf_map_lookup_elem(&v4_prefixes, &k), proto, port_be);
+}
+
+static __always_inline __u32 lookup6(const __u32 *ip, __u32 proto, __u32 port_be)
+{
+	struct v6_key k = { .prefixlen = 128 };
+	__builtin_memcpy(k.addr, ip, 16);
+	return verdict(bpf_map_lookup_elem(&v6_prefixes, &k), proto, port_be);
+}
+
+static __always_inline int passes(__u32 v)
+{
+	return (v & VERDICT_ACTION_MASK) != ACTION_DENY;
+}
+
+// remember notes what a socket was let through to, for the packet path.
+static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 proto, const __u32 *addr,
+				     __u16 port_be)
+{
+	if (!sk)
+		return;
+	struct sock_verdict *c =
+		bpf_sk_storage_get(&sock_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c)
+		return; // the packet path then judges the socket's packets itself
+	__u32 gen = policy_gen;
+	if (c->gen == gen && c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
+	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && c->family == family && c->proto == proto)
+		return; // the same as the last send: leave the cache line clean
+	c->gen = gen;
+	c->family = family;
+	c->proto = proto;
+	c->port = port_be;
+	c->addr[0] = addr[0];
+	c->addr[1] = addr[1];
+	c->addr[2] = addr[2];
+	c->addr[3] = addr[3];
+}
+
+// decide turns a verdict into the hook's return value: denials are
+// reported, and what passes is remembered for the packet path.
+static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 v, __u8 hook, __u8 family,
+				  const __u32 *addr, __u32 port_be)
 {
 	__u32 action = v & VERDICT_ACTION_MASK;
-	if (action == ACTION_ALLOW)
-		return 1;
-	report_flow(hook, v, family, proto, type, addr, bpf_ntohs((__u16)port_be));
-	return action == ACTION_WOULD_DENY;
+	if (action != ACTION_ALLOW)
+		report_flow(hook, v, family, ctx->protocol, ctx->type, family == AF_INET ? &addr[3] : addr,
+			    bpf_ntohs((__u16)port_be));
+	if (action == ACTION_DENY)
+		return 0;
+	remember(ctx->sk, family, ctx->protocol, addr, port_be);
+	return 1;
+}
+
+// The kernel sends to 0.0.0.0 (also as ::ffff:0.0.0.0) at the source
+// address the message or the socket has, or at 127.0.0.1 if none: judge
+// that, not the unspecified address.
+static __always_inline __u32 real_ip4(struct bpf_sock_addr *ctx, __u32 ip, __u8 hook)
+{
+	if (ip)
+		return ip;
+	if (hook == HOOK_SENDMSG4 && ctx->msg_src_ip4)
+		return ctx->msg_src_ip4;
+	if (hook == HOOK_SENDMSG6 && ctx->msg_src_ip6[3] && ctx->msg_src_ip6[2] == bpf_htonl(0xffff))
+		return ctx->msg_src_ip6[3];
+	if (ctx->sk && ctx->sk->src_ip4)
+		return ctx->sk->src_ip4;
+	return bpf_htonl(0x7f000001);
 }
 
 static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	__u32 ip = ctx->user_ip4, port = ctx->user_port, proto = ctx->protocol;
-	struct v4_key k = { .prefixlen = 32 };
-	__builtin_memcpy(k.addr, &ip, 4);
-	__u32 v = verdict(bpf_map_lookup_elem(&v4_prefixes, &k), proto, port);
-	return decide(v, hook, AF_INET, proto, ctx->type, &ip, port);
+	__u32 addr[4] = {}, port = ctx->user_port;
+	addr[3] = real_ip4(ctx, ctx->user_ip4, hook);
+	return decide(ctx, lookup4(addr[3], ctx->protocol, port), hook, AF_INET, addr, port);
 }
 
 static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
@@ -146,19 +240,17 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	ip[1] = ctx->user_ip6[1];
 	ip[2] = ctx->user_ip6[2];
 	ip[3] = ctx->user_ip6[3];
-	__u32 v;
 	// ::ffff:a.b.c.d reaches IPv4 hosts through an IPv6 socket: judge it by
 	// the IPv4 rules, or it would slip past them.
 	if (ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0xffff)) {
-		struct v4_key k = { .prefixlen = 32 };
-		__builtin_memcpy(k.addr, &ip[3], 4);
-		v = verdict(bpf_map_lookup_elem(&v4_prefixes, &k), proto, port);
-		return decide(v, hook, AF_INET, proto, ctx->type, &ip[3], port);
+		__u32 addr[4] = {};
+		addr[3] = real_ip4(ctx, ip[3], hook);
+		return decide(ctx, lookup4(addr[3], proto, port), hook, AF_INET, addr, port);
 	}
-	struct v6_key k = { .prefixlen = 128 };
-	__builtin_memcpy(k.addr, ip, 16);
-	v = verdict(bpf_map_lookup_elem(&v6_prefixes, &k), proto, port);
-	return decide(v, hook, AF_INET6, proto, ctx->type, ip, port);
+	// :: is ::1 to the kernel (TCP and UDP alike)
+	if ((ip[0] | ip[1] | ip[2] | ip[3]) == 0)
+		ip[3] = bpf_htonl(1);
+	return decide(ctx, lookup6(ip, proto, port), hook, AF_INET6, ip, port);
 }
 
 SEC("cgroup/connect4")
@@ -199,6 +291,137 @@ int ng_sock_create(struct bpf_sock *sk)
 	__u32 v = socket_verdict;
 	report_flow(HOOK_SOCK_CREATE, v, sk->family, proto, type, none, 0);
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
+}
+
+// report_packet reports what the packet path stopped (or, in audit mode,
+// let through). A packet may leave from a softirq or a timer, not from its
+// sender: unless the current task is in the socket's cgroup, the process is
+// not known (pid 0) and the user is the socket's owner.
+static __always_inline void report_packet(struct __sk_buff *skb, __u32 v, __u8 family, __u8 proto,
+					  const __u32 *addr, __u16 port_be, __u8 reason)
+{
+	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(&lost_events, EV_KIND_FLOW);
+		return;
+	}
+	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, HOOK_SKB_EGRESS, v);
+	__u64 sk_cgroup = bpf_skb_cgroup_id(skb);
+	if (e->h.cgroup_id != sk_cgroup) {
+		e->h.cgroup_id = sk_cgroup;
+		e->h.pid = e->h.tid = 0;
+		e->h.uid = bpf_get_socket_uid(skb);
+		e->h.gid = 0;
+		__builtin_memset(e->h.comm, 0, sizeof(e->h.comm));
+	}
+	__builtin_memset(e->addr, 0, 16);
+	if (family == AF_INET6)
+		__builtin_memcpy(e->addr, addr, 16);
+	else
+		__builtin_memcpy(e->addr, &addr[3], 4);
+	e->port = bpf_ntohs(port_be);
+	e->family = family;
+	e->proto = proto;
+	e->type = 0;
+	e->reason = reason;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
+// stop_packet reports a packet and, unless a policy in audit mode let it
+// through, drops it.
+static __always_inline int stop_packet(struct __sk_buff *skb, __u32 v, __u8 family, __u8 proto,
+				       const __u32 *addr, __u16 port_be, __u8 reason)
+{
+	report_packet(skb, v, family, proto, addr, port_be, reason);
+	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
+}
+
+#define MAX_EXT_HEADERS 6
+
+// The backstop. Every packet a policed cgroup's sockets send passes here:
+//  - one that carries IPv4 options or an IPv6 routing header, which send it
+//    elsewhere than its destination address, is refused outright;
+//  - one to the destination the hooks judged for its socket passes on the
+//    socket's cached verdict;
+//  - any other is judged here by its real destination (TCP sockets the
+//    hooks never judged are accepted ones: they answer whoever connected).
+SEC("cgroup_skb/egress")
+int ng_skb_egress(struct __sk_buff *skb)
+{
+	__u32 addr[4] = {};
+	__u8 family, proto;
+	__u32 l4 = 0; // offset of the TCP/UDP header; 0: none in this packet
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 iph[20];
+		if (bpf_skb_load_bytes(skb, 0, iph, sizeof(iph)))
+			return 1; // not an IP packet we can read: nothing to judge
+		family = AF_INET;
+		proto = iph[9];
+		__builtin_memcpy(&addr[3], &iph[16], 4);
+		if ((iph[0] & 0xf) != 5)
+			return stop_packet(skb, socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
+		if (((iph[6] & 0x1f) | iph[7]) == 0) // fragment offset 0: the L4 header follows
+			l4 = 20;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 ip6h[40];
+		if (bpf_skb_load_bytes(skb, 0, ip6h, sizeof(ip6h)))
+			return 1;
+		family = AF_INET6;
+		__builtin_memcpy(addr, &ip6h[24], 16);
+		__u8 next = ip6h[6];
+		__u32 off = 40;
+		l4 = 1;
+#pragma unroll
+		for (int i = 0; i < MAX_EXT_HEADERS; i++) {
+			if (next == IPPROTO_ROUTING)
+				return stop_packet(skb, socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT)
+				break;
+			__u8 ext[4];
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)))
+				return 1;
+			if (next == IPPROTO_FRAGMENT) {
+				if (((ext[2] << 8 | ext[3]) & 0xfff8) != 0)
+					l4 = 0; // not the first fragment: no L4 header
+				off += 8;
+			} else {
+				off += (ext[1] + 1) * 8;
+			}
+			next = ext[0];
+		}
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT ||
+		    next == IPPROTO_ROUTING) // more extension headers than anyone sends
+			return stop_packet(skb, socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
+		proto = next;
+		l4 = l4 ? off : 0;
+	} else {
+		return 1;
+	}
+	__u16 port = 0;
+	if (l4 && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && bpf_skb_load_bytes(skb, l4 + 2, &port, 2))
+		l4 = 0;
+
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1; // a request or time-wait socket: an answer to a connection that came in
+	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
+	if (c && c->gen == policy_gen && c->family == family && c->addr[0] == addr[0] && c->addr[1] == addr[1] &&
+	    c->addr[2] == addr[2] && c->addr[3] == addr[3] && (!l4 || c->port == port))
+		return 1;
+	if (!c && sk->protocol == IPPROTO_TCP)
+		return 1; // accepted, not connected: it answers its peer
+	if (!l4)
+		return stop_packet(skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
+	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port) : lookup6(addr, proto, port);
+	if (!passes(v))
+		return stop_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
+	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
+		report_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
+	remember(sk, family, proto, addr, port);
+	return 1;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

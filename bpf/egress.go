@@ -1,11 +1,13 @@
 package bpf
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -14,6 +16,16 @@ import (
 )
 
 var egressSpec = sync.OnceValues(loadEgress)
+
+// generation numbers the policies a process gives egress sets (policy_gen);
+// it starts at a random point so that two processes' numbers rarely meet.
+var generation = func() *atomic.Uint32 {
+	var g atomic.Uint32
+	var b [4]byte
+	rand.Read(b[:])
+	g.Store(binary.NativeEndian.Uint32(b[:]))
+	return &g
+}()
 
 // egressLinks says what attaches where, and under which name each link is
 // pinned, in the order they are attached: sock_create first, so that from
@@ -28,6 +40,7 @@ var egressLinks = []struct {
 	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(p *egressPrograms) **ebpf.Program { return &p.NgConnect6 }},
 	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg4 }},
 	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg6 }},
+	{"link_skb_egress", ebpf.AttachCGroupInetEgress, func(p *egressPrograms) **ebpf.Program { return &p.NgSkbEgress }},
 }
 
 // egressSet is one copy of the egress programs and the maps they use.
@@ -52,7 +65,8 @@ func (s *egressSet) tables() map[string]**ebpf.Map {
 }
 
 // setGlobals writes the programs' globals (.bss): a set loaded ahead, or
-// used before by another container, learns whom it serves.
+// used before by another container, learns whom it serves, and a new
+// generation, so that no socket's cached verdict of another policy counts.
 func (s *egressSet) setGlobals(cgid uint64, sockets policy.Verdict) error {
 	cs, err := egressSpec()
 	if err != nil {
@@ -61,6 +75,7 @@ func (s *egressSet) setGlobals(cgid uint64, sockets policy.Verdict) error {
 	buf := make([]byte, cs.Maps[".bss"].ValueSize)
 	binary.NativeEndian.PutUint64(buf[cs.Variables[egressVarPolicyCgroup].Offset:], cgid)
 	binary.NativeEndian.PutUint32(buf[cs.Variables[egressVarSocketVerdict].Offset:], verdictValue(sockets))
+	binary.NativeEndian.PutUint32(buf[cs.Variables[egressVarPolicyGen].Offset:], generation.Add(1))
 	if err := s.bss.Put(uint32(0), buf); err != nil {
 		return fmt.Errorf("set the egress programs' globals: %w", err)
 	}

@@ -47,7 +47,8 @@ type egressFlowEvent struct {
 	Family uint8
 	Proto  uint8
 	Type   uint8
-	Pad    [3]uint8
+	Reason uint8
+	Pad    [2]uint8
 }
 
 type egressNgAction uint32
@@ -76,6 +77,7 @@ const (
 	egressNgHookHOOK_SOCK_CREATE egressNgHook = 5
 	egressNgHookHOOK_EXEC_KILL   egressNgHook = 6
 	egressNgHookHOOK_EXEC_LSM    egressNgHook = 7
+	egressNgHookHOOK_SKB_EGRESS  egressNgHook = 8
 )
 
 type egressNgLayer uint32
@@ -97,6 +99,14 @@ const (
 	egressNgLimitsMAX_RINGS       egressNgLimits = 64
 )
 
+type egressNgReason uint32
+
+const (
+	egressNgReasonREASON_NONE           egressNgReason = 0
+	egressNgReasonREASON_DESTINATION    egressNgReason = 1
+	egressNgReasonREASON_ROUTING_OPTION egressNgReason = 2
+)
+
 type egressNgVerdictBits uint32
 
 const (
@@ -114,6 +124,15 @@ type egressPortKey struct {
 	Proto     uint8
 	Port      [2]uint8
 	Pad       uint8
+}
+
+type egressSockVerdict struct {
+	_      structs.HostLayout
+	Gen    uint32
+	Addr   [4]uint32
+	Port   uint16
+	Family uint8
+	Proto  uint8
 }
 
 type egressV4Key struct {
@@ -135,14 +154,17 @@ const (
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
 	egressMapPorts             = "ports"
+	egressMapSockVerdicts      = "sock_verdicts"
 	egressMapV4Prefixes        = "v4_prefixes"
 	egressMapV6Prefixes        = "v6_prefixes"
 	egressProgNgConnect4       = "ng_connect4"
 	egressProgNgConnect6       = "ng_connect6"
 	egressProgNgSendmsg4       = "ng_sendmsg4"
 	egressProgNgSendmsg6       = "ng_sendmsg6"
+	egressProgNgSkbEgress      = "ng_skb_egress"
 	egressProgNgSockCreate     = "ng_sock_create"
 	egressVarPolicyCgroup      = "policy_cgroup"
+	egressVarPolicyGen         = "policy_gen"
 	egressVarSocketVerdict     = "socket_verdict"
 	egressVarUnusedAction      = "unused_action"
 	egressVarUnusedEventHdr    = "unused_event_hdr"
@@ -152,6 +174,7 @@ const (
 	egressVarUnusedHook        = "unused_hook"
 	egressVarUnusedLayer       = "unused_layer"
 	egressVarUnusedLimits      = "unused_limits"
+	egressVarUnusedReason      = "unused_reason"
 	egressVarUnusedVerdictBits = "unused_verdict_bits"
 )
 
@@ -201,6 +224,7 @@ type egressProgramSpecs struct {
 	NgConnect6   *ebpf.ProgramSpec `ebpf:"ng_connect6"`
 	NgSendmsg4   *ebpf.ProgramSpec `ebpf:"ng_sendmsg4"`
 	NgSendmsg6   *ebpf.ProgramSpec `ebpf:"ng_sendmsg6"`
+	NgSkbEgress  *ebpf.ProgramSpec `ebpf:"ng_skb_egress"`
 	NgSockCreate *ebpf.ProgramSpec `ebpf:"ng_sock_create"`
 }
 
@@ -208,11 +232,12 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	LostEvents *ebpf.MapSpec `ebpf:"lost_events"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	V4Prefixes *ebpf.MapSpec `ebpf:"v4_prefixes"`
-	V6Prefixes *ebpf.MapSpec `ebpf:"v6_prefixes"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	SockVerdicts *ebpf.MapSpec `ebpf:"sock_verdicts"`
+	V4Prefixes   *ebpf.MapSpec `ebpf:"v4_prefixes"`
+	V6Prefixes   *ebpf.MapSpec `ebpf:"v6_prefixes"`
 }
 
 // egressVariableSpecs contains global variables before they are loaded into the kernel.
@@ -220,6 +245,7 @@ type egressMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
 	PolicyCgroup      *ebpf.VariableSpec `ebpf:"policy_cgroup"`
+	PolicyGen         *ebpf.VariableSpec `ebpf:"policy_gen"`
 	SocketVerdict     *ebpf.VariableSpec `ebpf:"socket_verdict"`
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
@@ -229,6 +255,7 @@ type egressVariableSpecs struct {
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
 }
 
@@ -252,11 +279,12 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
-	Events     *ebpf.Map `ebpf:"events"`
-	LostEvents *ebpf.Map `ebpf:"lost_events"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	V4Prefixes *ebpf.Map `ebpf:"v4_prefixes"`
-	V6Prefixes *ebpf.Map `ebpf:"v6_prefixes"`
+	Events       *ebpf.Map `ebpf:"events"`
+	LostEvents   *ebpf.Map `ebpf:"lost_events"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	SockVerdicts *ebpf.Map `ebpf:"sock_verdicts"`
+	V4Prefixes   *ebpf.Map `ebpf:"v4_prefixes"`
+	V6Prefixes   *ebpf.Map `ebpf:"v6_prefixes"`
 }
 
 func (m *egressMaps) Close() error {
@@ -264,6 +292,7 @@ func (m *egressMaps) Close() error {
 		m.Events,
 		m.LostEvents,
 		m.Ports,
+		m.SockVerdicts,
 		m.V4Prefixes,
 		m.V6Prefixes,
 	)
@@ -274,6 +303,7 @@ func (m *egressMaps) Close() error {
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
 	PolicyCgroup      *ebpf.Variable `ebpf:"policy_cgroup"`
+	PolicyGen         *ebpf.Variable `ebpf:"policy_gen"`
 	SocketVerdict     *ebpf.Variable `ebpf:"socket_verdict"`
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
@@ -283,6 +313,7 @@ type egressVariables struct {
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
 }
 
@@ -294,6 +325,7 @@ type egressPrograms struct {
 	NgConnect6   *ebpf.Program `ebpf:"ng_connect6"`
 	NgSendmsg4   *ebpf.Program `ebpf:"ng_sendmsg4"`
 	NgSendmsg6   *ebpf.Program `ebpf:"ng_sendmsg6"`
+	NgSkbEgress  *ebpf.Program `ebpf:"ng_skb_egress"`
 	NgSockCreate *ebpf.Program `ebpf:"ng_sock_create"`
 }
 
@@ -303,6 +335,7 @@ func (p *egressPrograms) Close() error {
 		p.NgConnect6,
 		p.NgSendmsg4,
 		p.NgSendmsg6,
+		p.NgSkbEgress,
 		p.NgSockCreate,
 	)
 }

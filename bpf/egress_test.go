@@ -275,7 +275,7 @@ func tally(recs []events.Record) (decisions int, lost uint64, other []events.Rec
 }
 
 var hooks = []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect,
-	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg, ebpf.AttachCGroupInetSockCreate}
+	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg, ebpf.AttachCGroupInetSockCreate, ebpf.AttachCGroupInetEgress}
 
 func attachedCount(t *testing.T, cg string) int {
 	t.Helper()
@@ -330,8 +330,8 @@ func TestDetachLeavesNothing(t *testing.T) {
 		t.Fatalf("%d programs attached, want %d", n, len(hooks))
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "detach-test"))
-	if len(entries) != 9 {
-		t.Errorf("pinned %d objects, want 5 links, 3 maps and meta", len(entries))
+	if len(entries) != 10 {
+		t.Errorf("pinned %d objects, want 6 links, 3 maps and meta", len(entries))
 	}
 	// Idempotent: the same spec again changes nothing.
 	b, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})

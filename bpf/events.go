@@ -217,6 +217,7 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		if f.Type == unix.SOCK_RAW && r.Proto == "ip" {
 			r.Proto = "raw"
 		}
+		r.Reason = reasons[f.Reason]
 	case evKindExec:
 		var x egressExecEvent
 		if _, err := binary.Decode(raw, binary.NativeEndian, &x); err != nil {

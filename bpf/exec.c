@@ -33,6 +33,26 @@ struct inode {
 	struct super_block *i_sb;
 } __attribute__((preserve_access_index));
 
+// The inode's change time, as each kernel spells it: CO-RE picks the one
+// the running kernel has (6.11+, 6.6-6.10, before).
+struct timespec64 {
+	__s64 tv_sec;
+	long tv_nsec;
+} __attribute__((preserve_access_index));
+
+struct inode___v611 {
+	__s64 i_ctime_sec;
+	__u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+struct inode___v66 {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+
+struct inode___v51 {
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+
 struct file {
 	struct inode *f_inode;
 } __attribute__((preserve_access_index));
@@ -73,18 +93,25 @@ struct rule_key {
 	__u32 pad;
 };
 
+// A file's entry: its verdict, and its change time when the policy was
+// attached. A key with ino 0 holds a cgroup's settings instead, in verdict:
+// its default verdict and the index of its event ring (ng_verdict_bits).
+struct rule_value {
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 verdict;
+};
+
 // Emitted whole into BTF (the map definitions only point at them).
 const struct file_key unused_file_key __attribute__((used)) = {};
 const struct rule_key unused_rule_key __attribute__((used)) = {};
-
-// A key with ino 0 holds a cgroup's settings, not a file: its default
-// verdict and the index of its event ring (ng_verdict_bits).
+const struct rule_value unused_rule_value __attribute__((used)) = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rule_key);
-	__type(value, __u64); // a verdict (ng_verdict_bits), or the settings above
+	__type(value, struct rule_value);
 	__uint(max_entries, EXEC_RULES_MAX);
 } exec_rules SEC(".maps");
 
@@ -110,6 +137,26 @@ struct {
 	__array(values, struct lost_counters);
 } exec_losts SEC(".maps");
 
+// ctime reads an inode's change time, however this kernel lays it out.
+static __always_inline void ctime(struct inode *ino, __s64 *sec, __u32 *nsec)
+{
+	if (bpf_core_field_exists(struct inode___v611, i_ctime_sec)) {
+		struct inode___v611 *i = (void *)ino;
+		*sec = BPF_CORE_READ(i, i_ctime_sec);
+		// 6.13+ keeps a flag in the top bit (I_CTIME_QUERIED, multigrain
+		// timestamps); nanoseconds never reach it
+		*nsec = BPF_CORE_READ(i, i_ctime_nsec) & 0x7fffffff;
+	} else if (bpf_core_field_exists(struct inode___v66, __i_ctime)) {
+		struct inode___v66 *i = (void *)ino;
+		*sec = BPF_CORE_READ(i, __i_ctime.tv_sec);
+		*nsec = BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	} else {
+		struct inode___v51 *i = (void *)ino;
+		*sec = BPF_CORE_READ(i, i_ctime.tv_sec);
+		*nsec = BPF_CORE_READ(i, i_ctime.tv_nsec);
+	}
+}
+
 static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, __u32 verdict,
 					struct linux_binprm *bprm, struct file_key *fk,
 					struct task_struct *task)
@@ -132,6 +179,9 @@ static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, _
 
 // judge returns 0 to let the exec go on, 1 to refuse it, after reporting.
 // Every policed cgroup from the process's own up to the root must allow it.
+// A file whose change time is not the one its entry recorded (rewritten, or
+// a new file with a freed inode number) is not the file the policy named: it
+// gets the cgroup's default, unless its entry refuses it.
 // It runs on every exec on the host while any container has exec rules:
 // it walks only the levels the process's cgroup has, with one lookup for
 // a level that is not policed and two for one that is.
@@ -147,21 +197,30 @@ static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct ta
 		.ino = BPF_CORE_READ(ino, i_ino),
 		.dev = BPF_CORE_READ(ino, i_sb, s_dev),
 	};
+	__s64 csec;
+	__u32 cnsec;
+	ctime(ino, &csec, &cnsec);
 	int depth = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
-	__u64 deny_cgid = 0, deny_settings = 0, audit_cgid = 0, audit_settings = 0;
-	__u32 deny_verdict = 0, audit_verdict = 0;
+	__u64 deny_cgid = 0, audit_cgid = 0;
+	__u32 deny_settings = 0, audit_settings = 0, deny_verdict = 0, audit_verdict = 0;
 	for (int level = 1; level <= MAX_CGROUP_LEVEL; level++) {
 		if (level > depth)
 			break;
 		struct rule_key k = { .cgroup = bpf_get_current_ancestor_cgroup_id(level) };
-		__u64 *settings = bpf_map_lookup_elem(&exec_rules, &k);
+		struct rule_value *settings = bpf_map_lookup_elem(&exec_rules, &k);
 		if (!settings)
 			continue;
-		__u64 s = *settings;
+		__u32 s = settings->verdict, def = s & ((1 << SETTINGS_RING_SHIFT) - 1);
 		k.ino = fk.ino;
 		k.dev = fk.dev;
-		__u64 *v = bpf_map_lookup_elem(&exec_rules, &k);
-		__u32 verdict = v ? *v : s & ((1 << SETTINGS_RING_SHIFT) - 1);
+		struct rule_value *v = bpf_map_lookup_elem(&exec_rules, &k);
+		__u32 verdict = def;
+		if (v) {
+			verdict = v->verdict;
+			if ((v->ctime_sec != csec || v->ctime_nsec != cnsec) &&
+			    (verdict & VERDICT_ACTION_MASK) == ACTION_ALLOW)
+				verdict = def; // changed since: not the file it allows
+		}
 		__u32 action = verdict & VERDICT_ACTION_MASK;
 		if (action == ACTION_ALLOW)
 			continue;

@@ -260,24 +260,28 @@ func (o *execGlobalObjs) dropRing(idx uint32) error {
 // settingsKey is the key of the host table that holds a cgroup's settings.
 func settingsKey(cgid uint64) execRuleKey { return execRuleKey{Cgroup: cgid} }
 
+// ringOf is the index of the ring a cgroup's settings name.
+func ringOf(settings execRuleValue) uint32 { return settings.Verdict >> ringShift & uint32(ringMask) }
+
 // newExecRecord makes a container's own record of its rules, (dev, inode)
 // -> verdict: what the host table gets, and what to take out of it again.
 func newExecRecord(t *policy.ExecTable) (*ebpf.Map, error) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: "ng_exec_rules", Type: ebpf.Hash, KeySize: 16, ValueSize: 8,
+		Name: "ng_exec_rules", Type: ebpf.Hash, KeySize: 16, ValueSize: 16,
 		MaxEntries: uint32(max(1, len(t.Files))),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exec rule map: %w", err)
 	}
 	var keys []execFileKey
-	var vals []uint64
+	var vals []execRuleValue
 	for id, v := range t.Files {
 		if id.Ino == 0 {
 			continue // cannot be a file, and would collide with the settings
 		}
+		st := t.Stamps[id]
 		keys = append(keys, execFileKey{Ino: id.Ino, Dev: id.Dev})
-		vals = append(vals, uint64(verdictValue(v)))
+		vals = append(vals, execRuleValue{CtimeSec: st.Sec, CtimeNsec: st.Nsec, Verdict: verdictValue(v)})
 	}
 	if err := putAll(m, keys, vals); err != nil {
 		m.Close()
@@ -286,10 +290,10 @@ func newExecRecord(t *policy.ExecTable) (*ebpf.Map, error) {
 	return m, nil
 }
 
-// fileKeys reads a record's keys and verdicts.
-func fileKeys(rec *ebpf.Map) ([]execFileKey, []uint64, error) {
+// fileKeys reads a record's keys and values.
+func fileKeys(rec *ebpf.Map) ([]execFileKey, []execRuleValue, error) {
 	n := int(rec.MaxEntries())
-	keys, vals := make([]execFileKey, n), make([]uint64, n)
+	keys, vals := make([]execFileKey, n), make([]execRuleValue, n)
 	var c ebpf.MapBatchCursor
 	got, err := rec.BatchLookup(&c, keys, vals, nil)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -326,16 +330,16 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ve
 		withdrawFiles(g, cgid, rec)
 		return err
 	}
-	var prev uint64
+	var prev execRuleValue
 	hadPrev := g.rules.Lookup(settingsKey(cgid), &prev) == nil
-	settings := uint64(verdictValue(def)) | uint64(idx)<<ringShift
+	settings := execRuleValue{Verdict: verdictValue(def) | idx<<ringShift}
 	if err := g.rules.Put(settingsKey(cgid), settings); err != nil {
 		g.dropRing(idx)
 		withdrawFiles(g, cgid, rec)
 		return fmt.Errorf("exec settings: %w", err)
 	}
 	if hadPrev {
-		g.dropRing(uint32(prev >> ringShift & ringMask))
+		g.dropRing(ringOf(prev))
 	}
 	if old != nil {
 		// what the replaced policy allowed or denied and this one does not
@@ -343,7 +347,7 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ve
 		ok, _, _ := fileKeys(old)
 		var stale []execRuleKey
 		for _, k := range ok {
-			var v uint64
+			var v execRuleValue
 			if rec.Lookup(k, &v) != nil {
 				stale = append(stale, execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev})
 			}
@@ -389,7 +393,7 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 		return err
 	}
 	defer g.close()
-	var settings uint64
+	var settings execRuleValue
 	if err := g.rules.Lookup(settingsKey(cgid), &settings); err != nil {
 		return nil // not published (or withdrawn already)
 	}
@@ -399,7 +403,7 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 	if rec != nil {
 		withdrawFiles(g, cgid, rec)
 	}
-	idx := uint32(settings >> ringShift & ringMask)
+	idx := ringOf(settings)
 	if reg, err := g.registry(); err == nil && idx < maxRings && reg[idx].Users <= 1 && others(reg, idx) == 0 {
 		u := reg[idx]
 		if keep {

@@ -46,6 +46,7 @@ const (
 	execNgHookHOOK_SOCK_CREATE execNgHook = 5
 	execNgHookHOOK_EXEC_KILL   execNgHook = 6
 	execNgHookHOOK_EXEC_LSM    execNgHook = 7
+	execNgHookHOOK_SKB_EGRESS  execNgHook = 8
 )
 
 type execNgLayer uint32
@@ -67,6 +68,14 @@ const (
 	execNgLimitsMAX_RINGS       execNgLimits = 64
 )
 
+type execNgReason uint32
+
+const (
+	execNgReasonREASON_NONE           execNgReason = 0
+	execNgReasonREASON_DESTINATION    execNgReason = 1
+	execNgReasonREASON_ROUTING_OPTION execNgReason = 2
+)
+
 type execNgVerdictBits uint32
 
 const (
@@ -83,6 +92,13 @@ type execRuleKey struct {
 	Ino    uint64
 	Dev    uint32
 	Pad    uint32
+}
+
+type execRuleValue struct {
+	_         structs.HostLayout
+	CtimeSec  int64
+	CtimeNsec uint32
+	Verdict   uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -103,7 +119,9 @@ const (
 	execVarUnusedHook        = "unused_hook"
 	execVarUnusedLayer       = "unused_layer"
 	execVarUnusedLimits      = "unused_limits"
+	execVarUnusedReason      = "unused_reason"
 	execVarUnusedRuleKey     = "unused_rule_key"
+	execVarUnusedRuleValue   = "unused_rule_value"
 	execVarUnusedVerdictBits = "unused_verdict_bits"
 )
 
@@ -175,7 +193,9 @@ type execVariableSpecs struct {
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleKey     *ebpf.VariableSpec `ebpf:"unused_rule_key"`
+	UnusedRuleValue   *ebpf.VariableSpec `ebpf:"unused_rule_value"`
 	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
 }
 
@@ -225,7 +245,9 @@ type execVariables struct {
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleKey     *ebpf.Variable `ebpf:"unused_rule_key"`
+	UnusedRuleValue   *ebpf.Variable `ebpf:"unused_rule_value"`
 	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
 }
 

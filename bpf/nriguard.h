@@ -13,6 +13,18 @@ enum ng_hook {
 	HOOK_SOCK_CREATE = 5,
 	HOOK_EXEC_KILL = 6, // tp_btf/sched_process_exec + SIGKILL
 	HOOK_EXEC_LSM = 7, // lsm/bprm_check_security, EPERM
+	HOOK_SKB_EGRESS = 8, // cgroup_skb/egress: the packet path's backstop
+};
+
+// Why the packet path stopped a packet (flow_event.reason).
+enum ng_reason {
+	REASON_NONE = 0,
+	// its real destination is not the one the hooks judged, and the policy
+	// refuses it (or it has no port to judge)
+	REASON_DESTINATION = 1,
+	// it carries IPv4 options or an IPv6 routing header, which would send
+	// it elsewhere than its destination address
+	REASON_ROUTING_OPTION = 2,
 };
 
 // Which record follows the header; also the index of the lost counter a
@@ -87,7 +99,8 @@ struct flow_event {
 	__u8 family;
 	__u8 proto;
 	__u8 type; // socket type
-	__u8 pad[3];
+	__u8 reason; // ng_reason (the packet path)
+	__u8 pad[2];
 };
 
 struct exec_event {
@@ -143,3 +156,4 @@ const enum ng_action unused_action __attribute__((used)) = 0;
 const enum ng_layer unused_layer __attribute__((used)) = 0;
 const enum ng_verdict_bits unused_verdict_bits __attribute__((used)) = 0;
 const enum ng_limits unused_limits __attribute__((used)) = 0;
+const enum ng_reason unused_reason __attribute__((used)) = 0;

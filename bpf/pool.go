@@ -211,9 +211,9 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 			return nil, nil // sized to one policy
 		}
 	}
-	// The ring, lost counters and globals are not pinned: find them among
-	// the maps a program uses.
-	info, err := s.NgConnect6.Info()
+	// The ring, lost counters, socket cache and globals are not pinned:
+	// find them among the maps the programs use.
+	info, err := s.NgSkbEgress.Info()
 	if err != nil {
 		return nil, nil
 	}
@@ -234,11 +234,13 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 			s.LostEvents = mp
 		case mi.Name == ".bss" && s.bss == nil:
 			s.bss = mp
+		case mi.Name == egressMapSockVerdicts && s.SockVerdicts == nil:
+			s.SockVerdicts = mp
 		default:
 			mp.Close()
 		}
 	}
-	if s.Events == nil || s.LostEvents == nil || s.bss == nil {
+	if s.Events == nil || s.LostEvents == nil || s.bss == nil || s.SockVerdicts == nil {
 		return nil, nil // not writing to this pool's ring
 	}
 	ok = true

@@ -21,6 +21,10 @@ const (
 	KindSendmsg = "sendmsg" // an unconnected UDP message
 	KindSocket  = "socket"  // a socket() of a type the policy cannot judge
 	KindExec    = "exec"    // an exec
+	// KindPacket is a packet the packet path stopped: its real destination
+	// was not the one judged at connect or send, or it carried options that
+	// reroute it (Reason says which).
+	KindPacket = "packet"
 	// KindLost says how many records of LostKind found no room in a ring
 	// buffer since the last such record: they are not coming.
 	KindLost = "lost"
@@ -59,8 +63,10 @@ type Record struct {
 	Pod         string `json:"pod,omitempty"`
 	Namespace   string `json:"namespace,omitempty"`
 
-	// The process. UID and GID are written whenever PID is (0 is root),
-	// and left out of records about no process (lost, decode_error).
+	// The process. UID and GID are written in every record but lost and
+	// decode_error ones (0 is root). PID 0 (left out) means the process is
+	// not known: a packet sent from a softirq, where UID is the socket's
+	// owner.
 	PID  uint32 `json:"pid,omitempty"`
 	TID  uint32 `json:"tid,omitempty"`
 	PPID uint32 `json:"ppid,omitempty"` // exec
@@ -78,6 +84,9 @@ type Record struct {
 	Port     uint16 `json:"port,omitempty"`
 	Family   string `json:"family,omitempty"` // ipv4, ipv6
 	SockType string `json:"sock_type,omitempty"`
+	// packet: why it was stopped: "destination" (its real destination is
+	// refused) or "routing-option" (IPv4 options, an IPv6 routing header)
+	Reason string `json:"reason,omitempty"`
 
 	// exec
 	Filename string `json:"filename,omitempty"` // as passed to execve
@@ -95,7 +104,7 @@ type Record struct {
 }
 
 // AppendJSON appends r as one line of JSON, as encoding/json would write it
-// but for uid and gid in records without a process (the tests hold it to
+// but for uid and gid in lost and decode_error records (the tests hold it to
 // that), without reflection: a daemon writes many.
 func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `{"v":`...)
@@ -113,7 +122,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = uint(b, "pid", uint64(r.PID), true)
 	b = uint(b, "tid", uint64(r.TID), true)
 	b = uint(b, "ppid", uint64(r.PPID), true)
-	if r.PID != 0 {
+	if r.Kind != KindLost && r.Kind != KindDecodeError {
 		b = uint(b, "uid", uint64(r.UID), false)
 		b = uint(b, "gid", uint64(r.GID), false)
 	}
@@ -125,6 +134,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = uint(b, "port", uint64(r.Port), true)
 	b = str(b, "family", r.Family, true)
 	b = str(b, "sock_type", r.SockType, true)
+	b = str(b, "reason", r.Reason, true)
 	b = str(b, "filename", r.Filename, true)
 	b = str(b, "file", r.File, true)
 	b = str(b, "enforcement", r.Enforcement, true)

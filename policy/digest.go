@@ -38,19 +38,30 @@ func (t *ExecTable) Digest() [32]byte {
 	d := digester{sha256.New()}
 	d.str("exec")
 	d.verdict(t.Default)
-	ids := make([]FileID, 0, len(t.Files))
-	for id := range t.Files {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b FileID) int {
-		return cmp.Or(cmp.Compare(a.Dev, b.Dev), cmp.Compare(a.Ino, b.Ino))
-	})
+	ids := sortedIDs(t.Files)
 	d.int(uint64(len(ids)))
 	for _, id := range ids {
 		d.int(uint64(id.Dev), id.Ino)
 		d.verdict(t.Files[id])
 	}
+	ids = sortedIDs(t.Stamps)
+	d.int(uint64(len(ids)))
+	for _, id := range ids {
+		st := t.Stamps[id]
+		d.int(uint64(id.Dev), id.Ino, uint64(st.Sec), uint64(st.Nsec))
+	}
 	return d.sum()
+}
+
+func sortedIDs[V any](m map[FileID]V) []FileID {
+	ids := make([]FileID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b FileID) int {
+		return cmp.Or(cmp.Compare(a.Dev, b.Dev), cmp.Compare(a.Ino, b.Ino))
+	})
+	return ids
 }
 
 type digester struct{ h hash.Hash }

@@ -16,7 +16,8 @@ func TestDigestCoversEveryField(t *testing.T) {
 		Classes: 3,
 		Sockets: Verdict{Deny, LayerCeiling},
 	}
-	x := &ExecTable{Default: Verdict{Deny, LayerLabel}, Files: map[FileID]Verdict{{Dev: 1, Ino: 2}: Allowed}}
+	x := &ExecTable{Default: Verdict{Deny, LayerLabel}, Files: map[FileID]Verdict{{Dev: 1, Ino: 2}: Allowed},
+		Stamps: map[FileID]Stamp{{Dev: 1, Ino: 2}: {Sec: 3, Nsec: 4}}}
 	for _, tc := range []struct {
 		name   string
 		v      any

@@ -71,25 +71,37 @@ type FileID struct {
 	Ino uint64
 }
 
+// Stamp is what binds a file's identity to its content: its change time
+// when the policy was attached. Writing to the file, or making a new one
+// that gets its inode number, changes it.
+type Stamp struct {
+	Sec  int64
+	Nsec uint32
+}
+
 // ExecTable is an exec policy resolved against one container's filesystem:
-// the verdict for each file the rules name, and the default for the rest.
+// the verdict for each file the rules name, with its stamp, and the default
+// for the rest. A file whose stamp no longer matches is judged as a file the
+// rules do not name, except that a denied one stays denied.
 type ExecTable struct {
 	Default Verdict
 	Files   map[FileID]Verdict
+	Stamps  map[FileID]Stamp
 }
 
 // NewExecTable is the table of one layer: what its rules resolved to, with
-// denials naming the layer.
-func NewExecTable(layer Layer, def Action, files map[FileID]Action) *ExecTable {
+// denials naming the layer, and the files' stamps.
+func NewExecTable(layer Layer, def Action, files map[FileID]Action, stamps map[FileID]Stamp) *ExecTable {
 	v := func(a Action) Verdict {
 		if a == Deny {
 			return Verdict{Action: Deny, Layer: layer}
 		}
 		return Allowed
 	}
-	t := &ExecTable{Default: v(def), Files: make(map[FileID]Verdict, len(files))}
+	t := &ExecTable{Default: v(def), Files: make(map[FileID]Verdict, len(files)), Stamps: map[FileID]Stamp{}}
 	for id, a := range files {
 		t.Files[id] = v(a)
+		t.Stamps[id] = stamps[id]
 	}
 	return t
 }
@@ -98,7 +110,7 @@ func NewExecTable(layer Layer, def Action, files map[FileID]Action) *ExecTable {
 // mode: a program runs only if every table lets it run (in audit mode, only
 // the ceiling's refusals are enforced; the others are reported).
 func IntersectExec(mode Mode, tables ...*ExecTable) *ExecTable {
-	out := &ExecTable{Default: Allowed, Files: map[FileID]Verdict{}}
+	out := &ExecTable{Default: Allowed, Files: map[FileID]Verdict{}, Stamps: map[FileID]Stamp{}}
 	for _, t := range tables {
 		out.Default = refusal(out.Default, t.Default)
 	}
@@ -124,6 +136,12 @@ func IntersectExec(mode Mode, tables ...*ExecTable) *ExecTable {
 	for id, v := range out.Files {
 		if v == out.Default {
 			delete(out.Files, id)
+			continue
+		}
+		for _, t := range tables {
+			if st, ok := t.Stamps[id]; ok {
+				out.Stamps[id] = st
+			}
 		}
 	}
 	return out

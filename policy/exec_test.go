@@ -52,15 +52,15 @@ func FuzzParseExec(f *testing.F) {
 
 func TestIntersectExec(t *testing.T) {
 	a, b, c := FileID{1, 1}, FileID{1, 2}, FileID{1, 3}
-	allowAB := NewExecTable(LayerLabel, Deny, map[FileID]Action{a: Allow, b: Allow})
-	denyB := NewExecTable(LayerCeiling, Allow, map[FileID]Action{b: Deny})
+	allowAB := NewExecTable(LayerLabel, Deny, map[FileID]Action{a: Allow, b: Allow}, nil)
+	denyB := NewExecTable(LayerCeiling, Allow, map[FileID]Action{b: Deny}, nil)
 	got := IntersectExec(Enforce, allowAB, denyB)
 	// b stays in the table although the default denies too: its refusal
 	// names another layer
 	if got.Default != (Verdict{Deny, LayerLabel}) || got.Files[a] != Allowed || got.Files[b] != (Verdict{Deny, LayerCeiling}) || len(got.Files) != 2 {
 		t.Errorf("allow a,b ∩ deny b: got %+v, want only a allowed, b refused by the ceiling", got)
 	}
-	open := NewExecTable(LayerLabel, Allow, nil)
+	open := NewExecTable(LayerLabel, Allow, nil, nil)
 	got = IntersectExec(Enforce, open, denyB)
 	if got.Default != Allowed || got.Files[b] != (Verdict{Deny, LayerCeiling}) || got.Files[c] != (Verdict{}) {
 		t.Errorf("open ∩ deny b: got %+v", got)
@@ -71,7 +71,7 @@ func TestIntersectExec(t *testing.T) {
 		t.Errorf("audit: got %+v", got)
 	}
 	// both refuse: the ceiling is named, whatever the order
-	got = IntersectExec(Enforce, denyB, NewExecTable(LayerLabel, Allow, map[FileID]Action{b: Deny}))
+	got = IntersectExec(Enforce, denyB, NewExecTable(LayerLabel, Allow, map[FileID]Action{b: Deny}, nil))
 	if got.Files[b] != (Verdict{Deny, LayerCeiling}) {
 		t.Errorf("both refuse b: got %+v, want the ceiling named", got.Files[b])
 	}

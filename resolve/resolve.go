@@ -1,16 +1,25 @@
 // Package resolve turns exec rules, written as paths inside a container,
-// into the identities the kernel judges: the (device, inode) of each file.
+// into the identities the kernel judges: the (device, inode) of each file
+// as the exec hook reads them (file->f_inode: i_sb->s_dev, i_ino), and the
+// file's change time, which binds the identity to the content it had.
 // Paths are resolved within the container's root with openat2's
 // RESOLVE_IN_ROOT, so a symlink in the image (usrmerge's /bin -> usr/bin, or
 // a hostile /bin/x -> /../../host) is followed as the container would follow
 // it, and never out of the root.
+//
+// stat(2) is not asked for the device: on an overlay whose layers live on
+// another filesystem it reports the layer's device, while the kernel runs
+// the overlay's inode. The open file's mount (its fdinfo) names the
+// superblock the kernel will see, and the mount table its device.
 package resolve
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -35,7 +44,11 @@ func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error)
 		return nil, nil, fmt.Errorf("%s: open the container's root %s: %w", key, root, err)
 	}
 	defer unix.Close(rootFD)
-	r := &resolver{rootFD: rootFD, key: key, best: map[policy.FileID]rank{}}
+	mounts, err := readMounts(mountInfoOf(root))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", key, err)
+	}
+	r := &resolver{rootFD: rootFD, key: key, best: map[policy.FileID]rank{}, stamps: map[policy.FileID]policy.Stamp{}, mounts: mounts}
 	for i := range e.Rules {
 		rule := &e.Rules[i]
 		if err := r.rule(rule); err != nil {
@@ -46,7 +59,7 @@ func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error)
 	for id, rk := range r.best {
 		files[id] = rk.action
 	}
-	return policy.NewExecTable(e.Layer, e.Default, files), r.warnings, nil
+	return policy.NewExecTable(e.Layer, e.Default, files, r.stamps), r.warnings, nil
 }
 
 // rank orders rules that name the same file: a file rule beats a directory
@@ -62,6 +75,8 @@ type resolver struct {
 	rootFD   int
 	key      string
 	best     map[policy.FileID]rank
+	stamps   map[policy.FileID]policy.Stamp
+	mounts   map[int]uint32 // mount id -> device, kernel encoding
 	warnings []string
 	files    int
 	cur      *policy.ExecRule
@@ -71,15 +86,88 @@ func (r *resolver) errorf(format string, args ...any) error {
 	return &policy.Error{Key: r.key, Pos: r.cur.Pos, Rule: r.cur.Text, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (r *resolver) add(st *unix.Stat_t, specificity int) {
-	id := policy.FileID{Dev: uint32(unix.Major(st.Dev))<<20 | uint32(unix.Minor(st.Dev)), Ino: st.Ino}
+// add records the open file fd for the current rule.
+func (r *resolver) add(fd int, specificity int) error {
+	id, stamp, err := r.identify(fd)
+	if err != nil {
+		return r.errorf("%v", err)
+	}
+	r.stamps[id] = stamp
 	next := rank{specificity, r.cur.Action}
 	if old, ok := r.best[id]; ok {
 		if old.specificity > next.specificity || (old.specificity == next.specificity && old.action == policy.Deny) {
-			return
+			return nil
 		}
 	}
 	r.best[id] = next
+	return nil
+}
+
+// identify returns what the exec hook will see of the file open at fd: the
+// inode number and superblock device of the inode the open file has (from
+// its fdinfo and the mount table), and its change time.
+func (r *resolver) identify(fd int) (policy.FileID, policy.Stamp, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return policy.FileID{}, policy.Stamp{}, err
+	}
+	mnt, ino := -1, uint64(0)
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "mnt_id":
+			mnt, _ = strconv.Atoi(v)
+		case "ino":
+			ino, _ = strconv.ParseUint(v, 10, 64)
+		}
+	}
+	dev, ok := r.mounts[mnt]
+	if !ok || ino == 0 {
+		return policy.FileID{}, policy.Stamp{}, fmt.Errorf("cannot tell the identity of the file: mount %d, inode %d", mnt, ino)
+	}
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_CTIME, &stx); err != nil {
+		return policy.FileID{}, policy.Stamp{}, err
+	}
+	return policy.FileID{Dev: dev, Ino: ino}, policy.Stamp{Sec: stx.Ctime.Sec, Nsec: stx.Ctime.Nsec}, nil
+}
+
+// mountInfoOf is the mount table in which root's mounts are: a process's
+// own when root is /proc/<pid>/root, else this one's.
+func mountInfoOf(root string) string {
+	if rest, ok := strings.CutPrefix(root, "/proc/"); ok {
+		if pid, tail, _ := strings.Cut(rest, "/"); tail == "root" {
+			if _, err := strconv.Atoi(pid); err == nil {
+				return "/proc/" + pid + "/mountinfo"
+			}
+		}
+	}
+	return "/proc/self/mountinfo"
+}
+
+// readMounts maps mount ids to the device of their superblock.
+func readMounts(path string) (map[int]uint32, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the mount table: %w", err)
+	}
+	out := map[int]uint32{}
+	for _, line := range strings.Split(string(data), "\n") {
+		// id parent major:minor root mountpoint ...
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		id, err1 := strconv.Atoi(f[0])
+		maj, min, _ := strings.Cut(f[2], ":")
+		ma, err2 := strconv.ParseUint(maj, 10, 32)
+		mi, err3 := strconv.ParseUint(min, 10, 32)
+		if err1 == nil && err2 == nil && err3 == nil {
+			out[id] = uint32(ma)<<20 | uint32(mi)
+		}
+	}
+	return out, nil
 }
 
 // openIn opens p (absolute, as the container sees it) within the root.
@@ -115,8 +203,7 @@ func (r *resolver) rule(rule *policy.ExecRule) error {
 		if isScript(fd) {
 			return r.errorf("%s is a #! script: a script runs as its interpreter, which is what is judged; name the interpreter instead", rule.Path)
 		}
-		r.add(&st, fileRule)
-		return nil
+		return r.add(fd, fileRule)
 	}
 	fd, err := r.openIn(rule.Path, unix.O_RDONLY|unix.O_DIRECTORY)
 	if errors.Is(err, unix.ENOENT) {
@@ -186,8 +273,7 @@ func (r *resolver) file(p string, specificity int) error {
 	if r.files++; r.files > MaxFiles {
 		return r.errorf("covers more than %d files: name narrower directories", MaxFiles)
 	}
-	r.add(&st, specificity)
-	return nil
+	return r.add(fd, specificity)
 }
 
 func isScript(fd int) bool {

@@ -134,3 +134,23 @@ func TestRootMustExist(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// Every file in the table carries its change time: what the kernel compares
+// at exec to tell the file from one written or made since.
+func TestStamps(t *testing.T) {
+	root := fixture(t)
+	table, _, err := resolve(t, root, "allow /usr/bin/curl; deny /opt/tools/; default deny")
+	must(t, err)
+	for _, rel := range []string{"usr/bin/curl", "opt/tools/a", "opt/tools/sub/b"} {
+		p := filepath.Join(root, rel)
+		var stx unix.Statx_t
+		must(t, unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_CTIME, &stx))
+		want := policy.Stamp{Sec: stx.Ctime.Sec, Nsec: stx.Ctime.Nsec}
+		if got, ok := table.Stamps[id(t, p)]; !ok || got != want || want.Sec == 0 {
+			t.Errorf("%s: stamp %+v (%v), want %+v", rel, got, ok, want)
+		}
+	}
+	if mountInfoOf("/proc/42/root") != "/proc/42/mountinfo" || mountInfoOf("/") != "/proc/self/mountinfo" || mountInfoOf("/proc/x/root") != "/proc/self/mountinfo" {
+		t.Error("mountInfoOf")
+	}
+}

@@ -19,7 +19,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # The newest Debian 6.1 cloud kernel the archive has (the ABI number moves).
-if [ ! -s "$C/vmlinuz" ]; then
+# (and its overlayfs module, for the exec identity tests on overlays)
+if [ ! -s "$C/vmlinuz" ] || [ ! -s "$C/overlay.ko" ]; then
   [ -n "$(apt-cache search --names-only '^linux-image-6\.1\.0-.*-cloud-amd64-unsigned$' 2>/dev/null)" ] || apt-get update -qq
   pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-.*-cloud-amd64-unsigned$' | cut -d' ' -f1 | sort -V | tail -1)
   [ -n "$pkg" ] || { echo "vmtest: no linux-image-6.1.0-*-cloud-amd64-unsigned package in the apt sources"; exit 1; }
@@ -27,6 +28,12 @@ if [ ! -s "$C/vmlinuz" ]; then
   rm -rf "$C/deb" && mkdir -p "$C/deb"
   (cd "$C/deb" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" && dpkg -x ./*.deb root)
   cp "$C"/deb/root/boot/vmlinuz-* "$C/vmlinuz"
+  ko=$(find "$C/deb/root/lib/modules" -name 'overlay.ko*' | head -1)
+  case $ko in
+    *.xz) xz -dc "$ko" > "$C/overlay.ko" ;;
+    *.zst) zstd -qdc "$ko" > "$C/overlay.ko" ;;
+    *) cp "$ko" "$C/overlay.ko" ;;
+  esac
   echo "$pkg" > "$C/kernel-package"
   rm -rf "$C/deb"
 fi
@@ -37,6 +44,7 @@ R=$C/initramfs
 rm -rf "$R" && mkdir -p "$R"/{bin,proc,sys,dev,tmp,run}
 cp /bin/busybox "$R/bin/busybox"
 cp "$C/bpf.test" "$R/bpf.test"
+cp "$C/overlay.ko" "$R/overlay.ko"
 cat > "$R/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -48,6 +56,7 @@ mount -t tmpfs run /run
 mount -t securityfs securityfs /sys/kernel/security
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
+insmod /overlay.ko || echo "vmtest: no overlayfs: the overlay cases will skip"
 echo "vmtest: kernel $(uname -r), active LSMs: $(cat /sys/kernel/security/lsm)"
 cd /tmp
 NRIGUARD_REQUIRE_LSM=1 /bpf.test -test.v -test.count=1 -test.run '^TestExec' 2>&1
