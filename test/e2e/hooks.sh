@@ -17,11 +17,15 @@ podman_e2e() {
   # this VM lacks CAP_SYS_RESOURCE: podman's default rlimits cannot be set
   local R="--ulimit nofile=$(ulimit -Hn):$(ulimit -Hn) --ulimit nproc=32768:32768 --network host"
   $P load -q -i "$E2E/busybox.tar" >/dev/null 2>&1
+  # the hook cannot change a container's seccomp policy: podman's default
+  # profile, restricted to the sockets nriguard judges, for labelled ones
+  "$NG" seccomp --from /usr/share/containers/seccomp.json > "$E2E/seccomp.json"
+  local S="--security-opt seccomp=$E2E/seccomp.json"
   "$NG" events > "$E2E/logs/hook-events.jsonl" 2>&1 &
   local reader=$!
   $P run -d $R --name srv localhost/e2e/busybox:latest \
     sh -c 'nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
-  $P run -d $R --name cli --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' --annotation 'exec.nriguard.io=allow /bin/' \
+  $P run -d $R $S --name cli --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' --annotation 'exec.nriguard.io=allow /bin/' \
     localhost/e2e/busybox:latest sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
   sleep 0.3
   local id out
@@ -31,6 +35,12 @@ podman_e2e() {
   out=$($P exec cli nc 127.0.0.1 18080 </dev/null 2>&1); check "podman: 18080 denied" denied "$out"
   out=$($P exec cli /opt/bin/tool echo hi 2>&1); check "podman: denied program never runs" test -z "$(grep -x hi <<<"$out")"
   check "podman: the container without annotations is untouched" has hello18080 "$($P exec srv nc 127.0.0.1 18080 </dev/null 2>&1)"
+  # podman's profile refuses what it does not allow with ENOSYS: so does its restricted copy
+  check "podman: AF_VSOCK, AF_PACKET and io_uring refused (nriguard's profile); tcp allowed" \
+    same "ENOSYS ENOSYS ENOSYS ok" "$(echo $($P exec cli /bin/ngprobe socket:vsock socket:packetdgram iouring:setup socket:tcp 2>&1))"
+  out=$($P run $R --rm --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' localhost/e2e/busybox:latest true 2>&1)
+  check "podman: a labelled container whose seccomp profile allows other socket families is refused, saying why" \
+    has 'lets it make sockets the hooks cannot judge: socket families .*AF_VSOCK 40' "$out"
   out=$($P run $R --name bad --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
   echo "   podman run says: $(grep -o 'nriguard: .*' <<<"$out" | head -1 | cut -c1-140)"
   check "podman: an invalid annotation refuses the container, naming key and rule" \
@@ -86,6 +96,9 @@ nerdctl_e2e() {
   check "nerdctl: 18081 allowed" has hello18081 "$($N exec nn nc 127.0.0.1 18081 </dev/null 2>&1)"
   out=$($N exec nn /opt/bin/tool echo hi 2>&1); check "nerdctl: denied program never runs" test -z "$(grep -x hi <<<"$out")"
   out=$($N exec nn arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "nerdctl: AF_PACKET socket refused (seccomp, added by the wrapper)" denied "$out"
+  check "nerdctl: AF_VSOCK and io_uring refused too" same "EPERM EPERM ok" "$(echo $($N exec nn /bin/ngprobe socket:vsock iouring:setup socket:tcp 2>&1))"
+  check "nerdctl: the wrapper took CAP_NET_RAW (bit 13) away" \
+    test $(( 0x$($N exec nn grep CapBnd /proc/self/status | awk '{print $2}') >> 13 & 1 )) = 0
   out=$(NRIGUARD_CONFIG=$E2E/config.yaml $N run --net host --runtime "$E2E/bin/nriguard-runc" --rm \
     --annotation 'egress.nriguard.io=allow tcp 10.0.0/33' localhost/e2e/busybox:latest true 2>&1)
   check "nerdctl: an invalid annotation refuses the container, naming key and rule" has 'egress.nriguard.io: rule 1' "$out"

@@ -29,6 +29,7 @@ check(){
   return 0
 }
 has()     { grep -q -- "$1" <<<"$2" || { printf '%s\n' "$2"; return 1; }; }   # has PATTERN TEXT
+same()    { [ "$1" = "$2" ] || { printf 'want %s\ngot  %s\n' "$1" "$2"; return 1; }; } # same WANT GOT
 hasline() { grep -qx -- "$1" <<<"$2" || { printf '%s\n' "$2"; return 1; }; }  # a whole line
 
 say()  { printf '\n== %s\n' "$*"; }
@@ -119,6 +120,9 @@ udp() {
   echo "$out arrived=$(( $(noports) - before ))"
 }
 denied() { grep -q 'Operation not permitted' <<<"$1" || { printf '%s\n' "$1"; return 1; }; }
+# probe CTR OPS...: the attacker's probe (test/ngprobe) in a CRI container,
+# its results on one line
+probe() { local c=$1; shift; echo $(cr exec "$c" /bin/ngprobe "$@" 2>&1); }
 pod() { # name, annotations (JSON object), extra -> pod config path
   cat > "$E2E/pods/$1.json" <<EOF
 {"metadata":{"name":"$1","namespace":"e2e-ns","uid":"uid-$1","attempt":0},

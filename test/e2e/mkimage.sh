@@ -2,7 +2,9 @@
 # Build the e2e images without a registry: OCI layouts made with tar and
 # sha256sum from Debian's static busybox.
 #   localhost/e2e/busybox:latest   busybox, plus /opt/bin/tool: a copy of it
-#                                  (another file, for exec rules)
+#                                  (another file, for exec rules), and
+#                                  /bin/ngprobe ($NGPROBE: test/ngprobe, the
+#                                  attacker's probe) if given
 #   localhost/e2e/pause:latest     the sandbox image
 #   localhost/e2e/labelled:latest  busybox whose image config carries the label
 #                                  egress.nriguard.io: allow tcp 127.0.0.1:18081
@@ -21,6 +23,7 @@ mkdir -p $R/bin $R/etc $R/tmp $R/proc $R/sys $R/dev $R/root $R/opt/bin
 cp "$BB" $R/bin/busybox
 for a in $("$BB" --list); do [ "$a" = busybox ] || ln -s busybox $R/bin/$a; done
 cp "$BB" $R/opt/bin/tool
+[ -z "${NGPROBE:-}" ] || cp "$NGPROBE" $R/bin/ngprobe
 echo 'root:x:0:0:root:/root:/bin/sh' > $R/etc/passwd
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> $R/etc/passwd
 printf 'root:x:0:\nnogroup:x:65534:\n' > $R/etc/group

@@ -64,6 +64,14 @@ external() {
   out=$(cr exec $RTD arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "RuntimeDefault seccomp + egress label: AF_PACKET refused" denied "$out"
   check "client: pinned under $PINS/<id>" test -e "$PINS/$CLI/meta"
 
+  say "attacks from inside (test/ngprobe in the container, as root with containerd's default capabilities)"
+  echo "   without a policy (server): $(probe $SRV socket:vsock socket:packetdgram iouring:setup tcp:0.0.0.0:18091 lsrr:127.0.0.2:127.0.0.1:18093)"
+  check "client: AF_VSOCK, AF_XDP, AF_PACKET, io_uring refused; tcp, unix, netlink allowed" \
+    same "EPERM EPERM EPERM EPERM EPERM ok ok ok" "$(probe $CLI socket:vsock socket:xdp socket:packetdgram iouring:setup iouring:socket:packet socket:tcp socket:unix socket:netlink)"
+  check "client: 0.0.0.0 is judged as the local host it reaches" same "EPERM EPERM" "$(probe $CLI tcp:0.0.0.0:18091 udpsend:0.0.0.0:18092)"
+  check "client: an IPv4 source route to an allowed address is refused" same "EPERM" "$(probe $CLI lsrr:127.0.0.2:127.0.0.1:18083)"
+  check "client: the packet path reported it" event '.kind=="packet" and .reason=="routing-option" and .container=="client"'
+
   check "exec: allowed program runs (crictl exec client /bin/echo)" hasline hi "$(cr exec $CLI /bin/echo hi)"
   out=$(cr exec $CLI /opt/bin/tool echo hi 2>&1); rc=$?
   check "exec: denied program never runs (/opt/bin/tool, a copy of busybox)" test "$rc" != 0 -a -z "$(grep -x hi <<<"$out")"
@@ -153,9 +161,9 @@ external() {
   # the exec program (_exec) stays a minute for the next container with exec rules
   check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$')"
   check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
-  # the plugin keeps --preload (2) sets of the 5 egress programs loaded, attached nowhere
+  # the plugin keeps --preload (2) sets of the 6 egress programs loaded, attached nowhere
   check "all removed: only the plugin's preloaded programs (and the lingering exec program) are loaded" \
-    test "$(bpftool prog show | grep -c ' ng_')" = $((10 + $(ls $PINS | grep -c '^_exec$')))
+    test "$(bpftool prog show | grep -c ' ng_')" = $((2 * 6 + $(ls $PINS | grep -c '^_exec$')))
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
   sleep 0.5
   check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
