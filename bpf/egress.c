@@ -103,6 +103,7 @@ struct sock_verdict {
 	__u16 port; // network order
 	__u8 family;
 	__u8 proto;
+	__u32 verdict; // allow, or would-deny
 };
 
 struct {
@@ -166,14 +167,59 @@ static __always_inline __u32 lookup6(const __u32 *ip, __u32 proto, __u32 port_be
 	return verdict(bpf_map_lookup_elem(&v6_prefixes, &k), proto, port_be);
 }
 
+// The verdicts of the destinations a container sent to last: a flow to one
+// of them costs a hash lookup, not two walks down the tries, whatever the
+// size and shape of the policy. An attachment's own (emptied when a pooled
+// set serves another policy).
+struct dest_key {
+	__u32 addr[4]; // IPv4 in addr[3]
+	__u16 port; // network order
+	__u8 family;
+	__u8 proto;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct dest_key);
+	__type(value, __u32); // action | layer << VERDICT_LAYER_SHIFT
+	__uint(max_entries, DEST_CACHE_SIZE);
+} dest_verdicts SEC(".maps");
+
+// judge_dest is the verdict for a destination: remembered, or looked up in
+// the tries and remembered.
+static __always_inline __u32 judge_dest(__u8 family, __u32 proto, const __u32 *addr, __u32 port_be)
+{
+	struct dest_key k = {
+		.addr = { addr[0], addr[1], addr[2], addr[3] },
+		.port = port_be,
+		.family = family,
+		.proto = proto,
+	};
+	__u32 *cached = bpf_map_lookup_elem(&dest_verdicts, &k);
+	if (cached)
+		return *cached;
+	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port_be) : lookup6(addr, proto, port_be);
+	bpf_map_update_elem(&dest_verdicts, &k, &v, BPF_ANY);
+	return v;
+}
+
 static __always_inline int passes(__u32 v)
 {
 	return (v & VERDICT_ACTION_MASK) != ACTION_DENY;
 }
 
-// remember notes what a socket was let through to, for the packet path.
+// same tells whether a socket's remembered destination is this one.
+static __always_inline int same(struct sock_verdict *c, __u8 family, __u8 proto, const __u32 *addr,
+				__u16 port_be)
+{
+	return c->gen == policy_gen && c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
+	       c->addr[1] == addr[1] && c->addr[2] == addr[2] && c->family == family && c->proto == proto;
+}
+
+// remember notes what a socket was let through to, for the packet path and
+// for the socket's next send to the same destination.
 static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 proto, const __u32 *addr,
-				     __u16 port_be)
+				     __u16 port_be, __u32 v)
 {
 	if (!sk)
 		return;
@@ -181,11 +227,10 @@ static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 prot
 		bpf_sk_storage_get(&sock_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!c)
 		return; // the packet path then judges the socket's packets itself
-	__u32 gen = policy_gen;
-	if (c->gen == gen && c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
-	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && c->family == family && c->proto == proto)
+	if (same(c, family, proto, addr, port_be) && c->verdict == v)
 		return; // the same as the last send: leave the cache line clean
-	c->gen = gen;
+	c->gen = policy_gen;
+	c->verdict = v;
 	c->family = family;
 	c->proto = proto;
 	c->port = port_be;
@@ -195,25 +240,36 @@ static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 prot
 	c->addr[3] = addr[3];
 }
 
-// decide turns a verdict into the hook's return value: denials are
-// reported, and what passes is remembered for the packet path.
-static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 v, __u8 hook, __u8 family,
+// decide judges a destination and turns the verdict into the hook's return
+// value: denials are reported, and what passes is remembered. A socket that
+// sends to the destination it last sent to (a connected flow, a client
+// talking to one server) is answered from its own storage, whatever the
+// size of the policy.
+static __always_inline int decide(struct bpf_sock *sk, __u32 proto, __u32 type, __u8 hook, __u8 family,
 				  const __u32 *addr, __u32 port_be)
 {
+	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
+	if (c && same(c, family, proto, addr, port_be)) {
+		if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
+			report_flow(hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
+				    bpf_ntohs((__u16)port_be));
+		return 1;
+	}
+	__u32 v = judge_dest(family, proto, addr, port_be);
 	__u32 action = v & VERDICT_ACTION_MASK;
 	if (action != ACTION_ALLOW)
-		report_flow(hook, v, family, ctx->protocol, ctx->type, family == AF_INET ? &addr[3] : addr,
+		report_flow(hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
 			    bpf_ntohs((__u16)port_be));
 	if (action == ACTION_DENY)
 		return 0;
-	remember(ctx->sk, family, ctx->protocol, addr, port_be);
+	remember(sk, family, proto, addr, port_be, v);
 	return 1;
 }
 
 // The kernel sends to 0.0.0.0 (also as ::ffff:0.0.0.0) at the source
 // address the message or the socket has, or at 127.0.0.1 if none: judge
 // that, not the unspecified address.
-static __always_inline __u32 real_ip4(struct bpf_sock_addr *ctx, __u32 ip, __u8 hook)
+static __always_inline __u32 real_ip4(struct bpf_sock_addr *ctx, struct bpf_sock *sk, __u32 ip, __u8 hook)
 {
 	if (ip)
 		return ip;
@@ -221,21 +277,23 @@ static __always_inline __u32 real_ip4(struct bpf_sock_addr *ctx, __u32 ip, __u8 
 		return ctx->msg_src_ip4;
 	if (hook == HOOK_SENDMSG6 && ctx->msg_src_ip6[3] && ctx->msg_src_ip6[2] == bpf_htonl(0xffff))
 		return ctx->msg_src_ip6[3];
-	if (ctx->sk && ctx->sk->src_ip4)
-		return ctx->sk->src_ip4;
+	if (sk && sk->src_ip4)
+		return sk->src_ip4;
 	return bpf_htonl(0x7f000001);
 }
 
 static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	__u32 addr[4] = {}, port = ctx->user_port;
-	addr[3] = real_ip4(ctx, ctx->user_ip4, hook);
-	return decide(ctx, lookup4(addr[3], ctx->protocol, port), hook, AF_INET, addr, port);
+	struct bpf_sock *sk = ctx->sk;
+	__u32 addr[4] = {}, port = ctx->user_port, proto = ctx->protocol, type = ctx->type;
+	addr[3] = real_ip4(ctx, sk, ctx->user_ip4, hook);
+	return decide(sk, proto, type, hook, AF_INET, addr, port);
 }
 
 static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	__u32 ip[4], port = ctx->user_port, proto = ctx->protocol;
+	struct bpf_sock *sk = ctx->sk;
+	__u32 ip[4], port = ctx->user_port, proto = ctx->protocol, type = ctx->type;
 	ip[0] = ctx->user_ip6[0];
 	ip[1] = ctx->user_ip6[1];
 	ip[2] = ctx->user_ip6[2];
@@ -244,13 +302,13 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	// the IPv4 rules, or it would slip past them.
 	if (ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0xffff)) {
 		__u32 addr[4] = {};
-		addr[3] = real_ip4(ctx, ip[3], hook);
-		return decide(ctx, lookup4(addr[3], proto, port), hook, AF_INET, addr, port);
+		addr[3] = real_ip4(ctx, sk, ip[3], hook);
+		return decide(sk, proto, type, hook, AF_INET, addr, port);
 	}
 	// :: is ::1 to the kernel (TCP and UDP alike)
 	if ((ip[0] | ip[1] | ip[2] | ip[3]) == 0)
 		ip[3] = bpf_htonl(1);
-	return decide(ctx, lookup6(ip, proto, port), hook, AF_INET6, ip, port);
+	return decide(sk, proto, type, hook, AF_INET6, ip, port);
 }
 
 SEC("cgroup/connect4")
@@ -349,29 +407,38 @@ static __always_inline int stop_packet(struct __sk_buff *skb, __u32 v, __u8 fami
 SEC("cgroup_skb/egress")
 int ng_skb_egress(struct __sk_buff *skb)
 {
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	__u32 addr[4] = {};
 	__u8 family, proto;
-	__u32 l4 = 0; // offset of the TCP/UDP header; 0: none in this packet
+	__u16 port = 0;
+	int l4 = 0; // the TCP/UDP header is in this packet
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 iph[20];
-		if (bpf_skb_load_bytes(skb, 0, iph, sizeof(iph)))
-			return 1; // not an IP packet we can read: nothing to judge
+		__u8 *iph = data;
+		if ((void *)(iph + 20) > end)
+			return 1; // not an IP header we can read: nothing to judge
 		family = AF_INET;
 		proto = iph[9];
 		__builtin_memcpy(&addr[3], &iph[16], 4);
 		if ((iph[0] & 0xf) != 5)
 			return stop_packet(skb, socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
-		if (((iph[6] & 0x1f) | iph[7]) == 0) // fragment offset 0: the L4 header follows
-			l4 = 20;
+		if (((iph[6] & 0x1f) | iph[7]) == 0) { // fragment offset 0: the L4 header follows
+			__u8 *l4h = iph + 20;
+			if ((void *)(l4h + 4) <= end) {
+				__builtin_memcpy(&port, l4h + 2, 2);
+				l4 = 1;
+			} else if (!bpf_skb_load_bytes(skb, 22, &port, 2)) { // not in the linear part
+				l4 = 1;
+			}
+		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 ip6h[40];
-		if (bpf_skb_load_bytes(skb, 0, ip6h, sizeof(ip6h)))
+		__u8 *ip6h = data;
+		if ((void *)(ip6h + 40) > end)
 			return 1;
 		family = AF_INET6;
 		__builtin_memcpy(addr, &ip6h[24], 16);
 		__u8 next = ip6h[6];
 		__u32 off = 40;
-		l4 = 1;
+		int first = 1;
 #pragma unroll
 		for (int i = 0; i < MAX_EXT_HEADERS; i++) {
 			if (next == IPPROTO_ROUTING)
@@ -383,7 +450,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 				return 1;
 			if (next == IPPROTO_FRAGMENT) {
 				if (((ext[2] << 8 | ext[3]) & 0xfff8) != 0)
-					l4 = 0; // not the first fragment: no L4 header
+					first = 0; // not the first fragment: no L4 header
 				off += 8;
 			} else {
 				off += (ext[1] + 1) * 8;
@@ -394,33 +461,35 @@ int ng_skb_egress(struct __sk_buff *skb)
 		    next == IPPROTO_ROUTING) // more extension headers than anyone sends
 			return stop_packet(skb, socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 		proto = next;
-		l4 = l4 ? off : 0;
+		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off + 2, &port, 2))
+			l4 = 1;
 	} else {
 		return 1;
 	}
-	__u16 port = 0;
-	if (l4 && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && bpf_skb_load_bytes(skb, l4 + 2, &port, 2))
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		l4 = 0;
 
 	struct bpf_sock *sk = skb->sk;
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	// (the helper finds nothing on a request or time-wait socket)
+	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
+	if (c && c->gen == policy_gen && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
+	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && (!l4 || c->port == port))
+		return 1; // what the hooks judged (or, in audit mode, reported)
+	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1; // a request or time-wait socket: an answer to a connection that came in
-	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
-	if (c && c->gen == policy_gen && c->family == family && c->addr[0] == addr[0] && c->addr[1] == addr[1] &&
-	    c->addr[2] == addr[2] && c->addr[3] == addr[3] && (!l4 || c->port == port))
-		return 1;
 	if (!c && sk->protocol == IPPROTO_TCP)
 		return 1; // accepted, not connected: it answers its peer
 	if (!l4)
 		return stop_packet(skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
-	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port) : lookup6(addr, proto, port);
+	__u32 v = judge_dest(family, proto, addr, port);
 	if (!passes(v))
 		return stop_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 		report_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(sk, family, proto, addr, port);
+	remember(sk, family, proto, addr, port, v);
 	return 1;
 }
 

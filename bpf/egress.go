@@ -176,6 +176,9 @@ func (s *egressSet) empty() error {
 	if err := emptyMap[egressV6Key](s.V6Prefixes); err != nil {
 		return err
 	}
+	if err := emptyMap[egressDestKey](s.DestVerdicts); err != nil {
+		return err
+	}
 	return emptyMap[egressPortKey](s.Ports)
 }
 

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type egressDestKey struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Port   uint16
+	Family uint8
+	Proto  uint8
+}
+
 type egressEventHdr struct {
 	_            structs.HostLayout
 	TsNs         uint64
@@ -97,6 +105,7 @@ const (
 	egressNgLimitsEVENT_RING_SIZE egressNgLimits = 1048576
 	egressNgLimitsEXEC_RULES_MAX  egressNgLimits = 262144
 	egressNgLimitsMAX_RINGS       egressNgLimits = 64
+	egressNgLimitsDEST_CACHE_SIZE egressNgLimits = 256
 )
 
 type egressNgReason uint32
@@ -127,12 +136,13 @@ type egressPortKey struct {
 }
 
 type egressSockVerdict struct {
-	_      structs.HostLayout
-	Gen    uint32
-	Addr   [4]uint32
-	Port   uint16
-	Family uint8
-	Proto  uint8
+	_       structs.HostLayout
+	Gen     uint32
+	Addr    [4]uint32
+	Port    uint16
+	Family  uint8
+	Proto   uint8
+	Verdict uint32
 }
 
 type egressV4Key struct {
@@ -151,6 +161,7 @@ type egressV6Key struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	egressMapDestVerdicts      = "dest_verdicts"
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
 	egressMapPorts             = "ports"
@@ -232,6 +243,7 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
+	DestVerdicts *ebpf.MapSpec `ebpf:"dest_verdicts"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
@@ -279,6 +291,7 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
+	DestVerdicts *ebpf.Map `ebpf:"dest_verdicts"`
 	Events       *ebpf.Map `ebpf:"events"`
 	LostEvents   *ebpf.Map `ebpf:"lost_events"`
 	Ports        *ebpf.Map `ebpf:"ports"`
@@ -289,6 +302,7 @@ type egressMaps struct {
 
 func (m *egressMaps) Close() error {
 	return _EgressClose(
+		m.DestVerdicts,
 		m.Events,
 		m.LostEvents,
 		m.Ports,

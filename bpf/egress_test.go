@@ -1,13 +1,16 @@
 package bpf_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -630,5 +633,45 @@ func TestAuditKeepsTheCeiling(t *testing.T) {
 		if e.Verdict != want[i].verdict || e.Layer != want[i].layer || e.Kind != want[i].kind {
 			t.Errorf("event %d: %s %s by %q, want %+v", i, e.Kind, e.Verdict, e.Layer, want[i])
 		}
+	}
+}
+
+// A socket's remembered verdict is the policy's that judged it: replaced,
+// the next send on the same socket is judged by the new one.
+func TestSocketCacheFollowsThePolicy(t *testing.T) {
+	root := pinRoot(t)
+	cg := testenv.Cgroup(t)
+	attachRules := func(rules string) {
+		a, err := bpf.Attach(bpf.Spec{ID: "cache", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, &bpf.Options{PinRoot: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+	}
+	attachRules("allow udp 10.1.2.3:53")
+	defer bpf.Detach(root, "cache")
+	f, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("ip", "netns", "exec", testenv.NetNS(t), os.Args[0], "udpagain:10.1.2.3:53")
+	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	lines.Scan()
+	first := lines.Text()
+	attachRules("allow udp 10.1.2.3:54") // replaced: 53 no longer allowed
+	fmt.Fprintln(in)
+	lines.Scan()
+	second := lines.Text()
+	cmd.Wait()
+	if first != "ok" || second != "EPERM" {
+		t.Errorf("sends before and after the policy changed: %q, %q; want ok, EPERM", first, second)
 	}
 }

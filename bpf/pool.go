@@ -236,11 +236,13 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 			s.bss = mp
 		case mi.Name == egressMapSockVerdicts && s.SockVerdicts == nil:
 			s.SockVerdicts = mp
+		case mi.Name == egressMapDestVerdicts && s.DestVerdicts == nil:
+			s.DestVerdicts = mp
 		default:
 			mp.Close()
 		}
 	}
-	if s.Events == nil || s.LostEvents == nil || s.bss == nil || s.SockVerdicts == nil {
+	if s.Events == nil || s.LostEvents == nil || s.bss == nil || s.SockVerdicts == nil || s.DestVerdicts == nil {
 		return nil, nil // not writing to this pool's ring
 	}
 	ok = true

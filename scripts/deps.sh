@@ -2,7 +2,7 @@
 # Install what building, testing and the demo need on Debian 12 (root).
 # Idempotent: installs only what is missing.
 set -euo pipefail
-pkgs=(clang llvm libbpf-dev iproute2 busybox-static bpftool)
+pkgs=(clang llvm libbpf-dev iproute2 busybox-static bpftool nftables iptables ipset)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,8 @@
 //	tcp6:ADDR:PORT      the same through an IPv6 socket (ADDR may be ::ffff:a.b.c.d)
 //	udp:ADDR:PORT       connected UDP: connect, send, receive
 //	udpredirect:A:P,B:Q connected UDP to A:P, then sendto B:Q on that socket
+//	udpagain:ADDR:PORT  unconnected UDP: send, print the result, wait for a
+//	                    line on stdin, send again on the same socket
 //	udpsend:ADDR:PORT   unconnected UDP: sendto from an unbound socket, receive
 //	udp6send:ADDR:PORT  the same through an IPv6 socket
 //	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
@@ -102,6 +104,8 @@ func do(op string) error {
 		return sendmmsg(arg)
 	case "udpredirect":
 		return udpRedirect(arg)
+	case "udpagain":
+		return udpAgain(arg)
 	case "cgroup":
 		// move this process into another cgroup, e.g. a child of its own
 		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
@@ -333,6 +337,24 @@ func udpRedirect(arg string) error {
 		return fmt.Errorf("nothing arrived: %v", err)
 	}
 	return nil
+}
+
+// udpAgain sends twice from one socket, with a pause the caller ends, in
+// which it may change the policy: the second send must be judged by the new
+// one, not by what the socket remembers of the old.
+func udpAgain(arg string) error {
+	ap, err := netip.ParseAddrPort(bracket(arg))
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	fmt.Println(result(unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))))
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	return unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))
 }
 
 // refused is flood's outcome.

@@ -1,85 +1,191 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-var loopback = [4]byte{127, 0, 0, 1}
+// servers are a namespace's listeners: UDP sinks nobody reads (a send costs
+// a loopback delivery, then a drop once the buffer is full) and TCP servers
+// that read until the peer goes.
+type servers struct{ fds []int }
 
-// tcpServer accepts and closes connections on a loopback port.
-func tcpServer() (port int, stop func(), err error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, nil, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: loopback}); err != nil {
-		return 0, nil, err
-	}
-	if err := unix.Listen(fd, 4096); err != nil {
-		return 0, nil, err
-	}
-	sa, _ := unix.Getsockname(fd)
-	go func() {
-		for {
-			c, _, err := unix.Accept(fd)
+func startServers(addrs []netip.Addr) (*servers, error) {
+	sv := &servers{}
+	for _, a := range addrs {
+		for _, port := range []int{udpPort, udpPort2, deniedPort} {
+			fd, err := unix.Socket(family(a), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
-				return
+				return nil, err
 			}
-			unix.Close(c)
+			sv.fds = append(sv.fds, fd)
+			if err := unix.Bind(fd, sockaddr(a, port)); err != nil {
+				return nil, fmt.Errorf("udp sink %s: %w", a, err)
+			}
 		}
-	}()
-	return sa.(*unix.SockaddrInet4).Port, func() { unix.Shutdown(fd, unix.SHUT_RDWR); unix.Close(fd) }, nil
-}
-
-// udpSink is a bound UDP socket nobody reads: sends to it cost a loopback
-// delivery and are dropped once its buffer is full.
-func udpSink() (port, fd int, err error) {
-	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: loopback}); err != nil {
-		return 0, 0, err
-	}
-	sa, _ := unix.Getsockname(fd)
-	return sa.(*unix.SockaddrInet4).Port, fd, nil
-}
-
-// connectLoop opens, connects and closes n TCP sockets. SO_LINGER 0 closes
-// with a reset, so no TIME_WAIT piles up and exhausts the ports.
-func connectLoop(n, port int) error {
-	to := &unix.SockaddrInet4{Addr: loopback, Port: port}
-	for range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(family(a), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		err = unix.Connect(fd, to)
+		sv.fds = append(sv.fds, fd)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		if err := unix.Bind(fd, sockaddr(a, tcpPort)); err != nil {
+			return nil, fmt.Errorf("tcp server %s: %w", a, err)
+		}
+		if err := unix.Listen(fd, 4096); err != nil {
+			return nil, err
+		}
+		go func() {
+			for {
+				c, _, err := unix.Accept(fd)
+				if err != nil {
+					return
+				}
+				go func() {
+					buf := make([]byte, 256<<10)
+					for {
+						if n, err := unix.Read(c, buf); n <= 0 || err != nil {
+							break
+						}
+					}
+					unix.Close(c)
+				}()
+			}
+		}()
+	}
+	return sv, nil
+}
+
+func (sv *servers) stop() {
+	for _, fd := range sv.fds {
+		unix.Shutdown(fd, unix.SHUT_RDWR)
 		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
 	}
-	return nil
 }
 
-// sendLoop sends n one-byte datagrams from an unconnected socket: each one
-// is judged by the sendmsg4 hook.
-func sendLoop(n, _ int, port int) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+func sockaddr(a netip.Addr, port int) unix.Sockaddr {
+	if a.Is4() {
+		return &unix.SockaddrInet4{Addr: a.As4(), Port: port}
+	}
+	return &unix.SockaddrInet6{Addr: a.As16(), Port: port}
+}
+
+// workload is one operation measured n times: its CPU time (of this
+// thread) and wall time per operation, in ns.
+type workload struct {
+	name         string
+	target       string // which figure a target reads
+	run          func(s *size) (cpu, wall float64, err error)
+	nriguardOnly bool // the peers judge by address alone: a refused port means nothing to them
+}
+
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// timed runs f n times over and returns the cost per operation.
+func timed(n int, f func() error) (cpu, wall float64, err error) {
+	c0, w0 := threadCPU(), time.Now()
+	for range n {
+		if err := f(); err != nil {
+			return 0, 0, err
+		}
+	}
+	return float64(threadCPU()-c0) / float64(n), float64(time.Since(w0)) / float64(n), nil
+}
+
+// sends sends n one-byte datagrams from one unconnected socket to the
+// destinations in turn. Refused sends (EPERM) count as sends.
+func sends(n int, to ...unix.Sockaddr) (cpu, wall float64, err error) {
+	fam := unix.AF_INET
+	if _, v6 := to[0].(*unix.SockaddrInet6); v6 {
+		fam = unix.AF_INET6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer unix.Close(fd)
-	to := &unix.SockaddrInet4{Addr: loopback, Port: port}
 	b := []byte{1}
-	for range n {
-		if err := unix.Sendto(fd, b, 0, to); err != nil {
+	i := 0
+	return timed(n, func() error {
+		err := unix.Sendto(fd, b, 0, to[i%len(to)])
+		i++
+		if err != nil && !errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("sendto: %w", err)
 		}
+		return nil
+	})
+}
+
+func workloads() []workload {
+	return []workload{
+		{"udp sendto, one destination, IPv4 deepest", "send", func(s *size) (float64, float64, error) {
+			return sends(*sendN, sockaddr(s.deep4, udpPort))
+		}, false},
+		{"udp sendto, one destination, IPv4 shallow", "", func(s *size) (float64, float64, error) {
+			return sends(*sendN, sockaddr(s.shallow4, udpPort))
+		}, false},
+		{"udp sendto, one destination, IPv6 deepest", "send6", func(s *size) (float64, float64, error) {
+			return sends(*sendN, sockaddr(s.deep6, udpPort))
+		}, false},
+		{"udp sendto, two destinations in turn (every send a lookup), IPv4 deepest", "", func(s *size) (float64, float64, error) {
+			return sends(*sendN, sockaddr(s.deep4, udpPort), sockaddr(s.deep4, udpPort2))
+		}, false},
+		{"udp sendto, a new destination every send (4,096 ports in turn: no cache helps), IPv4 deepest", "", func(s *size) (float64, float64, error) {
+			var to []unix.Sockaddr
+			for p := range coldN {
+				to = append(to, sockaddr(s.deep4, coldPorts+p))
+			}
+			return sends(*sendN, to...)
+		}, false},
+		{"udp sendto refused (a port the policy does not allow), IPv4", "refused", func(s *size) (float64, float64, error) {
+			return sends(*sendN, sockaddr(s.deep4, deniedPort))
+		}, true},
+		{"tcp connect+close, IPv4 deepest", "connect", func(s *size) (float64, float64, error) {
+			to := sockaddr(s.deep4, tcpPort)
+			return timed(*connN, func() error {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				// a reset on close: no TIME_WAIT piles up
+				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				err = unix.Connect(fd, to)
+				unix.Close(fd)
+				if err != nil {
+					return fmt.Errorf("connect: %w", err)
+				}
+				return nil
+			})
+		}, false},
+		{"tcp stream, 64 KiB writes, IPv4 deepest", "stream", func(s *size) (float64, float64, error) {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return 0, 0, err
+			}
+			defer unix.Close(fd)
+			if err := unix.Connect(fd, sockaddr(s.deep4, tcpPort)); err != nil {
+				return 0, 0, fmt.Errorf("connect: %w", err)
+			}
+			buf := make([]byte, 64<<10)
+			return timed(*streamN, func() error {
+				_, err := unix.Write(fd, buf)
+				return err
+			})
+		}, false},
 	}
-	return nil
 }

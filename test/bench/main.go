@@ -1,11 +1,13 @@
 // Command bench measures what nriguard's egress programs cost, side by side
-// in one run: TCP connect+close and UDP sendto on loopback from a cgroup with
-// no program and from cgroups held to policies of 10, 1,000 and 100,000
-// prefixes, as ratios; and attach+detach latency. Run as root: make bench.
-//
-// The process moves itself between the cgroups and measures in interleaved
-// rounds, so drift on the machine falls on every configuration alike; each
-// figure is the median of the rounds.
+// in one run with the floor (a program that allows at once on the same
+// hooks) and with its peers, nftables and iptables+ipset, holding the same
+// random prefixes spread over the IPv4 and IPv6 address spaces, at 10,
+// 1,000 and 100,000 prefixes: UDP sends to one destination (whose lookup is
+// the deepest, or about the shallowest, in the policy's trie) and to two in
+// turn, TCP connects, refused sends, TCP stream throughput; the CPU time of
+// the measuring thread and the wall time, as ratios to no policy in paired
+// rounds. Then kernel memory, attach latency and fork+exec. Run as root:
+// make bench.
 package main
 
 import (
@@ -28,31 +30,59 @@ import (
 )
 
 var (
-	rounds  = flag.Int("rounds", 21, "rounds; each figure is the median over them")
-	connN   = flag.Int("connects", 1500, "TCP connect+close per round and configuration")
-	sendN   = flag.Int("sends", 20000, "UDP sendto per round and configuration")
+	rounds  = flag.Int("rounds", 15, "paired rounds; each figure is the median over them")
+	sendN   = flag.Int("sends", 20000, "UDP sends per sample")
+	connN   = flag.Int("connects", 1500, "TCP connect+close per sample")
+	streamN = flag.Int("stream", 1500, "64 KiB TCP writes per sample")
 	attachN = flag.Int("attaches", 200, "attach+detach cycles")
 	execN   = flag.Int("execs", 300, "fork+exec per round and configuration")
-	sizes   = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
+	sizesF  = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
+	peersF  = flag.Bool("peers", true, "measure nftables and iptables+ipset beside nriguard (the same rules)")
+	only    = flag.String("only", "", "run only these parts (datapath, memory, attach, exec), comma separated")
+)
+
+const (
+	udpPort, udpPort2, tcpPort, deniedPort = 40053, 40054, 40080, 40099
+	// a range of ports no one listens on, sent to in turn: every send a new
+	// destination, more than any cache holds
+	coldPorts, coldN = 41000, 4096
 )
 
 func main() {
 	flag.Parse()
-	if err := run(); err != nil {
+	if err := runBench(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-type config struct {
-	name string
-	cg   string
-	att  *bpf.Attachment
+func want(part string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), part)
 }
 
-func run() error {
-	// One CPU for the measuring thread: no migrations between samples.
-	runtime.LockOSThread()
+// size is one policy size: its prefixes, its destinations, its policy.
+type size struct {
+	n                   int
+	prefixes            []netip.Prefix
+	deep4, shallow4     netip.Addr
+	deep6               netip.Addr
+	depth4, depth6      [2]int
+	policy              *policy.Egress
+	compiled            *policy.Compiled
+	compile, attachTime time.Duration
+}
+
+// config is what a measurement runs under: a network namespace and a cgroup.
+type config struct {
+	name string
+	size *size // whose destinations it sends to
+	ns   *netns
+	cg   string
+	tool string // none, floor, nriguard, nftables, ipset
+}
+
+func runBench() error {
+	runtime.LockOSThread() // the measuring thread: one CPU, no migrations
 	var cpus unix.CPUSet
 	cpus.Set(runtime.NumCPU() - 1)
 	unix.SchedSetaffinity(0, &cpus)
@@ -64,256 +94,252 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	base := filepath.Join(root, fmt.Sprintf("nriguard-bench-%d", os.Getpid()))
-	pinRoot := fmt.Sprintf("/sys/fs/bpf/nriguard-bench-%d", os.Getpid())
-	var configs []*config
+	pid := os.Getpid()
+	base := filepath.Join(root, fmt.Sprintf("nriguard-bench-%d", pid))
+	pinRoot := fmt.Sprintf("/sys/fs/bpf/nriguard-bench-%d", pid)
+	var cleanups []func()
 	defer func() {
-		cgroup.Move(home, os.Getpid())
-		for _, c := range configs {
-			if c.att != nil {
-				c.att.Detach()
-			}
+		cgroup.Move(home, pid)
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
 		}
 		cgroup.Remove(base)
 		os.RemoveAll(pinRoot)
 	}()
-
-	tcpPort, stopTCP, err := tcpServer()
-	if err != nil {
+	if err := os.MkdirAll(base, 0o755); err != nil {
 		return err
 	}
-	defer stopTCP()
-	udpPort, udpFD, err := udpSink()
-	if err != nil {
-		return err
-	}
-	defer unix.Close(udpFD)
-
-	fmt.Printf("nriguard egress benchmark: %d rounds, %d connects and %d sends per round and configuration\n\n", *rounds, *connN, *sendN)
-	configs = append(configs, &config{name: "none"})
-	for _, s := range strings.Split(*sizes, ",") {
+	var sizes []*size
+	for _, s := range strings.Split(*sizesF, ",") {
 		var n int
 		fmt.Sscan(s, &n)
-		c := &config{name: s}
-		e := randomPolicy(n, tcpPort, udpPort)
-		t0 := time.Now()
-		comp := policy.Compile(policy.Enforce, e)
-		compileTime := time.Since(t0)
-		c.cg = filepath.Join(base, "p"+s)
-		if err := os.MkdirAll(c.cg, 0o755); err != nil {
+		sizes = append(sizes, newSize(n))
+	}
+	if want("datapath") {
+		if err := datapath(sizes, base, pinRoot, home, &cleanups); err != nil {
 			return err
 		}
-		t0 = time.Now()
-		c.att, err = bpf.Attach(bpf.Spec{ID: "bench-" + s, Cgroup: c.cg, Egress: comp}, &bpf.Options{PinRoot: pinRoot})
-		if err != nil {
+	}
+	if want("memory") {
+		if err := memory(sizes, base, pinRoot); err != nil {
 			return err
 		}
-		fmt.Printf("policy %7s prefixes: %6d classes, %7d port entries; compile %v, attach %v, kernel memory (maps and programs) %s\n",
-			s, comp.Classes, len(comp.Ports), compileTime.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), kib(pinnedMemory(c.att)))
-		configs = append(configs, c)
 	}
-	configs[0].cg = filepath.Join(base, "none")
-	if err := os.MkdirAll(configs[0].cg, 0o755); err != nil {
-		return err
-	}
-
-	ops := []struct {
-		name string
-		n    int
-		fn   func(n int) error
-	}{
-		{"tcp connect+close", *connN, func(n int) error { return connectLoop(n, tcpPort) }},
-		{"udp sendto", *sendN, func(n int) error { return sendLoop(n, udpFD, udpPort) }},
-	}
-	results := make([][][]float64, len(ops)) // [op][config][round] ns/op
-	for i := range ops {
-		results[i] = make([][]float64, len(configs))
-	}
-	for i, op := range ops { // warm up each path once
-		for _, c := range configs {
-			cgroup.Move(c.cg, os.Getpid())
-			if err := op.fn(op.n / 10); err != nil {
-				return fmt.Errorf("%s in %s: %w", ops[i].name, c.name, err)
-			}
+	if want("attach") {
+		if err := attachLatency(base, pinRoot); err != nil {
+			return err
 		}
 	}
-	// Each round measures every policy right after a fresh baseline (no
-	// program), in random order: a ratio compares two samples taken
-	// moments apart, so drift on the machine cancels out. Figures are the
-	// medians over the rounds.
-	ratios := make([][][]float64, len(ops)) // [op][config][round]
-	for i := range ops {
-		ratios[i] = make([][]float64, len(configs))
-	}
-	measure := func(i, ci int) (float64, error) {
-		if err := cgroup.Move(configs[ci].cg, os.Getpid()); err != nil {
-			return 0, err
-		}
-		t0 := time.Now()
-		if err := ops[i].fn(ops[i].n); err != nil {
-			return 0, fmt.Errorf("%s in %s: %w", ops[i].name, configs[ci].name, err)
-		}
-		ns := float64(time.Since(t0).Nanoseconds()) / float64(ops[i].n)
-		results[i][ci] = append(results[i][ci], ns)
-		return ns, nil
-	}
-	for range *rounds {
-		for i := range ops {
-			for _, k := range rand.Perm(len(configs) - 1) {
-				ci := k + 1
-				base, err := measure(i, 0)
-				if err != nil {
-					return err
-				}
-				ns, err := measure(i, ci)
-				if err != nil {
-					return err
-				}
-				ratios[i][ci] = append(ratios[i][ci], ns/base)
-			}
-		}
-	}
-	cgroup.Move(home, os.Getpid())
-
-	fmt.Printf("\n%-18s %-16s %12s %10s   (ratio: median of %d paired rounds)\n", "operation", "policy", "ns/op", "ratio", *rounds)
-	worst := 0.0
-	for i, op := range ops {
-		for ci, c := range configs {
-			label, ratio := c.name+" prefixes", 1.0
-			if ci == 0 {
-				label = "no program"
-			} else {
-				ratio = median(ratios[i][ci])
-			}
-			fmt.Printf("%-18s %-16s %12.0f %9.3fx\n", op.name, label, median(results[i][ci]), ratio)
-			if strings.HasSuffix(c.name, "100000") && ratio > worst {
-				worst = ratio
-			}
-		}
-	}
-	verdict := "met"
-	if worst > 1.05 {
-		verdict = "MISSED"
-	}
-	fmt.Printf("target: overhead at 100,000 prefixes <= 1.05x: %s (worst %.3fx)\n", verdict, worst)
-
-	if err := attachLatency(base, pinRoot); err != nil {
-		return err
-	}
-	return execBench(base, pinRoot, *execN)
-}
-
-// randomPolicy allows the benchmark's own flows among n random prefixes, so
-// that every measured connect and send is looked up and allowed.
-func randomPolicy(n, tcpPort, udpPort int) *policy.Egress {
-	r := rand.New(rand.NewPCG(uint64(n), 1))
-	e := &policy.Egress{Default: policy.Deny}
-	add := func(p netip.Prefix, proto policy.Proto, port uint16) {
-		e.Rules = append(e.Rules, policy.Rule{Action: policy.Allow, Proto: proto, Dest: p, Ports: []policy.PortRange{{Lo: port, Hi: port}}})
-	}
-	add(netip.MustParsePrefix("127.0.0.1/32"), policy.TCP, uint16(tcpPort))
-	add(netip.MustParsePrefix("127.0.0.1/32"), policy.UDP, uint16(udpPort))
-	seen := map[netip.Prefix]bool{}
-	for len(seen) < n-2 {
-		var p netip.Prefix
-		if r.IntN(10) == 0 {
-			var b [16]byte
-			b[0], b[1] = 0x20, 0x01
-			for i := 2; i < 16; i++ {
-				b[i] = byte(r.UintN(256))
-			}
-			p = netip.PrefixFrom(netip.AddrFrom16(b), 48+r.IntN(81)).Masked()
-		} else {
-			a := netip.AddrFrom4([4]byte{10, byte(r.UintN(256)), byte(r.UintN(256)), byte(r.UintN(256))})
-			p = netip.PrefixFrom(a, 16+r.IntN(17)).Masked()
-		}
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		proto := []policy.Proto{policy.TCP, policy.UDP, policy.AnyProto}[r.IntN(3)]
-		add(p, proto, []uint16{53, 80, 443, 8443}[r.IntN(4)])
-	}
-	return e
-}
-
-func attachLatency(base, pinRoot string) error {
-	cg := filepath.Join(base, "attach")
-	if err := os.MkdirAll(cg, 0o755); err != nil {
-		return err
-	}
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		return err
-	}
-	defer ev.Ring.Close()
-	defer ev.Lost.Close()
-	pool := bpf.NewPool(ev, 1)
-	defer pool.Close()
-	fmt.Printf("\n%-36s %10s %10s %10s\n", "attach+detach", "median", "p90", "max")
-	for _, c := range []struct {
-		n       int
-		preload bool
-	}{{10, false}, {1000, false}, {10, true}, {1000, true}} {
-		n := c.n
-		comp := policy.Compile(policy.Enforce, randomPolicy(n, 1, 2))
-		var ds []float64
-		for range *attachN {
-			opts := &bpf.Options{PinRoot: pinRoot, Events: ev}
-			if c.preload {
-				// untimed: wait until the pool has a set ready, as it has
-				// when containers do not start back to back
-				for pool.Ready() == 0 {
-					if err := pool.Err(); err != nil {
-						return err
-					}
-					time.Sleep(time.Millisecond)
-				}
-				opts.Pool = pool
-			}
-			t0 := time.Now()
-			a, err := bpf.Attach(bpf.Spec{ID: "bench-attach", Cgroup: cg, Egress: comp}, opts)
-			if err != nil {
-				return err
-			}
-			if c.preload {
-				// as the plugin does: the set goes back to the pool
-				a.Close()
-				err = pool.Detach(pinRoot, "bench-attach")
-			} else {
-				err = a.Detach()
-			}
-			if err != nil {
-				return err
-			}
-			ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
-		}
-		slices.Sort(ds)
-		name := fmt.Sprintf("%d-prefix policy (%d runs)", n, len(ds))
-		if c.preload {
-			name = fmt.Sprintf("%d-prefix, pooled (%d runs)", n, len(ds))
-		}
-		fmt.Printf("%-36s %8.2fms %8.2fms %8.2fms\n", name, ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1])
-		if n == 10 && !c.preload {
-			verdict := "met"
-			if ds[len(ds)/2] >= 5 {
-				verdict = "MISSED"
-			}
-			defer fmt.Printf("target: attach+detach median < 5 ms: %s\n", verdict)
-		}
+	if want("exec") {
+		return execBench(base, pinRoot, *execN)
 	}
 	return nil
 }
 
+func newSize(n int) *size {
+	r := rand.New(rand.NewPCG(uint64(n), 7))
+	s := &size{n: n, prefixes: spread(r, n)}
+	s.deep4, s.shallow4, s.depth4 = destinations(r, s.prefixes, false)
+	s.deep6, _, s.depth6 = destinations(r, s.prefixes, true)
+	s.policy = benchPolicy(r, s.prefixes, []netip.Addr{s.deep4, s.shallow4, s.deep6},
+		[]policy.PortRange{{Lo: udpPort, Hi: udpPort2}, {Lo: tcpPort, Hi: tcpPort}, {Lo: coldPorts, Hi: coldPorts + coldN - 1}})
+	t0 := time.Now()
+	s.compiled = policy.Compile(policy.Enforce, s.policy)
+	s.compile = time.Since(t0)
+	return s
+}
+
+// sizedPolicy is a policy of n spread prefixes (attach latency).
+func sizedPolicy(n int) *policy.Egress {
+	r := rand.New(rand.NewPCG(uint64(n), 9))
+	return benchPolicy(r, spread(r, n), nil, nil)
+}
+
+func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) error {
+	var addrs []netip.Addr
+	for _, s := range sizes {
+		addrs = append(addrs, s.deep4, s.shallow4, s.deep6)
+	}
+	pid := os.Getpid()
+	mkns := func(name string) (*netns, error) {
+		ns, err := newNetns(fmt.Sprintf("ngb%d-%s", pid, name), addrs)
+		if err == nil {
+			*cleanups = append(*cleanups, ns.remove)
+		}
+		return ns, err
+	}
+	mkcg := func(name string) (string, error) {
+		cg := filepath.Join(base, name)
+		return cg, os.MkdirAll(cg, 0o755)
+	}
+	plain, err := mkns("plain")
+	if err != nil {
+		return err
+	}
+	none, err := mkcg("none")
+	if err != nil {
+		return err
+	}
+	largest := sizes[len(sizes)-1]
+	configs := []*config{{name: "no policy", ns: plain, cg: none, tool: "none"}}
+	floorCg, err := mkcg("floor")
+	if err != nil {
+		return err
+	}
+	closeFloor, err := floor(floorCg)
+	if err != nil {
+		return fmt.Errorf("floor programs: %w", err)
+	}
+	*cleanups = append(*cleanups, closeFloor)
+	configs = append(configs, &config{name: "floor (allow at once)", size: largest, ns: plain, cg: floorCg, tool: "floor"})
+
+	fmt.Printf("nriguard datapath benchmark: %d paired rounds; CPU time of the sending thread (and wall time)\n\n", *rounds)
+	for _, s := range sizes {
+		cg, err := mkcg(fmt.Sprintf("ng%d", s.n))
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		a, err := bpf.Attach(bpf.Spec{ID: fmt.Sprintf("bench-%d", s.n), Cgroup: cg, Egress: s.compiled}, &bpf.Options{PinRoot: pinRoot})
+		if err != nil {
+			return err
+		}
+		s.attachTime = time.Since(t0)
+		*cleanups = append(*cleanups, func() { a.Detach() })
+		fmt.Printf("policy %6d prefixes: %6d classes, %6d port entries; compile %v, attach %v; trie visits: IPv4 deep %d, shallow %d; IPv6 deep %d\n",
+			s.n, s.compiled.Classes, len(s.compiled.Ports), s.compile.Round(time.Millisecond), s.attachTime.Round(time.Millisecond),
+			s.depth4[0], s.depth4[1], s.depth6[0])
+		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d", s.n), size: s, ns: plain, cg: cg, tool: "nriguard"})
+	}
+	// the largest policy without the packet path's backstop: what it costs
+	{
+		s := largest
+		cg, err := mkcg("nobackstop")
+		if err != nil {
+			return err
+		}
+		a, err := bpf.Attach(bpf.Spec{ID: "bench-nobackstop", Cgroup: cg, Egress: s.compiled}, &bpf.Options{PinRoot: pinRoot})
+		if err != nil {
+			return err
+		}
+		a.Close()
+		os.Remove(filepath.Join(a.Dir, "link_skb_egress"))
+		*cleanups = append(*cleanups, func() { bpf.Detach(pinRoot, "bench-nobackstop") })
+		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, no backstop", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-nobackstop"})
+	}
+	if *peersF {
+		for _, s := range sizes {
+			ns, err := mkns(fmt.Sprintf("nft%d", s.n))
+			if err != nil {
+				return err
+			}
+			t0 := time.Now()
+			if err := loadNft(ns, s.policy); err != nil {
+				return fmt.Errorf("nftables: %w (make deps installs it)", err)
+			}
+			fmt.Printf("nftables %6d prefixes: nft -f %v\n", s.n, time.Since(t0).Round(time.Millisecond))
+			configs = append(configs, &config{name: fmt.Sprintf("nftables %d", s.n), size: s, ns: ns, cg: none, tool: "nftables"})
+			ns2, err := mkns(fmt.Sprintf("ips%d", s.n))
+			if err != nil {
+				return err
+			}
+			t0 = time.Now()
+			if err := loadIpset(ns2, s.policy); err != nil {
+				return fmt.Errorf("iptables+ipset: %w (make deps installs them)", err)
+			}
+			*cleanups = append(*cleanups, func() { removeIpset(ns2) })
+			fmt.Printf("ipset    %6d prefixes: ipset restore and iptables %v\n", s.n, time.Since(t0).Round(time.Millisecond))
+			configs = append(configs, &config{name: fmt.Sprintf("iptables+ipset %d", s.n), size: s, ns: ns2, cg: none, tool: "ipset"})
+		}
+	}
+	for _, c := range configs {
+		if c.size == nil {
+			c.size = largest
+		}
+	}
+	env := map[*netns]*servers{}
+	for _, c := range configs {
+		if env[c.ns] == nil {
+			if err := c.ns.enter(); err != nil {
+				return err
+			}
+			sv, err := startServers(addrs)
+			if err != nil {
+				return err
+			}
+			*cleanups = append(*cleanups, sv.stop)
+			env[c.ns] = sv
+		}
+	}
+	ws := workloads()
+	results := map[string]map[string]*sample{} // workload -> config -> samples
+	for _, w := range ws {
+		results[w.name] = map[string]*sample{}
+		for _, c := range configs {
+			results[w.name][c.name] = &sample{}
+		}
+	}
+	measure := func(w workload, c *config, s *size) (cpu, wall float64, err error) {
+		if err := c.ns.enter(); err != nil {
+			return 0, 0, err
+		}
+		if err := cgroup.Move(c.cg, os.Getpid()); err != nil {
+			return 0, 0, err
+		}
+		defer cgroup.Move(none, os.Getpid())
+		return w.run(s)
+	}
+	skip := func(w workload, c *config) bool {
+		return w.nriguardOnly && (c.tool == "nftables" || c.tool == "ipset")
+	}
+	// warm every path once
+	for _, w := range ws {
+		for _, c := range configs {
+			if skip(w, c) {
+				continue
+			}
+			if _, _, err := measure(w, c, c.size); err != nil {
+				return fmt.Errorf("%s under %s: %w", w.name, c.name, err)
+			}
+		}
+	}
+	for r := range *rounds {
+		for _, w := range ws {
+			for _, k := range rand.Perm(len(configs) - 1) {
+				c := configs[k+1]
+				if skip(w, c) {
+					continue
+				}
+				bc, bw, err := measure(w, configs[0], c.size)
+				if err != nil {
+					return err
+				}
+				cc, cw, err := measure(w, c, c.size)
+				if err != nil {
+					return fmt.Errorf("%s under %s: %w", w.name, c.name, err)
+				}
+				res := results[w.name][c.name]
+				res.cpu, res.wall = append(res.cpu, cc), append(res.wall, cw)
+				res.cpuRatio, res.wallRatio = append(res.cpuRatio, cc/bc), append(res.wallRatio, cw/bw)
+				b := results[w.name][configs[0].name]
+				b.cpu, b.wall = append(b.cpu, bc), append(b.wall, bw)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "\rround %d of %d", r+1, *rounds)
+	}
+	fmt.Fprintln(os.Stderr)
+	cgroup.Move(home, os.Getpid())
+	report(ws, configs, results, sizes)
+	return nil
+}
+
+type sample struct{ cpu, wall, cpuRatio, wallRatio []float64 }
+
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func kib(n int64) string { return fmt.Sprintf("%d KiB", n/1024) }
-
-func pinnedMemory(a *bpf.Attachment) int64 {
-	n, _ := bpf.PinnedMemory(a.Dir)
-	return n
 }
