@@ -228,18 +228,18 @@ func (a *Attachment) egressSet(c *policy.Compiled, cgid uint64, o Options) (*egr
 	}
 	if set == nil {
 		var err error
-		if set, err = loadEgressSet(o.Events, len(c.V4), len(c.V6), len(c.Ports)); err != nil {
+		if set, err = loadEgressSet(o.Events, tableSizes(c)); err != nil {
 			return nil, err
 		}
 	}
 	a.objs = append(a.objs, set)
 	a.Events = EventMaps{Ring: set.Events, Lost: set.LostEvents}
-	// The programs read these from the first flow on: set them before the
-	// programs are attached.
-	if err := set.setGlobals(cgid, c.Sockets); err != nil {
+	// The programs read these from the first flow on: fill and set them
+	// before the programs are attached.
+	if err := set.fill(c); err != nil {
 		return nil, err
 	}
-	return set, set.fill(c)
+	return set, set.setGlobals(cgid, c.Sockets, c)
 }
 
 // ownEvents gives an exec-only attachment its event ring and lost counters.

@@ -3,7 +3,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // nriguard egress datapath for one container:
 //  - cgroup sock_addr hooks judge every connect and every unconnected send
-//    against the container's own tries, and refuse with EPERM;
+//    against the container's own tables, and refuse with EPERM;
 //  - a sock_create hook refuses the sockets those hooks cannot judge;
 //  - a cgroup_skb egress program is the backstop: it judges where each
 //    packet really goes, for the few ways a packet can go elsewhere than
@@ -31,23 +31,24 @@
 
 #include "nriguard.h"
 
-struct v4_key {
-	__u32 prefixlen;
-	__u8 addr[4];
+// The tables (policy.Compiled): runs of addresses that share a class, and
+// runs of ports that share a verdict, each array sorted by its start and
+// padded to a power of two with copies of its last entry.
+struct run4 {
+	__u32 start; // the address as a number
+	__u32 class;
 };
 
-struct v6_key {
-	__u32 prefixlen;
-	__u8 addr[16];
+struct run6 {
+	__u64 hi, lo; // the address as a 128-bit number
+	__u32 class;
+	__u32 pad;
 };
 
-// (class, protocol, port), matched on the first 40 + 0..16 bits.
-struct port_key {
-	__u32 prefixlen;
-	__u32 class; // big endian, so that it is matched first
-	__u8 proto;
-	__u8 port[2]; // big endian
-	__u8 pad;
+struct port_run {
+	__u64 start; // class << 17 | protocol (0 TCP, 1 UDP) << 16 | port
+	__u32 verdict; // action | layer << VERDICT_LAYER_SHIFT
+	__u32 pad;
 };
 
 // The loader may replace both with maps shared by all containers.
@@ -68,32 +69,31 @@ volatile __u32 socket_verdict;
 // Changes whenever the tables serve another policy: a socket's cached
 // verdict of an older one is not used.
 volatile __u32 policy_gen;
+// Each table holds 1 << steps entries: a search halves it steps times.
+volatile __u32 v4_steps, v6_steps, port_steps;
 
-// Sizes are caps (no preallocation): the loader sets them to what the
-// policy needs, or to PoolTrieCap for a set loaded ahead.
+// Sizes are caps: the loader sets them to what the policy needs, or to
+// PoolTableCap for a set loaded ahead.
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct v4_key);
-	__type(value, __u32); // class
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct run4);
 	__uint(max_entries, 1);
-} v4_prefixes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct v6_key);
-	__type(value, __u32); // class
-	__uint(max_entries, 1);
-} v6_prefixes SEC(".maps");
+} v4_runs SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct port_key);
-	__type(value, __u32); // action | layer << VERDICT_LAYER_SHIFT
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct run6);
 	__uint(max_entries, 1);
-} ports SEC(".maps");
+} v6_runs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct port_run);
+	__uint(max_entries, 1);
+} port_runs SEC(".maps");
 
 // What the hooks last let a socket send to: the packet path trusts a packet
 // to that destination without a lookup.
@@ -137,70 +137,95 @@ static __always_inline void report_flow(__u8 hook, __u32 verdict, __u8 family, _
 	bpf_ringbuf_submit(e, 0);
 }
 
-// verdict looks up the port table of a class. A miss cannot happen with a
-// table from the compiler; if it does, the flow is denied (fail closed).
-static __always_inline __u32 verdict(__u32 *class, __u32 proto, __u32 port_be)
+// A search of a table: the index of the last entry that starts at or before
+// the key, in steps halvings of the table (bpf_loop: the verifier checks one
+// step, not every path through all of them; its array lookups are inlined).
+// Its cost is the steps' alone: not where the prefixes lie, not which key
+// is sought.
+struct search {
+	__u64 hi, lo; // the key (hi only for IPv6)
+	__u32 at, steps;
+};
+
+static long step4(__u64 i, struct search *s)
 {
-	if (!class || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
-		return ACTION_DENY;
-	struct port_key k = {
-		.prefixlen = 56,
-		.class = bpf_htonl(*class),
-		.proto = proto,
+	__u32 probe = s->at + (1u << (s->steps - 1 - i));
+	struct run4 *r = bpf_map_lookup_elem(&v4_runs, &probe);
+	if (r && r->start <= s->lo)
+		s->at = probe;
+	return 0;
+}
+
+static long step6(__u64 i, struct search *s)
+{
+	__u32 probe = s->at + (1u << (s->steps - 1 - i));
+	struct run6 *r = bpf_map_lookup_elem(&v6_runs, &probe);
+	if (r && (r->hi < s->hi || (r->hi == s->hi && r->lo <= s->lo)))
+		s->at = probe;
+	return 0;
+}
+
+static long step_port(__u64 i, struct search *s)
+{
+	__u32 probe = s->at + (1u << (s->steps - 1 - i));
+	struct port_run *r = bpf_map_lookup_elem(&port_runs, &probe);
+	if (r && r->start <= s->lo)
+		s->at = probe;
+	return 0;
+}
+
+static __always_inline __u32 class4(__u32 ip)
+{
+	struct search s = { .lo = bpf_ntohl(ip), .steps = v4_steps };
+	bpf_loop(s.steps, step4, &s, 0);
+	struct run4 *r = bpf_map_lookup_elem(&v4_runs, &s.at);
+	return r ? r->class : 0;
+}
+
+static __always_inline __u32 class6(const __u32 *ip)
+{
+	struct search s = {
+		.hi = (__u64)bpf_ntohl(ip[0]) << 32 | bpf_ntohl(ip[1]),
+		.lo = (__u64)bpf_ntohl(ip[2]) << 32 | bpf_ntohl(ip[3]),
+		.steps = v6_steps,
 	};
-	__builtin_memcpy(k.port, &port_be, 2);
-	__u32 *v = bpf_map_lookup_elem(&ports, &k);
-	return v ? *v : ACTION_DENY;
+	bpf_loop(s.steps, step6, &s, 0);
+	struct run6 *r = bpf_map_lookup_elem(&v6_runs, &s.at);
+	return r ? r->class : 0;
+}
+
+// verdict finds the verdict of a class for a protocol and port. A protocol
+// the tables do not have, or a run of another class found (impossible with
+// the compiler's tables), is denied: fail closed.
+static __always_inline __u32 verdict(__u32 class, __u32 proto, __u32 port_be)
+{
+	__u64 p;
+	if (proto == IPPROTO_TCP)
+		p = 0;
+	else if (proto == IPPROTO_UDP)
+		p = 1;
+	else
+		return ACTION_DENY;
+	__u64 block = (__u64)class << 17 | p << 16;
+	struct search s = { .lo = block | bpf_ntohs((__u16)port_be), .steps = port_steps };
+	bpf_loop(s.steps, step_port, &s, 0);
+	struct port_run *r = bpf_map_lookup_elem(&port_runs, &s.at);
+	if (!r || r->start < block)
+		return ACTION_DENY;
+	__u32 action = r->verdict & VERDICT_ACTION_MASK;
+	if (action != ACTION_ALLOW && action != ACTION_WOULD_DENY)
+		return (r->verdict & ~VERDICT_ACTION_MASK) | ACTION_DENY; // an empty table
+	return r->verdict;
 }
 
 static __always_inline __u32 lookup4(__u32 ip, __u32 proto, __u32 port_be)
 {
-	struct v4_key k = { .prefixlen = 32 };
-	__builtin_memcpy(k.addr, &ip, 4);
-	return verdict(bpf_map_lookup_elem(&v4_prefixes, &k), proto, port_be);
+	return verdict(class4(ip), proto, port_be);
 }
 
 static __always_inline __u32 lookup6(const __u32 *ip, __u32 proto, __u32 port_be)
 {
-	struct v6_key k = { .prefixlen = 128 };
-	__builtin_memcpy(k.addr, ip, 16);
-	return verdict(bpf_map_lookup_elem(&v6_prefixes, &k), proto, port_be);
-}
-
-// The verdicts of the destinations a container sent to last: a flow to one
-// of them costs a hash lookup, not two walks down the tries, whatever the
-// size and shape of the policy. An attachment's own (emptied when a pooled
-// set serves another policy).
-struct dest_key {
-	__u32 addr[4]; // IPv4 in addr[3]
-	__u16 port; // network order
-	__u8 family;
-	__u8 proto;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct dest_key);
-	__type(value, __u32); // action | layer << VERDICT_LAYER_SHIFT
-	__uint(max_entries, DEST_CACHE_SIZE);
-} dest_verdicts SEC(".maps");
-
-// judge_dest is the verdict for a destination: remembered, or looked up in
-// the tries and remembered.
-static __always_inline __u32 judge_dest(__u8 family, __u32 proto, const __u32 *addr, __u32 port_be)
-{
-	struct dest_key k = {
-		.addr = { addr[0], addr[1], addr[2], addr[3] },
-		.port = port_be,
-		.family = family,
-		.proto = proto,
-	};
-	__u32 *cached = bpf_map_lookup_elem(&dest_verdicts, &k);
-	if (cached)
-		return *cached;
-	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port_be) : lookup6(addr, proto, port_be);
-	bpf_map_update_elem(&dest_verdicts, &k, &v, BPF_ANY);
-	return v;
+	return verdict(class6(ip), proto, port_be);
 }
 
 static __always_inline int passes(__u32 v)
@@ -255,7 +280,7 @@ static __always_inline int decide(struct bpf_sock *sk, __u32 proto, __u32 type, 
 				    bpf_ntohs((__u16)port_be));
 		return 1;
 	}
-	__u32 v = judge_dest(family, proto, addr, port_be);
+	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port_be) : lookup6(addr, proto, port_be);
 	__u32 action = v & VERDICT_ACTION_MASK;
 	if (action != ACTION_ALLOW)
 		report_flow(hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
@@ -484,7 +509,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return 1; // accepted, not connected: it answers its peer
 	if (!l4)
 		return stop_packet(skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
-	__u32 v = judge_dest(family, proto, addr, port);
+	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port) : lookup6(addr, proto, port);
 	if (!passes(v))
 		return stop_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)

@@ -61,38 +61,65 @@ func (s *egressSet) Close() error {
 
 // tables are the maps an attachment pins, by pin name.
 func (s *egressSet) tables() map[string]**ebpf.Map {
-	return map[string]**ebpf.Map{pinV4: &s.V4Prefixes, pinV6: &s.V6Prefixes, pinPorts: &s.Ports}
+	return map[string]**ebpf.Map{pinV4: &s.V4Runs, pinV6: &s.V6Runs, pinPorts: &s.PortRuns}
+}
+
+// PoolTableCap is how many entries each table of a pooled set holds (they
+// are arrays, allocated whole): a policy with more runs gets a set loaded
+// for it.
+const PoolTableCap = 1024
+
+// steps is the power of two a table of n entries is padded to, as the
+// number of halvings that search it.
+func steps(n int) uint32 {
+	var s uint32
+	for 1<<s < n {
+		s++
+	}
+	return s
+}
+
+// tableSizes are the entries a policy's three tables take, padded.
+func tableSizes(c *policy.Compiled) [3]int {
+	return [3]int{1 << steps(len(c.V4)), 1 << steps(len(c.V6)), 1 << steps(len(c.Ports))}
 }
 
 // setGlobals writes the programs' globals (.bss): a set loaded ahead, or
-// used before by another container, learns whom it serves, and a new
-// generation, so that no socket's cached verdict of another policy counts.
-func (s *egressSet) setGlobals(cgid uint64, sockets policy.Verdict) error {
+// used before by another container, learns whom it serves, how big its
+// tables are, and a new generation, so that no socket's cached verdict of
+// another policy counts.
+func (s *egressSet) setGlobals(cgid uint64, sockets policy.Verdict, c *policy.Compiled) error {
 	cs, err := egressSpec()
 	if err != nil {
 		return err
 	}
 	buf := make([]byte, cs.Maps[".bss"].ValueSize)
+	put32 := func(name string, v uint32) { binary.NativeEndian.PutUint32(buf[cs.Variables[name].Offset:], v) }
 	binary.NativeEndian.PutUint64(buf[cs.Variables[egressVarPolicyCgroup].Offset:], cgid)
-	binary.NativeEndian.PutUint32(buf[cs.Variables[egressVarSocketVerdict].Offset:], verdictValue(sockets))
-	binary.NativeEndian.PutUint32(buf[cs.Variables[egressVarPolicyGen].Offset:], generation.Add(1))
+	put32(egressVarSocketVerdict, verdictValue(sockets))
+	put32(egressVarPolicyGen, generation.Add(1))
+	if c != nil {
+		put32(egressVarV4Steps, steps(len(c.V4)))
+		put32(egressVarV6Steps, steps(len(c.V6)))
+		put32(egressVarPortSteps, steps(len(c.Ports)))
+	}
 	if err := s.bss.Put(uint32(0), buf); err != nil {
 		return fmt.Errorf("set the egress programs' globals: %w", err)
 	}
 	return nil
 }
 
-// loadEgressSet loads one copy of the egress programs, with tries that hold
-// up to the given numbers of entries, writing to ev (nil: its own ring).
-func loadEgressSet(ev *EventMaps, v4, v6, ports int) (*egressSet, error) {
+// loadEgressSet loads one copy of the egress programs, with tables of the
+// given sizes, writing to ev (nil: its own ring).
+func loadEgressSet(ev *EventMaps, sizes [3]int) (*egressSet, error) {
 	cs, err := egressSpec()
 	if err != nil {
 		return nil, err
 	}
 	cs = cs.Copy()
-	cs.Maps[egressMapV4Prefixes].MaxEntries = uint32(max(1, v4))
-	cs.Maps[egressMapV6Prefixes].MaxEntries = uint32(max(1, v6))
-	cs.Maps[egressMapPorts].MaxEntries = uint32(max(1, ports))
+	cs.Maps[egressMapV4Runs].MaxEntries = uint32(max(1, sizes[0]))
+	cs.Maps[egressMapV6Runs].MaxEntries = uint32(max(1, sizes[1]))
+	cs.Maps[egressMapPortRuns].MaxEntries = uint32(max(1, sizes[2]))
 	co := ebpf.CollectionOptions{}
 	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.
@@ -128,58 +155,64 @@ func verdictValue(v policy.Verdict) uint32 {
 	return uint32(a) | uint32(v.Layer)<<layerShift
 }
 
-// fill writes the compiled tables into the tries.
+// fill writes the compiled tables into the arrays, each padded to its
+// power of two with copies of its last entry (so that a search that lands
+// there finds the last run).
 func (s *egressSet) fill(c *policy.Compiled) error {
-	k4 := make([]egressV4Key, len(c.V4))
-	v4 := make([]uint32, len(c.V4))
-	for i, pc := range c.V4 {
-		k4[i] = egressV4Key{Prefixlen: uint32(pc.Prefix.Bits()), Addr: pc.Prefix.Addr().As4()}
-		v4[i] = pc.Class
+	sizes := tableSizes(c)
+	v4 := make([]egressRun4, sizes[0])
+	for i := range v4 {
+		r := c.V4[min(i, len(c.V4)-1)]
+		v4[i] = egressRun4{Start: r.Start, Class: r.Class}
 	}
-	k6 := make([]egressV6Key, len(c.V6))
-	v6 := make([]uint32, len(c.V6))
-	for i, pc := range c.V6 {
-		k6[i] = egressV6Key{Prefixlen: uint32(pc.Prefix.Bits()), Addr: pc.Prefix.Addr().As16()}
-		v6[i] = pc.Class
+	v6 := make([]egressRun6, sizes[1])
+	for i := range v6 {
+		r := c.V6[min(i, len(c.V6)-1)]
+		v6[i] = egressRun6{Hi: r.Hi, Lo: r.Lo, Class: r.Class}
 	}
-	kp := make([]egressPortKey, len(c.Ports))
-	vp := make([]uint32, len(c.Ports))
-	for i, pe := range c.Ports {
-		kp[i] = egressPortKey{Prefixlen: 40 + uint32(pe.Bits), Proto: pe.Proto}
-		// The key's class and port are big endian so the trie matches them
-		// from their first bit; Class is read natively, so swap it here.
-		kp[i].Class = binary.NativeEndian.Uint32(binary.BigEndian.AppendUint32(nil, pe.Class))
-		binary.BigEndian.PutUint16(kp[i].Port[:], pe.Port)
-		vp[i] = verdictValue(pe.Verdict)
+	ports := make([]egressPortRun, sizes[2])
+	for i := range ports {
+		r := c.Ports[min(i, len(c.Ports)-1)]
+		proto := uint64(0) // TCP
+		if r.Proto == policy.UDP.IPProto() {
+			proto = 1
+		}
+		ports[i] = egressPortRun{Start: uint64(r.Class)<<17 | proto<<16 | uint64(r.Port), Verdict: verdictValue(r.Verdict)}
 	}
-	if err := putAll(s.V4Prefixes, k4, v4); err != nil {
-		return fmt.Errorf("fill IPv4 prefixes: %w", err)
+	if err := putArray(s.V4Runs, v4); err != nil {
+		return fmt.Errorf("fill IPv4 runs: %w", err)
 	}
-	if err := putAll(s.V6Prefixes, k6, v6); err != nil {
-		return fmt.Errorf("fill IPv6 prefixes: %w", err)
+	if err := putArray(s.V6Runs, v6); err != nil {
+		return fmt.Errorf("fill IPv6 runs: %w", err)
 	}
-	if err := putAll(s.Ports, kp, vp); err != nil {
-		return fmt.Errorf("fill port table: %w", err)
+	if err := putArray(s.PortRuns, ports); err != nil {
+		return fmt.Errorf("fill port runs: %w", err)
 	}
 	return nil
 }
 
-// empty takes every entry out of the tries and resets the globals, for the
-// next container.
+// putArray writes vals at indices 0.. of an array map, in one batch.
+func putArray[V any](m *ebpf.Map, vals []V) error {
+	keys := make([]uint32, len(vals))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	return putAll(m, keys, vals)
+}
+
+// empty resets the globals and clears the tables' first entries, for the
+// next container: a search of one step finds an empty run, which denies.
 func (s *egressSet) empty() error {
-	if err := s.setGlobals(0, policy.Verdict{Action: policy.Deny}); err != nil {
+	if err := s.setGlobals(0, policy.Verdict{Action: policy.Deny}, &policy.Compiled{}); err != nil {
 		return err
 	}
-	if err := emptyMap[egressV4Key](s.V4Prefixes); err != nil {
-		return err
+	for _, m := range []*ebpf.Map{s.V4Runs, s.V6Runs, s.PortRuns} {
+		zero := make([]byte, m.ValueSize())
+		if err := m.Put(uint32(0), zero); err != nil {
+			return err
+		}
 	}
-	if err := emptyMap[egressV6Key](s.V6Prefixes); err != nil {
-		return err
-	}
-	if err := emptyMap[egressDestKey](s.DestVerdicts); err != nil {
-		return err
-	}
-	return emptyMap[egressPortKey](s.Ports)
+	return nil
 }
 
 // attach attaches the programs to cgroup and pins the links and tables in
@@ -218,25 +251,4 @@ func putAll[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 		}
 	}
 	return nil
-}
-
-// emptyMap deletes a map's entries a batch at a time (small batches: a
-// container's tries mostly hold a few dozen entries, and this runs at
-// every stop).
-func emptyMap[K any](m *ebpf.Map) error {
-	const chunk = 256
-	keys, vals := make([]K, chunk), make([]uint32, chunk)
-	for {
-		var c ebpf.MapBatchCursor
-		n, err := m.BatchLookup(&c, keys, vals, nil)
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		if _, err := m.BatchDelete(keys[:n], nil); err != nil {
-			return err
-		}
-	}
 }

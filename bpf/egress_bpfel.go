@@ -13,14 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type egressDestKey struct {
-	_      structs.HostLayout
-	Addr   [4]uint32
-	Port   uint16
-	Family uint8
-	Proto  uint8
-}
-
 type egressEventHdr struct {
 	_            structs.HostLayout
 	TsNs         uint64
@@ -105,7 +97,6 @@ const (
 	egressNgLimitsEVENT_RING_SIZE egressNgLimits = 1048576
 	egressNgLimitsEXEC_RULES_MAX  egressNgLimits = 262144
 	egressNgLimitsMAX_RINGS       egressNgLimits = 64
-	egressNgLimitsDEST_CACHE_SIZE egressNgLimits = 256
 )
 
 type egressNgReason uint32
@@ -126,13 +117,25 @@ const (
 	egressNgVerdictBitsSETTINGS_RING_MASK  egressNgVerdictBits = 65535
 )
 
-type egressPortKey struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Class     uint32
-	Proto     uint8
-	Port      [2]uint8
-	Pad       uint8
+type egressPortRun struct {
+	_       structs.HostLayout
+	Start   uint64
+	Verdict uint32
+	Pad     uint32
+}
+
+type egressRun4 struct {
+	_     structs.HostLayout
+	Start uint32
+	Class uint32
+}
+
+type egressRun6 struct {
+	_     structs.HostLayout
+	Hi    uint64
+	Lo    uint64
+	Class uint32
+	Pad   uint32
 }
 
 type egressSockVerdict struct {
@@ -145,29 +148,16 @@ type egressSockVerdict struct {
 	Verdict uint32
 }
 
-type egressV4Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      [4]uint8
-}
-
-type egressV6Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      [16]uint8
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	egressMapDestVerdicts      = "dest_verdicts"
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
-	egressMapPorts             = "ports"
+	egressMapPortRuns          = "port_runs"
 	egressMapSockVerdicts      = "sock_verdicts"
-	egressMapV4Prefixes        = "v4_prefixes"
-	egressMapV6Prefixes        = "v6_prefixes"
+	egressMapV4Runs            = "v4_runs"
+	egressMapV6Runs            = "v6_runs"
 	egressProgNgConnect4       = "ng_connect4"
 	egressProgNgConnect6       = "ng_connect6"
 	egressProgNgSendmsg4       = "ng_sendmsg4"
@@ -176,6 +166,7 @@ const (
 	egressProgNgSockCreate     = "ng_sock_create"
 	egressVarPolicyCgroup      = "policy_cgroup"
 	egressVarPolicyGen         = "policy_gen"
+	egressVarPortSteps         = "port_steps"
 	egressVarSocketVerdict     = "socket_verdict"
 	egressVarUnusedAction      = "unused_action"
 	egressVarUnusedEventHdr    = "unused_event_hdr"
@@ -187,6 +178,8 @@ const (
 	egressVarUnusedLimits      = "unused_limits"
 	egressVarUnusedReason      = "unused_reason"
 	egressVarUnusedVerdictBits = "unused_verdict_bits"
+	egressVarV4Steps           = "v4_steps"
+	egressVarV6Steps           = "v6_steps"
 )
 
 // loadEgress returns the embedded CollectionSpec for egress.
@@ -243,13 +236,12 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
-	DestVerdicts *ebpf.MapSpec `ebpf:"dest_verdicts"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
-	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	PortRuns     *ebpf.MapSpec `ebpf:"port_runs"`
 	SockVerdicts *ebpf.MapSpec `ebpf:"sock_verdicts"`
-	V4Prefixes   *ebpf.MapSpec `ebpf:"v4_prefixes"`
-	V6Prefixes   *ebpf.MapSpec `ebpf:"v6_prefixes"`
+	V4Runs       *ebpf.MapSpec `ebpf:"v4_runs"`
+	V6Runs       *ebpf.MapSpec `ebpf:"v6_runs"`
 }
 
 // egressVariableSpecs contains global variables before they are loaded into the kernel.
@@ -258,6 +250,7 @@ type egressMapSpecs struct {
 type egressVariableSpecs struct {
 	PolicyCgroup      *ebpf.VariableSpec `ebpf:"policy_cgroup"`
 	PolicyGen         *ebpf.VariableSpec `ebpf:"policy_gen"`
+	PortSteps         *ebpf.VariableSpec `ebpf:"port_steps"`
 	SocketVerdict     *ebpf.VariableSpec `ebpf:"socket_verdict"`
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
@@ -269,6 +262,8 @@ type egressVariableSpecs struct {
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
+	V4Steps           *ebpf.VariableSpec `ebpf:"v4_steps"`
+	V6Steps           *ebpf.VariableSpec `ebpf:"v6_steps"`
 }
 
 // egressObjects contains all objects after they have been loaded into the kernel.
@@ -291,24 +286,22 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
-	DestVerdicts *ebpf.Map `ebpf:"dest_verdicts"`
 	Events       *ebpf.Map `ebpf:"events"`
 	LostEvents   *ebpf.Map `ebpf:"lost_events"`
-	Ports        *ebpf.Map `ebpf:"ports"`
+	PortRuns     *ebpf.Map `ebpf:"port_runs"`
 	SockVerdicts *ebpf.Map `ebpf:"sock_verdicts"`
-	V4Prefixes   *ebpf.Map `ebpf:"v4_prefixes"`
-	V6Prefixes   *ebpf.Map `ebpf:"v6_prefixes"`
+	V4Runs       *ebpf.Map `ebpf:"v4_runs"`
+	V6Runs       *ebpf.Map `ebpf:"v6_runs"`
 }
 
 func (m *egressMaps) Close() error {
 	return _EgressClose(
-		m.DestVerdicts,
 		m.Events,
 		m.LostEvents,
-		m.Ports,
+		m.PortRuns,
 		m.SockVerdicts,
-		m.V4Prefixes,
-		m.V6Prefixes,
+		m.V4Runs,
+		m.V6Runs,
 	)
 }
 
@@ -318,6 +311,7 @@ func (m *egressMaps) Close() error {
 type egressVariables struct {
 	PolicyCgroup      *ebpf.Variable `ebpf:"policy_cgroup"`
 	PolicyGen         *ebpf.Variable `ebpf:"policy_gen"`
+	PortSteps         *ebpf.Variable `ebpf:"port_steps"`
 	SocketVerdict     *ebpf.Variable `ebpf:"socket_verdict"`
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
@@ -329,6 +323,8 @@ type egressVariables struct {
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
+	V4Steps           *ebpf.Variable `ebpf:"v4_steps"`
+	V6Steps           *ebpf.Variable `ebpf:"v6_steps"`
 }
 
 // egressPrograms contains all programs after they have been loaded into the kernel.

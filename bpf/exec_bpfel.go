@@ -66,7 +66,6 @@ const (
 	execNgLimitsEVENT_RING_SIZE execNgLimits = 1048576
 	execNgLimitsEXEC_RULES_MAX  execNgLimits = 262144
 	execNgLimitsMAX_RINGS       execNgLimits = 64
-	execNgLimitsDEST_CACHE_SIZE execNgLimits = 256
 )
 
 type execNgReason uint32

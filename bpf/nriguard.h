@@ -72,8 +72,6 @@ enum ng_limits {
 	EXEC_RULES_MAX = 1 << 18,
 	// exec_rings slots; index 0 is "none"
 	MAX_RINGS = 64,
-	// destinations whose verdict a container's egress set remembers
-	DEST_CACHE_SIZE = 256,
 };
 
 // Every record starts with this header, so that user space can tell a

@@ -29,9 +29,9 @@ const DefaultPinRoot = "/sys/fs/bpf/nriguard"
 //	tmp-<pid>-<random>-<name>/   an attach under way; List removes those of dead processes
 const (
 	pinMeta       = "meta"
-	pinV4         = "map_v4_prefixes"
-	pinV6         = "map_v6_prefixes"
-	pinPorts      = "map_ports"
+	pinV4         = "map_v4_runs"
+	pinV6         = "map_v6_runs"
+	pinPorts      = "map_port_runs"
 	pinExecRecord = "map_exec_rules"
 
 	dirEvents = "_events"

@@ -11,11 +11,6 @@ import (
 	"github.com/nriguard/nriguard/policy"
 )
 
-// PoolTrieCap is what each trie of a pooled set can hold. The tries are not
-// preallocated, so the cap costs nothing; a policy that needs more gets a
-// set loaded for it.
-const PoolTrieCap = 1 << 20
-
 // Pool keeps a few copies of the egress programs loaded and verified ahead
 // of need, so that attaching a container does not wait for the verifier
 // (about 1.4 ms of a start's 2 ms). A daemon keeps one. Pool.Detach gives a
@@ -49,7 +44,7 @@ func (p *Pool) fill() {
 	defer p.wg.Done()
 	for {
 		for len(p.sets) < p.size {
-			s, err := loadEgressSet(p.ev, PoolTrieCap, PoolTrieCap, PoolTrieCap)
+			s, err := loadEgressSet(p.ev, [3]int{PoolTableCap, PoolTableCap, PoolTableCap})
 			p.mu.Lock()
 			p.err = err
 			p.mu.Unlock()
@@ -72,7 +67,8 @@ func (p *Pool) fill() {
 }
 
 func (p *Pool) fits(ev *EventMaps, c *policy.Compiled) bool {
-	return ev == p.ev && len(c.V4) <= PoolTrieCap && len(c.V6) <= PoolTrieCap && len(c.Ports) <= PoolTrieCap
+	sizes := tableSizes(c)
+	return ev == p.ev && sizes[0] <= PoolTableCap && sizes[1] <= PoolTableCap && sizes[2] <= PoolTableCap
 }
 
 // take returns a ready set, or nil if none is ready. Stopped containers
@@ -207,7 +203,7 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, name), nil); err != nil {
 			return nil, nil
 		}
-		if (*m).MaxEntries() != PoolTrieCap {
+		if (*m).MaxEntries() != PoolTableCap {
 			return nil, nil // sized to one policy
 		}
 	}
@@ -236,13 +232,11 @@ func (p *Pool) reclaim(dir string) (*egressSet, []link.Link) {
 			s.bss = mp
 		case mi.Name == egressMapSockVerdicts && s.SockVerdicts == nil:
 			s.SockVerdicts = mp
-		case mi.Name == egressMapDestVerdicts && s.DestVerdicts == nil:
-			s.DestVerdicts = mp
 		default:
 			mp.Close()
 		}
 	}
-	if s.Events == nil || s.LostEvents == nil || s.bss == nil || s.SockVerdicts == nil || s.DestVerdicts == nil {
+	if s.Events == nil || s.LostEvents == nil || s.bss == nil || s.SockVerdicts == nil {
 		return nil, nil // not writing to this pool's ring
 	}
 	ok = true

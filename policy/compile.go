@@ -1,46 +1,59 @@
 package policy
 
 import (
+	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 )
 
-// The datapath decides a flow with two longest-prefix-match lookups, so its
-// cost does not grow with the rule count:
+// The datapath decides a flow with two searches in sorted arrays, so its
+// cost grows with neither the rule count nor where the prefixes lie:
 //
-//  1. the destination address in a trie of every prefix the rules name (plus
-//     the /0s) gives a class: the most specific named prefix that contains it;
-//  2. (class, protocol, port) in a second trie gives the verdict.
+//  1. the destination address among the starts of the runs of addresses
+//     that share a class gives the class: that of the most specific named
+//     prefix that contains it;
+//  2. (class, protocol, port) among the starts of the runs of ports that
+//     share a verdict gives the verdict.
 //
 // The compiler resolves, for every named prefix P, the complete answer for
 // every protocol and port: rules on P first, then rules on the prefixes that
 // contain P from longest to shortest, then the default — exactly Decide's
 // "most specific matching prefix" order. Prefixes whose answers are equal
 // share a class, so a thousand "allow tcp X:443" rules need one port table.
+// The prefixes then become runs: the address space cut where the most
+// specific prefix changes, each run the class of its most specific prefix.
 
-// PrefixClass maps a destination prefix to its class.
-type PrefixClass struct {
-	Prefix netip.Prefix
+// Run4 starts a run of IPv4 addresses of one class: from Start (as a
+// number) up to the next run's.
+type Run4 struct {
+	Start uint32
+	Class uint32
+}
+
+// Run6 is Run4 for IPv6: Start is Hi<<64 | Lo.
+type Run6 struct {
+	Hi, Lo uint64
 	Class  uint32
 }
 
-// PortEntry is one entry of the port trie: ports whose first Bits bits equal
-// Port's get Verdict, for the class and IP protocol. Bits 0 is the class's
-// base verdict for that protocol; longer entries are its exceptions.
-type PortEntry struct {
+// PortRun starts a run of ports with one verdict, for a class and a
+// protocol: from Port up to the next run's of the same class and protocol
+// (every class and protocol has a run at port 0).
+type PortRun struct {
 	Class   uint32
 	Proto   uint8 // 6 (TCP) or 17 (UDP)
 	Port    uint16
-	Bits    uint8 // 0-16
 	Verdict Verdict
 }
 
-// Compiled is an egress policy as lookup tables.
+// Compiled is an egress policy as lookup tables, each sorted by its start.
 type Compiled struct {
-	V4, V6  []PrefixClass
-	Ports   []PortEntry
+	V4      []Run4
+	V6      []Run6
+	Ports   []PortRun
 	Classes int
 	// Sockets is the verdict for the sockets the datapath cannot judge by
 	// destination (raw, ping, SCTP...): denied by the layers' policy, or in
@@ -110,6 +123,7 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 	slices.SortFunc(lens6, func(a, b int) int { return b - a })
 
 	c := &Compiled{Sockets: sockets.inMode(mode)}
+	var v4, v6 []prefixClass
 	classOf := map[string]uint32{}
 	prefixes := make([]netip.Prefix, 0, len(union))
 	for p := range union {
@@ -162,18 +176,97 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 			class = uint32(len(classOf))
 			classOf[key.String()] = class
 			for i, proto := range transports {
-				c.Ports = appendPortEntries(c.Ports, class, proto.IPProto(), tables[i])
+				for _, iv := range tables[i] {
+					c.Ports = append(c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v})
+				}
 			}
 		}
-		pc := PrefixClass{Prefix: p, Class: class}
 		if p.Addr().Is4() {
-			c.V4 = append(c.V4, pc)
+			v4 = append(v4, prefixClass{p, class})
 		} else {
-			c.V6 = append(c.V6, pc)
+			v6 = append(v6, prefixClass{p, class})
 		}
 	}
 	c.Classes = len(classOf)
+	for _, r := range runs(v4) {
+		c.V4 = append(c.V4, Run4{Start: uint32(be128(r.start)[1]), Class: r.class})
+	}
+	for _, r := range runs(v6) {
+		x := be128(r.start)
+		c.V6 = append(c.V6, Run6{Hi: x[0], Lo: x[1], Class: r.class})
+	}
+	slices.SortFunc(c.Ports, func(a, b PortRun) int {
+		return cmp.Or(cmp.Compare(a.Class, b.Class), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
+	})
 	return c
+}
+
+type prefixClass struct {
+	p     netip.Prefix
+	class uint32
+}
+
+type run struct {
+	start netip.Addr
+	class uint32
+}
+
+// runs cuts an address family's space where the most specific of the
+// prefixes (sorted by address, then length; the /0 first) changes, and gives
+// each run its class. A walk with a stack of the prefixes that contain the
+// current address: a prefix begins a run at its first address, and where it
+// ends, the prefix that contains it resumes.
+func runs(pcs []prefixClass) []run {
+	var out []run
+	emit := func(a netip.Addr, class uint32) {
+		n := len(out)
+		if n > 0 && out[n-1].start == a {
+			out, n = out[:n-1], n-1 // a longer prefix that starts here wins
+		}
+		if n > 0 && out[n-1].class == class {
+			return
+		}
+		out = append(out, run{a, class})
+	}
+	var stack []prefixClass
+	resume := func() { // the top prefix ends: the one below it resumes
+		top := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if next := lastAddr(top.p).Next(); next.IsValid() && len(stack) > 0 {
+			emit(next, stack[len(stack)-1].class)
+		}
+	}
+	for _, pc := range pcs {
+		for len(stack) > 0 && !stack[len(stack)-1].p.Contains(pc.p.Addr()) {
+			resume()
+		}
+		stack = append(stack, pc)
+		emit(pc.p.Addr(), pc.class)
+	}
+	for len(stack) > 0 {
+		resume()
+	}
+	return out
+}
+
+// lastAddr is the last address of a prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// be128 is an address as a 128-bit number (an IPv4 one in the low word).
+func be128(a netip.Addr) [2]uint64 {
+	if a.Is4() {
+		b := a.As4()
+		return [2]uint64{0, uint64(binary.BigEndian.Uint32(b[:]))}
+	}
+	b := a.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
 // intersect combines two port tables: a port is allowed only where both
@@ -289,65 +382,46 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer) []interval {
 	return out
 }
 
-// appendPortEntries writes one class's table for one protocol: a base entry
-// with the verdict that covers the most ports, and the runs of the other
-// verdicts cut into aligned power-of-two blocks (at most 31 per run).
-func appendPortEntries(dst []PortEntry, class uint32, proto uint8, ivs []interval) []PortEntry {
-	covered := map[Verdict]int{}
-	base := ivs[0].v
-	for _, iv := range ivs {
-		covered[iv.v] += iv.hi - iv.lo + 1
-		if covered[iv.v] > covered[base] {
-			base = iv.v
-		}
-	}
-	dst = append(dst, PortEntry{Class: class, Proto: proto, Verdict: base})
-	for _, iv := range ivs {
-		if iv.v == base {
-			continue
-		}
-		for lo := iv.lo; lo <= iv.hi; {
-			size := 1
-			for lo%(size*2) == 0 && lo+size*2-1 <= iv.hi && size < 65536 {
-				size *= 2
-			}
-			bits := 16
-			for s := size; s > 1; s /= 2 {
-				bits--
-			}
-			dst = append(dst, PortEntry{Class: class, Proto: proto, Port: uint16(lo), Bits: uint8(bits), Verdict: iv.v})
-			lo += size
-		}
-	}
-	return dst
-}
-
-// Lookup answers a flow the way the datapath does, from the tables alone. It
-// is slow and for tests: the kernel's tries do this in the datapath.
+// Lookup answers a flow the way the datapath does, from the tables alone:
+// the last address run that starts at or before the address, then the last
+// port run at or before (class, protocol, port). A miss (no run: impossible
+// with the compiler's tables) denies, as the datapath does.
 func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Verdict {
+	failClosed := Verdict{Action: Deny}
 	addr = addr.Unmap()
-	table := c.V4
-	if addr.Is6() {
-		table = c.V6
-	}
-	class, bestBits := uint32(0), -1
-	for _, pc := range table {
-		if pc.Prefix.Contains(addr) && pc.Prefix.Bits() > bestBits {
-			class, bestBits = pc.Class, pc.Prefix.Bits()
+	var class uint32
+	x := be128(addr)
+	if addr.Is4() {
+		i, _ := slices.BinarySearchFunc(c.V4, uint32(x[1]), func(r Run4, a uint32) int { return cmp.Compare(r.Start, a) - boolInt(r.Start == a) })
+		if i == 0 {
+			return failClosed
 		}
+		class = c.V4[i-1].Class
+	} else {
+		i, _ := slices.BinarySearchFunc(c.V6, x, func(r Run6, a [2]uint64) int {
+			return cmp.Or(cmp.Compare(r.Hi, a[0]), cmp.Compare(r.Lo, a[1])) - boolInt(r.Hi == a[0] && r.Lo == a[1])
+		})
+		if i == 0 {
+			return failClosed
+		}
+		class = c.V6[i-1].Class
 	}
-	failClosed := Verdict{Action: Deny} // as the datapath does on a miss
-	if bestBits < 0 {
+	want := PortRun{Class: class, Proto: proto.IPProto(), Port: port}
+	i, _ := slices.BinarySearchFunc(c.Ports, want, func(r, w PortRun) int {
+		return cmp.Or(cmp.Compare(r.Class, w.Class), cmp.Compare(r.Proto, w.Proto), cmp.Compare(r.Port, w.Port)) - boolInt(r.Class == w.Class && r.Proto == w.Proto && r.Port == w.Port)
+	})
+	if i == 0 || c.Ports[i-1].Class != class || c.Ports[i-1].Proto != proto.IPProto() {
 		return failClosed
 	}
-	v, best := failClosed, -1
-	for _, pe := range c.Ports {
-		if pe.Class != class || pe.Proto != proto.IPProto() || int(pe.Bits) <= best {
-			continue
-		}
-		if pe.Bits == 0 || port>>(16-pe.Bits) == pe.Port>>(16-pe.Bits) {
-			v, best = pe.Verdict, int(pe.Bits)
-		}
+	return c.Ports[i-1].Verdict
+}
+
+// boolInt makes a search count an equal element among those before the
+// value: the last run that starts at or before it is the one before the
+// index found.
+func boolInt(b bool) int {
+	if b {
+		return 1
 	}
-	return v
+	return 0
 }

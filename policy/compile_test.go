@@ -41,8 +41,10 @@ func TestCompileSharesClasses(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := policy.Compile(policy.Enforce, e)
-	if len(c.V4) != 1001 || c.Classes != 2 {
-		t.Errorf("got %d v4 prefixes in %d classes, want 1001 in 2", len(c.V4), c.Classes)
+	// runs: 0.0.0.0 (the /0's class), then the thousand /24s, adjacent and
+	// of one class, are one run, and the /0 resumes after them
+	if len(c.V4) != 3 || c.Classes != 2 {
+		t.Errorf("got %d IPv4 runs in %d classes, want 3 in 2: %v", len(c.V4), c.Classes, c.V4)
 	}
 }
 
@@ -104,5 +106,30 @@ func TestAuditEnforcesTheCeiling(t *testing.T) {
 	}
 	if c := policy.Compile(policy.Audit, label); c.Sockets.Action != policy.WouldDeny {
 		t.Errorf("raw sockets in audit mode without a ceiling: %+v, want would-deny", c.Sockets)
+	}
+}
+
+// The runs at the ends of the address spaces, and prefixes that end where
+// others do: every address of a sample decided as the reference does.
+func TestRunsAtTheEdges(t *testing.T) {
+	text := `allow tcp 255.255.255.0/24:1; deny tcp 255.255.255.255:1; allow tcp 128.0.0.0/1:2; allow tcp 0.0.0.0/1:3;
+		allow tcp 10.0.0.0/8:4; allow tcp 10.255.255.0/24:5; allow tcp 10.255.255.255:6; allow tcp 11.0.0.0:7;
+		allow tcp [ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120]:8; allow tcp [::]:9; allow tcp [8000::/1]:10; default deny`
+	e, err := policy.ParseEgress("k", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := policy.Compile(policy.Enforce, e)
+	for _, a := range []string{"0.0.0.0", "0.0.0.1", "9.255.255.255", "10.0.0.0", "10.255.254.255", "10.255.255.0", "10.255.255.254",
+		"10.255.255.255", "11.0.0.0", "11.0.0.1", "127.255.255.255", "128.0.0.0", "255.255.254.255", "255.255.255.0", "255.255.255.254",
+		"255.255.255.255", "::", "::1", "7fff::", "8000::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:feff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00",
+		"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
+		for port := uint16(0); port <= 11; port++ {
+			addr := netip.MustParseAddr(a)
+			want := e.Decide(policy.TCP, addr, port).Action
+			if got := c.Lookup(policy.TCP, addr, port).Action; got != want {
+				t.Errorf("%s:%d: compiled %v, reference %v", a, port, got, want)
+			}
+		}
 	}
 }

@@ -16,17 +16,17 @@ func (c *Compiled) Digest() [32]byte {
 	d := digester{sha256.New()}
 	d.str("egress")
 	d.int(uint64(len(c.V4)))
-	for _, pc := range c.V4 {
-		d.prefixClass(pc)
+	for _, r := range c.V4 {
+		d.int(uint64(r.Start), uint64(r.Class))
 	}
 	d.int(uint64(len(c.V6)))
-	for _, pc := range c.V6 {
-		d.prefixClass(pc)
+	for _, r := range c.V6 {
+		d.int(r.Hi, r.Lo, uint64(r.Class))
 	}
 	d.int(uint64(len(c.Ports)))
-	for _, pe := range c.Ports {
-		d.int(uint64(pe.Class), uint64(pe.Proto), uint64(pe.Port), uint64(pe.Bits))
-		d.verdict(pe.Verdict)
+	for _, r := range c.Ports {
+		d.int(uint64(r.Class), uint64(r.Proto), uint64(r.Port))
+		d.verdict(r.Verdict)
 	}
 	d.int(uint64(c.Classes))
 	d.verdict(c.Sockets)
@@ -80,12 +80,6 @@ func (d digester) str(s string) {
 }
 
 func (d digester) verdict(v Verdict) { d.int(uint64(v.Action), uint64(v.Layer)) }
-
-func (d digester) prefixClass(pc PrefixClass) {
-	b, _ := pc.Prefix.MarshalBinary()
-	d.str(string(b))
-	d.int(uint64(pc.Class))
-}
 
 func (d digester) sum() [32]byte {
 	var out [32]byte

@@ -10,9 +10,9 @@ import (
 // out would let a changed policy pass for the one already attached.
 func TestDigestCoversEveryField(t *testing.T) {
 	c := &Compiled{
-		V4:      []PrefixClass{{netip.MustParsePrefix("10.0.0.0/8"), 1}},
-		V6:      []PrefixClass{{netip.MustParsePrefix("2001:db8::/32"), 2}},
-		Ports:   []PortEntry{{Class: 1, Proto: 6, Port: 443, Bits: 16, Verdict: Verdict{Deny, LayerLabel}}},
+		V4:      []Run4{{Start: 10 << 24, Class: 1}},
+		V6:      []Run6{{Hi: 0x20010db8 << 32, Lo: 7, Class: 2}},
+		Ports:   []PortRun{{Class: 1, Proto: 6, Port: 443, Verdict: Verdict{Deny, LayerLabel}}},
 		Classes: 3,
 		Sockets: Verdict{Deny, LayerCeiling},
 	}

@@ -42,7 +42,7 @@ var (
 )
 
 const (
-	udpPort, udpPort2, tcpPort, deniedPort = 40053, 40054, 40080, 40099
+	udpPort, udpPort2, tcpPort, streamPort, deniedPort = 40053, 40054, 40080, 40081, 40099
 	// a range of ports no one listens on, sent to in turn: every send a new
 	// destination, more than any cache holds
 	coldPorts, coldN = 41000, 4096
@@ -142,7 +142,7 @@ func newSize(n int) *size {
 	s.deep4, s.shallow4, s.depth4 = destinations(r, s.prefixes, false)
 	s.deep6, _, s.depth6 = destinations(r, s.prefixes, true)
 	s.policy = benchPolicy(r, s.prefixes, []netip.Addr{s.deep4, s.shallow4, s.deep6},
-		[]policy.PortRange{{Lo: udpPort, Hi: udpPort2}, {Lo: tcpPort, Hi: tcpPort}, {Lo: coldPorts, Hi: coldPorts + coldN - 1}})
+		[]policy.PortRange{{Lo: udpPort, Hi: udpPort2}, {Lo: tcpPort, Hi: streamPort}, {Lo: coldPorts, Hi: coldPorts + coldN - 1}})
 	t0 := time.Now()
 	s.compiled = policy.Compile(policy.Enforce, s.policy)
 	s.compile = time.Since(t0)

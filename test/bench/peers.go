@@ -138,7 +138,7 @@ func loadNft(ns *netns, e *policy.Egress) error {
 	}
 	// the benchmark's TCP server answers in the same namespace: its replies
 	// pass (nriguard judges only what a container sends, not answers)
-	fmt.Fprintf(&b, "  chain out { type filter hook output priority 0; policy drop; tcp sport %d accept;\n", tcpPort)
+	fmt.Fprintf(&b, "  chain out { type filter hook output priority 0; policy drop; tcp sport { %d, %d } accept;\n", tcpPort, streamPort)
 	fmt.Fprintf(&b, "    meta l4proto . th dport vmap { %s }; }\n}\n", strings.Join(vmap, ", "))
 	f, err := os.CreateTemp("", "ngbench-*.nft")
 	if err != nil {
@@ -176,7 +176,7 @@ func loadIpset(ns *netns, e *policy.Egress) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("ipset restore: %v: %s", err, out)
 	}
-	sport := fmt.Sprint(tcpPort) // the benchmark's TCP server's answers, as for nftables
+	sport := fmt.Sprintf("%d:%d", tcpPort, streamPort) // the benchmark's TCP servers' answers, as for nftables
 	for _, c := range [][]string{
 		{"iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", sport, "-j", "ACCEPT"},
 		{"iptables", "-A", "OUTPUT", "-m", "set", "--match-set", "ngb4", "dst,dst", "-j", "ACCEPT"},
