@@ -7,6 +7,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -31,6 +32,13 @@ type Config struct {
 	// are left alone.
 	DefaultEgress string `json:"default_egress,omitempty"`
 	DefaultExec   string `json:"default_exec,omitempty"`
+	// Each policy setting may instead name a file (an absolute path) that
+	// holds its rules, one a line: for policies too large to write inline.
+	// It is read when the settings are (at start, or NRI's Configure).
+	CeilingEgressFile string `json:"ceiling_egress_file,omitempty"`
+	CeilingExecFile   string `json:"ceiling_exec_file,omitempty"`
+	DefaultEgressFile string `json:"default_egress_file,omitempty"`
+	DefaultExecFile   string `json:"default_exec_file,omitempty"`
 	// Profiles are named policies a label can pick: profile.nriguard.io: web.
 	Profiles map[string]Profile `json:"profiles,omitempty"`
 	// ImageLabels: whether egress/exec labels in an image's config are
@@ -45,12 +53,19 @@ type Config struct {
 	EventLog string `json:"event_log,omitempty"`
 	// Containerd is where image labels are read from.
 	Containerd ContainerdConfig `json:"containerd,omitempty"`
+
+	// parsed holds each policy setting parsed once, by the key its errors
+	// name ("config ceiling_egress"), its layer set: Decide uses it rather
+	// than parse a large ceiling again for every container.
+	parsed map[string]any
 }
 
 // Profile is a named policy.
 type Profile struct {
-	Egress string `json:"egress,omitempty"`
-	Exec   string `json:"exec,omitempty"`
+	Egress     string `json:"egress,omitempty"`
+	Exec       string `json:"exec,omitempty"`
+	EgressFile string `json:"egress_file,omitempty"`
+	ExecFile   string `json:"exec_file,omitempty"`
 }
 
 // ContainerdConfig says how to reach containerd's image store.
@@ -65,29 +80,73 @@ func (c *Config) imageLabels() bool { return c.ImageLabels == nil || *c.ImageLab
 func (c *Config) HonoursImageLabels() bool { return c.imageLabels() }
 func (c *Config) allowAuditLabel() bool    { return c.AllowAuditLabel == nil || *c.AllowAuditLabel }
 
-// ParseConfig reads node settings and checks every policy in them, naming
-// the setting in errors ("config ceiling_egress: rule 1 ...").
+// ParseConfig reads node settings, reads the files they name, and checks
+// every policy in them, naming the setting in errors ("config
+// ceiling_egress: rule 1 ...", "config ceiling_egress_file:
+// /etc/nriguard/ceiling.rules:12: rule 12 ...").
 func ParseConfig(data []byte) (*Config, error) {
-	c := &Config{}
+	c := &Config{parsed: map[string]any{}}
 	if err := yaml.UnmarshalStrict(data, c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	check := func(key, v string, parse func(string, string) error) error {
-		if strings.TrimSpace(v) == "" {
+	// one policy setting: inline, or from a file, not both
+	setting := func(key string, inline, file *string, layer policy.Layer, exec bool) error {
+		if *file != "" {
+			if strings.TrimSpace(*inline) != "" {
+				return fmt.Errorf("config: %s and %s_file both set: set one", key, key)
+			}
+			if !filepath.IsAbs(*file) {
+				return fmt.Errorf("config %s_file: %q: expected an absolute path", key, *file)
+			}
+			text, err := policy.ReadRules(*file)
+			if err != nil {
+				return fmt.Errorf("config %s_file: %w", key, err)
+			}
+			*inline = text
+		}
+		if strings.TrimSpace(*inline) == "" {
 			return nil
 		}
-		return parse("config "+key, v)
+		name := "config " + key // what Decide names it
+		var parsed any
+		var err error
+		switch {
+		case exec && *file != "":
+			parsed, err = parseExec(policy.ParseExecFile(*file, *inline))
+		case exec:
+			parsed, err = parseExec(policy.ParseExec(name, *inline))
+		case *file != "":
+			parsed, err = parseEgress(policy.ParseEgressFile(*file, *inline))
+		default:
+			parsed, err = parseEgress(policy.ParseEgress(name, *inline))
+		}
+		if err != nil {
+			if *file != "" {
+				return fmt.Errorf("config %s_file: %w", key, err)
+			}
+			return err
+		}
+		switch p := parsed.(type) {
+		case *policy.Egress:
+			p.Layer = layer
+		case *policy.Exec:
+			p.Layer = layer
+		}
+		c.parsed[name] = parsed
+		return nil
 	}
-	egress := func(k, v string) error { _, err := policy.ParseEgress(k, v); return err }
-	exec := func(k, v string) error { _, err := policy.ParseExec(k, v); return err }
 	for _, f := range []struct {
-		key, val string
-		parse    func(string, string) error
+		key          string
+		inline, file *string
+		layer        policy.Layer
+		exec         bool
 	}{
-		{"ceiling_egress", c.CeilingEgress, egress}, {"ceiling_exec", c.CeilingExec, exec},
-		{"default_egress", c.DefaultEgress, egress}, {"default_exec", c.DefaultExec, exec},
+		{"ceiling_egress", &c.CeilingEgress, &c.CeilingEgressFile, policy.LayerCeiling, false},
+		{"ceiling_exec", &c.CeilingExec, &c.CeilingExecFile, policy.LayerCeiling, true},
+		{"default_egress", &c.DefaultEgress, &c.DefaultEgressFile, policy.LayerDefault, false},
+		{"default_exec", &c.DefaultExec, &c.DefaultExecFile, policy.LayerDefault, true},
 	} {
-		if err := check(f.key, f.val, f.parse); err != nil {
+		if err := setting(f.key, f.inline, f.file, f.layer, f.exec); err != nil {
 			return nil, err
 		}
 	}
@@ -98,12 +157,13 @@ func ParseConfig(data []byte) (*Config, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		p := c.Profiles[n]
-		if err := check("profiles."+n+".egress", p.Egress, egress); err != nil {
+		if err := setting("profiles."+n+".egress", &p.Egress, &p.EgressFile, policy.LayerProfile, false); err != nil {
 			return nil, err
 		}
-		if err := check("profiles."+n+".exec", p.Exec, exec); err != nil {
+		if err := setting("profiles."+n+".exec", &p.Exec, &p.ExecFile, policy.LayerProfile, true); err != nil {
 			return nil, err
 		}
+		c.Profiles[n] = p
 	}
 	if c.Containerd.Socket == "" {
 		c.Containerd.Socket = "/run/containerd/containerd.sock"
@@ -113,6 +173,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+func parseEgress(e *policy.Egress, err error) (any, error) { return e, err }
+func parseExec(x *policy.Exec, err error) (any, error)     { return x, err }
 
 // LoadConfig reads the config file; a missing file is the empty config.
 func LoadConfig(path string) (*Config, error) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/nriguard/nriguard/labels"
@@ -29,6 +30,22 @@ type Layer struct {
 	Text   string         `json:"rules"`
 	Egress *policy.Egress `json:"-"` // set for egress layers
 	Exec   *policy.Exec   `json:"-"` // set for exec layers
+}
+
+// LogValue keeps a large layer's rules out of logs: its rule count
+// instead.
+func (l Layer) LogValue() slog.Value {
+	rules := any(l.Text)
+	if len(l.Text) > 200 {
+		n := 0
+		if l.Egress != nil {
+			n = len(l.Egress.Rules)
+		} else if l.Exec != nil {
+			n = len(l.Exec.Rules)
+		}
+		rules = fmt.Sprintf("(%d rules)", n)
+	}
+	return slog.GroupValue(slog.String("kind", l.Kind), slog.String("source", l.Source), slog.Any("rules", rules))
 }
 
 // Decision is a container's effective policy: its layers and its mode.
@@ -132,8 +149,15 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 	for _, k := range kinds {
 		add := func(layer policy.Layer, source, key, text string) error {
 			l := Layer{Kind: k.name, Layer: layer, Source: source, Key: key, Text: text}
-			if err := k.parse(key, text, &l); err != nil {
-				return err
+			switch p := cfg.parsed[key].(type) { // a node setting, parsed once
+			case *policy.Egress:
+				l.Egress = p
+			case *policy.Exec:
+				l.Exec = p
+			default:
+				if err := k.parse(key, text, &l); err != nil {
+					return err
+				}
 			}
 			d.Layers = append(d.Layers, l)
 			return nil

@@ -17,26 +17,34 @@ type Error struct {
 	Pos  int
 	Rule string
 	Msg  string
+	// Line is the rule's line in the value (from 1); File says that Key
+	// names a file, whose errors read FILE:LINE.
+	Line int
+	File bool
 }
 
 func (e *Error) Error() string {
-	if e.Pos == 0 {
-		return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+	where := e.Key
+	if e.File && e.Line > 0 {
+		where = fmt.Sprintf("%s:%d", e.Key, e.Line)
 	}
-	return fmt.Sprintf("%s: rule %d %q: %s", e.Key, e.Pos, e.Rule, e.Msg)
+	if e.Pos == 0 {
+		return fmt.Sprintf("%s: %s", where, e.Msg)
+	}
+	return fmt.Sprintf("%s: rule %d %q: %s", where, e.Pos, e.Rule, e.Msg)
 }
 
 // segment is one rule of a value, as written.
 type segment struct {
-	pos  int
-	text string
+	pos, line int
+	text      string
 }
 
 // splitRules cuts a value into rules at ';' and newlines, drops '#' comments
 // (to the end of the line) and empty rules, and numbers what is left from 1.
 func splitRules(value string) []segment {
 	var out []segment
-	for _, line := range strings.Split(value, "\n") {
+	for n, line := range strings.Split(value, "\n") {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
@@ -45,7 +53,7 @@ func splitRules(value string) []segment {
 			if s == "" {
 				continue
 			}
-			out = append(out, segment{pos: len(out) + 1, text: s})
+			out = append(out, segment{pos: len(out) + 1, line: n + 1, text: s})
 		}
 	}
 	return out
@@ -108,7 +116,7 @@ func (l *ruleList) finish(nsegs int) (Action, error) {
 }
 
 func (l *ruleList) errorf(seg segment, format string, args ...any) *Error {
-	return &Error{Key: l.key, Pos: seg.pos, Rule: seg.text, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Key: l.key, Pos: seg.pos, Line: seg.line, Rule: seg.text, Msg: fmt.Sprintf(format, args...)}
 }
 
 // ParseEgress parses an egress value (the text of label key, which is only

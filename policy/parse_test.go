@@ -164,3 +164,25 @@ func TestParseMode(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// Rules from a file: an error names the file and the line, and the rule's
+// position among the rules.
+func TestRuleFileErrors(t *testing.T) {
+	text := "# egress for the web tier\nallow tcp 10.0.0.0/8:443\n\nallow tcp 10.1.0.0/16:80; allow tcp 10.0.0/33\n"
+	_, err := ParseEgressFile("/etc/nriguard/web.rules", text)
+	want := `/etc/nriguard/web.rules:4: rule 3 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	_, err = ParseExecFile("-", "allow /bin/sh\nallow bin/ls\n")
+	want = `<stdin>:2: rule 2 "allow bin/ls": `
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want it to start with %s", err, want)
+	}
+	// a label's errors are as they were: the key, no line
+	_, err = ParseEgress("egress.nriguard.io", "allow tcp 10.0.0.0/8:443\nallow tcp 10.0.0/33")
+	want = `egress.nriguard.io: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
