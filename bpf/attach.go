@@ -29,6 +29,19 @@ type Spec struct {
 // hook attached to a podman container it never hears of.
 type Owner uint64
 
+// String names the kind of process.
+func (o Owner) String() string {
+	switch o {
+	case OwnerRun:
+		return "nriguard run"
+	case OwnerNRI:
+		return "NRI plugin"
+	case OwnerHook:
+		return "OCI hook"
+	}
+	return "?"
+}
+
 const (
 	OwnerRun  Owner = 1 // nriguard run
 	OwnerNRI  Owner = 2 // the NRI plugin
@@ -44,9 +57,10 @@ type Options struct {
 	// ExecBackend picks the exec backend when this pin root has no exec
 	// program yet (BackendLSM or BackendKill); empty: ExecBackend().
 	ExecBackend string
-	// Pool, when set, supplies egress programs loaded ahead of need (it
-	// must have been made with the same Events).
-	Pool *Pool
+	// Keep leaves what attachments share (the copies of the egress
+	// programs, the exec program) in place when a failed attach was their
+	// only user: a daemon's, which removes them after a while (RemoveIdle).
+	Keep bool
 	// SharedEvents, when Events is nil, reports to the ring pinned under
 	// the pin root (_events), made if it is not there: what OCI hooks do,
 	// whose processes end before any event.
@@ -81,6 +95,12 @@ type meta struct {
 	Cgroup uint64
 	Parts  uint64
 	Owner  Owner
+	// the copy of the egress programs: the id of the ring of a shared one
+	// (0: the attachment's own, in egress/), its tables' capacity, the slot
+	Ring uint32
+	Slot uint32
+	Caps [3]uint32
+	Copy uint32 // which copy of its size class
 }
 
 const (
@@ -140,7 +160,7 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 	dir := filepath.Join(o.PinRoot, spec.ID)
 	a := &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: o.PinRoot}
 	old, oldErr := readMeta(dir)
-	if oldErr == nil && old == m && complete(dir, m.Parts) {
+	if oldErr == nil && old.Digest == m.Digest && old.Owner == m.Owner && complete(dir, m.Parts) {
 		return a, nil
 	}
 	if o.Events == nil && o.SharedEvents {
@@ -155,13 +175,17 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 
 	tmp := tmpDir(o.PinRoot, spec.ID)
 	var record *ebpf.Map
+	var eg *egressPart
 	published, ok := false, false
 	defer func() {
 		if ok {
 			return
 		}
 		if published && !hadExec {
-			withdrawExec(o.PinRoot, cgid, record, false)
+			withdrawExec(o.PinRoot, cgid, record, o.Keep)
+		}
+		if eg != nil {
+			eg.undo(a.links, o.Keep)
 		}
 		a.close()
 		os.RemoveAll(tmp)
@@ -173,12 +197,12 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 		return fail(err)
 	}
 	if spec.Egress != nil {
-		set, err := a.egressSet(spec.Egress, cgid, o)
-		if err != nil {
+		if eg, err = a.attachEgress(spec, cgid, o, old, oldErr == nil, dir, tmp); err != nil {
 			return fail(err)
 		}
-		if err := set.attach(spec.Cgroup, tmp, &a.links); err != nil {
-			return fail(err)
+		m.Slot, m.Caps, m.Copy = eg.slot, eg.set.caps, eg.copy
+		if eg.shared {
+			m.Ring = o.Events.ringID()
 		}
 	} else if err := a.ownEvents(o.Events); err != nil {
 		return fail(err)
@@ -205,9 +229,21 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 	if err := a.pinMeta(tmp, m); err != nil {
 		return fail(err)
 	}
+	if eg != nil {
+		if err := eg.commit(); err != nil {
+			return fail(err)
+		}
+	}
 	// The new policy is in force: now retire the old one and take the name.
 	if oldErr == nil && old.Parts&partExec != 0 && (spec.Exec == nil || old.Cgroup != cgid) {
 		withdrawPinned(o.PinRoot, dir, old.Cgroup, false)
+	}
+	if oldErr == nil && old.Parts&partEgress != 0 {
+		if eg != nil && eg.reused {
+			eg.set.give(old.Slot) // the same copy and cgroup: the links stay
+		} else {
+			releaseEgress(o.PinRoot, dir, old, o.Keep)
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fail(fmt.Errorf("replace %s: %w", dir, err))
@@ -217,29 +253,6 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 	}
 	ok = true
 	return a, nil
-}
-
-// egressSet takes a set from the pool or loads one, and makes it this
-// cgroup's.
-func (a *Attachment) egressSet(c *policy.Compiled, cgid uint64, o Options) (*egressSet, error) {
-	var set *egressSet
-	if o.Pool != nil && o.Pool.fits(o.Events, c) {
-		set = o.Pool.take()
-	}
-	if set == nil {
-		var err error
-		if set, err = loadEgressSet(o.Events, tableSizes(c)); err != nil {
-			return nil, err
-		}
-	}
-	a.objs = append(a.objs, set)
-	a.Events = EventMaps{Ring: set.Events, Lost: set.LostEvents}
-	// The programs read these from the first flow on: fill and set them
-	// before the programs are attached.
-	if err := set.fill(c); err != nil {
-		return nil, err
-	}
-	return set, set.setGlobals(cgid, c.Sockets, c)
 }
 
 // ownEvents gives an exec-only attachment its event ring and lost counters.
@@ -324,24 +337,35 @@ func (a *Attachment) Detach() error {
 }
 
 // Detach removes what any process pinned for id under root (DefaultPinRoot
-// when empty): its entries in the host-wide exec maps, then its pins, which
+// when empty): its programs off the cgroup, its slot in the shared egress
+// programs and its entries in the host-wide exec maps, then its pins, which
 // hold the last references to its links and maps, so nothing stays
-// attached. Detaching what is not there is fine.
+// attached. What it was the last user of goes too. Detaching what is not
+// there is fine.
 func Detach(root, id string) error { return detach(pinRootOr(root), id, false) }
 
-// detach is Detach; keepExec leaves the host-wide exec program in place
-// when id was its last user (Pool.Detach: a daemon's).
-func detach(root, id string, keepExec bool) error {
+// DetachKeep is Detach for a daemon: the copies of the egress programs and
+// the exec program stay for the next container even when id was their last
+// user (RemoveIdle removes them).
+func DetachKeep(root, id string) error { return detach(pinRootOr(root), id, true) }
+
+func detach(root, id string, keep bool) error {
 	if err := checkID(id); err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
-	return WithHostLock(func() error { return detachLocked(root, id, keepExec) })
+	return WithHostLock(func() error { return detachLocked(root, id, keep) })
 }
 
-func detachLocked(root, id string, keepExec bool) error {
+func detachLocked(root, id string, keep bool) error {
 	dir := filepath.Join(root, id)
-	if m, err := readMeta(dir); err == nil && m.Parts&partExec != 0 {
-		if err := withdrawPinned(root, dir, m.Cgroup, keepExec); err != nil {
+	m, err := readMeta(dir)
+	if err == nil && m.Parts&partEgress != 0 {
+		if err := releaseEgress(root, dir, m, keep); err != nil {
+			return fmt.Errorf("detach %s: %w", id, err)
+		}
+	}
+	if err == nil && m.Parts&partExec != 0 {
+		if err := withdrawPinned(root, dir, m.Cgroup, keep); err != nil {
 			return fmt.Errorf("detach %s: %w", id, err)
 		}
 	}

@@ -59,46 +59,83 @@ struct {
 
 struct lost_counters lost_events SEC(".maps");
 
-// Set by the loader before the programs are attached (not at load: a
-// daemon loads sets ahead of the containers they will serve).
-// The id of the cgroup this copy is attached to.
-volatile __u64 policy_cgroup;
-// The verdict for sockets the hooks cannot judge (below): denied, or in
-// audit mode without a node ceiling, would-deny. It names the layer.
-volatile __u32 socket_verdict;
-// Changes whenever the tables serve another policy: a socket's cached
-// verdict of an older one is not used.
-volatile __u32 policy_gen;
-// Each table holds 1 << steps entries: a search halves it steps times.
-volatile __u32 v4_steps, v6_steps, port_steps;
-
-// Sizes are caps: the loader sets them to what the policy needs, or to
-// PoolTableCap for a set loaded ahead.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct run4);
-	__uint(max_entries, 1);
-} v4_runs SEC(".maps");
+// One copy of these programs serves every container of a size class: the
+// loader attaches the same programs to each container's cgroup, and what
+// differs between containers is found from the cgroup they are attached to.
+//
+// config is per policed cgroup (cgroup storage, one value shared by all six
+// programs on a cgroup): which slot of the table maps holds its tables,
+// and how to read them. The loader replaces it whole (the kernel swaps the
+// value under RCU), so a program sees one policy or the next, never a mix.
+// All zero, as it is between the first attach and the loader's write:
+// deny everything (gen 0 is never a policy's).
+struct config {
+	__u64 cgroup; // the policed cgroup's id: events name it
+	__u32 gen; // changes whenever a cgroup's policy does: cached verdicts of an older one do not count
+	__u32 slot; // index of its tables in v4_tables, v6_tables, port_tables
+	__u32 socket_verdict; // for sockets the hooks cannot judge (below); names the layer
+	__u8 v4_steps, v6_steps, port_steps; // each table holds 1 << steps entries
+	__u8 pad;
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct run6);
-	__uint(max_entries, 1);
-} v6_runs SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, __u64); // a cgroup id: one value for all attach types
+	__type(value, struct config);
+} config SEC(".maps");
+
+// The tables (policy.Compiled) of each container, by slot: runs of
+// addresses that share a class, and runs of ports that share a verdict,
+// each sorted by its start and padded to a power of two with copies of its
+// last entry. Every table of one copy has the same capacity (the loader
+// sets it: PoolTableCap, or a larger class), so that the verifier inlines
+// their lookups.
+// (clang writes types met only behind the inner maps' pointers as forward
+// declarations: these make it write them whole)
+const struct run4 *const unused_run4 __attribute__((used)) = 0;
+const struct run6 *const unused_run6 __attribute__((used)) = 0;
+const struct port_run *const unused_port_run __attribute__((used)) = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
-	__type(value, struct port_run);
 	__uint(max_entries, 1);
-} port_runs SEC(".maps");
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__type(key, __u32);
+		__type(value, struct run4);
+		__uint(max_entries, 1);
+	});
+} v4_tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__type(key, __u32);
+		__type(value, struct run6);
+		__uint(max_entries, 1);
+	});
+} v6_tables SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__type(key, __u32);
+		__type(value, struct port_run);
+		__uint(max_entries, 1);
+	});
+} port_tables SEC(".maps");
 
 // What the hooks last let a socket send to: the packet path trusts a packet
 // to that destination without a lookup.
 struct sock_verdict {
-	__u32 gen; // policy_gen when it was judged
+	__u32 gen; // config.gen when it was judged
 	__u32 addr[4]; // IPv4 in addr[3]
 	__u16 port; // network order
 	__u8 family;
@@ -113,15 +150,15 @@ struct {
 	__type(value, struct sock_verdict);
 } sock_verdicts SEC(".maps");
 
-static __always_inline void report_flow(__u8 hook, __u32 verdict, __u8 family, __u8 proto, __u8 type,
-					const void *addr, __u16 port)
+static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u32 verdict, __u8 family,
+					__u8 proto, __u8 type, const void *addr, __u16 port)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_lost(&lost_events, EV_KIND_FLOW); // never silent: user space reports it
 		return;
 	}
-	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, hook, verdict);
+	fill_hdr(&e->h, cfg->cgroup, EV_KIND_FLOW, hook, verdict);
 	if (family == AF_INET6) {
 		__builtin_memcpy(e->addr, addr, 16);
 	} else {
@@ -139,18 +176,19 @@ static __always_inline void report_flow(__u8 hook, __u32 verdict, __u8 family, _
 
 // A search of a table: the index of the last entry that starts at or before
 // the key, in steps halvings of the table (bpf_loop: the verifier checks one
-// step, not every path through all of them; its array lookups are inlined).
-// Its cost is the steps' alone: not where the prefixes lie, not which key
-// is sought.
+// step, not every path through all of them; the table's lookups are
+// inlined). Its cost is the steps' alone: not where the prefixes lie, not
+// which key is sought.
 struct search {
 	__u64 hi, lo; // the key (hi only for IPv6)
+	void *table; // the container's table (an inner map)
 	__u32 at, steps;
 };
 
 static long step4(__u64 i, struct search *s)
 {
 	__u32 probe = s->at + (1u << (s->steps - 1 - i));
-	struct run4 *r = bpf_map_lookup_elem(&v4_runs, &probe);
+	struct run4 *r = bpf_map_lookup_elem(s->table, &probe);
 	if (r && r->start <= s->lo)
 		s->at = probe;
 	return 0;
@@ -159,7 +197,7 @@ static long step4(__u64 i, struct search *s)
 static long step6(__u64 i, struct search *s)
 {
 	__u32 probe = s->at + (1u << (s->steps - 1 - i));
-	struct run6 *r = bpf_map_lookup_elem(&v6_runs, &probe);
+	struct run6 *r = bpf_map_lookup_elem(s->table, &probe);
 	if (r && (r->hi < s->hi || (r->hi == s->hi && r->lo <= s->lo)))
 		s->at = probe;
 	return 0;
@@ -168,36 +206,48 @@ static long step6(__u64 i, struct search *s)
 static long step_port(__u64 i, struct search *s)
 {
 	__u32 probe = s->at + (1u << (s->steps - 1 - i));
-	struct port_run *r = bpf_map_lookup_elem(&port_runs, &probe);
+	struct port_run *r = bpf_map_lookup_elem(s->table, &probe);
 	if (r && r->start <= s->lo)
 		s->at = probe;
 	return 0;
 }
 
-static __always_inline __u32 class4(__u32 ip)
+// NO_CLASS: the container's table is not there (a slot being set up or
+// torn down): what is sought in it is denied.
+#define NO_CLASS 0xffffffff
+
+static __always_inline __u32 class4(const struct config *cfg, __u32 ip)
 {
-	struct search s = { .lo = bpf_ntohl(ip), .steps = v4_steps };
+	struct search s = { .lo = bpf_ntohl(ip), .steps = cfg->v4_steps };
+	__u32 slot = cfg->slot;
+	s.table = bpf_map_lookup_elem(&v4_tables, &slot);
+	if (!s.table)
+		return NO_CLASS;
 	bpf_loop(s.steps, step4, &s, 0);
-	struct run4 *r = bpf_map_lookup_elem(&v4_runs, &s.at);
-	return r ? r->class : 0;
+	struct run4 *r = bpf_map_lookup_elem(s.table, &s.at);
+	return r ? r->class : NO_CLASS;
 }
 
-static __always_inline __u32 class6(const __u32 *ip)
+static __always_inline __u32 class6(const struct config *cfg, const __u32 *ip)
 {
 	struct search s = {
 		.hi = (__u64)bpf_ntohl(ip[0]) << 32 | bpf_ntohl(ip[1]),
 		.lo = (__u64)bpf_ntohl(ip[2]) << 32 | bpf_ntohl(ip[3]),
-		.steps = v6_steps,
+		.steps = cfg->v6_steps,
 	};
+	__u32 slot = cfg->slot;
+	s.table = bpf_map_lookup_elem(&v6_tables, &slot);
+	if (!s.table)
+		return NO_CLASS;
 	bpf_loop(s.steps, step6, &s, 0);
-	struct run6 *r = bpf_map_lookup_elem(&v6_runs, &s.at);
-	return r ? r->class : 0;
+	struct run6 *r = bpf_map_lookup_elem(s.table, &s.at);
+	return r ? r->class : NO_CLASS;
 }
 
 // verdict finds the verdict of a class for a protocol and port. A protocol
-// the tables do not have, or a run of another class found (impossible with
-// the compiler's tables), is denied: fail closed.
-static __always_inline __u32 verdict(__u32 class, __u32 proto, __u32 port_be)
+// the tables do not have, a missing table, or a run of another class found
+// (impossible with the compiler's tables), is denied: fail closed.
+static __always_inline __u32 verdict(const struct config *cfg, __u32 class, __u32 proto, __u32 port_be)
 {
 	__u64 p;
 	if (proto == IPPROTO_TCP)
@@ -206,10 +256,16 @@ static __always_inline __u32 verdict(__u32 class, __u32 proto, __u32 port_be)
 		p = 1;
 	else
 		return ACTION_DENY;
+	if (class == NO_CLASS)
+		return ACTION_DENY;
 	__u64 block = (__u64)class << 17 | p << 16;
-	struct search s = { .lo = block | bpf_ntohs((__u16)port_be), .steps = port_steps };
+	struct search s = { .lo = block | bpf_ntohs((__u16)port_be), .steps = cfg->port_steps };
+	__u32 slot = cfg->slot;
+	s.table = bpf_map_lookup_elem(&port_tables, &slot);
+	if (!s.table)
+		return ACTION_DENY;
 	bpf_loop(s.steps, step_port, &s, 0);
-	struct port_run *r = bpf_map_lookup_elem(&port_runs, &s.at);
+	struct port_run *r = bpf_map_lookup_elem(s.table, &s.at);
 	if (!r || r->start < block)
 		return ACTION_DENY;
 	__u32 action = r->verdict & VERDICT_ACTION_MASK;
@@ -218,14 +274,14 @@ static __always_inline __u32 verdict(__u32 class, __u32 proto, __u32 port_be)
 	return r->verdict;
 }
 
-static __always_inline __u32 lookup4(__u32 ip, __u32 proto, __u32 port_be)
+static __always_inline __u32 lookup4(const struct config *cfg, __u32 ip, __u32 proto, __u32 port_be)
 {
-	return verdict(class4(ip), proto, port_be);
+	return verdict(cfg, class4(cfg, ip), proto, port_be);
 }
 
-static __always_inline __u32 lookup6(const __u32 *ip, __u32 proto, __u32 port_be)
+static __always_inline __u32 lookup6(const struct config *cfg, const __u32 *ip, __u32 proto, __u32 port_be)
 {
-	return verdict(class6(ip), proto, port_be);
+	return verdict(cfg, class6(cfg, ip), proto, port_be);
 }
 
 static __always_inline int passes(__u32 v)
@@ -233,18 +289,19 @@ static __always_inline int passes(__u32 v)
 	return (v & VERDICT_ACTION_MASK) != ACTION_DENY;
 }
 
-// same tells whether a socket's remembered destination is this one.
-static __always_inline int same(struct sock_verdict *c, __u8 family, __u8 proto, const __u32 *addr,
-				__u16 port_be)
+// same tells whether a socket's remembered destination is this one, under
+// this policy.
+static __always_inline int same(const struct config *cfg, struct sock_verdict *c, __u8 family, __u8 proto,
+				const __u32 *addr, __u16 port_be)
 {
-	return c->gen == policy_gen && c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
+	return c->gen == cfg->gen && c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
 	       c->addr[1] == addr[1] && c->addr[2] == addr[2] && c->family == family && c->proto == proto;
 }
 
 // remember notes what a socket was let through to, for the packet path and
 // for the socket's next send to the same destination.
-static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 proto, const __u32 *addr,
-				     __u16 port_be, __u32 v)
+static __always_inline void remember(const struct config *cfg, struct bpf_sock *sk, __u8 family, __u8 proto,
+				     const __u32 *addr, __u16 port_be, __u32 v)
 {
 	if (!sk)
 		return;
@@ -252,9 +309,9 @@ static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 prot
 		bpf_sk_storage_get(&sock_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!c)
 		return; // the packet path then judges the socket's packets itself
-	if (same(c, family, proto, addr, port_be) && c->verdict == v)
+	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v)
 		return; // the same as the last send: leave the cache line clean
-	c->gen = policy_gen;
+	c->gen = cfg->gen;
 	c->verdict = v;
 	c->family = family;
 	c->proto = proto;
@@ -270,24 +327,24 @@ static __always_inline void remember(struct bpf_sock *sk, __u8 family, __u8 prot
 // sends to the destination it last sent to (a connected flow, a client
 // talking to one server) is answered from its own storage, whatever the
 // size of the policy.
-static __always_inline int decide(struct bpf_sock *sk, __u32 proto, __u32 type, __u8 hook, __u8 family,
-				  const __u32 *addr, __u32 port_be)
+static __always_inline int decide(const struct config *cfg, struct bpf_sock *sk, __u32 proto, __u32 type,
+				  __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
 {
 	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
-	if (c && same(c, family, proto, addr, port_be)) {
+	if (c && same(cfg, c, family, proto, addr, port_be)) {
 		if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
-			report_flow(hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
+			report_flow(cfg, hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
 				    bpf_ntohs((__u16)port_be));
 		return 1;
 	}
-	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port_be) : lookup6(addr, proto, port_be);
+	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be) : lookup6(cfg, addr, proto, port_be);
 	__u32 action = v & VERDICT_ACTION_MASK;
 	if (action != ACTION_ALLOW)
-		report_flow(hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
+		report_flow(cfg, hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
 			    bpf_ntohs((__u16)port_be));
 	if (action == ACTION_DENY)
 		return 0;
-	remember(sk, family, proto, addr, port_be, v);
+	remember(cfg, sk, family, proto, addr, port_be, v);
 	return 1;
 }
 
@@ -311,8 +368,11 @@ static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__u32 addr[4] = {}, port = ctx->user_port, proto = ctx->protocol, type = ctx->type;
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen)
+		return 0; // no policy written yet: deny
 	addr[3] = real_ip4(ctx, sk, ctx->user_ip4, hook);
-	return decide(sk, proto, type, hook, AF_INET, addr, port);
+	return decide(cfg, sk, proto, type, hook, AF_INET, addr, port);
 }
 
 static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
@@ -323,17 +383,20 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	ip[1] = ctx->user_ip6[1];
 	ip[2] = ctx->user_ip6[2];
 	ip[3] = ctx->user_ip6[3];
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen)
+		return 0;
 	// ::ffff:a.b.c.d reaches IPv4 hosts through an IPv6 socket: judge it by
 	// the IPv4 rules, or it would slip past them.
 	if (ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0xffff)) {
 		__u32 addr[4] = {};
 		addr[3] = real_ip4(ctx, sk, ip[3], hook);
-		return decide(sk, proto, type, hook, AF_INET, addr, port);
+		return decide(cfg, sk, proto, type, hook, AF_INET, addr, port);
 	}
 	// :: is ::1 to the kernel (TCP and UDP alike)
 	if ((ip[0] | ip[1] | ip[2] | ip[3]) == 0)
 		ip[3] = bpf_htonl(1);
-	return decide(sk, proto, type, hook, AF_INET6, ip, port);
+	return decide(cfg, sk, proto, type, hook, AF_INET6, ip, port);
 }
 
 SEC("cgroup/connect4")
@@ -367,36 +430,41 @@ int ng_sendmsg6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_create")
 int ng_sock_create(struct bpf_sock *sk)
 {
-	__u32 type = sk->type, proto = sk->protocol;
+	__u32 type = sk->type, proto = sk->protocol, family = sk->family;
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen)
+		return 0;
 	if ((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))
 		return 1;
 	__u8 none[16] = {};
-	__u32 v = socket_verdict;
-	report_flow(HOOK_SOCK_CREATE, v, sk->family, proto, type, none, 0);
+	__u32 v = cfg->socket_verdict;
+	report_flow(cfg, HOOK_SOCK_CREATE, v, family, proto, type, none, 0);
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
 }
 
 // report_packet reports what the packet path stopped (or, in audit mode,
 // let through). A packet may leave from a softirq or a timer, not from its
-// sender: unless the current task is in the socket's cgroup, the process is
-// not known (pid 0) and the user is the socket's owner.
-static __always_inline void report_packet(struct __sk_buff *skb, __u32 v, __u8 family, __u8 proto,
-					  const __u32 *addr, __u16 port_be, __u8 reason)
+// sender, and a cgroup_skb program may not ask about the current task on
+// every kernel (6.1 refuses bpf_get_current_pid_tgid there): the process is
+// not named (pid 0), the user is the socket's owner, the cgroup the
+// socket's.
+static __always_inline void report_packet(const struct config *cfg, struct __sk_buff *skb, __u32 v,
+					  __u8 family, __u8 proto, const __u32 *addr, __u16 port_be, __u8 reason)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_lost(&lost_events, EV_KIND_FLOW);
 		return;
 	}
-	fill_hdr(&e->h, policy_cgroup, EV_KIND_FLOW, HOOK_SKB_EGRESS, v);
-	__u64 sk_cgroup = bpf_skb_cgroup_id(skb);
-	if (e->h.cgroup_id != sk_cgroup) {
-		e->h.cgroup_id = sk_cgroup;
-		e->h.pid = e->h.tid = 0;
-		e->h.uid = bpf_get_socket_uid(skb);
-		e->h.gid = 0;
-		__builtin_memset(e->h.comm, 0, sizeof(e->h.comm));
-	}
+	__builtin_memset(&e->h, 0, sizeof(e->h));
+	e->h.ts_ns = bpf_ktime_get_boot_ns();
+	e->h.cgroup_id = bpf_skb_cgroup_id(skb);
+	e->h.policy_cgroup = cfg->cgroup;
+	e->h.uid = bpf_get_socket_uid(skb);
+	e->h.kind = EV_KIND_FLOW;
+	e->h.hook = HOOK_SKB_EGRESS;
+	e->h.action = v & VERDICT_ACTION_MASK;
+	e->h.layer = (v >> VERDICT_LAYER_SHIFT) & VERDICT_LAYER_MASK;
 	__builtin_memset(e->addr, 0, 16);
 	if (family == AF_INET6)
 		__builtin_memcpy(e->addr, addr, 16);
@@ -413,10 +481,10 @@ static __always_inline void report_packet(struct __sk_buff *skb, __u32 v, __u8 f
 
 // stop_packet reports a packet and, unless a policy in audit mode let it
 // through, drops it.
-static __always_inline int stop_packet(struct __sk_buff *skb, __u32 v, __u8 family, __u8 proto,
-				       const __u32 *addr, __u16 port_be, __u8 reason)
+static __always_inline int stop_packet(const struct config *cfg, struct __sk_buff *skb, __u32 v, __u8 family,
+				       __u8 proto, const __u32 *addr, __u16 port_be, __u8 reason)
 {
-	report_packet(skb, v, family, proto, addr, port_be, reason);
+	report_packet(cfg, skb, v, family, proto, addr, port_be, reason);
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
 }
 
@@ -433,6 +501,9 @@ SEC("cgroup_skb/egress")
 int ng_skb_egress(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen)
+		return 0;
 	__u32 addr[4] = {};
 	__u8 family, proto;
 	__u16 port = 0;
@@ -445,7 +516,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 		proto = iph[9];
 		__builtin_memcpy(&addr[3], &iph[16], 4);
 		if ((iph[0] & 0xf) != 5)
-			return stop_packet(skb, socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
+			return stop_packet(cfg, skb, cfg->socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
 		if (((iph[6] & 0x1f) | iph[7]) == 0) { // fragment offset 0: the L4 header follows
 			__u8 *l4h = iph + 20;
 			if ((void *)(l4h + 4) <= end) {
@@ -467,7 +538,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 #pragma unroll
 		for (int i = 0; i < MAX_EXT_HEADERS; i++) {
 			if (next == IPPROTO_ROUTING)
-				return stop_packet(skb, socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
+				return stop_packet(cfg, skb, cfg->socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 			if (next != IPPROTO_HOPOPTS && next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT)
 				break;
 			__u8 ext[4];
@@ -484,7 +555,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 		}
 		if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT ||
 		    next == IPPROTO_ROUTING) // more extension headers than anyone sends
-			return stop_packet(skb, socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
+			return stop_packet(cfg, skb, cfg->socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 		proto = next;
 		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off + 2, &port, 2))
 			l4 = 1;
@@ -499,7 +570,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return 1;
 	// (the helper finds nothing on a request or time-wait socket)
 	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
-	if (c && c->gen == policy_gen && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
+	if (c && c->gen == cfg->gen && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
 	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && (!l4 || c->port == port))
 		return 1; // what the hooks judged (or, in audit mode, reported)
 	sk = bpf_sk_fullsock(sk);
@@ -508,13 +579,13 @@ int ng_skb_egress(struct __sk_buff *skb)
 	if (!c && sk->protocol == IPPROTO_TCP)
 		return 1; // accepted, not connected: it answers its peer
 	if (!l4)
-		return stop_packet(skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
-	__u32 v = family == AF_INET ? lookup4(addr[3], proto, port) : lookup6(addr, proto, port);
+		return stop_packet(cfg, skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
+	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port) : lookup6(cfg, addr, proto, port);
 	if (!passes(v))
-		return stop_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
+		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
-		report_packet(skb, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(sk, family, proto, addr, port, v);
+		report_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
+	remember(cfg, sk, family, proto, addr, port, v);
 	return 1;
 }
 

@@ -1,13 +1,18 @@
 package bpf
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -17,8 +22,9 @@ import (
 
 var egressSpec = sync.OnceValues(loadEgress)
 
-// generation numbers the policies a process gives egress sets (policy_gen);
-// it starts at a random point so that two processes' numbers rarely meet.
+// generation numbers the policies a process gives cgroups (config.gen, never
+// 0); it starts at a random point so that two processes' numbers rarely
+// meet.
 var generation = func() *atomic.Uint32 {
 	var g atomic.Uint32
 	var b [4]byte
@@ -43,31 +49,36 @@ var egressLinks = []struct {
 	{"link_skb_egress", ebpf.AttachCGroupInetEgress, func(p *egressPrograms) **ebpf.Program { return &p.NgSkbEgress }},
 }
 
-// egressSet is one copy of the egress programs and the maps they use.
+// egressSet is one loaded copy of the egress programs and the maps they
+// share: each policed cgroup's config (cgroup storage), the table maps with
+// a slot per container, the socket cache and the event ring. One copy
+// serves every container whose tables fit its capacity and that reports to
+// its ring: attaching a container loads no program.
 type egressSet struct {
 	egressPrograms
 	egressMaps
-	bss *ebpf.Map // the globals: policy_cgroup, socket_verdict
+	slots *ebpf.Map // the state of each slot: one value, an array of slotState
+	caps  [3]uint32 // the capacity of each of a slot's tables
 }
 
 func (s *egressSet) Close() error {
 	s.egressPrograms.Close()
 	s.egressMaps.Close()
-	if s.bss != nil {
-		s.bss.Close()
+	if s.slots != nil {
+		s.slots.Close()
 	}
 	return nil
 }
 
-// tables are the maps an attachment pins, by pin name.
-func (s *egressSet) tables() map[string]**ebpf.Map {
-	return map[string]**ebpf.Map{pinV4: &s.V4Runs, pinV6: &s.V6Runs, pinPorts: &s.PortRuns}
-}
+// TableCap is the capacity of each table in the default size class: the
+// tables of every policy with up to 1,024 runs of each kind live in one
+// copy of the programs. A larger policy gets (or shares) a copy of its
+// class: each table padded to its power of two.
+const TableCap = 1024
 
-// PoolTableCap is how many entries each table of a pooled set holds (they
-// are arrays, allocated whole): a policy with more runs gets a set loaded
-// for it.
-const PoolTableCap = 1024
+// setSlots is how many containers one copy serves (kubelet's default is
+// 110 pods a node); a class has more copies if need be (a var for tests).
+var setSlots uint32 = 1024
 
 // steps is the power of two a table of n entries is padded to, as the
 // number of halvings that search it.
@@ -84,42 +95,28 @@ func tableSizes(c *policy.Compiled) [3]int {
 	return [3]int{1 << steps(len(c.V4)), 1 << steps(len(c.V6)), 1 << steps(len(c.Ports))}
 }
 
-// setGlobals writes the programs' globals (.bss): a set loaded ahead, or
-// used before by another container, learns whom it serves, how big its
-// tables are, and a new generation, so that no socket's cached verdict of
-// another policy counts.
-func (s *egressSet) setGlobals(cgid uint64, sockets policy.Verdict, c *policy.Compiled) error {
-	cs, err := egressSpec()
-	if err != nil {
-		return err
+// sizeClass is the capacity of the tables of the copy that serves c.
+func sizeClass(c *policy.Compiled) [3]uint32 {
+	var caps [3]uint32
+	for i, n := range tableSizes(c) {
+		caps[i] = uint32(max(n, TableCap))
 	}
-	buf := make([]byte, cs.Maps[".bss"].ValueSize)
-	put32 := func(name string, v uint32) { binary.NativeEndian.PutUint32(buf[cs.Variables[name].Offset:], v) }
-	binary.NativeEndian.PutUint64(buf[cs.Variables[egressVarPolicyCgroup].Offset:], cgid)
-	put32(egressVarSocketVerdict, verdictValue(sockets))
-	put32(egressVarPolicyGen, generation.Add(1))
-	if c != nil {
-		put32(egressVarV4Steps, steps(len(c.V4)))
-		put32(egressVarV6Steps, steps(len(c.V6)))
-		put32(egressVarPortSteps, steps(len(c.Ports)))
-	}
-	if err := s.bss.Put(uint32(0), buf); err != nil {
-		return fmt.Errorf("set the egress programs' globals: %w", err)
-	}
-	return nil
+	return caps
 }
 
-// loadEgressSet loads one copy of the egress programs, with tables of the
-// given sizes, writing to ev (nil: its own ring).
-func loadEgressSet(ev *EventMaps, sizes [3]int) (*egressSet, error) {
+// loadEgressSet loads one copy of the egress programs with tables of the
+// given capacity and slots for as many containers, writing to ev (nil: a
+// ring of its own).
+func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, error) {
 	cs, err := egressSpec()
 	if err != nil {
 		return nil, err
 	}
 	cs = cs.Copy()
-	cs.Maps[egressMapV4Runs].MaxEntries = uint32(max(1, sizes[0]))
-	cs.Maps[egressMapV6Runs].MaxEntries = uint32(max(1, sizes[1]))
-	cs.Maps[egressMapPortRuns].MaxEntries = uint32(max(1, sizes[2]))
+	for i, name := range []string{egressMapV4Tables, egressMapV6Tables, egressMapPortTables} {
+		cs.Maps[name].MaxEntries = slots
+		cs.Maps[name].InnerMap.MaxEntries = caps[i]
+	}
 	co := ebpf.CollectionOptions{}
 	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.
@@ -131,7 +128,7 @@ func loadEgressSet(ev *EventMaps, sizes [3]int) (*egressSet, error) {
 		return nil, fmt.Errorf("load egress programs: %w", err)
 	}
 	defer coll.Close()
-	s := &egressSet{bss: coll.DetachMap(".bss")}
+	s := &egressSet{caps: caps}
 	if err := coll.Assign(&s.egressPrograms); err != nil {
 		s.Close()
 		return nil, err
@@ -140,7 +137,434 @@ func loadEgressSet(ev *EventMaps, sizes [3]int) (*egressSet, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.slots, err = ebpf.NewMap(&ebpf.MapSpec{Name: "ng_slots", Type: ebpf.Array, KeySize: 4, ValueSize: slots * uint32(binary.Size(slotState{})), MaxEntries: 1}); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// setMaps are the maps a set pins, by name.
+func (s *egressSet) setMaps() map[string]**ebpf.Map {
+	return map[string]**ebpf.Map{
+		"map_config": &s.Config, "map_v4_tables": &s.V4Tables, "map_v6_tables": &s.V6Tables,
+		"map_port_tables": &s.PortTables, "map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
+	}
+}
+
+func progPin(l string) string { return "prog_" + strings.TrimPrefix(l, "link_") }
+
+// pin pins the set in dir (made here).
+func (s *egressSet) pin(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	for name, m := range s.setMaps() {
+		if err := (*m).Pin(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("pin %s: %w", name, err)
+		}
+	}
+	for _, l := range egressLinks {
+		if err := (*l.prog(&s.egressPrograms)).Pin(filepath.Join(dir, progPin(l.pin))); err != nil {
+			return fmt.Errorf("pin %s: %w", l.pin, err)
+		}
+	}
+	return nil
+}
+
+// openEgressSet opens the set pinned in dir, whose tables have capacity
+// caps; with its maps only, not its programs, if !programs (enough to give
+// up a slot).
+func openEgressSet(dir string, programs bool, caps [3]uint32) (*egressSet, error) {
+	s := &egressSet{caps: caps}
+	var err error
+	for name, m := range s.setMaps() {
+		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, name), nil); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if programs {
+		for _, l := range egressLinks {
+			if *l.prog(&s.egressPrograms), err = ebpf.LoadPinnedProgram(filepath.Join(dir, progPin(l.pin)), nil); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// slotState is what a slot holds. A container's slot keeps its tables when
+// it goes: the next container refills them in place, which costs array
+// writes only, where putting tables in or out of a slot makes the kernel
+// wait for every running BPF program (synchronize_rcu) each time.
+type slotState struct {
+	State uint32
+	_     uint32
+	Since int64 // unix nanoseconds it entered the state: the longest idle is reused first
+}
+
+const (
+	slotEmpty    = iota // no tables
+	slotUsed            // a container's
+	slotGone            // tables of a container that went: a program that read its config may still be running
+	slotIdle            // tables no running program reads: refilled at once for the next container
+	slotReadying        // being given tables ahead of need, without the host lock
+)
+
+// readyingStale: a slot being readied for longer was left so by a process
+// that died; it counts as empty.
+const readyingStale = time.Minute
+
+// idleBudget bounds the memory of the tables a copy keeps for containers to
+// come (gone and idle slots).
+const idleBudget = 4 << 20
+
+// states reads every slot's state.
+func (s *egressSet) states() ([]slotState, error) {
+	st := make([]slotState, int(s.slots.ValueSize())/binary.Size(slotState{}))
+	if err := s.slots.Lookup(uint32(0), st); err != nil {
+		return nil, fmt.Errorf("egress slots: %w", err)
+	}
+	return st, nil
+}
+
+func (s *egressSet) setStates(st []slotState) error {
+	if err := s.slots.Put(uint32(0), st); err != nil {
+		return fmt.Errorf("egress slots: %w", err)
+	}
+	return nil
+}
+
+// used counts the slots in use.
+func (s *egressSet) used() (int, error) {
+	st, err := s.states()
+	return count(st, slotUsed), err
+}
+
+func count(st []slotState, states ...uint32) int {
+	n := 0
+	for _, x := range st {
+		if slices.Contains(states, x.State) {
+			n++
+		}
+	}
+	return n
+}
+
+var errFull = errors.New("all slots of the egress programs are in use")
+
+// take finds a slot and marks it used: an idle one (the longest idle),
+// whose tables are refilled (reuse); else a gone one, once no program can
+// read it any more (one wait for all gone slots); else an empty one, which
+// gets tables. The caller holds the host lock.
+func (s *egressSet) take() (slot uint32, reuse bool, err error) {
+	st, err := s.states()
+	if err != nil {
+		return 0, false, err
+	}
+	pick := func() int {
+		now := time.Now().UnixNano()
+		best, gone, empty := -1, -1, -1
+		for i, x := range st {
+			switch {
+			case x.State == slotIdle && (best < 0 || x.Since < st[best].Since):
+				best = i
+			case x.State == slotGone && gone < 0:
+				gone = i
+			case (x.State == slotEmpty || x.State == slotReadying && now-x.Since > int64(readyingStale)) && empty < 0:
+				empty = i
+			}
+		}
+		if best < 0 && gone >= 0 {
+			if s.fence(st, gone) == nil {
+				best = gone
+			}
+		}
+		if best < 0 {
+			best = empty
+		}
+		return best
+	}
+	best := pick()
+	if best < 0 {
+		return 0, false, fmt.Errorf("%w (%d)", errFull, len(st))
+	}
+	reuse = st[best].State == slotIdle
+	st[best] = slotState{State: slotUsed}
+	return uint32(best), reuse, s.setStates(st)
+}
+
+// fence waits until no program that may have read a gone slot runs, and
+// marks the gone slots of st idle (not written back: the caller does).
+// at is a gone slot, whose table the wait is made with.
+func (s *egressSet) fence(st []slotState, at int) error {
+	if err := s.barrier(uint32(at)); err != nil {
+		return err
+	}
+	for i := range st {
+		if st[i].State == slotGone {
+			st[i].State = slotIdle
+		}
+	}
+	return nil
+}
+
+// give marks a slot gone, its tables kept for a later container; past the
+// budget, the tables of the longest gone or idle are taken out. It returns
+// how many slots are still used. No cgroup's config may name the slot any
+// more.
+func (s *egressSet) give(slot uint32) (int, error) {
+	st, err := s.states()
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now().UnixNano()
+	if int(slot) < len(st) {
+		st[slot] = slotState{State: slotGone, Since: now}
+	}
+	var kept []int
+	for i, x := range st {
+		if x.State == slotIdle || x.State == slotGone {
+			kept = append(kept, i)
+		}
+	}
+	if keep := max(1, idleBudget/s.tableBytes()); len(kept) > keep {
+		slices.SortFunc(kept, func(a, b int) int { return cmp.Compare(st[a].Since, st[b].Since) })
+		for _, i := range kept[:len(kept)-keep] {
+			if err := s.clear(uint32(i)); err != nil {
+				return 0, err
+			}
+			st[i] = slotState{}
+		}
+	}
+	return count(st, slotUsed), s.setStates(st)
+}
+
+// reserve marks empty slots as being readied, until n slots are idle, gone
+// or being readied, and returns them with the gone slots. The caller holds
+// the host lock.
+func (s *egressSet) reserve(n int) (readying, gone []uint32, err error) {
+	st, err := s.states()
+	if err != nil {
+		return nil, nil, err
+	}
+	have := count(st, slotIdle, slotGone, slotReadying)
+	now := time.Now().UnixNano()
+	for i := range st {
+		switch {
+		case st[i].State == slotGone:
+			gone = append(gone, uint32(i))
+		case st[i].State == slotEmpty && have < n:
+			st[i] = slotState{State: slotReadying, Since: now}
+			readying = append(readying, uint32(i))
+			have++
+		}
+	}
+	if len(readying) == 0 {
+		return nil, gone, nil
+	}
+	return readying, gone, s.setStates(st)
+}
+
+// readied marks slots that now have tables, and gone slots no program
+// reads any more, idle. The caller holds the host lock.
+func (s *egressSet) readied(readied, fenced []uint32) error {
+	st, err := s.states()
+	if err != nil {
+		return err
+	}
+	for _, i := range readied {
+		if int(i) < len(st) && st[i].State == slotReadying {
+			st[i] = slotState{State: slotIdle}
+		}
+	}
+	for _, i := range fenced {
+		if int(i) < len(st) && st[i].State == slotGone {
+			st[i].State = slotIdle
+		}
+	}
+	return s.setStates(st)
+}
+
+// barrier returns once every program that was running when it was called
+// has ended: it writes a slot's IPv4 table back in its place, and the
+// kernel waits for running programs (synchronize_rcu) after any update of
+// a map of maps. Without tables there is nothing to wait for.
+func (s *egressSet) barrier(slot uint32) error {
+	var id ebpf.MapID
+	if err := s.V4Tables.Lookup(slot, &id); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	m, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return s.V4Tables.Put(slot, m)
+}
+
+// clear takes a slot's tables out (the caller marks it empty).
+func (s *egressSet) clear(slot uint32) error {
+	for _, m := range []*ebpf.Map{s.V4Tables, s.V6Tables, s.PortTables} {
+		if err := m.Delete(slot); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// tableBytes is what a slot's tables take.
+func (s *egressSet) tableBytes() int {
+	return int(s.caps[0])*binary.Size(egressRun4{}) + int(s.caps[1])*binary.Size(egressRun6{}) + int(s.caps[2])*binary.Size(egressPortRun{})
+}
+
+// tables returns a container's tables for a slot, filled with c's runs:
+// an idle slot's, refilled in place, or new ones put in the slot.
+func (s *egressSet) tables(slot uint32, reuse bool, c *policy.Compiled) ([3]*ebpf.Map, error) {
+	var t [3]*ebpf.Map
+	outer := []*ebpf.Map{s.V4Tables, s.V6Tables, s.PortTables}
+	var err error
+	if reuse {
+		for i, m := range outer {
+			var id ebpf.MapID
+			if err = m.Lookup(slot, &id); err == nil {
+				t[i], err = ebpf.NewMapFromID(id)
+			}
+			if err != nil {
+				closeAll(t[:])
+				return t, fmt.Errorf("egress table %s of slot %d: %w", tablePins[i], slot, err)
+			}
+		}
+		if err := fillTables(t, c); err != nil {
+			closeAll(t[:])
+			return t, err
+		}
+		return t, nil
+	}
+	cs, err := egressSpec()
+	if err != nil {
+		return t, err
+	}
+	for i, name := range []string{egressMapV4Tables, egressMapV6Tables, egressMapPortTables} {
+		spec := cs.Maps[name].InnerMap.Copy()
+		spec.MaxEntries = s.caps[i]
+		if t[i], err = ebpf.NewMap(spec); err != nil {
+			closeAll(t[:])
+			return t, fmt.Errorf("egress table %s: %w", tablePins[i], err)
+		}
+	}
+	if err := fillTables(t, c); err != nil {
+		closeAll(t[:])
+		return t, err
+	}
+	for i, m := range outer {
+		if err := m.Put(slot, t[i]); err != nil {
+			closeAll(t[:])
+			return t, fmt.Errorf("egress table %s into slot %d: %w", tablePins[i], slot, err)
+		}
+	}
+	return t, nil
+}
+
+// fillTables writes c's runs into a container's tables, each padded to its
+// power of two with copies of its last entry (so that a search that lands
+// there finds the last run). What lies beyond is never read: a search
+// stays within 1 << steps.
+func fillTables(t [3]*ebpf.Map, c *policy.Compiled) error {
+	sizes := tableSizes(c)
+	v4 := make([]egressRun4, sizes[0])
+	for i := range v4 {
+		r := padded(c.V4, i)
+		v4[i] = egressRun4{Start: r.Start, Class: r.Class}
+	}
+	v6 := make([]egressRun6, sizes[1])
+	for i := range v6 {
+		r := padded(c.V6, i)
+		v6[i] = egressRun6{Hi: r.Hi, Lo: r.Lo, Class: r.Class}
+	}
+	ports := make([]egressPortRun, sizes[2])
+	for i := range ports {
+		r := padded(c.Ports, i)
+		proto := uint64(0) // TCP
+		if r.Proto == policy.UDP.IPProto() {
+			proto = 1
+		}
+		ports[i] = egressPortRun{Start: uint64(r.Class)<<17 | proto<<16 | uint64(r.Port), Verdict: verdictValue(r.Verdict)}
+	}
+	for i, err := range []error{putArray(t[0], v4), putArray(t[1], v6), putArray(t[2], ports)} {
+		if err != nil {
+			return fmt.Errorf("fill egress table %s: %w", tablePins[i], err)
+		}
+	}
+	return nil
+}
+
+// configure makes a slot's tables the policy of a cgroup the programs are
+// attached to: one write, which the kernel swaps in whole.
+func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) error {
+	gen := generation.Add(1)
+	for gen == 0 {
+		gen = generation.Add(1)
+	}
+	cfg := egressConfig{
+		Cgroup: cgid, Gen: gen, Slot: slot, SocketVerdict: verdictValue(c.Sockets),
+		V4Steps: uint8(steps(len(c.V4))), V6Steps: uint8(steps(len(c.V6))), PortSteps: uint8(steps(len(c.Ports))),
+	}
+	if err := s.Config.Put(cgid, cfg); err != nil {
+		return fmt.Errorf("configure the egress programs: %w", err)
+	}
+	return nil
+}
+
+// unconfigure leaves a cgroup's config all zero (deny), should the
+// programs ever be attached to it again; the kernel may have freed it.
+func (s *egressSet) unconfigure(cgid uint64) {
+	s.Config.Put(cgid, egressConfig{})
+}
+
+// attach attaches the programs to a cgroup and pins the links in dir;
+// the links made so far are appended to *links even on failure. The
+// cgroup's config is written as soon as the first program is on it (until
+// then the programs deny everything).
+func (s *egressSet) attach(cgroup, dir string, cgid uint64, slot uint32, c *policy.Compiled, links *[]link.Link) error {
+	for i, l := range egressLinks {
+		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: l.attach, Program: *l.prog(&s.egressPrograms)})
+		if err != nil {
+			return fmt.Errorf("attach %s: %w", l.pin, err)
+		}
+		*links = append(*links, lk)
+		if err := lk.Pin(filepath.Join(dir, l.pin)); err != nil {
+			return fmt.Errorf("pin %s: %w", l.pin, err)
+		}
+		if i == 0 {
+			if err := s.configure(cgid, slot, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// padded is a table's entry i: past its end, its last entry; of an empty
+// table, the zero entry (which denies).
+func padded[R any](rs []R, i int) R {
+	var zero R
+	if len(rs) == 0 {
+		return zero
+	}
+	return rs[min(i, len(rs)-1)]
+}
+
+func closeAll(ms []*ebpf.Map) {
+	for _, m := range ms {
+		if m != nil {
+			m.Close()
+		}
+	}
 }
 
 // verdictValue is a verdict as the tables hold it (ng_verdict_bits).
@@ -155,42 +579,6 @@ func verdictValue(v policy.Verdict) uint32 {
 	return uint32(a) | uint32(v.Layer)<<layerShift
 }
 
-// fill writes the compiled tables into the arrays, each padded to its
-// power of two with copies of its last entry (so that a search that lands
-// there finds the last run).
-func (s *egressSet) fill(c *policy.Compiled) error {
-	sizes := tableSizes(c)
-	v4 := make([]egressRun4, sizes[0])
-	for i := range v4 {
-		r := c.V4[min(i, len(c.V4)-1)]
-		v4[i] = egressRun4{Start: r.Start, Class: r.Class}
-	}
-	v6 := make([]egressRun6, sizes[1])
-	for i := range v6 {
-		r := c.V6[min(i, len(c.V6)-1)]
-		v6[i] = egressRun6{Hi: r.Hi, Lo: r.Lo, Class: r.Class}
-	}
-	ports := make([]egressPortRun, sizes[2])
-	for i := range ports {
-		r := c.Ports[min(i, len(c.Ports)-1)]
-		proto := uint64(0) // TCP
-		if r.Proto == policy.UDP.IPProto() {
-			proto = 1
-		}
-		ports[i] = egressPortRun{Start: uint64(r.Class)<<17 | proto<<16 | uint64(r.Port), Verdict: verdictValue(r.Verdict)}
-	}
-	if err := putArray(s.V4Runs, v4); err != nil {
-		return fmt.Errorf("fill IPv4 runs: %w", err)
-	}
-	if err := putArray(s.V6Runs, v6); err != nil {
-		return fmt.Errorf("fill IPv6 runs: %w", err)
-	}
-	if err := putArray(s.PortRuns, ports); err != nil {
-		return fmt.Errorf("fill port runs: %w", err)
-	}
-	return nil
-}
-
 // putArray writes vals at indices 0.. of an array map, in one batch.
 func putArray[V any](m *ebpf.Map, vals []V) error {
 	keys := make([]uint32, len(vals))
@@ -198,42 +586,6 @@ func putArray[V any](m *ebpf.Map, vals []V) error {
 		keys[i] = uint32(i)
 	}
 	return putAll(m, keys, vals)
-}
-
-// empty resets the globals and clears the tables' first entries, for the
-// next container: a search of one step finds an empty run, which denies.
-func (s *egressSet) empty() error {
-	if err := s.setGlobals(0, policy.Verdict{Action: policy.Deny}, &policy.Compiled{}); err != nil {
-		return err
-	}
-	for _, m := range []*ebpf.Map{s.V4Runs, s.V6Runs, s.PortRuns} {
-		zero := make([]byte, m.ValueSize())
-		if err := m.Put(uint32(0), zero); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// attach attaches the programs to cgroup and pins the links and tables in
-// dir; the links made so far are appended to *links even on failure.
-func (s *egressSet) attach(cgroup, dir string, links *[]link.Link) error {
-	for _, l := range egressLinks {
-		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: l.attach, Program: *l.prog(&s.egressPrograms)})
-		if err != nil {
-			return fmt.Errorf("attach %s: %w", l.pin, err)
-		}
-		*links = append(*links, lk)
-		if err := lk.Pin(filepath.Join(dir, l.pin)); err != nil {
-			return fmt.Errorf("pin %s: %w", l.pin, err)
-		}
-	}
-	for name, m := range s.tables() {
-		if err := (*m).Pin(filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("pin %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 // putAll writes keys and values in one batch where the map type supports it.

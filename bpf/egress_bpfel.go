@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type egressConfig struct {
+	_             structs.HostLayout
+	Cgroup        uint64
+	Gen           uint32
+	Slot          uint32
+	SocketVerdict uint32
+	V4Steps       uint8
+	V6Steps       uint8
+	PortSteps     uint8
+	Pad           uint8
+}
+
 type egressEventHdr struct {
 	_            structs.HostLayout
 	TsNs         uint64
@@ -152,22 +164,19 @@ type egressSockVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	egressMapConfig            = "config"
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
-	egressMapPortRuns          = "port_runs"
+	egressMapPortTables        = "port_tables"
 	egressMapSockVerdicts      = "sock_verdicts"
-	egressMapV4Runs            = "v4_runs"
-	egressMapV6Runs            = "v6_runs"
+	egressMapV4Tables          = "v4_tables"
+	egressMapV6Tables          = "v6_tables"
 	egressProgNgConnect4       = "ng_connect4"
 	egressProgNgConnect6       = "ng_connect6"
 	egressProgNgSendmsg4       = "ng_sendmsg4"
 	egressProgNgSendmsg6       = "ng_sendmsg6"
 	egressProgNgSkbEgress      = "ng_skb_egress"
 	egressProgNgSockCreate     = "ng_sock_create"
-	egressVarPolicyCgroup      = "policy_cgroup"
-	egressVarPolicyGen         = "policy_gen"
-	egressVarPortSteps         = "port_steps"
-	egressVarSocketVerdict     = "socket_verdict"
 	egressVarUnusedAction      = "unused_action"
 	egressVarUnusedEventHdr    = "unused_event_hdr"
 	egressVarUnusedEventKind   = "unused_event_kind"
@@ -176,10 +185,11 @@ const (
 	egressVarUnusedHook        = "unused_hook"
 	egressVarUnusedLayer       = "unused_layer"
 	egressVarUnusedLimits      = "unused_limits"
+	egressVarUnusedPortRun     = "unused_port_run"
 	egressVarUnusedReason      = "unused_reason"
+	egressVarUnusedRun4        = "unused_run4"
+	egressVarUnusedRun6        = "unused_run6"
 	egressVarUnusedVerdictBits = "unused_verdict_bits"
-	egressVarV4Steps           = "v4_steps"
-	egressVarV6Steps           = "v6_steps"
 )
 
 // loadEgress returns the embedded CollectionSpec for egress.
@@ -236,22 +246,19 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
+	Config       *ebpf.MapSpec `ebpf:"config"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
-	PortRuns     *ebpf.MapSpec `ebpf:"port_runs"`
+	PortTables   *ebpf.MapSpec `ebpf:"port_tables"`
 	SockVerdicts *ebpf.MapSpec `ebpf:"sock_verdicts"`
-	V4Runs       *ebpf.MapSpec `ebpf:"v4_runs"`
-	V6Runs       *ebpf.MapSpec `ebpf:"v6_runs"`
+	V4Tables     *ebpf.MapSpec `ebpf:"v4_tables"`
+	V6Tables     *ebpf.MapSpec `ebpf:"v6_tables"`
 }
 
 // egressVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
-	PolicyCgroup      *ebpf.VariableSpec `ebpf:"policy_cgroup"`
-	PolicyGen         *ebpf.VariableSpec `ebpf:"policy_gen"`
-	PortSteps         *ebpf.VariableSpec `ebpf:"port_steps"`
-	SocketVerdict     *ebpf.VariableSpec `ebpf:"socket_verdict"`
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
 	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -260,10 +267,11 @@ type egressVariableSpecs struct {
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedPortRun     *ebpf.VariableSpec `ebpf:"unused_port_run"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRun4        *ebpf.VariableSpec `ebpf:"unused_run4"`
+	UnusedRun6        *ebpf.VariableSpec `ebpf:"unused_run6"`
 	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
-	V4Steps           *ebpf.VariableSpec `ebpf:"v4_steps"`
-	V6Steps           *ebpf.VariableSpec `ebpf:"v6_steps"`
 }
 
 // egressObjects contains all objects after they have been loaded into the kernel.
@@ -286,22 +294,24 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
+	Config       *ebpf.Map `ebpf:"config"`
 	Events       *ebpf.Map `ebpf:"events"`
 	LostEvents   *ebpf.Map `ebpf:"lost_events"`
-	PortRuns     *ebpf.Map `ebpf:"port_runs"`
+	PortTables   *ebpf.Map `ebpf:"port_tables"`
 	SockVerdicts *ebpf.Map `ebpf:"sock_verdicts"`
-	V4Runs       *ebpf.Map `ebpf:"v4_runs"`
-	V6Runs       *ebpf.Map `ebpf:"v6_runs"`
+	V4Tables     *ebpf.Map `ebpf:"v4_tables"`
+	V6Tables     *ebpf.Map `ebpf:"v6_tables"`
 }
 
 func (m *egressMaps) Close() error {
 	return _EgressClose(
+		m.Config,
 		m.Events,
 		m.LostEvents,
-		m.PortRuns,
+		m.PortTables,
 		m.SockVerdicts,
-		m.V4Runs,
-		m.V6Runs,
+		m.V4Tables,
+		m.V6Tables,
 	)
 }
 
@@ -309,10 +319,6 @@ func (m *egressMaps) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
-	PolicyCgroup      *ebpf.Variable `ebpf:"policy_cgroup"`
-	PolicyGen         *ebpf.Variable `ebpf:"policy_gen"`
-	PortSteps         *ebpf.Variable `ebpf:"port_steps"`
-	SocketVerdict     *ebpf.Variable `ebpf:"socket_verdict"`
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
 	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
 	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
@@ -321,10 +327,11 @@ type egressVariables struct {
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedPortRun     *ebpf.Variable `ebpf:"unused_port_run"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRun4        *ebpf.Variable `ebpf:"unused_run4"`
+	UnusedRun6        *ebpf.Variable `ebpf:"unused_run6"`
 	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
-	V4Steps           *ebpf.Variable `ebpf:"v4_steps"`
-	V6Steps           *ebpf.Variable `ebpf:"v6_steps"`
 }
 
 // egressPrograms contains all programs after they have been loaded into the kernel.

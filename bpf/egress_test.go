@@ -333,8 +333,8 @@ func TestDetachLeavesNothing(t *testing.T) {
 		t.Fatalf("%d programs attached, want %d", n, len(hooks))
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "detach-test"))
-	if len(entries) != 10 {
-		t.Errorf("pinned %d objects, want 6 links, 3 maps and meta", len(entries))
+	if len(entries) != 11 {
+		t.Errorf("pinned %d objects, want 6 links, 3 tables, meta and the programs' copy (egress/)", len(entries))
 	}
 	// Idempotent: the same spec again changes nothing.
 	b, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})
@@ -517,11 +517,13 @@ func attachedIDs(t *testing.T, cg string) []ebpf.ProgramID {
 	return ids
 }
 
-// A pool's sets are loaded before the container they serve is known: its
-// mode and cgroup are set afterwards, and must take effect. A stopped
-// container's set comes back emptied, and serves the next one with that
-// one's policy alone.
-func TestPool(t *testing.T) {
+// Attachments that report to one ring share a copy of the programs per
+// size class: the first loads it, the others load nothing, and each is
+// held to its own rules and named in its own events. A larger policy gets
+// a copy of its class. A detached container's programs leave its cgroup
+// at once; the copy goes with its last container (or, for a daemon, when
+// RemoveIdle finds it unused).
+func TestSharedCopies(t *testing.T) {
 	testenv.NeedRoot(t)
 	before := ourPrograms(t)
 	ev, err := bpf.NewEventMaps()
@@ -529,32 +531,22 @@ func TestPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ev.Close()
-	pool := bpf.NewPool(ev, 2)
-	if !gone(func() bool { return pool.Ready() == 2 }) {
-		t.Fatalf("pool holds %d sets after 2s, want 2: %v", pool.Ready(), pool.Err())
-	}
-	loaded := ourPrograms(t)
 	root := pinRoot(t)
-	opts := &bpf.Options{PinRoot: root, Events: ev, Pool: pool}
 	rd, err := bpf.NewEventReader(*ev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	attach := func(rules string, mode policy.Mode) (string, []ebpf.ProgramID) {
+	attach := func(rules string, mode policy.Mode, keep bool) (string, []ebpf.ProgramID) {
 		cg := testenv.Cgroup(t)
-		a, err := bpf.Attach(bpf.Spec{ID: "pool-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, rules, mode)}, opts)
+		a, err := bpf.Attach(bpf.Spec{ID: "shared-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, rules, mode)}, &bpf.Options{PinRoot: root, Events: ev, Keep: keep})
 		if err != nil {
 			t.Fatal(err)
 		}
 		a.Close()
-		t.Cleanup(func() { pool.Detach(root, "pool-"+filepath.Base(cg)) })
+		t.Cleanup(func() { bpf.Detach(root, "shared-"+filepath.Base(cg)) })
 		ids := attachedIDs(t, cg)
-		for _, id := range ids {
-			if !slices.Contains(loaded, id) {
-				t.Errorf("%v: program %d was loaded by Attach, not taken from the pool", mode, id)
-			}
-		}
+		slices.Sort(ids)
 		return cg, ids
 	}
 	event := func(cg, verdict string) {
@@ -564,48 +556,107 @@ func TestPool(t *testing.T) {
 			t.Errorf("event %+v, want %s from policy cgroup %d", e, verdict, cgid)
 		}
 	}
+	newPrograms := func() []ebpf.ProgramID {
+		var out []ebpf.ProgramID
+		for _, id := range ourPrograms(t) {
+			if !slices.Contains(before, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
 
-	cgA, idsA := attach("allow tcp 10.1.2.3:8080", policy.Enforce)
+	cgA, idsA := attach("allow tcp 10.1.2.3:8080", policy.Enforce, false)
+	loaded := newPrograms()
+	cgB, idsB := attach("allow tcp 10.1.2.3:8080", policy.Audit, false)
+	cgC, idsC := attach("allow tcp 10.1.2.3:9090", policy.Enforce, false)
+	if len(idsA) != 6 || !slices.Equal(idsA, idsB) || !slices.Equal(idsA, idsC) || !slices.Equal(newPrograms(), loaded) {
+		t.Fatalf("programs on A %v, B %v, C %v, loaded %v -> %v: want the same six, loaded once", idsA, idsB, idsC, loaded, newPrograms())
+	}
 	expect(t, cgA, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", "EPERM")
 	event(cgA, "denied")
-	time.Sleep(100 * time.Millisecond)
-	if pool.Ready() != 1 {
-		t.Errorf("pool holds %d sets after one was taken, want 1 (it loads more only when empty)", pool.Ready())
-	}
-	// A stops: its set comes back, attached nowhere, still loaded.
-	if err := pool.Detach(root, "pool-"+filepath.Base(cgA)); err != nil {
-		t.Fatal(err)
-	}
-	// at once, not a moment later: the set may serve another container next
-	if n := attachedCount(t, cgA); n != 0 || pool.Ready() != 2 {
-		t.Fatalf("after detach: %d programs attached to A, pool holds %d sets; want 0 and 2", n, pool.Ready())
-	}
-	expect(t, cgA, "tcp:10.1.2.3:8081", "ok")
-
-	// B takes the other set; C takes A's, and is held to its own rules only.
-	cgB, idsB := attach("allow tcp 10.1.2.3:8080", policy.Audit)
-	cgC, idsC := attach("allow tcp 10.1.2.3:9090", policy.Enforce)
-	slices.Sort(idsA)
-	slices.Sort(idsC)
-	if !slices.Equal(idsA, idsC) {
-		t.Errorf("C's programs %v are not A's %v, which the pool got back", idsC, idsA)
-	}
 	expect(t, cgB, "tcp:10.1.2.3:8081", "ok")
 	event(cgB, "would-deny")
 	expect(t, cgC, "tcp:10.1.2.3:9090", "ok", "tcp:10.1.2.3:8080", "EPERM")
 	event(cgC, "denied")
-	// empty, so it loads two more
-	if !gone(func() bool { return pool.Ready() == 2 }) {
-		t.Errorf("pool holds %d sets after it ran out, want 2 again", pool.Ready())
+
+	// A policy whose tables do not fit the default class: a copy of its own class.
+	var big []string
+	for i := range 3000 { // every other /24 from 10.100.0.0: 3,000 runs
+		big = append(big, fmt.Sprintf("allow tcp 10.%d.%d.0/24:443", 100+i/125, 2*(i%125)))
 	}
-	pool.Close()
-	// The idle sets are freed: what is left is B's and C's, attached.
-	keep := append(append(slices.Clone(before), idsB...), idsC...)
-	if !gone(func() bool {
-		return !slices.ContainsFunc(ourPrograms(t), func(id ebpf.ProgramID) bool { return !slices.Contains(keep, id) })
-	}) {
-		t.Errorf("after Close: programs %v loaded, want only B's %v, C's %v and those from before %v", ourPrograms(t), idsB, idsC, before)
+	cgD, idsD := attach(strings.Join(big, "; "), policy.Enforce, false)
+	if slices.Equal(idsD, idsA) || len(idsD) != 6 {
+		t.Errorf("a 3,000-prefix policy runs on programs %v, want a copy of its class (not %v)", idsD, idsA)
 	}
+	got := testenv.Probe(t, testenv.NetNS(t), cgD, "tcp 10.112.0.7 443\ntcp 10.112.1.7 443\ntcp 10.1.2.3 8080\n", "batch")
+	if want := []string{"allow", "deny", "deny"}; !slices.Equal(got, want) {
+		t.Errorf("on the large copy: got %q, want %q", got, want)
+	}
+	event(cgD, "denied")
+	event(cgD, "denied")
+
+	// A goes: off its cgroup at once, the others unchanged.
+	if err := bpf.Detach(root, "shared-"+filepath.Base(cgA)); err != nil {
+		t.Fatal(err)
+	}
+	if n := attachedCount(t, cgA); n != 0 {
+		t.Fatalf("after detach: %d programs attached to A", n)
+	}
+	expect(t, cgA, "tcp:10.1.2.3:8081", "ok")
+	expect(t, cgC, "tcp:10.1.2.3:9090", "ok", "tcp:10.1.2.3:8080", "EPERM")
+	event(cgC, "denied")
+	// The last of D's class goes, and its copy with it.
+	bpf.Detach(root, "shared-"+filepath.Base(cgD))
+	for _, id := range idsD {
+		if !gone(func() bool { return !slices.Contains(ourPrograms(t), id) }) {
+			t.Errorf("program %d of the large copy still loaded after its only container went", id)
+		}
+	}
+	// Kept for a daemon: the copy stays without containers until RemoveIdle.
+	cgE, _ := attach("allow tcp 10.1.2.3:8080", policy.Enforce, true)
+	bpf.Detach(root, "shared-"+filepath.Base(cgB))
+	bpf.Detach(root, "shared-"+filepath.Base(cgC))
+	if err := bpf.DetachKeep(root, "shared-"+filepath.Base(cgE)); err != nil {
+		t.Fatal(err)
+	}
+	if n := attachedCount(t, cgE); n != 0 || !slices.Equal(newPrograms(), loaded) {
+		t.Fatalf("kept: %d programs on E, loaded %v; want 0 and the copy %v still loaded", n, newPrograms(), loaded)
+	}
+	if removed, err := bpf.RemoveIdle(root); !removed || err != nil {
+		t.Fatalf("RemoveIdle: %v, %v", removed, err)
+	}
+	if !gone(func() bool { return len(newPrograms()) == 0 }) {
+		t.Errorf("after RemoveIdle: programs %v still loaded", newPrograms())
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "_egress")); len(entries) != 0 {
+		t.Errorf("after RemoveIdle: %d copies still pinned", len(entries))
+	}
+}
+
+// A policy replaced on the same copy and cgroup keeps the links and takes
+// a new slot: the switch is one write of the cgroup's config.
+func TestReplaceOnSharedCopy(t *testing.T) {
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	root := pinRoot(t)
+	cg := testenv.Cgroup(t)
+	opts := &bpf.Options{PinRoot: root, Events: ev}
+	for _, rules := range []string{"allow tcp 10.1.2.3:8080", "allow tcp 10.1.2.3:9090"} {
+		a, err := bpf.Attach(bpf.Spec{ID: "replace-shared", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+	}
+	defer bpf.Detach(root, "replace-shared")
+	if n := attachedCount(t, cg); n != 6 {
+		t.Errorf("%d programs attached after the replacement, want 6", n)
+	}
+	expect(t, cg, "tcp:10.1.2.3:9090", "ok", "tcp:10.1.2.3:8080", "EPERM")
 }
 
 // In audit mode the node's ceiling is still enforced: only what the

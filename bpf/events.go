@@ -23,6 +23,16 @@ import (
 // program that writes to the ring counts its losses there.
 type EventMaps struct {
 	Ring, Lost *ebpf.Map
+	id         uint32 // the ring's map id, once asked
+}
+
+// ringID is the ring's map id: shared copies of the egress programs are
+// found by it.
+func (m *EventMaps) ringID() uint32 {
+	if m.id == 0 {
+		m.id = uint32(ringID(m.Ring))
+	}
+	return m.id
 }
 
 // NewEventMaps makes a ring buffer and its lost counters.

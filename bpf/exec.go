@@ -382,7 +382,7 @@ func deleteAll(m *ebpf.Map, keys []execRuleKey) {
 // withdrawExec stops judging a cgroup (its settings go first) and takes its
 // rules out, and removes the host-wide program when no container is left:
 // unlabelled hosts pay nothing. With keep (a daemon, which removes it after
-// a while: RemoveIdleExec), the program and the ring stay for the next
+// a while: RemoveIdle), the program and the ring stay for the next
 // container. rec may be nil if the record is lost; the files then stay
 // until the set goes. The caller holds the host lock.
 func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
@@ -419,28 +419,23 @@ func withdrawExec(root string, cgid uint64, rec *ebpf.Map, keep bool) error {
 	return g.dropRing(idx)
 }
 
-// RemoveIdleExec removes the host-wide exec program and its maps under root
+// removeIdleExec removes the host-wide exec program and its maps under root
 // if no container has exec rules (a daemon that kept them, calls it after a
-// while without any). It reports whether it removed them.
-func RemoveIdleExec(root string) (bool, error) {
-	root = pinRootOr(root)
-	removed := false
-	err := WithHostLock(func() error {
-		g, err := openExecGlobal(root, false, "")
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		defer g.close()
-		reg, err := g.registry()
-		if err != nil || others(reg, 0) != 0 {
-			return err
-		}
-		removed = true
-		return os.RemoveAll(filepath.Join(root, dirExec))
-	})
-	return removed, err
+// while without any), and reports whether it did. The caller holds the host
+// lock.
+func removeIdleExec(root string) (bool, error) {
+	g, err := openExecGlobal(root, false, "")
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	defer g.close()
+	reg, err := g.registry()
+	if err != nil || others(reg, 0) != 0 {
+		return false, err
+	}
+	return true, os.RemoveAll(filepath.Join(root, dirExec))
 }
 
 // others counts the users of the rings in reg but idx (0: of all, as index

@@ -369,17 +369,15 @@ func TestExecNestedPolicies(t *testing.T) {
 	})
 }
 
-// A daemon's detach (Pool.Detach) keeps the exec program and its ring for
-// the next container; RemoveIdleExec takes them away once unused.
+// A daemon's detach (DetachKeep) keeps the exec program and its ring for
+// the next container; RemoveIdle takes them away once unused.
 func TestExecKeptForDaemon(t *testing.T) {
 	backends(t, func(t *testing.T, opts *bpf.Options) {
 		ev, err := bpf.NewEventMaps()
 		must(t, err)
 		defer ev.Close()
-		pool := bpf.NewPool(ev, 1)
-		defer pool.Close()
 		o := *opts
-		o.Events, o.Pool = ev, pool
+		o.Events, o.Keep = ev, true
 		e, _ := policy.ParseExec("exec.nriguard.io", "allow "+probeSelf(t))
 		table, _, err := resolve.Exec("/", "exec.nriguard.io", e)
 		must(t, err)
@@ -396,7 +394,7 @@ func TestExecKeptForDaemon(t *testing.T) {
 		must(t, err)
 		a.Close()
 		first := linkID()
-		must(t, pool.Detach(opts.PinRoot, "kept"))
+		must(t, bpf.DetachKeep(opts.PinRoot, "kept"))
 		if _, err := os.Stat(execDir); err != nil {
 			t.Fatalf("the daemon's last exec container took the exec program with it: %v", err)
 		}
@@ -416,12 +414,12 @@ func TestExecKeptForDaemon(t *testing.T) {
 			t.Errorf("exec after the program was kept: got %q, want denied", got)
 		}
 		waitEvents(t, rd, 1)
-		if removed, err := bpf.RemoveIdleExec(opts.PinRoot); removed || err != nil {
-			t.Errorf("RemoveIdleExec with a container using it: removed %v, %v", removed, err)
+		if removed, err := bpf.RemoveIdle(opts.PinRoot); removed || err != nil {
+			t.Errorf("RemoveIdle with a container using it: removed %v, %v", removed, err)
 		}
-		must(t, pool.Detach(opts.PinRoot, "kept2"))
-		if removed, err := bpf.RemoveIdleExec(opts.PinRoot); !removed || err != nil {
-			t.Errorf("RemoveIdleExec when unused: removed %v, %v", removed, err)
+		must(t, bpf.DetachKeep(opts.PinRoot, "kept2"))
+		if removed, err := bpf.RemoveIdle(opts.PinRoot); !removed || err != nil {
+			t.Errorf("RemoveIdle when unused: removed %v, %v", removed, err)
 		}
 		if _, err := os.Stat(execDir); !os.IsNotExist(err) {
 			t.Errorf("exec program still pinned: %v", err)

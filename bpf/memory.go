@@ -2,18 +2,22 @@ package bpf
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 )
 
-// PinnedMemory adds up what the kernel charges (the memlock of fdinfo) for
-// the maps pinned in an attachment's directory and the programs its links
-// hold. Shared maps (the host-wide exec program's) are not counted.
-func PinnedMemory(dir string) (int64, error) {
+// Memory is what the kernel charges (the memlock fdinfo reports: the maps'
+// entries and the programs' images) for the objects pinned in dir and its
+// subdirectories: an attachment's own maps (its tables, exec record, meta)
+// and, for one with its own ring, its private copy of the egress programs.
+// The programs of a shared copy are not an attachment's: SharedMemory
+// counts them once.
+func Memory(dir string) (int64, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, err
@@ -22,6 +26,12 @@ func PinnedMemory(dir string) (int64, error) {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		switch {
+		case e.IsDir():
+			n, err := Memory(p)
+			if err != nil {
+				return 0, err
+			}
+			total += n
 		case strings.HasPrefix(e.Name(), "map_") || e.Name() == pinMeta:
 			m, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
 			if err != nil {
@@ -29,22 +39,67 @@ func PinnedMemory(dir string) (int64, error) {
 			}
 			total += fdMemlock(m.FD())
 			m.Close()
-		case strings.HasPrefix(e.Name(), "link_"):
-			l, err := link.LoadPinnedLink(p, nil)
+		case strings.HasPrefix(e.Name(), "prog_"):
+			prog, err := ebpf.LoadPinnedProgram(p, &ebpf.LoadPinOptions{ReadOnly: true})
 			if err != nil {
 				return 0, err
 			}
-			info, err := l.Info()
-			if err == nil {
-				var prog *ebpf.Program
-				if prog, err = ebpf.NewProgramFromID(info.Program); err == nil {
-					total += fdMemlock(prog.FD())
-					prog.Close()
-				}
+			total += fdMemlock(prog.FD())
+			prog.Close()
+		}
+	}
+	return total, nil
+}
+
+// SharedMemory is what the kernel charges for what attachments under root
+// share: the copies of the egress programs with the tables their idle
+// slots keep, the host-wide exec program's maps, the shared ring.
+func SharedMemory(root string) (int64, error) {
+	root = pinRootOr(root)
+	var total int64
+	for _, d := range []string{dirEgress, dirExec, dirEvents} {
+		n, err := Memory(filepath.Join(root, d))
+		if err != nil && !os.IsNotExist(err) {
+			return 0, err
+		}
+		total += n
+	}
+	copies, _ := os.ReadDir(filepath.Join(root, dirEgress))
+	for _, c := range copies {
+		n, err := idleTables(filepath.Join(root, dirEgress, c.Name()))
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// idleTables is the memory of the tables a copy's idle slots keep (the
+// slots in use count as their attachments').
+func idleTables(dir string) (int64, error) {
+	s, err := openEgressSet(dir, false, [3]uint32{})
+	if err != nil {
+		return 0, nil // being removed
+	}
+	defer s.Close()
+	st, err := s.states()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for i, x := range st {
+		if x.State != slotIdle && x.State != slotGone {
+			continue
+		}
+		for _, outer := range []*ebpf.Map{s.V4Tables, s.V6Tables, s.PortTables} {
+			var id ebpf.MapID
+			if outer.Lookup(uint32(i), &id) != nil {
+				continue
 			}
-			l.Close()
-			if err != nil {
-				return 0, err
+			if m, err := ebpf.NewMapFromID(id); err == nil {
+				total += fdMemlock(m.FD())
+				m.Close()
 			}
 		}
 	}
@@ -61,4 +116,29 @@ func fdMemlock(fd int) int64 {
 		}
 	}
 	return 0
+}
+
+// Memory is what the kernel charges for this attachment's own objects, as
+// Memory(a.Dir) would say, from the handles it still holds (call it before
+// Close).
+func (a *Attachment) Memory() int64 {
+	var total int64
+	for _, o := range a.objs {
+		switch o := o.(type) {
+		case *ebpf.Map:
+			total += fdMemlock(o.FD())
+		case *egressSet:
+			for _, m := range append(slices.Collect(maps.Values(o.setMaps())), &o.Events, &o.LostEvents) {
+				if *m != nil {
+					total += fdMemlock((*m).FD())
+				}
+			}
+			for _, l := range egressLinks {
+				if p := *l.prog(&o.egressPrograms); p != nil {
+					total += fdMemlock(p.FD())
+				}
+			}
+		}
+	}
+	return total
 }

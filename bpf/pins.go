@@ -21,18 +21,23 @@ const DefaultPinRoot = "/sys/fs/bpf/nriguard"
 //
 //	<id>/                        one attachment (a container's, run-<pid>)
 //	    meta                     what it enforces (digest), where, its parts, its owner
-//	    link_<hook>              the links of its egress programs (egressLinks)
-//	    map_v4_prefixes, ...     its egress tables
+//	    link_<hook>              the links of its egress programs (egressLinks) to its cgroup
+//	    map_v4_runs, ...         its egress tables (tablePins), in a slot of a copy's table maps
+//	    egress/                  the copy of the egress programs of an attachment with its own ring
+//	                             (prog_<hook>, map_config, map_*_tables, map_sock_verdicts, map_slots,
+//	                             map_events and map_lost_events: its ring)
 //	    map_exec_rules           its record of its exec rules
 //	_events/ring, _events/lost   the event ring shared by a daemon's and the hooks' attachments
 //	_exec/link_exec, map_exec_*  the host-wide exec program and its maps (execPins)
+//	_egress/r<ring>-<caps>-<n>/  a copy of the egress programs shared by the attachments that report
+//	                             to that ring and whose tables fit caps (as egress/, 1,024 slots;
+//	                             n counts the copies of a class)
 //	tmp-<pid>-<random>-<name>/   an attach under way; List removes those of dead processes
 const (
 	pinMeta       = "meta"
-	pinV4         = "map_v4_runs"
-	pinV6         = "map_v6_runs"
-	pinPorts      = "map_port_runs"
 	pinExecRecord = "map_exec_rules"
+	dirPrivateSet = "egress"
+	dirEgress     = "_egress"
 
 	dirEvents = "_events"
 	pinRing   = "ring"
@@ -41,6 +46,10 @@ const (
 	dirExec     = "_exec"
 	pinExecLink = "link_exec"
 )
+
+// tablePins name an attachment's egress tables: IPv4 runs, IPv6 runs,
+// port runs.
+var tablePins = [3]string{"map_v4_runs", "map_v6_runs", "map_port_runs"}
 
 // execPins are the maps of the host-wide exec set, under _exec/: the rule
 // table, the rings, their lost counters, and the ring registry.

@@ -29,14 +29,16 @@ type Options struct {
 	// start and keeps it while it runs. Otherwise (the OCI hook) the ring
 	// is made by the first attachment and goes with the last.
 	Daemon bool
-	// Preload is how many copies of the egress programs a daemon keeps
-	// loaded ahead of need (containers start without waiting for the
-	// verifier). 0: load each container's when it is attached. With it, the
-	// host-wide exec program stays ExecLinger (default 1 minute) after the
-	// last container with exec rules, for the next one.
-	Preload    int
-	ExecLinger time.Duration
+	// Linger: how long a daemon keeps the programs containers share (the
+	// copies of the egress programs, the host-wide exec program) after
+	// their last container, for the next one. Default 1 minute.
+	Linger time.Duration
 }
+
+// readySlots is how many slots of the shared egress programs a daemon has
+// tables ready in at start (48 KiB each): the containers of a burst take
+// them without waiting for the kernel to put tables in place.
+const readySlots = 32
 
 // Engine decides and attaches policies and reports what they decide.
 type Engine struct {
@@ -44,8 +46,8 @@ type Engine struct {
 	log     *slog.Logger
 	events  *bpf.EventMaps // a daemon's shared ring
 	release func()         // the daemon lock
-	pool    *bpf.Pool
 	stop    chan struct{}
+	ready   chan struct{} // wakes keepReady
 	idle    sync.WaitGroup
 	used    atomic.Int64 // unix nanoseconds of the last attach or detach
 
@@ -82,23 +84,55 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		e.release()
 		return nil, err
 	}
-	if opts.Preload > 0 {
-		e.pool = bpf.NewPool(e.events, opts.Preload)
-		if opts.ExecLinger == 0 {
-			e.opts.ExecLinger = time.Minute
-		}
-		e.stop = make(chan struct{})
-		e.idle.Add(1)
-		go e.removeIdleExec()
+	// before the runtime can send a container: the first does not wait
+	if err := bpf.PrepareShared(opts.PinRoot, e.events, readySlots); err != nil {
+		// each attach tries itself, and refuses its container if it cannot
+		e.log.Warn("readying the egress programs ahead", "error", err)
 	}
+	e.ready = make(chan struct{}, 1)
+	if opts.Linger == 0 {
+		e.opts.Linger = time.Minute
+	}
+	e.stop = make(chan struct{})
+	e.idle.Add(2)
+	go e.removeIdle()
+	go e.keepReady()
 	return e, nil
 }
 
-// removeIdleExec removes the host-wide exec program once no container has
-// used it for ExecLinger.
-func (e *Engine) removeIdleExec() {
+func (e *Engine) wakeReady() {
+	if e.ready == nil {
+		return
+	}
+	select {
+	case e.ready <- struct{}{}:
+	default:
+	}
+}
+
+// keepReady keeps the shared egress programs loaded, readySlots slots with
+// tables ready, and the slots of containers that went ready to be refilled:
+// at start, and after each attach and detach.
+func (e *Engine) keepReady() {
 	defer e.idle.Done()
-	t := time.NewTicker(e.opts.ExecLinger / 4)
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.ready:
+		}
+		if err := bpf.PrepareShared(e.opts.PinRoot, e.events, readySlots); err != nil {
+			// each attach tries itself, and refuses its container if it cannot
+			e.log.Warn("readying the egress programs ahead", "error", err)
+		}
+	}
+}
+
+// removeIdle removes the shared programs once no container has needed them
+// for Linger.
+func (e *Engine) removeIdle() {
+	defer e.idle.Done()
+	t := time.NewTicker(e.opts.Linger / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -106,28 +140,24 @@ func (e *Engine) removeIdleExec() {
 			return
 		case <-t.C:
 		}
-		if time.Since(time.Unix(0, e.used.Load())) < e.opts.ExecLinger {
+		if time.Since(time.Unix(0, e.used.Load())) < e.opts.Linger {
 			continue
 		}
-		if removed, err := bpf.RemoveIdleExec(e.opts.PinRoot); err != nil {
-			e.log.Warn("removing the idle exec program", "error", err)
+		if removed, err := bpf.RemoveIdle(e.opts.PinRoot); err != nil {
+			e.log.Warn("removing idle programs", "error", err)
 		} else if removed {
-			e.log.Info("removed the exec program: no container has had exec rules for a while", "after", e.opts.ExecLinger)
+			e.log.Info("removed programs no container has needed for a while", "after", e.opts.Linger)
 		}
 	}
 }
 
-// Close frees the programs loaded ahead, and the exec program and the
-// shared ring if no container needs them; attachments stay pinned and in
-// force.
+// Close removes the shared programs and the shared ring if no container
+// needs them; attachments stay pinned and in force.
 func (e *Engine) Close() {
-	if e.pool != nil {
+	if e.opts.Daemon {
 		close(e.stop)
 		e.idle.Wait()
-		e.pool.Close()
-	}
-	if e.opts.Daemon {
-		bpf.RemoveIdleExec(e.opts.PinRoot)
+		bpf.RemoveIdle(e.opts.PinRoot)
 		e.events.Close()
 		e.release()
 		bpf.RemoveSharedEvents(e.opts.PinRoot)
@@ -180,17 +210,21 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		spec.Exec = policy.IntersectExec(d.Mode, tables...)
 	}
 	e.used.Store(time.Now().UnixNano())
-	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Pool: e.pool, SharedEvents: !e.opts.Daemon})
+	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Keep: e.opts.Daemon, SharedEvents: !e.opts.Daemon})
 	if err != nil {
 		return err
 	}
+	memory := a.Memory()
 	a.Close() // the pins keep it; this process needs no handles
+	if spec.Egress != nil {
+		e.wakeReady()
+	}
 	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}
 	e.mu.Lock()
 	e.live[a.CgroupID], e.ids[c.ID] = info, a.CgroupID
 	e.mu.Unlock()
 	e.log.Info("attached", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace,
-		"cgroup", cgroupDir, "mode", d.ModeOf, "layers", d.Layers)
+		"cgroup", cgroupDir, "mode", d.ModeOf, "layers", d.Layers, "kernel_memory", memory)
 	return nil
 }
 
@@ -198,12 +232,13 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 // daemon, the shared ring goes with the last attachment.
 func (e *Engine) Detach(id string) error {
 	var err error
-	if e.pool != nil {
+	if e.opts.Daemon {
 		e.used.Store(time.Now().UnixNano())
-		err = e.pool.Detach(e.opts.PinRoot, id) // keeps its programs for the next container
+		err = bpf.DetachKeep(e.opts.PinRoot, id) // the shared programs stay for the next container
 	} else {
 		err = bpf.Detach(e.opts.PinRoot, id)
 	}
+	e.wakeReady()
 	e.mu.Lock()
 	if cgid, ok := e.ids[id]; ok {
 		delete(e.live, cgid)

@@ -142,7 +142,7 @@ func startPluginLinger(t testing.TB, rt *runtime, root, config string, linger ti
 	t.Helper()
 	cfg, err := engine.ParseConfig([]byte(config))
 	must(t, err)
-	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Daemon: true, Preload: 2, ExecLinger: linger, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Daemon: true, Linger: linger, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

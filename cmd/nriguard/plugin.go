@@ -39,8 +39,7 @@ func runPlugin(args []string) int {
 	logPath := fs.String("log", "", "log file (default stderr; "+preregLog+" when started by the runtime)")
 	pinRoot := fs.String("pin-root", bpf.DefaultPinRoot, "where attachments are pinned")
 	debug := fs.Bool("debug", false, "log every event")
-	preloadN := fs.Int("preload", 2, "copies of the egress programs kept loaded ahead, so that a container's start need not wait for the verifier (0: none)")
-	linger := fs.Duration("exec-linger", time.Minute, "how long the host-wide exec program stays after the last container with exec rules (with --preload > 0)")
+	linger := fs.Duration("linger", time.Minute, "how long the programs containers share stay loaded after the last container that needed them, for the next one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,7 +72,7 @@ func runPlugin(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
 	}
-	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Daemon: true, Preload: *preloadN, ExecLinger: *linger})
+	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Daemon: true, Linger: *linger})
 	if err != nil {
 		log.Error("start", "error", err)
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)

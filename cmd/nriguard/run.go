@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,11 +29,14 @@ import (
 
 const childCommand = "__run-child"
 
-// run: nriguard run [--egress RULES] [--mode M] [--user U] -- CMD ARGS...
+// run: nriguard run [--egress RULES | --egress-file F] [--exec RULES |
+// --exec-file F] [--mode M] [--user U] -- CMD ARGS...
 func run(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	egress := fs.String("egress", "", "egress rules, as in the egress.nriguard.io label")
 	execRules := fs.String("exec", "", "exec rules, as in the exec.nriguard.io label")
+	egressFile := fs.String("egress-file", "", "a file of egress rules, one a line ('-': standard input); for policies too large for an argument")
+	execFile := fs.String("exec-file", "", "a file of exec rules, one a line ('-': standard input)")
 	mode := fs.String("mode", "enforce", "enforce, or audit (report but let through)")
 	userSpec := fs.String("user", "", "run CMD as this user: a name, UID or UID:GID")
 	if err := fs.Parse(args); err != nil {
@@ -43,8 +47,35 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard run: expected a command after the options (nriguard run --egress RULES -- CMD ARGS...)")
 		return 2
 	}
+	if *egressFile == "-" && *execFile == "-" {
+		fmt.Fprintln(os.Stderr, "nriguard run: --egress-file and --exec-file cannot both read standard input")
+		return 2
+	}
+	egressKey, execKey := "--egress", "--exec"
+	for _, f := range []struct {
+		flag, file string
+		rules, key *string
+	}{{"--egress", *egressFile, egress, &egressKey}, {"--exec", *execFile, execRules, &execKey}} {
+		if f.file == "" {
+			continue
+		}
+		if *f.rules != "" {
+			fmt.Fprintf(os.Stderr, "nriguard run: %s and %s-file both given: give one\n", f.flag, f.flag)
+			return 2
+		}
+		text, err := policy.ReadRules(f.file)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "nriguard run: %s-file: %v\n", f.flag, err)
+			return 2
+		}
+		if strings.TrimSpace(text) == "" {
+			fmt.Fprintf(os.Stderr, "nriguard run: %s-file %s: no rules\n", f.flag, f.file)
+			return 2
+		}
+		*f.rules, *f.key = text, f.file
+	}
 	if *egress == "" && *execRules == "" {
-		fmt.Fprintln(os.Stderr, "nriguard run: expected --egress RULES, --exec RULES or both")
+		fmt.Fprintln(os.Stderr, "nriguard run: expected --egress RULES (or --egress-file F), --exec RULES (or --exec-file F), or both")
 		return 2
 	}
 	m, err := policy.ParseMode("--mode", *mode)
@@ -54,7 +85,12 @@ func run(args []string) int {
 	}
 	spec := bpf.Spec{Owner: bpf.OwnerRun}
 	if *egress != "" {
-		e, err := policy.ParseEgress("--egress", *egress)
+		var e *policy.Egress
+		if egressKey == "--egress" {
+			e, err = policy.ParseEgress(egressKey, *egress)
+		} else {
+			e, err = policy.ParseEgressFile(egressKey, *egress)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
@@ -62,13 +98,18 @@ func run(args []string) int {
 		spec.Egress = policy.Compile(m, e)
 	}
 	if *execRules != "" {
-		x, err := policy.ParseExec("--exec", *execRules)
+		var x *policy.Exec
+		if execKey == "--exec" {
+			x, err = policy.ParseExec(execKey, *execRules)
+		} else {
+			x, err = policy.ParseExecFile(execKey, *execRules)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
 		}
 		// The command sees the host's filesystem: its root is "/".
-		table, warnings, err := resolve.Exec("/", "--exec", x)
+		table, warnings, err := resolve.Exec("/", execKey, x)
 		for _, w := range warnings {
 			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
 		}
@@ -303,13 +344,25 @@ func lookupUser(s string) (*syscall.Credential, error) {
 }
 
 func list(args []string) int {
-	ids, err := bpf.List("")
+	root := bpf.DefaultPinRoot
+	ids, err := bpf.List(root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard list:", err)
 		return 1
 	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tMADE BY\tKERNEL MEMORY")
 	for _, id := range ids {
-		fmt.Println(id)
+		mem, err := bpf.Memory(filepath.Join(root, id))
+		m := fmt.Sprintf("%d KiB", mem/1024)
+		if err != nil {
+			m = "? (" + err.Error() + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", id, bpf.OwnerOf(root, id), m)
+	}
+	w.Flush()
+	if shared, err := bpf.SharedMemory(root); err == nil && shared > 0 {
+		fmt.Printf("shared by them (egress programs and idle tables, exec program, event ring): %d KiB\n", shared/1024)
 	}
 	return 0
 }

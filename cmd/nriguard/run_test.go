@@ -327,3 +327,49 @@ func TestRunSocketFamilies(t *testing.T) {
 	}
 	assertNothingLeft(t)
 }
+
+// A policy larger than one argument may be (128 KiB) comes from a file or
+// standard input; its errors name the file and the line.
+func TestRunRulesFromAFile(t *testing.T) {
+	allowed, denied := freePort(t), freePort(t)
+	var b strings.Builder
+	b.WriteString("# 20,000 networks and the probe's port\n")
+	for i := range 20000 {
+		fmt.Fprintf(&b, "allow tcp 10.%d.%d.0/24:443\n", i/256, i%256)
+	}
+	fmt.Fprintf(&b, "allow tcp 127.0.0.1:%d\n", allowed)
+	if b.Len() <= 128<<10 {
+		t.Fatalf("the policy is %d bytes: too small to need a file", b.Len())
+	}
+	file := filepath.Join(t.TempDir(), "egress.rules")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ops := []string{fmt.Sprintf("tcp:127.0.0.1:%d", allowed), fmt.Sprintf("tcp:127.0.0.1:%d", denied)}
+	r := nriguardRun(t, []string{"--egress-file", file}, ops...)
+	if strings.Join(r.stdout, ",") != "ok,EPERM" || r.code != 0 {
+		t.Errorf("from a file: got %q exit %d (stderr %q), want ok, EPERM", r.stdout, r.code, r.other)
+	}
+	cmd := exec.Command(bin(t), append([]string{"run", "--egress-file", "-", "--", probeBin(t)}, ops...)...)
+	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
+	cmd.Stdin = strings.NewReader(b.String())
+	if r := runCmd(t, cmd); strings.Join(r.stdout, ",") != "ok,EPERM" || r.code != 0 {
+		t.Errorf("from standard input: got %q exit %d (stderr %q), want ok, EPERM", r.stdout, r.code, r.other)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.rules")
+	os.WriteFile(bad, []byte("allow tcp 10.0.0.0/8:443\n# a comment\nallow tcp 10.0.0/33\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--egress-file", bad}, "nriguard run: " + bad + `:3: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`},
+		{[]string{"--egress-file", bad, "--egress", "allow tcp 10.0.0.0/8"}, "nriguard run: --egress and --egress-file both given: give one"},
+		{[]string{"--exec-file", filepath.Join(t.TempDir(), "none")}, "nriguard run: --exec-file: read rules: open "},
+	} {
+		r := runCmd(t, exec.Command(bin(t), append(append([]string{"run"}, c.args...), "--", "true")...))
+		if r.code != 2 || len(r.other) == 0 || !strings.HasPrefix(r.other[0], c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", c.args, r.code, r.other, c.want)
+		}
+	}
+	assertNothingLeft(t)
+}

@@ -90,8 +90,10 @@ func (m *memcg) remove() {
 }
 
 // memory reports what the kernel charges a memory cgroup for a policy of
-// each size: nriguard's attachment (tries, programs, maps) beside what the
-// fdinfo of its maps and programs says, and nftables' and ipset's sets of
+// each size, side by side: a container's attachment as a daemon makes it
+// (its tables, links and meta, the copy of the programs of its size class
+// already loaded) beside the memlock fdinfo reports for it; the copy
+// itself, charged once per size class; and nftables' and ipset's sets of
 // the same prefixes.
 func memory(sizes []*size, base, pinRoot string) error {
 	m, err := newMemcg(fmt.Sprintf("nriguard-bench-mem-%d", os.Getpid()))
@@ -103,21 +105,60 @@ func memory(sizes []*size, base, pinRoot string) error {
 	if err := os.MkdirAll(cg, 0o755); err != nil {
 		return err
 	}
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		return err
+	}
+	defer ev.Close()
+	defer bpf.RemoveIdle(pinRoot)
 	fmt.Printf("\nkernel memory charged to a memory cgroup (%s), median of three\n", m.usage)
-	fmt.Printf("  %-10s %14s %14s %14s %14s\n", "prefixes", "nriguard", "(its memlock)", "nftables", "iptables+ipset")
+	fmt.Printf("  %-10s %14s %14s %14s %14s %14s\n", "prefixes", "a container", "(its memlock)", "the copy, once", "nftables", "iptables+ipset")
 	for _, s := range sizes {
+		// k containers of this size as a daemon attaches them, and all of
+		// it removed after (the copy of the programs too); a memory cgroup
+		// is charged in batches of pages, so one container's cost is the
+		// difference between 1 and 1+n, divided by n.
+		opts := &bpf.Options{PinRoot: pinRoot, Events: ev, Keep: true}
 		var memlock int64
-		ng, err := m.charge(func() (func(), error) {
-			a, err := bpf.Attach(bpf.Spec{ID: "bench-mem", Cgroup: cg, Egress: s.compiled}, &bpf.Options{PinRoot: pinRoot})
-			if err != nil {
-				return nil, err
+		containers := func(k int) (int64, error) {
+			return m.charge(func() (func(), error) {
+				var ids []string
+				undo := func() {
+					for _, id := range ids {
+						bpf.Detach(pinRoot, id)
+					}
+					bpf.RemoveIdle(pinRoot)
+				}
+				for i := range k {
+					id := fmt.Sprintf("bench-mem-%d", i)
+					a, err := bpf.Attach(bpf.Spec{ID: id, Cgroup: filepath.Join(base, fmt.Sprintf("mem%d", i)), Egress: s.compiled}, opts)
+					if err != nil {
+						undo()
+						return nil, err
+					}
+					ids = append(ids, id)
+					memlock = a.Memory()
+					a.Close()
+				}
+				return undo, nil
+			})
+		}
+		const n = 16
+		for i := range 1 + n { // made outside the measure: a cgroup is charged too
+			if err := os.MkdirAll(filepath.Join(base, fmt.Sprintf("mem%d", i)), 0o755); err != nil {
+				return err
 			}
-			memlock, _ = bpf.PinnedMemory(a.Dir)
-			return func() { a.Detach() }, nil
-		})
+		}
+		one, err := containers(1)
 		if err != nil {
 			return err
 		}
+		many, err := containers(1 + n)
+		if err != nil {
+			return err
+		}
+		ng := (many - one) / n
+		copyCharge := one - ng
 		peer := func(load func(*netns, *policy.Egress) error) (int64, error) {
 			return m.charge(func() (func(), error) {
 				ns, err := newNetns(fmt.Sprintf("ngbm%d", os.Getpid()), nil)
@@ -140,7 +181,7 @@ func memory(sizes []*size, base, pinRoot string) error {
 				return err
 			}
 		}
-		fmt.Printf("  %-10d %11d KiB %11d KiB %11d KiB %11d KiB\n", s.n, ng/1024, memlock/1024, nft/1024, ipset/1024)
+		fmt.Printf("  %-10d %11d KiB %11d KiB %11d KiB %11d KiB %11d KiB\n", s.n, ng/1024, memlock/1024, copyCharge/1024, nft/1024, ipset/1024)
 	}
 	return nil
 }

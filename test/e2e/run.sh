@@ -158,16 +158,17 @@ external() {
 
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-  # the exec program (_exec) stays a minute for the next container with exec rules
-  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$')"
+  # the shared egress programs (_egress) and the exec program (_exec) stay a
+  # minute for the next container
+  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$\|^_egress$')"
   check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
-  # the plugin keeps --preload (2) sets of the 6 egress programs loaded, attached nowhere
-  check "all removed: only the plugin's preloaded programs (and the lingering exec program) are loaded" \
-    test "$(bpftool prog show | grep -c ' ng_')" = $((2 * 6 + $(ls $PINS | grep -c '^_exec$')))
+  check "all removed: only the plugin's shared egress programs (6 a copy) and the lingering exec program are loaded" \
+    test "$(bpftool prog show | grep -c ' ng_')" = $((6 * $(ls $PINS/_egress 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec$')))
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
   sleep 0.5
   check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
   check "plugin stopped: it took the idle exec program with it" test ! -e "$PINS/_exec"
+  check "plugin stopped: it took the idle egress programs with it" test ! -e "$PINS/_egress"
   stop_containerd
 }
 
@@ -194,7 +195,7 @@ preregistered() {
   check "pre-registered: an invalid container annotation is refused" has 'egress.nriguard.io: rule 1' "$out"
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$')"
+  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$\|^_egress$')"
   stop_containerd
   rm -f "$E2E/nri/plugins/10-nriguard"
 }
