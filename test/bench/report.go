@@ -16,19 +16,29 @@ func report(ws []workload, configs []*config, results map[string]map[string]*sam
 		}
 		return math.NaN()
 	}
+	// the middle half of a configuration's ratios over the rounds: two
+	// configurations whose middle halves overlap are not told apart
+	iqr := func(w, c string) (float64, float64) {
+		s := results[w][c]
+		if s == nil || len(s.cpuRatio) == 0 {
+			return math.NaN(), math.NaN()
+		}
+		return quantile(s.cpuRatio, 0.25), quantile(s.cpuRatio, 0.75)
+	}
 	for _, w := range ws {
 		fmt.Printf("\n%s\n", w.name)
-		fmt.Printf("  %-34s %12s %10s %10s\n", "configuration", "CPU ns/op", "CPU ratio", "wall ratio")
+		fmt.Printf("  %-34s %12s %10s %16s %10s\n", "configuration", "CPU ns/op", "CPU ratio", "(middle half)", "wall ratio")
 		for i, c := range configs {
 			s := results[w.name][c.name]
 			if i > 0 && len(s.cpuRatio) == 0 {
 				continue
 			}
 			cr, wr := median(s.cpuRatio), median(s.wallRatio)
+			lo, hi := iqr(w.name, c.name)
 			if i == 0 {
-				cr, wr = 1, 1
+				cr, wr, lo, hi = 1, 1, 1, 1
 			}
-			fmt.Printf("  %-34s %12.0f %9.3fx %9.3fx\n", c.name, median(s.cpu), cr, wr)
+			fmt.Printf("  %-34s %12.0f %9.3fx   %6.3f-%.3fx %9.3fx\n", c.name, median(s.cpu), cr, lo, hi, wr)
 		}
 	}
 
@@ -67,26 +77,41 @@ func report(ws []workload, configs []*config, results map[string]map[string]*sam
 		refused, allowed := median(results[byTarget["refused"]][c].cpu), median(results[byTarget["send"]][c].cpu)
 		fmt.Printf("  a refused send costs less than an allowed one at %6d prefixes: %.0f ns against %.0f ns: %s\n", s.n, refused, allowed, verdict(refused < allowed))
 	}
-	ahead, behind := 0, []string{}
+	// ahead: nriguard's middle half entirely below the peer's; behind:
+	// entirely above; else too close to call in this run (noise)
+	ahead, behind, close := 0, []string{}, []string{}
 	for _, w := range ws {
 		for _, s := range sizes {
-			ng := ratio(w.name, fmt.Sprintf("nriguard %d", s.n))
+			ngc := fmt.Sprintf("nriguard %d", s.n)
+			ng := ratio(w.name, ngc)
+			nlo, nhi := iqr(w.name, ngc)
 			for _, peer := range []string{"nftables", "iptables+ipset"} {
-				p := ratio(w.name, fmt.Sprintf("%s %d", peer, s.n))
+				pc := fmt.Sprintf("%s %d", peer, s.n)
+				p := ratio(w.name, pc)
 				if math.IsNaN(p) {
 					continue
 				}
-				if ng < p {
+				plo, phi := iqr(w.name, pc)
+				line := fmt.Sprintf("%s at %d: %.3fx (%.3f-%.3f) against %s's %.3fx (%.3f-%.3f)", w.name, s.n, ng, nlo, nhi, peer, p, plo, phi)
+				switch {
+				case nhi < plo:
 					ahead++
-				} else {
-					behind = append(behind, fmt.Sprintf("%s at %d: %.3fx against %s's %.3fx", w.name, s.n, ng, peer, p))
+				case nlo > phi:
+					behind = append(behind, line)
+				default:
+					close = append(close, line)
 				}
 			}
 		}
 	}
-	fmt.Printf("  ahead of nftables and iptables+ipset at every size and workload: %s (%d of %d)\n", verdict(len(behind) == 0), ahead, ahead+len(behind))
+	total := ahead + len(behind) + len(close)
+	fmt.Printf("  ahead of nftables and iptables+ipset at every size and workload: %s (ahead in %d of %d, behind in %d, too close to call in %d)\n",
+		verdict(ahead == total), ahead, total, len(behind), len(close))
 	for _, b := range behind {
 		fmt.Printf("    behind: %s\n", b)
+	}
+	for _, c := range close {
+		fmt.Printf("    too close to call: %s\n", c)
 	}
 	nb := fmt.Sprintf("nriguard %d, no backstop", largest.n)
 	for _, t := range []string{"stream", "send"} {
