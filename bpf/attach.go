@@ -384,6 +384,16 @@ func OwnerOf(root, id string) Owner {
 	return m.Owner
 }
 
+// CgroupOf is the cgroup id an attachment holds, if it is complete.
+func CgroupOf(root, id string) (uint64, bool) {
+	dir := filepath.Join(pinRootOr(root), id)
+	m, err := readMeta(dir)
+	if err != nil || !complete(dir, m.Parts) {
+		return 0, false
+	}
+	return m.Cgroup, true
+}
+
 // CgroupOwners maps policed cgroup ids to the ids pinned under root, from
 // their meta maps: what a reader needs to name the container of an event.
 func CgroupOwners(root string) map[uint64]string {

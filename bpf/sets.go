@@ -323,24 +323,29 @@ func PrepareShared(root string, ev *EventMaps, ready int) error {
 	caps := [3]uint32{TableCap, TableCap, TableCap}
 	var dir string
 	var readying, gone []uint32
+	s := &egressSet{caps: caps}
+	defer s.Close()
 	err := WithHostLock(func() error {
-		s, d, err := sharedSet(root, ev, caps, 0)
+		shared, d, err := sharedSet(root, ev, caps, 0)
 		if err != nil {
 			return err
 		}
 		dir = d
-		readying, gone, err = s.reserve(ready)
-		return err
+		if readying, gone, err = shared.reserve(ready); err != nil || len(readying)+len(gone) == 0 {
+			return err
+		}
+		// handles of its own for the table maps: the shared ones may be
+		// closed meanwhile
+		for _, m := range []struct{ to, from **ebpf.Map }{{&s.V4Tables, &shared.V4Tables}, {&s.V6Tables, &shared.V6Tables}, {&s.PortTables, &shared.PortTables}} {
+			if *m.to, err = (*m.from).Clone(); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil || len(readying)+len(gone) == 0 {
 		return err
 	}
-	// its own handles: the shared ones may be closed meanwhile
-	s, err := openEgressSet(dir, false, caps)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
 	if len(gone) > 0 && s.barrier(gone[0]) != nil {
 		gone = nil
 	}

@@ -137,3 +137,54 @@ func killAll(dir string) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// FromPath finds a container's cgroup v2 directory from the OCI spec's
+// linux.cgroupsPath as runtimes write it: a path under the hierarchy
+// (cgroupfs driver), or systemd's "slice:prefix:name".
+func FromPath(cgroupsPath string) (string, error) {
+	rel, err := relPath(cgroupsPath)
+	if err != nil {
+		return "", err
+	}
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, rel)
+	if _, err := os.Stat(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// relPath turns a cgroupsPath into a path under the hierarchy's root.
+func relPath(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("no cgroups path")
+	}
+	if strings.HasPrefix(p, "/") {
+		return filepath.Clean(p), nil
+	}
+	slice, prefix, name := "", "", ""
+	if f := strings.Split(p, ":"); len(f) == 3 {
+		slice, prefix, name = f[0], f[1], f[2]
+	} else {
+		return "", fmt.Errorf("cgroups path %q: expected /a/path or slice:prefix:name", p)
+	}
+	dir := "/"
+	if slice != "" && slice != "-.slice" {
+		base := strings.TrimSuffix(slice, ".slice")
+		parts := strings.Split(base, "-")
+		for i := range parts {
+			dir = filepath.Join(dir, strings.Join(parts[:i+1], "-")+".slice")
+		}
+	}
+	unit := name
+	if !strings.HasSuffix(name, ".slice") && !strings.HasSuffix(name, ".scope") {
+		unit = name + ".scope"
+		if prefix != "" {
+			unit = prefix + "-" + unit
+		}
+	}
+	return filepath.Join(dir, unit), nil
+}

@@ -228,6 +228,21 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	return nil
 }
 
+// Adopt takes as its own an attachment another process made for c (the
+// hook, on the hook path), so that its events name c; false if there is
+// none.
+func (e *Engine) Adopt(c Container) bool {
+	cgid, ok := bpf.CgroupOf(e.opts.PinRoot, c.ID)
+	if !ok {
+		return false
+	}
+	e.mu.Lock()
+	e.live[cgid], e.ids[c.ID] = Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}, cgid
+	e.mu.Unlock()
+	e.log.Info("attached by the hook", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace)
+	return true
+}
+
 // Detach removes whatever is attached for the container id. Outside a
 // daemon, the shared ring goes with the last attachment.
 func (e *Engine) Detach(id string) error {
@@ -278,6 +293,7 @@ func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs 
 			}
 			continue
 		}
+		_, had := bpf.CgroupOf(e.opts.PinRoot, r.ID)
 		cg, err := cgroup.OfPid(int(r.Pid))
 		if err == nil {
 			err = e.Attach(r.Container, d, cg, fmt.Sprintf("/proc/%d/root", r.Pid))
@@ -285,6 +301,12 @@ func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs 
 		if err != nil {
 			errs = errors.Join(errs, fmt.Errorf("container %s: %w", r.ID, err))
 			continue
+		}
+		if !had && len(d.Egress()) > 0 {
+			// it started while nriguard was away: too late for its seccomp policy
+			e.log.Warn("a running container got its egress policy late: its seccomp policy could not be restricted, "+
+				"so sockets the cgroup hooks cannot judge (AF_PACKET, AF_VSOCK, io_uring...) are not refused for it; restart it to have them refused",
+				"container_id", r.ID, "container", r.Name, "pod", r.Pod)
 		}
 		attached = append(attached, r.ID)
 	}

@@ -95,3 +95,10 @@ func ContainerName(ann map[string]string) string {
 	}
 	return ""
 }
+
+// RestrictSockets is the annotation the NRI plugin puts on a container
+// under an egress policy when the runtime cannot take a seccomp adjustment
+// from it (containerd 1.7, CRI-O): nriguard-runc, as the runtime's binary,
+// then restricts the container's sockets itself (and leaves the policy to
+// the plugin's hook).
+const RestrictSockets = "restrict-sockets.nriguard.io"

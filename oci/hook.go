@@ -48,6 +48,38 @@ func Hook(eng *engine.Engine, stage string, stdin io.Reader) error {
 	return fmt.Errorf("hook: unknown stage %q: expected createRuntime, prestart or poststop", stage)
 }
 
+// HookHandoff is the hook the NRI plugin adds to a container on runtimes
+// where it cannot attach itself with a failure that stops the container
+// (plugin.PathHook): at createRuntime it attaches the decision the plugin
+// left in dir, after checking that the container's seccomp policy keeps
+// its sockets to those the cgroup hooks judge. Any failure stops the
+// container.
+func HookHandoff(eng *engine.Engine, dir, stage string, stdin io.Reader) error {
+	var st specs.State
+	if err := json.NewDecoder(stdin).Decode(&st); err != nil {
+		return fmt.Errorf("hook %s: read the container state from stdin: %w", stage, err)
+	}
+	if stage != "createRuntime" && stage != "prestart" {
+		return fmt.Errorf("hook --handoff: stage %q: expected createRuntime", stage)
+	}
+	c, d, err := engine.ReadHandoff(dir, st.ID)
+	if err != nil {
+		return err
+	}
+	// taken, whatever comes of it: a refused container is not started again
+	defer engine.RemoveHandoff(dir, st.ID)
+	spec, err := readSpec(st.Bundle)
+	if err != nil {
+		return err
+	}
+	if err := attachState(eng, &st, spec, c, d, "the runtime cannot take a seccomp policy from nriguard's plugin: "+
+		"make nriguard-runc the runtime's binary (it restricts the policy of containers the plugin marks), "+
+		"or give the runtime nriguard's profile as its default (nriguard seccomp --from PROFILE)"); err != nil {
+		return err
+	}
+	return nil
+}
+
 func hookAttach(eng *engine.Engine, st *specs.State) error {
 	spec, err := readSpec(st.Bundle)
 	if err != nil {
@@ -65,6 +97,15 @@ func hookAttach(eng *engine.Engine, st *specs.State) error {
 	if err != nil {
 		return err
 	}
+	return attachState(eng, st, spec, c, d, "give it nriguard's seccomp profile "+
+		"(nriguard seccomp --from /usr/share/containers/seccomp.json > F; podman run --security-opt seccomp=F), "+
+		"or run it with nriguard-runc as its runtime, which does")
+}
+
+// attachState attaches d to the container a hook's state describes; under
+// an egress policy its seccomp policy must already keep its sockets to the
+// families the cgroup hooks judge (remedy says how to get there).
+func attachState(eng *engine.Engine, st *specs.State, spec *specs.Spec, c engine.Container, d *engine.Decision, remedy string) error {
 	if d.Empty() {
 		return nil
 	}
@@ -80,9 +121,7 @@ func hookAttach(eng *engine.Engine, st *specs.State) error {
 			sc = spec.Linux.Seccomp
 		}
 		if err := seccomp.Check(sc); err != nil {
-			return fmt.Errorf("container %s has an egress policy, but %v: give it nriguard's seccomp profile "+
-				"(nriguard seccomp --from /usr/share/containers/seccomp.json > F; podman run --security-opt seccomp=F), "+
-				"or run it with nriguard-runc as its runtime, which does", st.ID, err)
+			return fmt.Errorf("container %s has an egress policy, but %v: %s", st.ID, err, remedy)
 		}
 	}
 	cg, err := cgroup.OfPid(st.Pid)

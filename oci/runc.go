@@ -203,15 +203,22 @@ func addHooks(bundle string) error {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	cfg, err := engine.LoadConfig(configPath())
-	if err != nil {
-		return err
+	// A container the NRI plugin marked (its runtime takes no seccomp
+	// adjustment from it): restrict it; the plugin's own hook attaches.
+	marked := spec.Annotations[labels.RestrictSockets] == "true"
+	var d *engine.Decision
+	var derr error // an invalid policy: the hook refuses the container, saying why
+	if !marked {
+		cfg, err := engine.LoadConfig(configPath())
+		if err != nil {
+			return err
+		}
+		d, derr = engine.Decide(cfg, engine.Container{Name: labels.ContainerName(spec.Annotations), Annotations: spec.Annotations})
+		if derr == nil && d.Empty() {
+			return nil
+		}
 	}
-	d, err := engine.Decide(cfg, engine.Container{Name: labels.ContainerName(spec.Annotations), Annotations: spec.Annotations})
-	if err == nil && d.Empty() {
-		return nil
-	}
-	if err == nil && len(d.Egress()) > 0 {
+	if marked || derr == nil && len(d.Egress()) > 0 {
 		var sc *specs.LinuxSeccomp
 		if spec.Linux != nil {
 			sc = spec.Linux.Seccomp
@@ -224,6 +231,9 @@ func addHooks(bundle string) error {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 		}
+	}
+	if marked {
+		return writeSpec(path, raw)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -242,6 +252,10 @@ func addHooks(bundle string) error {
 	if raw["hooks"], err = json.Marshal(hooks); err != nil {
 		return err
 	}
+	return writeSpec(path, raw)
+}
+
+func writeSpec(path string, raw map[string]json.RawMessage) error {
 	out, err := json.Marshal(raw)
 	if err != nil {
 		return err

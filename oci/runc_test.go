@@ -117,3 +117,35 @@ func TestBoundExec(t *testing.T) {
 		t.Error("create taken for exec")
 	}
 }
+
+// A container the NRI plugin marked (its runtime takes no seccomp
+// adjustment): the wrapper restricts it and takes CAP_NET_RAW away, whatever
+// its annotations say of a policy, and adds no hooks: the plugin's hook
+// attaches it.
+func TestAddHooksMarkedByThePlugin(t *testing.T) {
+	t.Setenv(ConfigEnv, "/dev/null")
+	dir := t.TempDir()
+	spec := `{"ociVersion":"1.2.0","process":{"args":["sh"],"capabilities":{"bounding":["CAP_CHOWN","CAP_NET_RAW"]}},
+	  "root":{"path":"rootfs"},"annotations":{"restrict-sockets.nriguard.io":"true"},
+	  "hooks":{"createRuntime":[{"path":"/usr/local/bin/nriguard","args":["nriguard","hook","--handoff","/run/nriguard/handoff","createRuntime"]}]}}`
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(spec), 0o600)
+	if err := addHooks(dir); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Process struct{ Capabilities struct{ Bounding []string } }
+		Linux   struct{ Seccomp *struct{ Syscalls []any } }
+		Hooks   struct{ CreateRuntime, Poststop []any }
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(data, &got)
+	if got.Linux.Seccomp == nil || len(got.Linux.Seccomp.Syscalls) < 10 {
+		t.Errorf("no restricted seccomp policy: %s", data)
+	}
+	if strings.Join(got.Process.Capabilities.Bounding, ",") != "CAP_CHOWN" {
+		t.Errorf("bounding set %v: want CAP_NET_RAW taken away", got.Process.Capabilities.Bounding)
+	}
+	if len(got.Hooks.CreateRuntime) != 1 || len(got.Hooks.Poststop) != 0 {
+		t.Errorf("hooks %+v: want only the plugin's", got.Hooks)
+	}
+}

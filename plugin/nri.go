@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 
+	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/labels"
@@ -29,18 +30,54 @@ type Plugin struct {
 	eng    *engine.Engine
 	images ImageLabeler // nil: image labels are not read
 	log    *slog.Logger
+	hook   Hook
+	path   Path
+	forced bool // path set by ForcePath, not by the runtime
+}
+
+// Hook is how the runtime runs nriguard's OCI hook on the hook path.
+type Hook struct {
+	Binary     string // the nriguard executable (default: this one)
+	PinRoot    string // its --pin-root (default bpf.DefaultPinRoot)
+	HandoffDir string // where decisions are left for it (default engine.DefaultHandoffDir)
 }
 
 // New makes a plugin. images may be nil when the runtime's image store
 // cannot be reached (CRI-O without containerd).
 func New(eng *engine.Engine, images ImageLabeler, log *slog.Logger) *Plugin {
-	return &Plugin{eng: eng, images: images, log: log}
+	p := &Plugin{eng: eng, images: images, log: log, path: PathHook}
+	p.SetHook(Hook{})
+	return p
 }
 
-// Configure takes the node settings from the NRI plugin configuration, when
+// SetHook says how the runtime is to run nriguard's hook.
+func (p *Plugin) SetHook(h Hook) {
+	if h.Binary == "" {
+		h.Binary, _ = os.Executable()
+	}
+	if h.PinRoot == "" {
+		h.PinRoot = bpf.DefaultPinRoot
+	}
+	if h.HandoffDir == "" {
+		h.HandoffDir = engine.DefaultHandoffDir
+	}
+	p.hook = h
+}
+
+// ForcePath takes a path whatever the runtime says (tests).
+func (p *Plugin) ForcePath(path Path) { p.path, p.forced = path, true }
+
+// Configure learns which runtime this is, and so the path its containers
+// take, and takes the node settings from the NRI plugin configuration, when
 // the runtime passes one (a pre-registered plugin's <name>.conf).
 func (p *Plugin) Configure(_ context.Context, config, runtime, version string) (api.EventMask, error) {
-	p.log.Info("connected", "runtime", runtime, "version", version)
+	if !p.forced {
+		var why string
+		p.path, why = PathFor(runtime, version)
+		p.log.Info("connected", "runtime", runtime, "version", version, "path", p.path.String(), "why", why)
+	} else {
+		p.log.Info("connected", "runtime", runtime, "version", version, "path", p.path.String())
+	}
 	if config == "" {
 		return 0, nil
 	}
@@ -69,8 +106,9 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 			p.log.Error("synchronize: image labels", "container_id", c.GetId(), "error", err)
 			continue
 		}
-		running = append(running, engine.Running{Container: ec, Pid: c.GetPid()})
+		running = append(running, engine.Running{Container: ec, Pid: p.pidOf(c)})
 	}
+	p.sweepHandoffs()
 	attached, removed, err := p.eng.Reconcile(running)
 	p.log.Info("synchronized", "running", len(running), "attached", len(attached), "removed", len(removed))
 	if err != nil {
@@ -94,16 +132,50 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 		p.log.Warn("refused", "container_id", c.GetId(), "container", c.GetName(), "pod", pod.GetName(), "error", err)
 		return nil, nil, fmt.Errorf("nriguard: %w", err)
 	}
+	if p.path == PathHook {
+		if d.Empty() {
+			return nil, nil, nil
+		}
+		adj, err := p.handOff(ec, d)
+		if err != nil {
+			p.log.Error("refused: cannot hand the decision to the hook", "container_id", c.GetId(), "error", err)
+			return nil, nil, fmt.Errorf("nriguard: %w", err)
+		}
+		return adj, nil, nil
+	}
 	if len(d.Egress()) == 0 {
 		return nil, nil, nil
 	}
 	return socketAdjustment(c), nil, nil
 }
 
+// handOff leaves the decision for nriguard's OCI hook and asks the runtime
+// to run it at createRuntime: it attaches, and refuses the container if its
+// seccomp policy lets it make sockets the cgroup hooks cannot judge. Under
+// an egress policy the container is marked for nriguard-runc, which
+// restricts that policy where the runtime's binary is nriguard-runc.
+func (p *Plugin) handOff(ec engine.Container, d *engine.Decision) (*api.ContainerAdjustment, error) {
+	if err := engine.WriteHandoff(p.hook.HandoffDir, ec, d); err != nil {
+		return nil, err
+	}
+	adj := &api.ContainerAdjustment{}
+	if len(d.Egress()) > 0 {
+		adj.AddAnnotation(labels.RestrictSockets, "true")
+	}
+	adj.AddHooks(&api.Hooks{CreateRuntime: []*api.Hook{{
+		Path: p.hook.Binary,
+		Args: []string{p.hook.Binary, "hook", "--pin-root", p.hook.PinRoot, "--handoff", p.hook.HandoffDir, "createRuntime"},
+	}}})
+	return adj, nil
+}
+
 // StartContainer attaches the policy. The cgroup holds only the container's
 // init process, which has not run the container's program yet; if the attach
 // fails, the error fails the start: no container runs unprotected.
 func (p *Plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	if p.path == PathHook {
+		return p.checkHooked(ctx, pod, c)
+	}
 	t0 := time.Now()
 	ec, err := p.container(ctx, pod, c)
 	if err != nil {
@@ -128,15 +200,72 @@ func (p *Plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api
 	return nil
 }
 
+// checkHooked: on the hook path the hook attached before the container's
+// program could run, or the runtime stopped the container. A container
+// with a policy and no attachment now got past that: say so (CRI-O ignores
+// the error, so the log is what shows it).
+func (p *Plugin) checkHooked(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
+	engine.RemoveHandoff(p.hook.HandoffDir, c.GetId()) // the hook's, if it never ran
+	ec, err := p.container(ctx, pod, c)
+	var d *engine.Decision
+	if err == nil {
+		d, err = p.eng.Decide(ec)
+	}
+	if err != nil {
+		return fmt.Errorf("nriguard: %w", err)
+	}
+	if d.Empty() {
+		return nil
+	}
+	if !p.eng.Adopt(ec) {
+		p.log.Error("the hook did not attach: the container runs without its policy", "container_id", c.GetId(), "container", c.GetName())
+		return fmt.Errorf("nriguard: container %s started without nriguard's hook attaching its policy", c.GetId())
+	}
+	return nil
+}
+
 // StopContainer tears the container's policy down: its processes are gone.
 func (p *Plugin) StopContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	engine.RemoveHandoff(p.hook.HandoffDir, c.GetId())
 	return nil, p.eng.Detach(c.GetId())
 }
 
 // RemoveContainer makes sure nothing is left, also when Stop never came.
 func (p *Plugin) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
+	engine.RemoveHandoff(p.hook.HandoffDir, c.GetId())
 	return p.eng.Detach(c.GetId())
 }
+
+// pidOf is a running container's init pid. CRI-O reports pid 0: then a
+// process of the container's cgroup (linux.cgroups_path) stands for it.
+func (p *Plugin) pidOf(c *api.Container) uint32 {
+	if c.GetPid() != 0 {
+		return c.GetPid()
+	}
+	dir, err := cgroup.FromPath(c.GetLinux().GetCgroupsPath())
+	if err != nil {
+		return 0
+	}
+	pids, _ := cgroup.Procs(dir)
+	if len(pids) == 0 {
+		return 0
+	}
+	return uint32(pids[0])
+}
+
+// sweepHandoffs removes decisions left for hooks that never ran (a
+// container the runtime gave up before running its hook), after a while.
+func (p *Plugin) sweepHandoffs() {
+	entries, _ := os.ReadDir(p.hook.HandoffDir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > handoffStale {
+			engine.RemoveHandoff(p.hook.HandoffDir, e.Name())
+		}
+	}
+}
+
+// handoffStale: a decision older than this was never taken by a hook.
+const handoffStale = 10 * time.Minute
 
 // cgroupOf finds the container's cgroup v2 directory: that of its init
 // process, which the runtime has just put there.

@@ -117,7 +117,8 @@ func (rt *runtime) restart() {
 // boot starts (or, after Stop, restarts) the runtime side on the socket.
 func (rt *runtime) boot() {
 	var err error
-	rt.r, err = adaptation.New("nriguard-test", "v0", rt.syncFn, rt.updateFn, adaptation.WithSocketPath(rt.sock),
+	// as containerd 2.x: the plugin binary takes the start path
+	rt.r, err = adaptation.New("containerd", "v2.99.0-nriguard-test", rt.syncFn, rt.updateFn, adaptation.WithSocketPath(rt.sock),
 		adaptation.WithPluginPath(filepath.Join(rt.dir, "plugins")), adaptation.WithPluginConfigPath(filepath.Join(rt.dir, "conf.d")))
 	must(rt.t, err)
 	must(rt.t, rt.r.Start())
@@ -140,6 +141,13 @@ func startPlugin(t testing.TB, rt *runtime, root, config string) *engine.Engine 
 
 func startPluginLinger(t testing.TB, rt *runtime, root, config string, linger time.Duration) *engine.Engine {
 	t.Helper()
+	return startPluginOn(t, rt, root, config, linger, plugin.PathStart, plugin.Hook{})
+}
+
+// startPluginOn starts the plugin on a path (the test runtime's name says
+// nothing of its NRI).
+func startPluginOn(t testing.TB, rt *runtime, root, config string, linger time.Duration, path plugin.Path, hook plugin.Hook) *engine.Engine {
+	t.Helper()
 	cfg, err := engine.ParseConfig([]byte(config))
 	must(t, err)
 	eng, err := engine.New(cfg, engine.Options{PinRoot: root, Owner: bpf.OwnerNRI, Daemon: true, Linger: linger, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -147,7 +155,10 @@ func startPluginLinger(t testing.TB, rt *runtime, root, config string, linger ti
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		plugin.Run(ctx, plugin.New(eng, nil, slog.New(slog.DiscardHandler)),
+		p := plugin.New(eng, nil, slog.New(slog.DiscardHandler))
+		p.ForcePath(path)
+		p.SetHook(hook)
+		plugin.Run(ctx, p,
 			stub.WithSocketPath(rt.sock), stub.WithPluginName("nriguard"), stub.WithPluginIdx("10"),
 			stub.WithDialer(rt.dial))
 		close(done)

@@ -13,7 +13,7 @@ NG=$E2E/bin/nriguard
 PINS=/sys/fs/bpf/nriguard
 # the cgroup v2 hierarchy: its own mount in hybrid mode
 CGV2=/sys/fs/cgroup; [ -d /sys/fs/cgroup/unified ] && CGV2=/sys/fs/cgroup/unified
-OUTSIDE="/var/lib/containers /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard"
+OUTSIDE="/var/lib/containers /run/crio /var/lib/crio /etc/crio /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard"
 
 PASS=0; FAIL=0
 ok()   { echo "PASS: $*"; PASS=$((PASS+1)); }

@@ -3,7 +3,8 @@
 # in a private containerd that cannot collide with anything (own root, state,
 # sockets, NRI socket). The containerd drop-in and plugin config are the ones
 # in install/. Prints one PASS/FAIL line per check and "N passed, M failed".
-# Usage: run.sh [external|preregistered|hooks|all]
+# Then the runtimes on the hook path: CRI-O and containerd 1.7 (runtimes.sh).
+# Usage: run.sh [external|preregistered|hooks|crio|c17|all]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-all}
@@ -201,13 +202,16 @@ preregistered() {
 }
 
 . "$REPO/test/e2e/hooks.sh"
+. "$REPO/test/e2e/runtimes.sh"
 
 T0=$(now)
 case $MODE in
   external) external ;;
   preregistered) preregistered ;;
   hooks) podman_e2e; wrapper_e2e; nerdctl_e2e ;;
-  *) external; preregistered; podman_e2e; wrapper_e2e; nerdctl_e2e ;;
+  crio) crio_e2e ;;
+  c17) c17_e2e ;;
+  *) external; preregistered; podman_e2e; wrapper_e2e; nerdctl_e2e; crio_e2e; c17_e2e ;;
 esac
 keep_logs
 "$REPO/test/e2e/cleanup.sh"
