@@ -20,6 +20,12 @@ const (
 	actionDeny      = uint8(egressNgActionACTION_DENY)
 	actionWouldDeny = uint8(egressNgActionACTION_WOULD_DENY)
 
+	pkeyExe      = uint32(egressNgPkeyKindPKEY_EXE)
+	pkeyOverride = uint32(egressNgPkeyKindPKEY_OVERRIDE)
+	maxIDRuns    = int(egressNgLimitsMAX_ID_RUNS)
+	maxCells     = int(egressNgLimitsMAX_CELLS)
+	cellsShift   = uint(egressNgVerdictBitsVERDICT_CELLS_SHIFT)
+
 	layerShift = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
 	ringShift  = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
 	ringMask   = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)

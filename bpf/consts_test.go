@@ -54,4 +54,11 @@ func TestConstantsAgreeWithC(t *testing.T) {
 			t.Errorf("event kind %s (%d) has no lost kind name", name, v)
 		}
 	}
+	limits := enum(t, "ng_limits")
+	if limits["MAX_ID_RUNS"] != policy.MaxIDRuns || limits["MAX_CELLS"] != policy.MaxConds {
+		t.Errorf("C MAX_ID_RUNS %d, MAX_CELLS %d; Go policy.MaxIDRuns %d, MaxConds %d", limits["MAX_ID_RUNS"], limits["MAX_CELLS"], policy.MaxIDRuns, policy.MaxConds)
+	}
+	if shift := enum(t, "ng_class_bits")["CLASS_DEPENDENT_SHIFT"]; 1<<shift != policy.Dependent {
+		t.Errorf("C CLASS_DEPENDENT_SHIFT %d, Go policy.Dependent %#x", shift, policy.Dependent)
+	}
 }

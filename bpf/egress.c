@@ -15,6 +15,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -30,6 +31,17 @@
 #define ETH_P_IPV6 0x86DD
 
 #include "nriguard.h"
+#include "inode.h"
+
+struct file;
+
+struct mm_struct {
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct mm_struct *mm;
+} __attribute__((preserve_access_index));
 
 // The tables (policy.Compiled): runs of addresses that share a class, and
 // runs of ports that share a verdict, each array sorted by its start and
@@ -72,10 +84,14 @@ struct lost_counters lost_events SEC(".maps");
 struct config {
 	__u64 cgroup; // the policed cgroup's id: events name it
 	__u32 gen; // changes whenever a cgroup's policy does: cached verdicts of an older one do not count
-	__u32 slot; // index of its tables in v4_tables, v6_tables, port_tables
+	__u32 slot; // index of its tables in v4_tables, v6_tables, port_tables, principal_tables
 	__u32 socket_verdict; // for sockets the hooks cannot judge (below); names the layer
 	__u8 v4_steps, v6_steps, port_steps; // each table holds 1 << steps entries
-	__u8 pad;
+	__u8 id_steps; // uid runs: 1 << (id_steps & 0xf) entries; gid runs: 1 << (id_steps >> 4)
+	// Where uid and gid qualifiers cut the ids: a run's index is its
+	// class. Padded with 0xffffffff.
+	__u32 uid_runs[MAX_ID_RUNS];
+	__u32 gid_runs[MAX_ID_RUNS];
 };
 
 struct {
@@ -132,6 +148,110 @@ struct {
 	});
 } port_tables SEC(".maps");
 
+// Who makes a flow, for the classes whose verdicts depend on it (tables
+// compiled from rules with exe=, uid=, gid=): the container's program
+// classes by file, and the overrides of its dependent classes, by slot.
+struct pkey {
+	__u32 kind; // PKEY_*
+	__u32 a; // PKEY_EXE: the file's device; PKEY_OVERRIDE: the address class
+	__u64 b; // PKEY_EXE: its inode; PKEY_OVERRIDE: program << 40 | uid class << 20 | gid class
+};
+
+struct pval {
+	__s64 sec; // PKEY_EXE: the file's change time when the policy was attached
+	__u32 nsec;
+	__u32 class; // PKEY_EXE: the program class; PKEY_OVERRIDE: the class whose port runs apply
+};
+
+const struct pkey *const unused_pkey __attribute__((used)) = 0;
+const struct pval *const unused_pval __attribute__((used)) = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__type(key, struct pkey);
+		__type(value, struct pval);
+		__uint(max_entries, PRINCIPALS_MAX);
+	});
+} principal_tables SEC(".maps");
+
+// NO_CLASS: the container's table is not there (a slot being set up or
+// torn down): what is sought in it is denied.
+#define NO_CLASS 0xffffffff
+#define CLASS_DEPENDENT (1u << CLASS_DEPENDENT_SHIFT)
+// a maker not made: the flow's class did not depend on it
+#define NO_MAKER 0xffffffff
+
+// A flow's maker as its classes: program, uid, gid.
+struct maker {
+	__u32 program, uid, gid;
+};
+
+// id_class is the run of ids (uid_runs or gid_runs) id falls in.
+static __always_inline __u32 id_class(const __u32 *runs, __u32 steps, __u32 id)
+{
+	__u32 at = 0;
+#pragma unroll
+	for (int i = 0; i < 5; i++) { // MAX_ID_RUNS = 1 << 5
+		if (i < steps) {
+			__u32 probe = at + (1u << (steps - 1 - i));
+			if (runs[probe & (MAX_ID_RUNS - 1)] <= id)
+				at = probe;
+		}
+	}
+	return at;
+}
+
+// make_maker finds the current process's classes: its real uid and gid,
+// and the class of the file its memory was exec'd from, if that file is
+// one the policy names and has not changed since the policy was attached
+// (else class 0: a program no exe= names).
+static __always_inline void make_maker(const struct config *cfg, void *principals, struct maker *m)
+{
+	__u64 ug = bpf_get_current_uid_gid();
+	m->uid = id_class(cfg->uid_runs, cfg->id_steps & 0xf, (__u32)ug);
+	m->gid = id_class(cfg->gid_runs, cfg->id_steps >> 4, (__u32)(ug >> 32));
+	m->program = 0;
+	struct task_struct *t = (void *)bpf_get_current_task();
+	struct inode *ino = BPF_CORE_READ(t, mm, exe_file, f_inode);
+	if (!ino)
+		return;
+	struct pkey k = { .kind = PKEY_EXE, .a = BPF_CORE_READ(ino, i_sb, s_dev), .b = BPF_CORE_READ(ino, i_ino) };
+	struct pval *v = bpf_map_lookup_elem(principals, &k);
+	if (!v)
+		return;
+	__s64 sec;
+	__u32 nsec;
+	ctime(ino, &sec, &nsec);
+	if (v->sec == sec && v->nsec == nsec)
+		m->program = v->class;
+}
+
+// effective is the class whose port runs apply to a dependent address
+// class for the current process (m: its classes, once made; a NULL m means
+// the maker is not known: the class's own runs, for someone no qualifier
+// names).
+static __always_inline __u32 effective(const struct config *cfg, __u32 class, struct maker *m)
+{
+	if (!(class & CLASS_DEPENDENT) || class == NO_CLASS)
+		return class;
+	class &= ~CLASS_DEPENDENT;
+	if (!m)
+		return class;
+	__u32 slot = cfg->slot;
+	void *principals = bpf_map_lookup_elem(&principal_tables, &slot);
+	if (!principals)
+		return class;
+	make_maker(cfg, principals, m);
+	struct pkey k = { .kind = PKEY_OVERRIDE, .a = class, .b = (__u64)m->program << 40 | (__u64)m->uid << 20 | m->gid };
+	struct pval *v = bpf_map_lookup_elem(principals, &k);
+	return v ? v->class : class;
+}
+
 // What the hooks last let a socket send to: the packet path trusts a packet
 // to that destination without a lookup.
 struct sock_verdict {
@@ -141,6 +261,9 @@ struct sock_verdict {
 	__u8 family;
 	__u8 proto;
 	__u32 verdict; // allow, or would-deny
+	// the verdict depended on who sent (a qualified rule): judged again at
+	// every send, so that another process of the socket is judged as itself
+	__u32 dependent;
 };
 
 struct {
@@ -212,9 +335,6 @@ static long step_port(__u64 i, struct search *s)
 	return 0;
 }
 
-// NO_CLASS: the container's table is not there (a slot being set up or
-// torn down): what is sought in it is denied.
-#define NO_CLASS 0xffffffff
 
 static __always_inline __u32 class4(const struct config *cfg, __u32 ip)
 {
@@ -274,14 +394,17 @@ static __always_inline __u32 verdict(const struct config *cfg, __u32 class, __u3
 	return r->verdict;
 }
 
-static __always_inline __u32 lookup4(const struct config *cfg, __u32 ip, __u32 proto, __u32 port_be)
+// lookup4 and lookup6 judge a destination for the process m stands for
+// (NULL: unknown, judged as someone no qualifier names).
+static __always_inline __u32 lookup4(const struct config *cfg, __u32 ip, __u32 proto, __u32 port_be, struct maker *m)
 {
-	return verdict(cfg, class4(cfg, ip), proto, port_be);
+	return verdict(cfg, effective(cfg, class4(cfg, ip), m), proto, port_be);
 }
 
-static __always_inline __u32 lookup6(const struct config *cfg, const __u32 *ip, __u32 proto, __u32 port_be)
+static __always_inline __u32 lookup6(const struct config *cfg, const __u32 *ip, __u32 proto, __u32 port_be,
+				     struct maker *m)
 {
-	return verdict(cfg, class6(cfg, ip), proto, port_be);
+	return verdict(cfg, effective(cfg, class6(cfg, ip), m), proto, port_be);
 }
 
 static __always_inline int passes(__u32 v)
@@ -301,7 +424,7 @@ static __always_inline int same(const struct config *cfg, struct sock_verdict *c
 // remember notes what a socket was let through to, for the packet path and
 // for the socket's next send to the same destination.
 static __always_inline void remember(const struct config *cfg, struct bpf_sock *sk, __u8 family, __u8 proto,
-				     const __u32 *addr, __u16 port_be, __u32 v)
+				     const __u32 *addr, __u16 port_be, __u32 v, __u32 dependent)
 {
 	if (!sk)
 		return;
@@ -309,10 +432,11 @@ static __always_inline void remember(const struct config *cfg, struct bpf_sock *
 		bpf_sk_storage_get(&sock_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!c)
 		return; // the packet path then judges the socket's packets itself
-	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v)
+	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v && c->dependent == dependent)
 		return; // the same as the last send: leave the cache line clean
 	c->gen = cfg->gen;
 	c->verdict = v;
+	c->dependent = dependent;
 	c->family = family;
 	c->proto = proto;
 	c->port = port_be;
@@ -331,20 +455,21 @@ static __always_inline int decide(const struct config *cfg, struct bpf_sock *sk,
 				  __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
 {
 	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
-	if (c && same(cfg, c, family, proto, addr, port_be)) {
+	if (c && !c->dependent && same(cfg, c, family, proto, addr, port_be)) {
 		if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 			report_flow(cfg, hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
 				    bpf_ntohs((__u16)port_be));
 		return 1;
 	}
-	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be) : lookup6(cfg, addr, proto, port_be);
+	struct maker m = { .program = NO_MAKER };
+	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be, &m) : lookup6(cfg, addr, proto, port_be, &m);
 	__u32 action = v & VERDICT_ACTION_MASK;
 	if (action != ACTION_ALLOW)
 		report_flow(cfg, hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
 			    bpf_ntohs((__u16)port_be));
 	if (action == ACTION_DENY)
 		return 0;
-	remember(cfg, sk, family, proto, addr, port_be, v);
+	remember(cfg, sk, family, proto, addr, port_be, v, m.program != NO_MAKER);
 	return 1;
 }
 
@@ -580,12 +705,14 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return 1; // accepted, not connected: it answers its peer
 	if (!l4)
 		return stop_packet(cfg, skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
-	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port) : lookup6(cfg, addr, proto, port);
+	// no process here to judge: a dependent class answers for someone no
+	// qualifier names
+	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port, 0) : lookup6(cfg, addr, proto, port, 0);
 	if (!passes(v))
 		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 		report_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(cfg, sk, family, proto, addr, port, v);
+	remember(cfg, sk, family, proto, addr, port, v, 0);
 	return 1;
 }
 

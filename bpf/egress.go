@@ -148,7 +148,8 @@ func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, err
 func (s *egressSet) setMaps() map[string]**ebpf.Map {
 	return map[string]**ebpf.Map{
 		"map_config": &s.Config, "map_v4_tables": &s.V4Tables, "map_v6_tables": &s.V6Tables,
-		"map_port_tables": &s.PortTables, "map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
+		"map_port_tables": &s.PortTables, "map_principal_tables": &s.PrincipalTables,
+		"map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
 	}
 }
 
@@ -470,6 +471,88 @@ func (s *egressSet) tables(slot uint32, reuse bool, c *policy.Compiled) ([3]*ebp
 	return t, nil
 }
 
+// principals gives a slot the principal table c needs (nil if it needs
+// none): the slot's own, emptied, or a new one put in the slot. It holds
+// the files exe= names, with their program classes, and the overrides of
+// c's dependent classes.
+func (s *egressSet) principals(slot uint32, c *policy.Compiled) (*ebpf.Map, error) {
+	if !c.HasPrincipals() {
+		return nil, nil
+	}
+	var keys []egressPkey
+	var vals []egressPval
+	for id, f := range c.ProgramFiles {
+		keys = append(keys, egressPkey{Kind: pkeyExe, A: id.Dev, B: id.Ino})
+		vals = append(vals, egressPval{Sec: f.Stamp.Sec, Nsec: f.Stamp.Nsec, Class: f.Class})
+	}
+	for _, o := range c.Overrides {
+		keys = append(keys, egressPkey{Kind: pkeyOverride, A: o.Class, B: uint64(o.Program)<<40 | uint64(o.UID)<<20 | uint64(o.GID)})
+		vals = append(vals, egressPval{Class: o.Effective})
+	}
+	if len(keys) > int(egressNgLimitsPRINCIPALS_MAX) {
+		return nil, fmt.Errorf("the policy's qualifiers need %d principal entries: at most %d", len(keys), egressNgLimitsPRINCIPALS_MAX)
+	}
+	var id ebpf.MapID
+	var m *ebpf.Map
+	err := s.PrincipalTables.Lookup(slot, &id)
+	fresh := errors.Is(err, ebpf.ErrKeyNotExist)
+	switch {
+	case fresh:
+		cs, err := egressSpec()
+		if err != nil {
+			return nil, err
+		}
+		if m, err = ebpf.NewMap(cs.Maps[egressMapPrincipalTables].InnerMap.Copy()); err != nil {
+			return nil, fmt.Errorf("principal table: %w", err)
+		}
+	case err != nil:
+		return nil, err
+	default:
+		if m, err = ebpf.NewMapFromID(id); err != nil {
+			return nil, err
+		}
+		if err := emptyMap[egressPkey](m); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	if err := putAll(m, keys, vals); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("fill the principal table: %w", err)
+	}
+	if fresh {
+		if err := s.PrincipalTables.Put(slot, m); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("principal table into slot %d: %w", slot, err)
+		}
+	}
+	return m, nil
+}
+
+// emptyMap deletes every entry of a hash map.
+func emptyMap[K any](m *ebpf.Map) error {
+	var keys []K
+	var k K
+	var v []byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchDelete(keys, nil); err == nil {
+		return nil
+	}
+	for i := range keys {
+		m.Delete(&keys[i])
+	}
+	return nil
+}
+
 // fillTables writes c's runs into a container's tables, each padded to its
 // power of two with copies of its last entry (so that a search that lands
 // there finds the last run). What lies beyond is never read: a search
@@ -513,6 +596,18 @@ func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) erro
 	cfg := egressConfig{
 		Cgroup: cgid, Gen: gen, Slot: slot, SocketVerdict: verdictValue(c.Sockets),
 		V4Steps: uint8(steps(len(c.V4))), V6Steps: uint8(steps(len(c.V6))), PortSteps: uint8(steps(len(c.Ports))),
+		IdSteps: uint8(steps(len(c.UIDRuns)) | steps(len(c.GIDRuns))<<4),
+	}
+	// where uid and gid qualifiers cut the ids, padded with ids no process
+	// has, so that a search never ends in the padding
+	for i := range cfg.UidRuns {
+		cfg.UidRuns[i], cfg.GidRuns[i] = ^uint32(0), ^uint32(0)
+		if i < len(c.UIDRuns) {
+			cfg.UidRuns[i] = c.UIDRuns[i].Start
+		}
+		if i < len(c.GIDRuns) {
+			cfg.GidRuns[i] = c.GIDRuns[i].Start
+		}
 	}
 	if err := s.Config.Put(cgid, cfg); err != nil {
 		return fmt.Errorf("configure the egress programs: %w", err)

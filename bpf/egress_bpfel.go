@@ -22,7 +22,9 @@ type egressConfig struct {
 	V4Steps       uint8
 	V6Steps       uint8
 	PortSteps     uint8
-	Pad           uint8
+	IdSteps       uint8
+	UidRuns       [32]uint32
+	GidRuns       [32]uint32
 }
 
 type egressEventHdr struct {
@@ -71,6 +73,12 @@ const (
 	egressNgActionACTION_WOULD_DENY egressNgAction = 3
 )
 
+type egressNgClassBits uint32
+
+const (
+	egressNgClassBitsCLASS_DEPENDENT_SHIFT egressNgClassBits = 31
+)
+
 type egressNgEventKind uint32
 
 const (
@@ -109,6 +117,16 @@ const (
 	egressNgLimitsEVENT_RING_SIZE egressNgLimits = 1048576
 	egressNgLimitsEXEC_RULES_MAX  egressNgLimits = 262144
 	egressNgLimitsMAX_RINGS       egressNgLimits = 64
+	egressNgLimitsPRINCIPALS_MAX  egressNgLimits = 262144
+	egressNgLimitsMAX_ID_RUNS     egressNgLimits = 32
+	egressNgLimitsMAX_CELLS       egressNgLimits = 8
+)
+
+type egressNgPkeyKind uint32
+
+const (
+	egressNgPkeyKindPKEY_EXE      egressNgPkeyKind = 1
+	egressNgPkeyKindPKEY_OVERRIDE egressNgPkeyKind = 2
 )
 
 type egressNgReason uint32
@@ -127,13 +145,28 @@ const (
 	egressNgVerdictBitsVERDICT_LAYER_MASK  egressNgVerdictBits = 255
 	egressNgVerdictBitsSETTINGS_RING_SHIFT egressNgVerdictBits = 16
 	egressNgVerdictBitsSETTINGS_RING_MASK  egressNgVerdictBits = 65535
+	egressNgVerdictBitsVERDICT_CELLS_SHIFT egressNgVerdictBits = 24
 )
+
+type egressPkey struct {
+	_    structs.HostLayout
+	Kind uint32
+	A    uint32
+	B    uint64
+}
 
 type egressPortRun struct {
 	_       structs.HostLayout
 	Start   uint64
 	Verdict uint32
 	Pad     uint32
+}
+
+type egressPval struct {
+	_     structs.HostLayout
+	Sec   int64
+	Nsec  uint32
+	Class uint32
 }
 
 type egressRun4 struct {
@@ -151,13 +184,14 @@ type egressRun6 struct {
 }
 
 type egressSockVerdict struct {
-	_       structs.HostLayout
-	Gen     uint32
-	Addr    [4]uint32
-	Port    uint16
-	Family  uint8
-	Proto   uint8
-	Verdict uint32
+	_         structs.HostLayout
+	Gen       uint32
+	Addr      [4]uint32
+	Port      uint16
+	Family    uint8
+	Proto     uint8
+	Verdict   uint32
+	Dependent uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -168,6 +202,7 @@ const (
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
 	egressMapPortTables        = "port_tables"
+	egressMapPrincipalTables   = "principal_tables"
 	egressMapSockVerdicts      = "sock_verdicts"
 	egressMapV4Tables          = "v4_tables"
 	egressMapV6Tables          = "v6_tables"
@@ -178,6 +213,7 @@ const (
 	egressProgNgSkbEgress      = "ng_skb_egress"
 	egressProgNgSockCreate     = "ng_sock_create"
 	egressVarUnusedAction      = "unused_action"
+	egressVarUnusedClassBits   = "unused_class_bits"
 	egressVarUnusedEventHdr    = "unused_event_hdr"
 	egressVarUnusedEventKind   = "unused_event_kind"
 	egressVarUnusedExecEvent   = "unused_exec_event"
@@ -185,7 +221,10 @@ const (
 	egressVarUnusedHook        = "unused_hook"
 	egressVarUnusedLayer       = "unused_layer"
 	egressVarUnusedLimits      = "unused_limits"
+	egressVarUnusedPkey        = "unused_pkey"
+	egressVarUnusedPkeyKind    = "unused_pkey_kind"
 	egressVarUnusedPortRun     = "unused_port_run"
+	egressVarUnusedPval        = "unused_pval"
 	egressVarUnusedReason      = "unused_reason"
 	egressVarUnusedRun4        = "unused_run4"
 	egressVarUnusedRun6        = "unused_run6"
@@ -246,13 +285,14 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
-	Config       *ebpf.MapSpec `ebpf:"config"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
-	PortTables   *ebpf.MapSpec `ebpf:"port_tables"`
-	SockVerdicts *ebpf.MapSpec `ebpf:"sock_verdicts"`
-	V4Tables     *ebpf.MapSpec `ebpf:"v4_tables"`
-	V6Tables     *ebpf.MapSpec `ebpf:"v6_tables"`
+	Config          *ebpf.MapSpec `ebpf:"config"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
+	PortTables      *ebpf.MapSpec `ebpf:"port_tables"`
+	PrincipalTables *ebpf.MapSpec `ebpf:"principal_tables"`
+	SockVerdicts    *ebpf.MapSpec `ebpf:"sock_verdicts"`
+	V4Tables        *ebpf.MapSpec `ebpf:"v4_tables"`
+	V6Tables        *ebpf.MapSpec `ebpf:"v6_tables"`
 }
 
 // egressVariableSpecs contains global variables before they are loaded into the kernel.
@@ -260,6 +300,7 @@ type egressMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedClassBits   *ebpf.VariableSpec `ebpf:"unused_class_bits"`
 	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
 	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
@@ -267,7 +308,10 @@ type egressVariableSpecs struct {
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedPkey        *ebpf.VariableSpec `ebpf:"unused_pkey"`
+	UnusedPkeyKind    *ebpf.VariableSpec `ebpf:"unused_pkey_kind"`
 	UnusedPortRun     *ebpf.VariableSpec `ebpf:"unused_port_run"`
+	UnusedPval        *ebpf.VariableSpec `ebpf:"unused_pval"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRun4        *ebpf.VariableSpec `ebpf:"unused_run4"`
 	UnusedRun6        *ebpf.VariableSpec `ebpf:"unused_run6"`
@@ -294,13 +338,14 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
-	Config       *ebpf.Map `ebpf:"config"`
-	Events       *ebpf.Map `ebpf:"events"`
-	LostEvents   *ebpf.Map `ebpf:"lost_events"`
-	PortTables   *ebpf.Map `ebpf:"port_tables"`
-	SockVerdicts *ebpf.Map `ebpf:"sock_verdicts"`
-	V4Tables     *ebpf.Map `ebpf:"v4_tables"`
-	V6Tables     *ebpf.Map `ebpf:"v6_tables"`
+	Config          *ebpf.Map `ebpf:"config"`
+	Events          *ebpf.Map `ebpf:"events"`
+	LostEvents      *ebpf.Map `ebpf:"lost_events"`
+	PortTables      *ebpf.Map `ebpf:"port_tables"`
+	PrincipalTables *ebpf.Map `ebpf:"principal_tables"`
+	SockVerdicts    *ebpf.Map `ebpf:"sock_verdicts"`
+	V4Tables        *ebpf.Map `ebpf:"v4_tables"`
+	V6Tables        *ebpf.Map `ebpf:"v6_tables"`
 }
 
 func (m *egressMaps) Close() error {
@@ -309,6 +354,7 @@ func (m *egressMaps) Close() error {
 		m.Events,
 		m.LostEvents,
 		m.PortTables,
+		m.PrincipalTables,
 		m.SockVerdicts,
 		m.V4Tables,
 		m.V6Tables,
@@ -320,6 +366,7 @@ func (m *egressMaps) Close() error {
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
+	UnusedClassBits   *ebpf.Variable `ebpf:"unused_class_bits"`
 	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
 	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
@@ -327,7 +374,10 @@ type egressVariables struct {
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedPkey        *ebpf.Variable `ebpf:"unused_pkey"`
+	UnusedPkeyKind    *ebpf.Variable `ebpf:"unused_pkey_kind"`
 	UnusedPortRun     *ebpf.Variable `ebpf:"unused_port_run"`
+	UnusedPval        *ebpf.Variable `ebpf:"unused_pval"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRun4        *ebpf.Variable `ebpf:"unused_run4"`
 	UnusedRun6        *ebpf.Variable `ebpf:"unused_run6"`

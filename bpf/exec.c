@@ -22,40 +22,7 @@
 #define MAX_CGROUP_LEVEL 32
 
 #include "nriguard.h"
-
-// Only the fields nriguard reads; CO-RE relocates them against the kernel.
-struct super_block {
-	__u32 s_dev;
-} __attribute__((preserve_access_index));
-
-struct inode {
-	unsigned long i_ino;
-	struct super_block *i_sb;
-} __attribute__((preserve_access_index));
-
-// The inode's change time, as each kernel spells it: CO-RE picks the one
-// the running kernel has (6.11+, 6.6-6.10, before).
-struct timespec64 {
-	__s64 tv_sec;
-	long tv_nsec;
-} __attribute__((preserve_access_index));
-
-struct inode___v611 {
-	__s64 i_ctime_sec;
-	__u32 i_ctime_nsec;
-} __attribute__((preserve_access_index));
-
-struct inode___v66 {
-	struct timespec64 __i_ctime;
-} __attribute__((preserve_access_index));
-
-struct inode___v51 {
-	struct timespec64 i_ctime;
-} __attribute__((preserve_access_index));
-
-struct file {
-	struct inode *f_inode;
-} __attribute__((preserve_access_index));
+#include "inode.h"
 
 struct linux_binprm {
 	struct file *file;
@@ -80,7 +47,7 @@ struct task_struct {
 struct file_key {
 	__u64 ino;
 	__u32 dev; // kernel encoding: major << 20 | minor
-	__u32 pad;
+	__u32 cell; // 0: the file's entry; 1..: its cells (uid=, gid= rules)
 };
 
 // One table for the whole host: a container's rules are the entries with
@@ -90,16 +57,20 @@ struct rule_key {
 	__u64 cgroup;
 	__u64 ino; // 0: not a file (below)
 	__u32 dev;
-	__u32 pad;
+	__u32 cell; // 0: the file's entry; 1..: its cells
 };
 
-// A file's entry: its verdict, and its change time when the policy was
-// attached. A key with ino 0 holds a cgroup's settings instead, in verdict:
-// its default verdict and the index of its event ring (ng_verdict_bits).
+// A file's entry: its verdict, its change time when the policy was
+// attached, and in verdict's top bits (VERDICT_CELLS_SHIFT) how many cells
+// it has. A cell is the verdict for the processes whose real uid and gid
+// fall in its ranges (uid=, gid= rules): the first that holds decides. A
+// key with ino 0 holds a cgroup's settings instead, in verdict: its default
+// verdict and the index of its event ring (ng_verdict_bits).
 struct rule_value {
 	__s64 ctime_sec;
 	__u32 ctime_nsec;
 	__u32 verdict;
+	__u32 uid_lo, uid_hi, gid_lo, gid_hi; // a cell's
 };
 
 // Emitted whole into BTF (the map definitions only point at them).
@@ -137,26 +108,6 @@ struct {
 	__array(values, struct lost_counters);
 } exec_losts SEC(".maps");
 
-// ctime reads an inode's change time, however this kernel lays it out.
-static __always_inline void ctime(struct inode *ino, __s64 *sec, __u32 *nsec)
-{
-	if (bpf_core_field_exists(struct inode___v611, i_ctime_sec)) {
-		struct inode___v611 *i = (void *)ino;
-		*sec = BPF_CORE_READ(i, i_ctime_sec);
-		// 6.13+ keeps a flag in the top bit (I_CTIME_QUERIED, multigrain
-		// timestamps); nanoseconds never reach it
-		*nsec = BPF_CORE_READ(i, i_ctime_nsec) & 0x7fffffff;
-	} else if (bpf_core_field_exists(struct inode___v66, __i_ctime)) {
-		struct inode___v66 *i = (void *)ino;
-		*sec = BPF_CORE_READ(i, __i_ctime.tv_sec);
-		*nsec = BPF_CORE_READ(i, __i_ctime.tv_nsec);
-	} else {
-		struct inode___v51 *i = (void *)ino;
-		*sec = BPF_CORE_READ(i, i_ctime.tv_sec);
-		*nsec = BPF_CORE_READ(i, i_ctime.tv_nsec);
-	}
-}
-
 static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, __u32 verdict,
 					struct linux_binprm *bprm, struct file_key *fk,
 					struct task_struct *task)
@@ -177,71 +128,113 @@ static __always_inline void report_exec(__u64 cgid, __u32 ring_idx, __u8 hook, _
 	bpf_ringbuf_submit(e, 0);
 }
 
+// A search of a file's cells (bpf_loop: one lookup a step).
+struct cell_search {
+	struct rule_key k;
+	__u32 uid, gid, verdict, n;
+};
+
+static long cell_step(__u64 i, struct cell_search *c)
+{
+	if (i >= c->n)
+		return 1;
+	c->k.cell = i + 1;
+	struct rule_value *v = bpf_map_lookup_elem(&exec_rules, &c->k);
+	if (v && v->uid_lo <= c->uid && c->uid <= v->uid_hi && v->gid_lo <= c->gid && c->gid <= v->gid_hi) {
+		c->verdict = v->verdict;
+		return 1;
+	}
+	return 0;
+}
+
+// The walk of the process's cgroup levels: what it found so far.
+struct level_walk {
+	struct file_key fk;
+	__s64 csec;
+	__u32 cnsec;
+	__u32 depth;
+	__u32 uid, gid;
+	__u64 deny_cgid, audit_cgid;
+	__u32 deny_settings, audit_settings, deny_verdict, audit_verdict;
+};
+
+// level_step judges the exec by one cgroup level's policy, if it has one:
+// one lookup for a level that is not policed, two for one that is (more
+// for a file with cells). It notes the innermost level that refuses, and
+// the innermost that would, in audit mode.
+static long level_step(__u64 i, struct level_walk *w)
+{
+	int level = i + 1;
+	if (level > w->depth)
+		return 1;
+	struct rule_key k = { .cgroup = bpf_get_current_ancestor_cgroup_id(level) };
+	struct rule_value *settings = bpf_map_lookup_elem(&exec_rules, &k);
+	if (!settings)
+		return 0;
+	__u32 s = settings->verdict, def = s & ((1 << SETTINGS_RING_SHIFT) - 1);
+	k.ino = w->fk.ino;
+	k.dev = w->fk.dev;
+	struct rule_value *v = bpf_map_lookup_elem(&exec_rules, &k);
+	__u32 verdict = def;
+	if (v) {
+		__u32 cells = v->verdict >> VERDICT_CELLS_SHIFT;
+		verdict = v->verdict & ((1u << VERDICT_CELLS_SHIFT) - 1);
+		if ((v->ctime_sec != w->csec || v->ctime_nsec != w->cnsec) &&
+		    (verdict & VERDICT_ACTION_MASK) == ACTION_ALLOW) {
+			verdict = def; // changed since: not the file it allows
+		} else if (cells) {
+			struct cell_search c = { .k = k, .uid = w->uid, .gid = w->gid, .verdict = verdict, .n = cells };
+			bpf_loop(MAX_CELLS, cell_step, &c, 0);
+			verdict = c.verdict;
+			if ((v->ctime_sec != w->csec || v->ctime_nsec != w->cnsec) &&
+			    (verdict & VERDICT_ACTION_MASK) == ACTION_ALLOW)
+				verdict = def;
+		}
+	}
+	__u32 action = verdict & VERDICT_ACTION_MASK;
+	if (action == ACTION_WOULD_DENY) {
+		w->audit_cgid = k.cgroup;
+		w->audit_settings = s;
+		w->audit_verdict = verdict;
+	} else if (action != ACTION_ALLOW) {
+		w->deny_cgid = k.cgroup;
+		w->deny_settings = s;
+		w->deny_verdict = verdict;
+	}
+	return 0;
+}
+
 // judge returns 0 to let the exec go on, 1 to refuse it, after reporting.
 // Every policed cgroup from the process's own up to the root must allow it.
 // A file whose change time is not the one its entry recorded (rewritten, or
 // a new file with a freed inode number) is not the file the policy named: it
-// gets the cgroup's default, unless its entry refuses it.
-// It runs on every exec on the host while any container has exec rules:
-// it walks only the levels the process's cgroup has, with one lookup for
-// a level that is not policed and two for one that is.
-//
-// The loop only notes the innermost level that refuses (and the innermost
-// that would, in audit mode); one event is reported after it. Reporting
-// inside the loop made the verifier walk ~400,000 instructions (0.35 s at
-// every load of this program).
+// gets the cgroup's default, unless its entry refuses it. A file named by
+// uid= or gid= rules has cells: the first whose ranges hold the process's
+// real uid and gid decides.
+// It runs on every exec on the host while any container has exec rules.
+// The levels are walked with bpf_loop (the verifier checks one level, not
+// each of 32), and one event is reported after the walk: reporting inside
+// the loop made the verifier walk ~400,000 instructions.
 static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct task_struct *task)
 {
 	struct inode *ino = BPF_CORE_READ(bprm, file, f_inode);
-	struct file_key fk = {
-		.ino = BPF_CORE_READ(ino, i_ino),
-		.dev = BPF_CORE_READ(ino, i_sb, s_dev),
+	__u64 ug = bpf_get_current_uid_gid();
+	struct level_walk w = {
+		.fk = { .ino = BPF_CORE_READ(ino, i_ino), .dev = BPF_CORE_READ(ino, i_sb, s_dev) },
+		.depth = BPF_CORE_READ(task, cgroups, dfl_cgrp, level),
+		.uid = (__u32)ug,
+		.gid = ug >> 32,
 	};
-	__s64 csec;
-	__u32 cnsec;
-	ctime(ino, &csec, &cnsec);
-	int depth = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
-	__u64 deny_cgid = 0, audit_cgid = 0;
-	__u32 deny_settings = 0, audit_settings = 0, deny_verdict = 0, audit_verdict = 0;
-	for (int level = 1; level <= MAX_CGROUP_LEVEL; level++) {
-		if (level > depth)
-			break;
-		struct rule_key k = { .cgroup = bpf_get_current_ancestor_cgroup_id(level) };
-		struct rule_value *settings = bpf_map_lookup_elem(&exec_rules, &k);
-		if (!settings)
-			continue;
-		__u32 s = settings->verdict, def = s & ((1 << SETTINGS_RING_SHIFT) - 1);
-		k.ino = fk.ino;
-		k.dev = fk.dev;
-		struct rule_value *v = bpf_map_lookup_elem(&exec_rules, &k);
-		__u32 verdict = def;
-		if (v) {
-			verdict = v->verdict;
-			if ((v->ctime_sec != csec || v->ctime_nsec != cnsec) &&
-			    (verdict & VERDICT_ACTION_MASK) == ACTION_ALLOW)
-				verdict = def; // changed since: not the file it allows
-		}
-		__u32 action = verdict & VERDICT_ACTION_MASK;
-		if (action == ACTION_ALLOW)
-			continue;
-		if (action == ACTION_WOULD_DENY) {
-			audit_cgid = k.cgroup;
-			audit_settings = s;
-			audit_verdict = verdict;
-		} else {
-			deny_cgid = k.cgroup;
-			deny_settings = s;
-			deny_verdict = verdict;
-		}
-	}
-	if (deny_cgid) {
-		report_exec(deny_cgid, deny_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
-			    deny_verdict, bprm, &fk, task);
+	ctime(ino, &w.csec, &w.cnsec);
+	bpf_loop(MAX_CGROUP_LEVEL, level_step, &w, 0);
+	if (w.deny_cgid) {
+		report_exec(w.deny_cgid, w.deny_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
+			    w.deny_verdict, bprm, &w.fk, task);
 		return 1;
 	}
-	if (audit_cgid)
-		report_exec(audit_cgid, audit_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
-			    audit_verdict, bprm, &fk, task);
+	if (w.audit_cgid)
+		report_exec(w.audit_cgid, w.audit_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
+			    w.audit_verdict, bprm, &w.fk, task);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -266,13 +267,6 @@ func ringOf(settings execRuleValue) uint32 { return settings.Verdict >> ringShif
 // newExecRecord makes a container's own record of its rules, (dev, inode)
 // -> verdict: what the host table gets, and what to take out of it again.
 func newExecRecord(t *policy.ExecTable) (*ebpf.Map, error) {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: "ng_exec_rules", Type: ebpf.Hash, KeySize: 16, ValueSize: 16,
-		MaxEntries: uint32(max(1, len(t.Files))),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("exec rule map: %w", err)
-	}
 	var keys []execFileKey
 	var vals []execRuleValue
 	for id, v := range t.Files {
@@ -280,8 +274,23 @@ func newExecRecord(t *policy.ExecTable) (*ebpf.Map, error) {
 			continue // cannot be a file, and would collide with the settings
 		}
 		st := t.Stamps[id]
+		cells := t.Conds[id]
+		if len(cells) > maxCells {
+			return nil, fmt.Errorf("the uid= and gid= exec rules cut the users of file %d:%d into %d cases: at most %d", id.Dev, id.Ino, len(cells), maxCells)
+		}
 		keys = append(keys, execFileKey{Ino: id.Ino, Dev: id.Dev})
-		vals = append(vals, execRuleValue{CtimeSec: st.Sec, CtimeNsec: st.Nsec, Verdict: verdictValue(v)})
+		vals = append(vals, execRuleValue{CtimeSec: st.Sec, CtimeNsec: st.Nsec, Verdict: verdictValue(v) | uint32(len(cells))<<cellsShift})
+		for i, c := range cells {
+			keys = append(keys, execFileKey{Ino: id.Ino, Dev: id.Dev, Cell: uint32(i + 1)})
+			vals = append(vals, execRuleValue{Verdict: verdictValue(c.Verdict), UidLo: c.UIDs.Lo, UidHi: c.UIDs.Hi, GidLo: c.GIDs.Lo, GidHi: c.GIDs.Hi})
+		}
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: "ng_exec_rules", Type: ebpf.Hash, KeySize: uint32(binary.Size(execFileKey{})), ValueSize: uint32(binary.Size(execRuleValue{})),
+		MaxEntries: uint32(max(1, len(keys))),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("exec rule map: %w", err)
 	}
 	if err := putAll(m, keys, vals); err != nil {
 		m.Close()
@@ -319,7 +328,7 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ve
 	}
 	keys := make([]execRuleKey, len(fk))
 	for i, k := range fk {
-		keys[i] = execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev}
+		keys[i] = execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev, Cell: k.Cell}
 	}
 	if err := putAll(g.rules, keys, fv); err != nil {
 		withdrawFiles(g, cgid, rec)
@@ -349,7 +358,7 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ve
 		for _, k := range ok {
 			var v execRuleValue
 			if rec.Lookup(k, &v) != nil {
-				stale = append(stale, execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev})
+				stale = append(stale, execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev, Cell: k.Cell})
 			}
 		}
 		deleteAll(g.rules, stale)
@@ -362,7 +371,7 @@ func withdrawFiles(g *execGlobalObjs, cgid uint64, rec *ebpf.Map) {
 	fk, _, _ := fileKeys(rec)
 	keys := make([]execRuleKey, len(fk))
 	for i, k := range fk {
-		keys[i] = execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev}
+		keys[i] = execRuleKey{Cgroup: cgid, Ino: k.Ino, Dev: k.Dev, Cell: k.Cell}
 	}
 	deleteAll(g.rules, keys)
 }

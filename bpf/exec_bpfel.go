@@ -14,10 +14,10 @@ import (
 )
 
 type execFileKey struct {
-	_   structs.HostLayout
-	Ino uint64
-	Dev uint32
-	Pad uint32
+	_    structs.HostLayout
+	Ino  uint64
+	Dev  uint32
+	Cell uint32
 }
 
 type execNgAction uint32
@@ -26,6 +26,12 @@ const (
 	execNgActionACTION_ALLOW      execNgAction = 1
 	execNgActionACTION_DENY       execNgAction = 2
 	execNgActionACTION_WOULD_DENY execNgAction = 3
+)
+
+type execNgClassBits uint32
+
+const (
+	execNgClassBitsCLASS_DEPENDENT_SHIFT execNgClassBits = 31
 )
 
 type execNgEventKind uint32
@@ -66,6 +72,16 @@ const (
 	execNgLimitsEVENT_RING_SIZE execNgLimits = 1048576
 	execNgLimitsEXEC_RULES_MAX  execNgLimits = 262144
 	execNgLimitsMAX_RINGS       execNgLimits = 64
+	execNgLimitsPRINCIPALS_MAX  execNgLimits = 262144
+	execNgLimitsMAX_ID_RUNS     execNgLimits = 32
+	execNgLimitsMAX_CELLS       execNgLimits = 8
+)
+
+type execNgPkeyKind uint32
+
+const (
+	execNgPkeyKindPKEY_EXE      execNgPkeyKind = 1
+	execNgPkeyKindPKEY_OVERRIDE execNgPkeyKind = 2
 )
 
 type execNgReason uint32
@@ -84,6 +100,7 @@ const (
 	execNgVerdictBitsVERDICT_LAYER_MASK  execNgVerdictBits = 255
 	execNgVerdictBitsSETTINGS_RING_SHIFT execNgVerdictBits = 16
 	execNgVerdictBitsSETTINGS_RING_MASK  execNgVerdictBits = 65535
+	execNgVerdictBitsVERDICT_CELLS_SHIFT execNgVerdictBits = 24
 )
 
 type execRuleKey struct {
@@ -91,7 +108,7 @@ type execRuleKey struct {
 	Cgroup uint64
 	Ino    uint64
 	Dev    uint32
-	Pad    uint32
+	Cell   uint32
 }
 
 type execRuleValue struct {
@@ -99,6 +116,10 @@ type execRuleValue struct {
 	CtimeSec  int64
 	CtimeNsec uint32
 	Verdict   uint32
+	UidLo     uint32
+	UidHi     uint32
+	GidLo     uint32
+	GidHi     uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -111,6 +132,7 @@ const (
 	execProgNgExecKill       = "ng_exec_kill"
 	execProgNgExecLsm        = "ng_exec_lsm"
 	execVarUnusedAction      = "unused_action"
+	execVarUnusedClassBits   = "unused_class_bits"
 	execVarUnusedEventHdr    = "unused_event_hdr"
 	execVarUnusedEventKind   = "unused_event_kind"
 	execVarUnusedExecEvent   = "unused_exec_event"
@@ -119,6 +141,7 @@ const (
 	execVarUnusedHook        = "unused_hook"
 	execVarUnusedLayer       = "unused_layer"
 	execVarUnusedLimits      = "unused_limits"
+	execVarUnusedPkeyKind    = "unused_pkey_kind"
 	execVarUnusedReason      = "unused_reason"
 	execVarUnusedRuleKey     = "unused_rule_key"
 	execVarUnusedRuleValue   = "unused_rule_value"
@@ -185,6 +208,7 @@ type execMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type execVariableSpecs struct {
 	UnusedAction      *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedClassBits   *ebpf.VariableSpec `ebpf:"unused_class_bits"`
 	UnusedEventHdr    *ebpf.VariableSpec `ebpf:"unused_event_hdr"`
 	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
@@ -193,6 +217,7 @@ type execVariableSpecs struct {
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
+	UnusedPkeyKind    *ebpf.VariableSpec `ebpf:"unused_pkey_kind"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleKey     *ebpf.VariableSpec `ebpf:"unused_rule_key"`
 	UnusedRuleValue   *ebpf.VariableSpec `ebpf:"unused_rule_value"`
@@ -237,6 +262,7 @@ func (m *execMaps) Close() error {
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execVariables struct {
 	UnusedAction      *ebpf.Variable `ebpf:"unused_action"`
+	UnusedClassBits   *ebpf.Variable `ebpf:"unused_class_bits"`
 	UnusedEventHdr    *ebpf.Variable `ebpf:"unused_event_hdr"`
 	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
@@ -245,6 +271,7 @@ type execVariables struct {
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
+	UnusedPkeyKind    *ebpf.Variable `ebpf:"unused_pkey_kind"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleKey     *ebpf.Variable `ebpf:"unused_rule_key"`
 	UnusedRuleValue   *ebpf.Variable `ebpf:"unused_rule_value"`

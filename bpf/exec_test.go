@@ -466,3 +466,29 @@ func TestExecAuditKeepsTheCeiling(t *testing.T) {
 		}
 	})
 }
+
+// uid= and gid= on exec rules: a program allowed to one user only, denied to
+// one group only; judged by the real uid and gid of the process that execs.
+func TestExecQualifiers(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		cg := testenv.Cgroup(t)
+		attachExec(t, opts, cg, fmt.Sprintf("allow %s; allow %s/usr/bin/allowed uid=65534; allow %s/usr/bin/other; deny %s/usr/bin/other gid=1000; default deny",
+			probeSelf(t), T, T, T), policy.Enforce)
+		allowed, other := "exec:"+T+"/usr/bin/allowed", "exec:"+T+"/usr/bin/other"
+		for _, c := range []struct {
+			ops  []string
+			want string
+		}{
+			{[]string{allowed}, "denied"},                                    // root: not the user named
+			{[]string{"user:65534:65534", allowed}, "ok ran"},                // the user named
+			{[]string{"user:65534:1000", other}, "ok denied"},                // the group denied
+			{[]string{"user:65534:65534", other}, "ok ran"},                  // another group
+			{[]string{"user:1000:1000", allowed, other}, "ok denied denied"}, // neither
+		} {
+			if got := strings.Join(testenv.Probe(t, "", cg, "", c.ops...), " "); got != c.want {
+				t.Errorf("%v: got %q, want %q", c.ops, got, c.want)
+			}
+		}
+	})
+}

@@ -62,6 +62,21 @@ enum ng_verdict_bits {
 	// the low 16 bits, the index of its event ring above
 	SETTINGS_RING_SHIFT = 16,
 	SETTINGS_RING_MASK = 0xffff,
+	// a file's entry in the exec table: how many cells follow it, above
+	// its verdict
+	VERDICT_CELLS_SHIFT = 24,
+};
+
+// An address class whose verdicts depend on who makes the flow has this
+// bit set in the runs (policy.Dependent).
+enum ng_class_bits {
+	CLASS_DEPENDENT_SHIFT = 31,
+};
+
+// The kinds of entry of a container's principal table (egress.c).
+enum ng_pkey_kind {
+	PKEY_EXE = 1, // a file the policy's exe= qualifiers name -> its program class
+	PKEY_OVERRIDE = 2, // (address class, program, uid, gid classes) -> the class that applies
 };
 
 enum ng_limits {
@@ -72,6 +87,12 @@ enum ng_limits {
 	EXEC_RULES_MAX = 1 << 18,
 	// exec_rings slots; index 0 is "none"
 	MAX_RINGS = 64,
+	// entries of one container's principal table
+	PRINCIPALS_MAX = 1 << 18,
+	// uid runs, and gid runs, of one policy (policy.MaxIDRuns)
+	MAX_ID_RUNS = 32,
+	// cells of one file in the exec table (policy.MaxConds)
+	MAX_CELLS = 8,
 };
 
 // Every record starts with this header, so that user space can tell a
@@ -153,6 +174,8 @@ const struct event_hdr *const unused_event_hdr __attribute__((used)) = 0;
 const enum ng_hook unused_hook __attribute__((used)) = 0;
 const enum ng_event_kind unused_event_kind __attribute__((used)) = 0;
 const enum ng_action unused_action __attribute__((used)) = 0;
+const enum ng_class_bits unused_class_bits __attribute__((used)) = 0;
+const enum ng_pkey_kind unused_pkey_kind __attribute__((used)) = 0;
 const enum ng_layer unused_layer __attribute__((used)) = 0;
 const enum ng_verdict_bits unused_verdict_bits __attribute__((used)) = 0;
 const enum ng_limits unused_limits __attribute__((used)) = 0;

@@ -37,6 +37,7 @@ const (
 	pinMeta       = "meta"
 	pinExecRecord = "map_exec_rules"
 	dirPrivateSet = "egress"
+	pinPrincipals = "map_principals" // an attachment's principal table, if its policy has qualifiers
 	dirEgress     = "_egress"
 
 	dirEvents = "_events"

@@ -114,6 +114,16 @@ func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, h
 			return nil, err
 		}
 	}
+	pt, err := e.set.principals(e.slot, spec.Egress)
+	if err != nil {
+		return nil, err
+	}
+	if pt != nil {
+		a.objs = append(a.objs, pt)
+		if err := pt.Pin(filepath.Join(tmp, pinPrincipals)); err != nil {
+			return nil, err
+		}
+	}
 	if !e.reused {
 		return e, e.set.attach(spec.Cgroup, tmp, cgid, e.slot, spec.Egress, &a.links)
 	}

@@ -190,7 +190,14 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	}
 	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Owner: e.opts.Owner}
 	if eg := d.Egress(); len(eg) > 0 {
-		spec.Egress = policy.Compile(d.Mode, eg...)
+		compiled, warnings, err := CompileEgress(d.Mode, eg, rootDir)
+		for _, w := range warnings {
+			e.log.Warn(w, "container_id", c.ID)
+		}
+		if err != nil {
+			return err
+		}
+		spec.Egress = compiled
 	}
 	if d.HasExec() {
 		var tables []*policy.ExecTable

@@ -3,6 +3,7 @@ package policy
 import (
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -59,7 +60,55 @@ type Compiled struct {
 	// destination (raw, ping, SCTP...): denied by the layers' policy, or in
 	// audit mode without a ceiling, only reported.
 	Sockets Verdict
+
+	// Who makes a flow matters only under rules with qualifiers (exe=,
+	// uid=, gid=). An address class marked Dependent has, besides its own
+	// port runs (for a principal no qualifier names), an Override per
+	// principal class a qualifier names: the class whose port runs apply.
+	// A principal class is (program class, uid class, gid class): the
+	// program class of a file is given to CompileFor (Programs); uid and gid
+	// classes are runs of ids cut where a qualifier's ranges begin and end.
+	UIDRuns, GIDRuns []IDRun
+	Programs         int // program classes, class 0 (no exe= pattern) included
+	Overrides        []Override
+	// ProgramFiles are the files exe= patterns name in the container, with
+	// their stamps and program classes (set after CompileFor, by whoever
+	// resolved the patterns).
+	ProgramFiles map[FileID]ProgramFile
 }
+
+// ProgramFile is a file an exe= pattern names: its program class, for as
+// long as its stamp holds.
+type ProgramFile struct {
+	Stamp Stamp
+	Class uint32
+}
+
+// HasPrincipals tells whether the tables look at who makes a flow.
+func (c *Compiled) HasPrincipals() bool { return len(c.Overrides) > 0 }
+
+// Dependent marks an address class (in Run4.Class, Run6.Class) whose
+// verdicts depend on who makes the flow: look its Overrides up first.
+const Dependent = 1 << 31
+
+// IDRun starts a run of user or group ids of one class (the run's index).
+type IDRun struct{ Start uint32 }
+
+// Override is the class whose port runs apply to a principal class on a
+// dependent address class.
+type Override struct {
+	Class, Program, UID, GID uint32
+	Effective                uint32
+}
+
+// Programs lists the program classes a policy's exe= qualifiers make: each
+// the set of patterns (Qualifiers.ExePattern) some file satisfies, in the
+// order the classes are numbered from 1. Class 0, no pattern, is implicit.
+type Programs [][]string
+
+// MaxIDRuns bounds the uid runs, and the gid runs, of a policy: the
+// datapath searches them in its cgroup's settings.
+const MaxIDRuns = 32
 
 var transports = [...]Proto{TCP, UDP}
 
@@ -72,13 +121,30 @@ type interval struct {
 // Compile compiles the intersection of one or more policies (node ceiling,
 // profile, labels, image...) for a container in mode: a flow passes only if
 // every layer lets it pass; in audit mode, a flow only a layer other than
-// the ceiling refuses is let through and reported (WouldDeny).
+// the ceiling refuses is let through and reported (WouldDeny). Rules with
+// exe= qualifiers hold for no program (CompileFor knows the programs); a
+// policy CompileFor refuses compiles to tables that deny everything.
+func Compile(mode Mode, layers ...*Egress) *Compiled {
+	c, err := CompileFor(mode, nil, layers...)
+	if err != nil {
+		return &Compiled{V4: []Run4{{}}, V6: []Run6{{}}, Ports: []PortRun{
+			{Proto: TCP.IPProto(), Verdict: Verdict{Action: Deny}}, {Proto: UDP.IPProto(), Verdict: Verdict{Action: Deny}}},
+			Classes: 1, Sockets: Verdict{Action: Deny}}
+	}
+	return c
+}
+
+// CompileFor is Compile knowing the program classes of the files the exe=
+// qualifiers name.
 //
 // It is still two lookups in the kernel: for an address whose most specific
 // prefix among all layers is P, each layer's matching prefixes are exactly
 // its prefixes that contain P, so P's table is the intersection of each
-// layer's resolved table at P.
-func Compile(mode Mode, layers ...*Egress) *Compiled {
+// layer's resolved table at P. Where qualified rules sit on P's chain, the
+// table also depends on the principal: P's class is Dependent, and each
+// principal class that some of those rules hold for gets the class of the
+// table resolved for it.
+func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error) {
 	type layer struct {
 		e        *Egress
 		byPrefix map[netip.Prefix][]*Rule
@@ -91,15 +157,36 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 		netip.PrefixFrom(netip.IPv6Unspecified(), 0): true,
 	}
 	sockets := Verdict{Action: Deny, Layer: numLayers}
+	var uids, gids []IDRange
 	for i, e := range layers {
 		ls[i] = layer{e, map[netip.Prefix][]*Rule{}}
 		for j := range e.Rules {
-			for _, p := range e.Rules[j].prefixes() {
-				ls[i].byPrefix[p] = append(ls[i].byPrefix[p], &e.Rules[j])
+			r := &e.Rules[j]
+			for _, p := range r.prefixes() {
+				ls[i].byPrefix[p] = append(ls[i].byPrefix[p], r)
 				union[p] = true
 			}
+			uids, gids = append(uids, r.Quals.UIDs...), append(gids, r.Quals.GIDs...)
 		}
 		sockets = refusal(sockets, Verdict{Action: Deny, Layer: e.Layer})
+	}
+	c := &Compiled{Sockets: sockets.inMode(mode), Programs: len(progs) + 1}
+	var err error
+	if c.UIDRuns, err = idRuns("uid", uids); err != nil {
+		return nil, err
+	}
+	if c.GIDRuns, err = idRuns("gid", gids); err != nil {
+		return nil, err
+	}
+	// who stands for every principal of a class: its program's patterns,
+	// the first id of its uid and gid runs
+	who := func(pc, uc, gc int) *Principal {
+		p := &Principal{UID: c.UIDRuns[uc].Start, GID: c.GIDRuns[gc].Start}
+		if pc > 0 {
+			pats := progs[pc-1]
+			p.Exe = func(pattern string) bool { return slices.Contains(pats, pattern) }
+		}
+		return p
 	}
 	// Prefix lengths in use, per family, longest first: the only lengths an
 	// ancestor can have.
@@ -122,9 +209,22 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 	slices.SortFunc(lens4, func(a, b int) int { return b - a })
 	slices.SortFunc(lens6, func(a, b int) int { return b - a })
 
-	c := &Compiled{Sockets: sockets.inMode(mode)}
 	var v4, v6 []prefixClass
 	classOf := map[string]uint32{}
+	// intern gives a table its class, adding its port runs the first time
+	intern := func(key string, tables *[len(transports)][]interval) uint32 {
+		class, ok := classOf[key]
+		if !ok {
+			class = uint32(len(classOf))
+			classOf[key] = class
+			for i, proto := range transports {
+				for _, iv := range tables[i] {
+					c.Ports = append(c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v})
+				}
+			}
+		}
+		return class
+	}
 	prefixes := make([]netip.Prefix, 0, len(union))
 	for p := range union {
 		prefixes = append(prefixes, p)
@@ -135,50 +235,104 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 		}
 		return a.Bits() - b.Bits()
 	})
-	var chain [][]*Rule
+	chains := make([][][]*Rule, len(ls))
+	var qualified []*Rule // the qualified rules on a prefix's chains
 	for _, p := range prefixes {
 		lens := lens4
 		if p.Addr().Is6() {
 			lens = lens6
 		}
-		var tables [len(transports)][]interval
+		qualified = qualified[:0]
 		for li, l := range ls {
-			chain = chain[:0]
+			chains[li] = chains[li][:0]
 			for _, n := range lens {
 				if n > p.Bits() {
 					continue
 				}
 				if rules := l.byPrefix[netip.PrefixFrom(p.Addr(), n).Masked()]; len(rules) > 0 {
-					chain = append(chain, rules)
+					chains[li] = append(chains[li], rules)
+					for _, r := range rules {
+						if r.Quals.Any() {
+							qualified = append(qualified, r)
+						}
+					}
 				}
 			}
-			for i, proto := range transports {
-				t := resolve(chain, proto, l.e.Default, l.e.Layer)
-				if li == 0 {
-					tables[i] = t
+		}
+		// the tables of p for one principal (nil: one no qualifier names)
+		tablesFor := func(w *Principal) ([len(transports)][]interval, string) {
+			var tables [len(transports)][]interval
+			for li, l := range ls {
+				for i, proto := range transports {
+					t := resolve(chains[li], proto, l.e.Default, l.e.Layer, w)
+					if li == 0 {
+						tables[i] = t
+					} else {
+						tables[i] = intersect(tables[i], t)
+					}
+				}
+			}
+			for i := range transports {
+				tables[i] = inMode(tables[i], mode)
+			}
+			return tables, tableKey(&tables)
+		}
+		base, baseKey := tablesFor(nil)
+		var class uint32
+		if len(qualified) == 0 {
+			class = intern(baseKey, &base)
+		} else {
+			baseClass := intern(baseKey, &base)
+			var overrides []Override
+			effective := map[string]uint32{} // by which qualified rules hold
+			var holds []byte
+			for pc := range c.Programs {
+				for uc := range c.UIDRuns {
+					for gc := range c.GIDRuns {
+						w := who(pc, uc, gc)
+						holds = holds[:0]
+						any := false
+						for _, r := range qualified {
+							h := r.Quals.holds(w)
+							holds = append(holds, byte(boolInt(h)))
+							any = any || h
+						}
+						if !any {
+							continue
+						}
+						eff, ok := effective[string(holds)]
+						if !ok {
+							t, key := tablesFor(w)
+							eff = intern(key, &t)
+							effective[string(holds)] = eff
+						}
+						if eff != baseClass {
+							overrides = append(overrides, Override{Program: uint32(pc), UID: uint32(uc), GID: uint32(gc), Effective: eff})
+						}
+					}
+				}
+			}
+			if len(overrides) == 0 {
+				class = baseClass
+			} else {
+				// a class of its own: its overrides are p's
+				var key strings.Builder
+				key.WriteString("dependent:")
+				key.WriteString(baseKey)
+				for _, o := range overrides {
+					fmt.Fprintf(&key, "/%d,%d,%d=%d", o.Program, o.UID, o.GID, o.Effective)
+				}
+				k := key.String()
+				if cl, ok := classOf[k]; ok {
+					class = cl
 				} else {
-					tables[i] = intersect(tables[i], t)
+					class = intern(k, &base)
+					for _, o := range overrides {
+						o.Class = class
+						c.Overrides = append(c.Overrides, o)
+					}
 				}
-			}
-		}
-		var key strings.Builder
-		for i := range transports {
-			tables[i] = inMode(tables[i], mode)
-			for _, iv := range tables[i] {
-				key.WriteString(strconv.Itoa(iv.lo))
-				key.WriteByte(iv.v.Action.String()[0])
-				key.WriteString(strconv.Itoa(int(iv.v.Layer)))
-			}
-			key.WriteByte('|')
-		}
-		class, ok := classOf[key.String()]
-		if !ok {
-			class = uint32(len(classOf))
-			classOf[key.String()] = class
-			for i, proto := range transports {
-				for _, iv := range tables[i] {
-					c.Ports = append(c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v})
-				}
+				class |= Dependent
 			}
 		}
 		if p.Addr().Is4() {
@@ -198,7 +352,45 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 	slices.SortFunc(c.Ports, func(a, b PortRun) int {
 		return cmp.Or(cmp.Compare(a.Class, b.Class), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
 	})
-	return c
+	slices.SortFunc(c.Overrides, func(a, b Override) int {
+		return cmp.Or(cmp.Compare(a.Class, b.Class), cmp.Compare(a.Program, b.Program), cmp.Compare(a.UID, b.UID), cmp.Compare(a.GID, b.GID))
+	})
+	return c, nil
+}
+
+// tableKey writes a port table as a key: equal tables, equal keys.
+func tableKey(tables *[len(transports)][]interval) string {
+	var key strings.Builder
+	for i := range transports {
+		for _, iv := range tables[i] {
+			key.WriteString(strconv.Itoa(iv.lo))
+			key.WriteByte(iv.v.Action.String()[0])
+			key.WriteString(strconv.Itoa(int(iv.v.Layer)))
+		}
+		key.WriteByte('|')
+	}
+	return key.String()
+}
+
+// idRuns cuts the id space where a qualifier's ranges begin and end: every
+// id of a run is named by the same ranges.
+func idRuns(what string, ranges []IDRange) ([]IDRun, error) {
+	cuts := map[uint32]bool{0: true}
+	for _, r := range ranges {
+		cuts[r.Lo] = true
+		if r.Hi < ^uint32(0) {
+			cuts[r.Hi+1] = true
+		}
+	}
+	if len(cuts) > MaxIDRuns {
+		return nil, fmt.Errorf("the %s= ranges of the policy cut the ids into %d runs: at most %d", what, len(cuts), MaxIDRuns)
+	}
+	out := make([]IDRun, 0, len(cuts))
+	for id := range cuts {
+		out = append(out, IDRun{id})
+	}
+	slices.SortFunc(out, func(a, b IDRun) int { return cmp.Compare(a.Start, b.Start) })
+	return out, nil
 }
 
 type prefixClass struct {
@@ -305,9 +497,18 @@ func inMode(t []interval, m Mode) []interval {
 // ceiling if it refuses, else the first refusing layer in Layer's order; in
 // audit mode only the ceiling's refusals are enforced.
 func DecideLayers(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, port uint16) Verdict {
+	return decideLayers(mode, layers, proto, addr, port, nil)
+}
+
+// DecideLayersFor is DecideLayers for a flow made by who.
+func DecideLayersFor(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, port uint16, who Principal) Verdict {
+	return decideLayers(mode, layers, proto, addr, port, &who)
+}
+
+func decideLayers(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, port uint16, who *Principal) Verdict {
 	v := Allowed
 	for _, e := range layers {
-		if e.Decide(proto, addr, port).Action == Deny {
+		if e.decide(proto, addr, port, who).Action == Deny {
 			v = refusal(v, Verdict{Action: Deny, Layer: e.Layer})
 		}
 	}
@@ -317,16 +518,16 @@ func DecideLayers(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, por
 // resolve computes the verdict for every port of proto given the rules of a
 // prefix and its ancestors, most specific first. It sweeps the port range
 // once, keeping per level how many allow and deny rules cover the port.
-func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer) []interval {
+func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer, who *Principal) []interval {
 	type event struct {
 		at, level int
-		deny      bool
+		kind      int // 0 allow, 1 deny, 2 qualified allow, 3 qualified deny
 		delta     int
 	}
 	var events []event
 	for level, rules := range chain {
 		for _, r := range rules {
-			if r.Proto != AnyProto && r.Proto != proto {
+			if r.Proto != AnyProto && r.Proto != proto || !r.Quals.holds(who) {
 				continue
 			}
 			ranges := r.Ports
@@ -334,21 +535,27 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer) []interval {
 				ranges = []PortRange{{0, 65535}}
 			}
 			for _, pr := range ranges {
-				d := r.Action == Deny
-				events = append(events, event{int(pr.Lo), level, d, 1}, event{int(pr.Hi) + 1, level, d, -1})
+				// counted apart: on a level, a rule about who beats one about
+				// everyone, then deny beats allow
+				kind := boolInt(r.Action == Deny) + 2*boolInt(r.Quals.Any())
+				events = append(events, event{int(pr.Lo), level, kind, 1}, event{int(pr.Hi) + 1, level, kind, -1})
 			}
 		}
 	}
 	slices.SortFunc(events, func(a, b event) int { return a.at - b.at })
-	counts := make([][2]int, len(chain)) // [level]{allows, denies}
+	counts := make([][4]int, len(chain)) // [level][kind]
 	var out []interval
 	denied := Verdict{Action: Deny, Layer: layer}
 	verdict := func() Verdict {
 		for _, c := range counts {
-			if c[1] > 0 {
+			switch {
+			case c[3] > 0:
 				return denied
-			}
-			if c[0] > 0 {
+			case c[2] > 0:
+				return Allowed
+			case c[1] > 0:
+				return denied
+			case c[0] > 0:
 				return Allowed
 			}
 		}
@@ -360,11 +567,7 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer) []interval {
 	for i, at := 0, 0; at <= 65535; {
 		for i < len(events) && events[i].at == at {
 			ev := events[i]
-			if ev.deny {
-				counts[ev.level][1] += ev.delta
-			} else {
-				counts[ev.level][0] += ev.delta
-			}
+			counts[ev.level][ev.kind] += ev.delta
 			i++
 		}
 		next := 65536
@@ -382,11 +585,30 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer) []interval {
 	return out
 }
 
-// Lookup answers a flow the way the datapath does, from the tables alone:
-// the last address run that starts at or before the address, then the last
-// port run at or before (class, protocol, port). A miss (no run: impossible
-// with the compiler's tables) denies, as the datapath does.
+// Lookup answers a flow the way the datapath does, from the tables alone,
+// for a maker no qualifier names: the last address run that starts at or
+// before the address, then the last port run at or before (class,
+// protocol, port). A miss (no run: impossible with the compiler's tables)
+// denies, as the datapath does.
 func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Verdict {
+	return c.lookup(proto, addr, port, nil)
+}
+
+// Maker is a principal as the datapath knows it: its program's class (the
+// file's, from CompileFor's Programs; 0 for a file no exe= names, or one
+// changed since) and its user and group.
+type Maker struct {
+	Program  uint32
+	UID, GID uint32
+}
+
+// LookupFor is Lookup for a flow made by m: on a Dependent class, the
+// override of m's principal class, if any, picks the port runs.
+func (c *Compiled) LookupFor(proto Proto, addr netip.Addr, port uint16, m Maker) Verdict {
+	return c.lookup(proto, addr, port, &m)
+}
+
+func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Maker) Verdict {
 	failClosed := Verdict{Action: Deny}
 	addr = addr.Unmap()
 	var class uint32
@@ -406,6 +628,17 @@ func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Verdict {
 		}
 		class = c.V6[i-1].Class
 	}
+	if class&Dependent != 0 {
+		class &^= Dependent
+		if m != nil {
+			want := Override{Class: class, Program: m.Program, UID: idClass(c.UIDRuns, m.UID), GID: idClass(c.GIDRuns, m.GID)}
+			if i, ok := slices.BinarySearchFunc(c.Overrides, want, func(o, w Override) int {
+				return cmp.Or(cmp.Compare(o.Class, w.Class), cmp.Compare(o.Program, w.Program), cmp.Compare(o.UID, w.UID), cmp.Compare(o.GID, w.GID))
+			}); ok {
+				class = c.Overrides[i].Effective
+			}
+		}
+	}
 	want := PortRun{Class: class, Proto: proto.IPProto(), Port: port}
 	i, _ := slices.BinarySearchFunc(c.Ports, want, func(r, w PortRun) int {
 		return cmp.Or(cmp.Compare(r.Class, w.Class), cmp.Compare(r.Proto, w.Proto), cmp.Compare(r.Port, w.Port)) - boolInt(r.Class == w.Class && r.Proto == w.Proto && r.Port == w.Port)
@@ -414,6 +647,12 @@ func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Verdict {
 		return failClosed
 	}
 	return c.Ports[i-1].Verdict
+}
+
+// idClass is the run an id falls in.
+func idClass(runs []IDRun, id uint32) uint32 {
+	i, _ := slices.BinarySearchFunc(runs, id, func(r IDRun, id uint32) int { return cmp.Compare(r.Start, id) - boolInt(r.Start == id) })
+	return uint32(max(i-1, 0))
 }
 
 // boolInt makes a search count an equal element among those before the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/nriguard/nriguard/policy"
@@ -129,6 +130,54 @@ func TestRunsAtTheEdges(t *testing.T) {
 			want := e.Decide(policy.TCP, addr, port).Action
 			if got := c.Lookup(policy.TCP, addr, port).Action; got != want {
 				t.Errorf("%s:%d: compiled %v, reference %v", a, port, got, want)
+			}
+		}
+	}
+}
+
+// With qualifiers, the tables answer every flow by every principal as the
+// reference does: random layers, programs, users and groups, both modes.
+func TestCompileQualifiersMatchDecide(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 300 {
+		var layers []*policy.Egress
+		var texts []string
+		for range 1 + r.IntN(3) {
+			text := policytest.QualifiedPolicy(r, 1+r.IntN(15))
+			e, err := policy.ParseEgress("egress.nriguard.io", text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Layer = policy.Layer(1 + r.IntN(5))
+			layers, texts = append(layers, e), append(texts, fmt.Sprintf("%v: %s", e.Layer, text))
+		}
+		progs := policy.Programs(policytest.Programs(r, r.IntN(4)))
+		mode := policy.Mode(r.IntN(2))
+		c, err := policy.CompileFor(mode, progs, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all policy.Egress
+		for _, e := range layers {
+			all.Rules = append(all.Rules, e.Rules...)
+		}
+		for _, f := range policytest.Flows(r, &all, 100) {
+			for range 4 {
+				m := policy.Maker{Program: uint32(r.IntN(len(progs) + 1)), UID: policytest.IDs[r.IntN(len(policytest.IDs))], GID: policytest.IDs[r.IntN(len(policytest.IDs))]}
+				who := policy.Principal{UID: m.UID, GID: m.GID}
+				if m.Program > 0 {
+					pats := progs[m.Program-1]
+					who.Exe = func(p string) bool { return slices.Contains(pats, p) }
+				}
+				want := policy.DecideLayersFor(mode, layers, f.Proto, f.Addr, f.Port, who)
+				if got := c.LookupFor(f.Proto, f.Addr, f.Port, m); got != want {
+					t.Fatalf("layers %d (%v) %q programs %q\nflow %v by %+v: compiled %v, reference %v", i, mode, texts, progs, f, m, got, want)
+				}
+			}
+			// no principal: the reference for anyone
+			want := policy.DecideLayers(mode, layers, f.Proto, f.Addr, f.Port)
+			if got := c.Lookup(f.Proto, f.Addr, f.Port); got != want {
+				t.Fatalf("layers %d %q\nflow %v by nobody: compiled %v, reference %v", i, texts, f, got, want)
 			}
 		}
 	}

@@ -30,6 +30,22 @@ func (c *Compiled) Digest() [32]byte {
 	}
 	d.int(uint64(c.Classes))
 	d.verdict(c.Sockets)
+	for _, runs := range [][]IDRun{c.UIDRuns, c.GIDRuns} {
+		d.int(uint64(len(runs)))
+		for _, r := range runs {
+			d.int(uint64(r.Start))
+		}
+	}
+	d.int(uint64(c.Programs), uint64(len(c.Overrides)))
+	for _, o := range c.Overrides {
+		d.int(uint64(o.Class), uint64(o.Program), uint64(o.UID), uint64(o.GID), uint64(o.Effective))
+	}
+	ids := sortedIDs(c.ProgramFiles)
+	d.int(uint64(len(ids)))
+	for _, id := range ids {
+		f := c.ProgramFiles[id]
+		d.int(uint64(id.Dev), id.Ino, uint64(f.Stamp.Sec), uint64(f.Stamp.Nsec), uint64(f.Class))
+	}
 	return d.sum()
 }
 
@@ -49,6 +65,15 @@ func (t *ExecTable) Digest() [32]byte {
 	for _, id := range ids {
 		st := t.Stamps[id]
 		d.int(uint64(id.Dev), id.Ino, uint64(st.Sec), uint64(st.Nsec))
+	}
+	ids = sortedIDs(t.Conds)
+	d.int(uint64(len(ids)))
+	for _, id := range ids {
+		d.int(uint64(id.Dev), id.Ino, uint64(len(t.Conds[id])))
+		for _, c := range t.Conds[id] {
+			d.int(uint64(c.UIDs.Lo), uint64(c.UIDs.Hi), uint64(c.GIDs.Lo), uint64(c.GIDs.Hi))
+			d.verdict(c.Verdict)
+		}
 	}
 	return d.sum()
 }

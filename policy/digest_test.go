@@ -10,14 +10,20 @@ import (
 // out would let a changed policy pass for the one already attached.
 func TestDigestCoversEveryField(t *testing.T) {
 	c := &Compiled{
-		V4:      []Run4{{Start: 10 << 24, Class: 1}},
-		V6:      []Run6{{Hi: 0x20010db8 << 32, Lo: 7, Class: 2}},
-		Ports:   []PortRun{{Class: 1, Proto: 6, Port: 443, Verdict: Verdict{Deny, LayerLabel}}},
-		Classes: 3,
-		Sockets: Verdict{Deny, LayerCeiling},
+		V4:           []Run4{{Start: 10 << 24, Class: 1}},
+		V6:           []Run6{{Hi: 0x20010db8 << 32, Lo: 7, Class: 2}},
+		Ports:        []PortRun{{Class: 1, Proto: 6, Port: 443, Verdict: Verdict{Deny, LayerLabel}}},
+		Classes:      3,
+		Sockets:      Verdict{Deny, LayerCeiling},
+		UIDRuns:      []IDRun{{0}, {1000}},
+		GIDRuns:      []IDRun{{0}, {50}},
+		Programs:     2,
+		Overrides:    []Override{{Class: 1, Program: 1, UID: 1, GID: 0, Effective: 2}},
+		ProgramFiles: map[FileID]ProgramFile{{Dev: 1, Ino: 5}: {Stamp: Stamp{Sec: 6, Nsec: 7}, Class: 1}},
 	}
 	x := &ExecTable{Default: Verdict{Deny, LayerLabel}, Files: map[FileID]Verdict{{Dev: 1, Ino: 2}: Allowed},
-		Stamps: map[FileID]Stamp{{Dev: 1, Ino: 2}: {Sec: 3, Nsec: 4}}}
+		Stamps: map[FileID]Stamp{{Dev: 1, Ino: 2}: {Sec: 3, Nsec: 4}},
+		Conds:  map[FileID][]CondVerdict{{Dev: 1, Ino: 2}: {{UIDs: IDRange{0, 0}, GIDs: IDRange{0, 10}, Verdict: Verdict{Deny, LayerLabel}}}}}
 	for _, tc := range []struct {
 		name   string
 		v      any

@@ -6,6 +6,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -78,6 +79,7 @@ type Rule struct {
 	// prefixes are stored as IPv4: mapped destinations are judged as IPv4.
 	Dest  netip.Prefix
 	Ports []PortRange // empty means every port
+	Quals Qualifiers  // whom the rule is about (none: everyone)
 	Pos   int         // 1-based position among the rules of the value
 	Text  string      // the rule as written
 }
@@ -123,13 +125,26 @@ type Match struct {
 }
 
 // Decide is the reference decision, written straight from the contract in
-// docs/policy.md: among the rules that match the protocol, destination and
-// port, the one with the most specific prefix decides; on the same prefix a
-// deny beats an allow; no match gives the default. It is linear in the rule
-// count and exists to define (and test) what the compiled tables must do.
+// docs/policy.md, for a flow whose maker no qualifier names: among the
+// rules that match the protocol, destination and port, the one with the
+// most specific prefix decides; on the same prefix a deny beats an allow;
+// no match gives the default. It is linear in the rule count and exists to
+// define (and test) what the compiled tables must do.
 func (e *Egress) Decide(proto Proto, addr netip.Addr, port uint16) Match {
+	return e.decide(proto, addr, port, nil)
+}
+
+// DecideFor is Decide for a flow made by who: rules whose qualifiers do not
+// hold for who do not match; on the same prefix a rule about who (a
+// qualified one) beats a rule about everyone, then a deny beats an allow.
+func (e *Egress) DecideFor(proto Proto, addr netip.Addr, port uint16, who Principal) Match {
+	return e.decide(proto, addr, port, &who)
+}
+
+func (e *Egress) decide(proto Proto, addr netip.Addr, port uint16, who *Principal) Match {
 	addr = addr.Unmap()
-	best, bestBits := -1, -1
+	best := -1
+	var bestRank [3]int // prefix bits, qualified, deny
 	for i := range e.Rules {
 		r := &e.Rules[i]
 		if r.Proto != AnyProto && r.Proto != proto {
@@ -142,14 +157,12 @@ func (e *Egress) Decide(proto Proto, addr netip.Addr, port uint16) Match {
 			}
 			bits = r.Dest.Bits()
 		}
-		if !r.matchesPort(port) {
+		if !r.matchesPort(port) || !r.Quals.holds(who) {
 			continue
 		}
-		switch {
-		case bits > bestBits:
-			best, bestBits = i, bits
-		case bits == bestBits && r.Action == Deny && e.Rules[best].Action != Deny:
-			best = i
+		rank := [3]int{bits, boolInt(r.Quals.Any()), boolInt(r.Action == Deny)}
+		if best < 0 || slices.Compare(rank[:], bestRank[:]) > 0 {
+			best, bestRank = i, rank
 		}
 	}
 	if best < 0 {

@@ -12,8 +12,11 @@ type ExecRule struct {
 	// the trailing slash of a directory rule.
 	Path string
 	Dir  bool // "PATH/": every program below the directory
-	Pos  int
-	Text string
+	// Quals: the users and groups the rule is about (uid=, gid=); none:
+	// everyone.
+	Quals Qualifiers
+	Pos   int
+	Text  string
 }
 
 // Exec is a parsed exec value: which programs a container may run.
@@ -38,19 +41,23 @@ func ParseExec(key, value string) (*Exec, error) {
 		if !ok {
 			return a, l.errorf(seg, `expected "allow", "deny" or "default" at the start, got %q`, f[0])
 		}
-		if len(f) != 2 {
+		if len(f) < 2 {
 			return a, l.errorf(seg, "expected %s PATH with one absolute path (a trailing / for a directory)", f[0])
 		}
 		p := f[1]
-		if !strings.HasPrefix(p, "/") {
-			return a, l.errorf(seg, "invalid path %q: expected an absolute path, as the container sees it", p)
-		}
-		for _, part := range strings.Split(p, "/") {
-			if part == ".." || part == "." {
-				return a, l.errorf(seg, "invalid path %q: expected no . or .. components", p)
-			}
+		if msg := checkProgramPath(p); msg != "" {
+			return a, l.errorf(seg, "%s", msg)
 		}
 		r := ExecRule{Action: a, Dir: strings.HasSuffix(p, "/"), Pos: seg.pos, Text: seg.text, Path: path.Clean(p)}
+		if len(f) > 2 {
+			if _, _, found := strings.Cut(f[2], "="); !found {
+				return a, l.errorf(seg, "expected %s PATH with one absolute path (a trailing / for a directory), then qualifiers NAME=VALUE (uid=, gid=), got %q", f[0], f[2])
+			}
+			var err error
+			if r.Quals, err = l.parseQualifiers(seg, f[2:], false); err != nil {
+				return a, err
+			}
+		}
 		if r.Path == "/" {
 			r.Dir = true
 		}
@@ -87,6 +94,57 @@ type ExecTable struct {
 	Default Verdict
 	Files   map[FileID]Verdict
 	Stamps  map[FileID]Stamp
+	// Conds are, for a file uid= or gid= rules name, the verdicts for the
+	// users and groups they name, where those differ from Files': the
+	// first cell that holds the running process's real uid and gid decides.
+	Conds map[FileID][]CondVerdict
+}
+
+// CondVerdict is a verdict for the processes whose real uid and gid fall
+// in a cell.
+type CondVerdict struct {
+	UIDs, GIDs IDRange
+	Verdict    Verdict
+}
+
+// CondAction is a layer's CondVerdict before it names the layer.
+type CondAction struct {
+	UIDs, GIDs IDRange
+	Action     Action
+}
+
+// MaxConds bounds the cells of one file: the exec program tries them in
+// turn.
+const MaxConds = 8
+
+// SetConds records a layer's cells (resolve.Exec makes them).
+func (t *ExecTable) SetConds(layer Layer, conds map[FileID][]CondAction) {
+	if len(conds) == 0 {
+		return
+	}
+	t.Conds = map[FileID][]CondVerdict{}
+	for id, cs := range conds {
+		for _, c := range cs {
+			v := Allowed
+			if c.Action == Deny {
+				v = Verdict{Action: Deny, Layer: layer}
+			}
+			t.Conds[id] = append(t.Conds[id], CondVerdict{c.UIDs, c.GIDs, v})
+		}
+	}
+}
+
+// VerdictFor is what a table says of a file run by a process of uid and gid.
+func (t *ExecTable) VerdictFor(id FileID, uid, gid uint32) Verdict {
+	for _, c := range t.Conds[id] {
+		if c.UIDs.Lo <= uid && uid <= c.UIDs.Hi && c.GIDs.Lo <= gid && gid <= c.GIDs.Hi {
+			return c.Verdict
+		}
+	}
+	if v, ok := t.Files[id]; ok {
+		return v
+	}
+	return t.Default
 }
 
 // NewExecTable is the table of one layer: what its rules resolved to, with
@@ -133,8 +191,46 @@ func IntersectExec(mode Mode, tables ...*ExecTable) *ExecTable {
 		}
 	}
 	out.Default = out.Default.inMode(mode)
+	// the cells of every file some layer has cells for: cut where any
+	// layer's cells do, each cell's verdict every layer's there
+	for _, t := range tables {
+		for id := range t.Conds {
+			if _, done := out.Conds[id]; done {
+				continue
+			}
+			var uids, gids []IDRange
+			for _, u := range tables {
+				for _, c := range u.Conds[id] {
+					uids, gids = append(uids, c.UIDs), append(gids, c.GIDs)
+				}
+			}
+			base := verdict(out, id)
+			if _, named := out.Files[id]; !named {
+				base = out.Default
+			}
+			var cells []CondVerdict
+			for _, uc := range Cells(uids) {
+				for _, gc := range Cells(gids) {
+					v := Allowed
+					for _, u := range tables {
+						v = refusal(v, u.VerdictFor(id, uc.Lo, gc.Lo))
+					}
+					if v = v.inMode(mode); v != base {
+						cells = append(cells, CondVerdict{uc, gc, v})
+					}
+				}
+			}
+			if len(cells) > 0 {
+				if out.Conds == nil {
+					out.Conds = map[FileID][]CondVerdict{}
+				}
+				out.Conds[id] = cells
+				out.Files[id] = base // the cells need the file's entry
+			}
+		}
+	}
 	for id, v := range out.Files {
-		if v == out.Default {
+		if v == out.Default && len(out.Conds[id]) == 0 {
 			delete(out.Files, id)
 			continue
 		}

@@ -23,7 +23,7 @@ func TestParseExec(t *testing.T) {
 		"allow usr/bin/curl":          `exec.nriguard.io/container.web: rule 1 "allow usr/bin/curl": invalid path "usr/bin/curl": expected an absolute path, as the container sees it`,
 		"allow /bin/ls; run /bin/sh":  `exec.nriguard.io/container.web: rule 2 "run /bin/sh": expected "allow", "deny" or "default" at the start, got "run"`,
 		"allow /usr/bin/../sbin/x":    `exec.nriguard.io/container.web: rule 1 "allow /usr/bin/../sbin/x": invalid path "/usr/bin/../sbin/x": expected no . or .. components`,
-		"allow /a b":                  `exec.nriguard.io/container.web: rule 1 "allow /a b": expected allow PATH with one absolute path (a trailing / for a directory)`,
+		"allow /a b":                  `exec.nriguard.io/container.web: rule 1 "allow /a b": expected allow PATH with one absolute path (a trailing / for a directory), then qualifiers NAME=VALUE (uid=, gid=), got "b"`,
 		"allow /bin/ls; deny /bin/nc": `exec.nriguard.io/container.web: mixes allow and deny rules without a default: add "default allow" or "default deny"`,
 	} {
 		_, err := ParseExec("exec.nriguard.io/container.web", value)

@@ -198,12 +198,13 @@ func (l *ruleList) parseEgressRule(seg segment, f []string) (Rule, error) {
 		return r, l.errorf(seg, "%s", err)
 	}
 	if len(f) > 3 {
-		name, _, found := strings.Cut(f[3], "=")
-		if !found {
-			return r, l.errorf(seg, "unexpected %q after the destination: expected nothing more, or a qualifier NAME=VALUE", f[3])
+		if _, _, found := strings.Cut(f[3], "="); !found {
+			return r, l.errorf(seg, "unexpected %q after the destination: expected nothing more, or a qualifier NAME=VALUE (exe=, uid=, gid=)", f[3])
 		}
-		// The grammar reserves NAME=VALUE qualifiers (uid=, exe=) for later.
-		return r, l.errorf(seg, "unknown qualifier %q: this version supports none", name)
+		var err error
+		if r.Quals, err = l.parseQualifiers(seg, f[3:], true); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }

@@ -32,10 +32,22 @@ func TestParseErrors(t *testing.T) {
 			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1/8": 10.0.0.1/8 has host bits set: did you mean 10.0.0.0/8?`},
 		{"allow tcp [10.0.0.1]:80",
 			`egress.nriguard.io/container.web: rule 1 "allow tcp [10.0.0.1]:80": invalid destination "[10.0.0.1]:80": brackets are for IPv6 addresses`},
-		{"allow tcp 10.0.0.1 uid=1000",
-			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 uid=1000": unknown qualifier "uid": this version supports none`},
+		{"allow tcp 10.0.0.1 user=1000",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 user=1000": unknown qualifier "user": expected exe=, uid= or gid=`},
 		{"allow tcp 10.0.0.1 extra",
-			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 extra": unexpected "extra" after the destination: expected nothing more, or a qualifier NAME=VALUE`},
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 extra": unexpected "extra" after the destination: expected nothing more, or a qualifier NAME=VALUE (exe=, uid=, gid=)`},
+		{"allow tcp 10.0.0.1 uid=1000 extra",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 uid=1000 extra": unexpected "extra": expected a qualifier NAME=VALUE (exe=, uid=, gid=)`},
+		{"allow tcp 10.0.0.1 uid=root",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 uid=root": uid=: invalid id "root": expected a number, a range a-b or a comma list of those (names are not looked up: give the number)`},
+		{"allow tcp 10.0.0.1 gid=2000-1000",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 gid=2000-1000": gid=: invalid range "2000-1000": the first id is above the second`},
+		{"allow tcp 10.0.0.1 uid=1 uid=2",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 uid=1 uid=2": qualifier uid= given twice: give one, with a comma list if need be`},
+		{"allow tcp 10.0.0.1 exe=curl",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 exe=curl": exe=: invalid path "curl": expected an absolute path, as the container sees it`},
+		{"allow tcp 10.0.0.1 uid=4294967296",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1 uid=4294967296": uid=: invalid id "4294967296": expected a number, a range a-b or a comma list of those (names are not looked up: give the number)`},
 		{"allow tcp 10.0.0.0/8; deny tcp 10.1.0.0/16",
 			`egress.nriguard.io/container.web: mixes allow and deny rules without a default: add "default allow" or "default deny"`},
 		{"default allow; default deny",
@@ -184,5 +196,69 @@ func TestRuleFileErrors(t *testing.T) {
 	want = `egress.nriguard.io: rule 2 "allow tcp 10.0.0/33": invalid prefix length 33 (0-32)`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+func TestQualifiers(t *testing.T) {
+	e, err := ParseEgress(key, "allow tcp 10.0.0.0/8:443 exe=/usr/bin/curl uid=0,1000-1999 gid=50; allow udp 10.96.0.10:53 exe=/app/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.Rules[0].Quals
+	if q.Exe != "/usr/bin/curl" || q.ExeDir || len(q.UIDs) != 2 || q.UIDs[1] != (IDRange{1000, 1999}) || len(q.GIDs) != 1 {
+		t.Errorf("rule 1 qualifiers: %+v", q)
+	}
+	if got := q.String(); got != "exe=/usr/bin/curl uid=0,1000-1999 gid=50" {
+		t.Errorf("String: %q", got)
+	}
+	if q := e.Rules[1].Quals; q.ExePattern() != "/app/" || !q.ExeDir {
+		t.Errorf("rule 2 qualifiers: %+v", q)
+	}
+	x, err := ParseExec("exec.nriguard.io", "allow /usr/bin/apt-get uid=0; allow /bin/")
+	if err != nil || len(x.Rules[0].Quals.UIDs) != 1 || x.Rules[1].Quals.Any() {
+		t.Errorf("exec qualifiers: %+v %v", x, err)
+	}
+	_, err = ParseExec("exec.nriguard.io", "allow /bin/sh exe=/bin/sh")
+	want := `exec.nriguard.io: rule 1 "allow /bin/sh exe=/bin/sh": exe= on an exec rule: the rule names the program itself (qualifiers here: uid=, gid=)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+// On the same prefix a rule about the flow's maker beats one about
+// everyone; a more specific prefix still beats both.
+func TestDecideWithQualifiers(t *testing.T) {
+	e, err := ParseEgress(key, `deny tcp 10.0.0.0/8
+allow tcp 10.0.0.0/8 exe=/usr/bin/curl
+deny tcp 10.1.0.0/16
+allow tcp 10.2.0.0/16:443 uid=1000-1999
+default allow`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curl := func(p string) bool { return p == "/usr/bin/curl" }
+	for _, c := range []struct {
+		addr string
+		port uint16
+		who  *Principal
+		want Action
+	}{
+		{"10.9.9.9", 80, nil, Deny},                                // nobody in particular
+		{"10.9.9.9", 80, &Principal{Exe: curl}, Allow},             // curl, on the same /8
+		{"10.1.2.3", 80, &Principal{Exe: curl}, Deny},              // a longer prefix denies everyone
+		{"10.2.0.1", 443, &Principal{UID: 1500}, Allow},            // the user, on a longer prefix
+		{"10.2.0.1", 443, &Principal{UID: 2000}, Deny},             // another user: the /8's deny
+		{"10.2.0.1", 443, &Principal{UID: 2000, Exe: curl}, Allow}, // curl: the /8's qualified allow
+		{"192.0.2.1", 80, &Principal{UID: 1500, Exe: curl}, Allow}, // the default
+	} {
+		var got Action
+		if c.who == nil {
+			got = e.Decide(TCP, netip.MustParseAddr(c.addr), c.port).Action
+		} else {
+			got = e.DecideFor(TCP, netip.MustParseAddr(c.addr), c.port, *c.who).Action
+		}
+		if got != c.want {
+			t.Errorf("%s:%d by %+v: %v, want %v", c.addr, c.port, c.who, got, c.want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,48 +40,154 @@ var loaderName = regexp.MustCompile(`^(ld-[^/]*\.so(\.[0-9]+)*|ld64\.so(\.[0-9]+
 // host) and returns the table and warnings: rules that match no file.
 // key names the label in errors.
 func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error) {
-	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	r, err := newResolver(root, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: open the container's root %s: %w", key, root, err)
+		return nil, nil, err
 	}
-	defer unix.Close(rootFD)
-	mounts, err := readMounts(mountInfoOf(root))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", key, err)
-	}
-	r := &resolver{rootFD: rootFD, key: key, best: map[policy.FileID]rank{}, stamps: map[policy.FileID]policy.Stamp{}, mounts: mounts}
+	defer r.close()
 	for i := range e.Rules {
-		rule := &e.Rules[i]
-		if err := r.rule(rule); err != nil {
+		if err := r.rule(&e.Rules[i]); err != nil {
 			return nil, r.warnings, err
 		}
 	}
-	files := make(map[policy.FileID]policy.Action, len(r.best))
-	for id, rk := range r.best {
-		files[id] = rk.action
+	files := make(map[policy.FileID]policy.Action, len(r.cands))
+	conds := map[policy.FileID][]policy.CondAction{}
+	for id, cs := range r.cands {
+		if a, ok := decideFile(cs, nil); ok {
+			files[id] = a
+		}
+		if c, err := r.condActions(id, cs, e.Default); err != nil {
+			return nil, r.warnings, err
+		} else if len(c) > 0 {
+			conds[id] = c
+			if _, ok := files[id]; !ok {
+				files[id] = e.Default // named by qualified rules only: the default for the rest
+			}
+		}
 	}
-	return policy.NewExecTable(e.Layer, e.Default, files, r.stamps), r.warnings, nil
+	t := policy.NewExecTable(e.Layer, e.Default, files, r.stamps)
+	t.SetConds(e.Layer, conds)
+	return t, r.warnings, nil
 }
 
-// rank orders rules that name the same file: a file rule beats a directory
-// rule, a deeper directory beats a shallower one, and on a tie deny wins.
-type rank struct {
+// Programs resolves exe= patterns (Qualifiers.ExePattern) inside root as
+// exec rules would resolve them: for every file one names, the patterns
+// that name it, and its stamp.
+func Programs(root, key string, patterns []string) (map[policy.FileID][]string, map[policy.FileID]policy.Stamp, []string, error) {
+	r, err := newResolver(root, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer r.close()
+	out := map[policy.FileID][]string{}
+	for _, pat := range patterns {
+		rule := &policy.ExecRule{Action: policy.Allow, Path: path.Clean(pat), Dir: strings.HasSuffix(pat, "/") || pat == "/", Text: "exe=" + pat}
+		r.cands = map[policy.FileID][]cand{}
+		if err := r.rule(rule); err != nil {
+			return nil, nil, r.warnings, err
+		}
+		for id := range r.cands {
+			out[id] = append(out[id], pat)
+		}
+	}
+	return out, r.stamps, r.warnings, nil
+}
+
+// cand is a rule that names a file: how specifically (a file rule beats a
+// directory rule, a deeper directory beats a shallower one).
+type cand struct {
 	specificity int
-	action      policy.Action
+	rule        *policy.ExecRule
 }
 
 const fileRule = 1 << 30
 
+// decideFile is the rule that decides for who among a file's candidates: the
+// most specific; on a tie, one about who (qualified) beats one about
+// everyone, then deny beats allow. who nil: no qualifier holds. ok false: no
+// candidate applies.
+func decideFile(cs []cand, who *policy.Principal) (policy.Action, bool) {
+	best := -1
+	var bestRank [3]int
+	for i, c := range cs {
+		if !c.rule.Quals.Holds(who) {
+			continue
+		}
+		rank := [3]int{c.specificity, b2i(c.rule.Quals.Any()), b2i(c.rule.Action == policy.Deny)}
+		if best < 0 || slices.Compare(rank[:], bestRank[:]) > 0 {
+			best, bestRank = i, rank
+		}
+	}
+	if best < 0 {
+		return policy.NoAction, false
+	}
+	return cs[best].rule.Action, true
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// condActions is what a file's qualified candidates decide, as cells of
+// users and groups where the decision differs from that for anyone else.
+func (r *resolver) condActions(id policy.FileID, cs []cand, def policy.Action) ([]policy.CondAction, error) {
+	var uids, gids []policy.IDRange
+	for _, c := range cs {
+		uids, gids = append(uids, c.rule.Quals.UIDs...), append(gids, c.rule.Quals.GIDs...)
+	}
+	if len(uids)+len(gids) == 0 {
+		return nil, nil
+	}
+	decide := func(who *policy.Principal) policy.Action {
+		if a, ok := decideFile(cs, who); ok {
+			return a
+		}
+		return def
+	}
+	base := decide(nil)
+	var out []policy.CondAction
+	for _, u := range policy.Cells(uids) {
+		for _, g := range policy.Cells(gids) {
+			if a := decide(&policy.Principal{UID: u.Lo, GID: g.Lo}); a != base {
+				out = append(out, policy.CondAction{UIDs: u, GIDs: g, Action: a})
+			}
+		}
+	}
+	if len(out) > policy.MaxConds {
+		return nil, fmt.Errorf("%s: the uid= and gid= rules that name %d:%d cut its users and groups into %d cases: at most %d",
+			r.key, id.Dev, id.Ino, len(out), policy.MaxConds)
+	}
+	return out, nil
+}
+
 type resolver struct {
 	rootFD   int
 	key      string
-	best     map[policy.FileID]rank
+	cands    map[policy.FileID][]cand
 	stamps   map[policy.FileID]policy.Stamp
 	mounts   map[int]uint32 // mount id -> device, kernel encoding
 	warnings []string
 	files    int
 	cur      *policy.ExecRule
 }
+
+func newResolver(root, key string) (*resolver, error) {
+	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open the container's root %s: %w", key, root, err)
+	}
+	mounts, err := readMounts(mountInfoOf(root))
+	if err != nil {
+		unix.Close(rootFD)
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return &resolver{rootFD: rootFD, key: key, cands: map[policy.FileID][]cand{}, stamps: map[policy.FileID]policy.Stamp{}, mounts: mounts}, nil
+}
+
+func (r *resolver) close() { unix.Close(r.rootFD) }
 
 func (r *resolver) errorf(format string, args ...any) error {
 	return &policy.Error{Key: r.key, Pos: r.cur.Pos, Rule: r.cur.Text, Msg: fmt.Sprintf(format, args...)}
@@ -93,13 +200,7 @@ func (r *resolver) add(fd int, specificity int) error {
 		return r.errorf("%v", err)
 	}
 	r.stamps[id] = stamp
-	next := rank{specificity, r.cur.Action}
-	if old, ok := r.best[id]; ok {
-		if old.specificity > next.specificity || (old.specificity == next.specificity && old.action == policy.Deny) {
-			return nil
-		}
-	}
-	r.best[id] = next
+	r.cands[id] = append(r.cands[id], cand{specificity, r.cur})
 	return nil
 }
 

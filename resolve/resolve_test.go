@@ -154,3 +154,64 @@ func TestStamps(t *testing.T) {
 		t.Error("mountInfoOf")
 	}
 }
+
+// uid= and gid= exec rules: cells of users and groups where the verdict
+// differs from everyone else's, the most specific rule still first.
+func TestExecQualifiers(t *testing.T) {
+	root := fixture(t)
+	tab, _, err := resolve(t, root, "allow /usr/bin/curl uid=0; allow /opt/tools/; deny /opt/tools/a uid=1000-1999 gid=50; deny /usr/bin/ uid=0; default deny")
+	must(t, err)
+	curl, a, b := id(t, root+"/usr/bin/curl"), id(t, root+"/opt/tools/a"), id(t, root+"/opt/tools/sub/b")
+	for _, c := range []struct {
+		file     policy.FileID
+		uid, gid uint32
+		want     policy.Action
+	}{
+		{curl, 0, 0, policy.Allow},   // the file rule about root beats the directory's
+		{curl, 1000, 0, policy.Deny}, // everyone else: the default
+		{a, 1500, 50, policy.Deny},   // the qualified deny on the file
+		{a, 1500, 51, policy.Allow},  // another group: the directory's allow
+		{a, 0, 50, policy.Allow},     // another user
+		{b, 1500, 50, policy.Allow},  // not the file
+	} {
+		if got := tab.VerdictFor(c.file, c.uid, c.gid).Action; got != c.want {
+			t.Errorf("%v by %d:%d: %v, want %v", c.file, c.uid, c.gid, got, c.want)
+		}
+	}
+	if len(tab.Conds[curl]) != 1 || tab.Conds[curl][0].UIDs != (policy.IDRange{Lo: 0, Hi: 0}) {
+		t.Errorf("curl's cells: %+v, want one, for uid 0", tab.Conds[curl])
+	}
+	// layers intersect cell by cell
+	ceil, err := policy.ParseExec("config ceiling_exec", "deny /usr/bin/curl uid=0-10; default allow")
+	must(t, err)
+	ceil.Layer = policy.LayerCeiling
+	ct, _, err := Exec(root, "config ceiling_exec", ceil)
+	must(t, err)
+	both := policy.IntersectExec(policy.Enforce, ct, tab)
+	for _, c := range []struct {
+		uid  uint32
+		want policy.Verdict
+	}{
+		{0, policy.Verdict{Action: policy.Deny, Layer: policy.LayerCeiling}},
+		{11, policy.Verdict{Action: policy.Deny, Layer: policy.LayerLabel}},
+	} {
+		if got := both.VerdictFor(curl, c.uid, 0); got != c.want {
+			t.Errorf("curl by uid %d, both layers: %+v, want %+v", c.uid, got, c.want)
+		}
+	}
+}
+
+// exe= patterns resolve as exec rules do: for every file, the patterns
+// that name it.
+func TestPrograms(t *testing.T) {
+	root := fixture(t)
+	files, stamps, warnings, err := Programs(root, "egress.nriguard.io", []string{"/bin/curl", "/usr/bin/", "/nowhere"})
+	must(t, err)
+	curl, nc := id(t, root+"/usr/bin/curl"), id(t, root+"/usr/bin/nc")
+	if strings.Join(files[curl], ",") != "/bin/curl,/usr/bin/" || strings.Join(files[nc], ",") != "/usr/bin/" {
+		t.Errorf("curl %v, nc %v", files[curl], files[nc])
+	}
+	if _, ok := stamps[curl]; !ok || len(warnings) != 1 {
+		t.Errorf("stamps %v, warnings %q: want curl's stamp and one warning (/nowhere)", stamps, warnings)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
+	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/resolve"
@@ -95,7 +96,16 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
 		}
-		spec.Egress = policy.Compile(m, e)
+		// The command sees the host's filesystem: exe= paths are the host's.
+		c, warnings, err := engine.CompileEgress(m, []*policy.Egress{e}, "/")
+		for _, w := range warnings {
+			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nriguard run:", err)
+			return 2
+		}
+		spec.Egress = c
 	}
 	if *execRules != "" {
 		var x *policy.Exec

@@ -11,11 +11,13 @@
 //	udpredirect:A:P,B:Q connected UDP to A:P, then sendto B:Q on that socket
 //	udpagain:ADDR:PORT  unconnected UDP: send, print the result, wait for a
 //	                    line on stdin, send again on the same socket
+//	                    (ADDR:PORT@UID:GID: become that user instead of waiting)
 //	udpsend:ADDR:PORT   unconnected UDP: sendto from an unbound socket, receive
 //	udp6send:ADDR:PORT  the same through an IPv6 socket
 //	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
 //	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
 //	cgroup:DIR          move this process into cgroup DIR
+//	user:UID:GID        become that user and group (no supplementary groups)
 //	OP:ADDR:PORT@SRC    any of the above from a socket bound to SRC first
 //	srh6:VIA:ADDR:PORT  UDP to ADDR with an IPv6 segment routing header via VIA
 //	                    (socket option); rh2cmsg6: a type 2 routing header as
@@ -45,6 +47,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,6 +112,21 @@ func do(op string) error {
 	case "cgroup":
 		// move this process into another cgroup, e.g. a child of its own
 		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
+	case "user":
+		// become another user (UID:GID) for the operations that follow
+		u, g, _ := strings.Cut(arg, ":")
+		uid, err1 := strconv.Atoi(u)
+		gid, err2 := strconv.Atoi(g)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("bad user %q: want UID:GID", arg)
+		}
+		if err := syscall.Setgroups(nil); err != nil {
+			return err
+		}
+		if err := syscall.Setgid(gid); err != nil {
+			return err
+		}
+		return syscall.Setuid(uid)
 	case "flood":
 		return flood(arg)
 	case "srh6", "rh2cmsg6", "lsrr", "lsrrcmsg", "srh6tcp", "lsrrtcp":
@@ -343,6 +361,9 @@ func udpRedirect(arg string) error {
 // which it may change the policy: the second send must be judged by the new
 // one, not by what the socket remembers of the old.
 func udpAgain(arg string) error {
+	// "ADDR:PORT" or "ADDR:PORT@UID:GID": before the second send, become
+	// that user instead of waiting for a line
+	arg, user, su := strings.Cut(arg, "@")
 	ap, err := netip.ParseAddrPort(bracket(arg))
 	if err != nil {
 		return err
@@ -353,7 +374,13 @@ func udpAgain(arg string) error {
 	}
 	defer unix.Close(fd)
 	fmt.Println(result(unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))))
-	bufio.NewReader(os.Stdin).ReadString('\n')
+	if su {
+		if err := do("user:" + user); err != nil {
+			return err
+		}
+	} else {
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
 	return unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))
 }
 

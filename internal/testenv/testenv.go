@@ -155,6 +155,13 @@ func sanitize(s string) string {
 // and returns its result lines.
 func Probe(t testing.TB, ns, dir, stdin string, ops ...string) []string {
 	t.Helper()
+	return ProbeWith(t, os.Args[0], ns, dir, stdin, ops...)
+}
+
+// ProbeWith is Probe run from another copy of the test binary, bin: another
+// program, as the kernel sees it.
+func ProbeWith(t testing.TB, bin, ns, dir, stdin string, ops ...string) []string {
+	t.Helper()
 	NeedRoot(t)
 	f, err := os.Open(dir)
 	if err != nil {
@@ -162,9 +169,9 @@ func Probe(t testing.TB, ns, dir, stdin string, ops ...string) []string {
 	}
 	defer f.Close()
 	// ns "" runs in the host's network namespace (and sees its /sys).
-	cmd := exec.Command(os.Args[0], ops...)
+	cmd := exec.Command(bin, ops...)
 	if ns != "" {
-		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, os.Args[0]}, ops...)...)
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, ops...)...)
 	}
 	cmd.Env = append(os.Environ(), probeEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}

@@ -109,3 +109,53 @@ func Flows(r *rand.Rand, e *policy.Egress, n int) []Flow {
 }
 
 func pick(r *rand.Rand, s ...string) string { return s[r.IntN(len(s))] }
+
+// Exes are the exe= patterns random qualified policies draw from.
+var Exes = []string{"/usr/bin/curl", "/usr/bin/wget", "/app/", "/app/bin/server", "/bin/"}
+
+var idRanges = []string{"0", "1000", "1000-1999", "65534", "0,1000-1001", "500-5000"}
+
+// IDs are user and group ids worth trying against idRanges.
+var IDs = []uint32{0, 1, 499, 500, 999, 1000, 1001, 1002, 1999, 2000, 5000, 5001, 65534, 65535}
+
+// QualifiedPolicy is Policy with qualifiers (exe=, uid=, gid=) on about a
+// third of the rules.
+func QualifiedPolicy(r *rand.Rand, n int) string { return QualifiedPolicyWith(r, n, Exes) }
+
+// QualifiedPolicyWith is QualifiedPolicy with exe= patterns drawn from exes.
+func QualifiedPolicyWith(r *rand.Rand, n int, exes []string) string {
+	var b strings.Builder
+	for range n {
+		fmt.Fprintf(&b, "%s %s %s", pick(r, "allow", "deny"), pick(r, "tcp", "udp", "any"), dest(r))
+		if r.IntN(3) == 0 {
+			if r.IntN(2) == 0 {
+				fmt.Fprintf(&b, " exe=%s", pick(r, exes...))
+			}
+			if r.IntN(2) == 0 {
+				fmt.Fprintf(&b, " uid=%s", pick(r, idRanges...))
+			}
+			if r.IntN(3) == 0 {
+				fmt.Fprintf(&b, " gid=%s", pick(r, idRanges...))
+			}
+		}
+		b.WriteString(";")
+	}
+	fmt.Fprintf(&b, "default %s", pick(r, "allow", "deny"))
+	return b.String()
+}
+
+// Programs makes n random program classes: each the exe= patterns one file
+// would satisfy.
+func Programs(r *rand.Rand, n int) [][]string {
+	var out [][]string
+	for range n {
+		var set []string
+		for _, e := range Exes {
+			if r.IntN(3) == 0 {
+				set = append(set, e)
+			}
+		}
+		out = append(out, set)
+	}
+	return out
+}
