@@ -637,6 +637,7 @@ func TestSharedCopies(t *testing.T) {
 // A policy replaced on the same copy and cgroup keeps the links and takes
 // a new slot: the switch is one write of the cgroup's config.
 func TestReplaceOnSharedCopy(t *testing.T) {
+	testenv.NeedRoot(t)
 	ev, err := bpf.NewEventMaps()
 	if err != nil {
 		t.Fatal(err)
