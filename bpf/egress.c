@@ -33,8 +33,6 @@
 #include "nriguard.h"
 #include "inode.h"
 
-struct file;
-
 struct mm_struct {
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
@@ -88,6 +86,10 @@ struct config {
 	__u32 socket_verdict; // for sockets the hooks cannot judge (below); names the layer
 	__u8 v4_steps, v6_steps, port_steps; // each table holds 1 << steps entries
 	__u8 id_steps; // uid runs: 1 << (id_steps & 0xf) entries; gid runs: 1 << (id_steps >> 4)
+	// nonzero: exe= qualifiers name programs, so who makes a flow includes
+	// the file it runs (three pointer loads a uid/gid-only policy skips)
+	__u8 reads_exe;
+	__u8 pad[3];
 	// Where uid and gid qualifiers cut the ids: a run's index is its
 	// class. Padded with 0xffffffff.
 	__u32 uid_runs[MAX_ID_RUNS];
@@ -186,10 +188,54 @@ struct {
 // a maker not made: the flow's class did not depend on it
 #define NO_MAKER 0xffffffff
 
-// A flow's maker as its classes: program, uid, gid.
+// Who makes a flow: the process's real uid and gid and the file its memory
+// was exec'd from (device, inode, change time; all 0 for a kernel thread).
+struct ident {
+	__u32 uid, gid;
+	__u32 dev, nsec;
+	__u64 ino;
+	__s64 sec;
+};
+
+// A flow's maker: who it is, and once its class depended on it, its
+// classes (program NO_MAKER until then).
 struct maker {
+	struct ident id;
 	__u32 program, uid, gid;
 };
+
+// read_ident reads who the current process is, with direct loads through
+// the task's BTF (no helper call each): it runs at every send whose verdict
+// depends on the sender. The executable only if the policy names programs:
+// its loads cost ~90 ns a send here (make bench, docs/benchmarks.md).
+static __always_inline void read_ident(const struct config *cfg, struct ident *id)
+{
+	__u64 ug = bpf_get_current_uid_gid();
+	__builtin_memset(id, 0, sizeof(*id));
+	id->uid = (__u32)ug;
+	id->gid = ug >> 32;
+	if (!cfg->reads_exe)
+		return;
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct mm_struct *mm = t->mm;
+	if (!mm)
+		return;
+	struct file *f = mm->exe_file;
+	if (!f)
+		return;
+	struct inode *ino = f->f_inode;
+	if (!ino)
+		return;
+	id->dev = ino->i_sb->s_dev;
+	id->ino = ino->i_ino;
+	ctime_direct(ino, &id->sec, &id->nsec);
+}
+
+static __always_inline int same_ident(const struct ident *a, const struct ident *b)
+{
+	return a->uid == b->uid && a->gid == b->gid && a->ino == b->ino && a->dev == b->dev && a->sec == b->sec &&
+	       a->nsec == b->nsec;
+}
 
 // id_class is the run of ids (uid_runs or gid_runs) id falls in.
 static __always_inline __u32 id_class(const __u32 *runs, __u32 steps, __u32 id)
@@ -206,28 +252,21 @@ static __always_inline __u32 id_class(const __u32 *runs, __u32 steps, __u32 id)
 	return at;
 }
 
-// make_maker finds the current process's classes: its real uid and gid,
-// and the class of the file its memory was exec'd from, if that file is
-// one the policy names and has not changed since the policy was attached
-// (else class 0: a program no exe= names).
+// make_maker finds the current process's classes: of its real uid and gid,
+// and of the file its memory was exec'd from, if that file is one the
+// policy names and has not changed since the policy was attached (else
+// class 0: a program no exe= names).
 static __always_inline void make_maker(const struct config *cfg, void *principals, struct maker *m)
 {
-	__u64 ug = bpf_get_current_uid_gid();
-	m->uid = id_class(cfg->uid_runs, cfg->id_steps & 0xf, (__u32)ug);
-	m->gid = id_class(cfg->gid_runs, cfg->id_steps >> 4, (__u32)(ug >> 32));
+	read_ident(cfg, &m->id);
+	m->uid = id_class(cfg->uid_runs, cfg->id_steps & 0xf, m->id.uid);
+	m->gid = id_class(cfg->gid_runs, cfg->id_steps >> 4, m->id.gid);
 	m->program = 0;
-	struct task_struct *t = (void *)bpf_get_current_task();
-	struct inode *ino = BPF_CORE_READ(t, mm, exe_file, f_inode);
-	if (!ino)
+	if (!m->id.ino)
 		return;
-	struct pkey k = { .kind = PKEY_EXE, .a = BPF_CORE_READ(ino, i_sb, s_dev), .b = BPF_CORE_READ(ino, i_ino) };
+	struct pkey k = { .kind = PKEY_EXE, .a = m->id.dev, .b = m->id.ino };
 	struct pval *v = bpf_map_lookup_elem(principals, &k);
-	if (!v)
-		return;
-	__s64 sec;
-	__u32 nsec;
-	ctime(ino, &sec, &nsec);
-	if (v->sec == sec && v->nsec == nsec)
+	if (v && v->sec == m->id.sec && v->nsec == m->id.nsec)
 		m->program = v->class;
 }
 
@@ -261,9 +300,11 @@ struct sock_verdict {
 	__u8 family;
 	__u8 proto;
 	__u32 verdict; // allow, or would-deny
-	// the verdict depended on who sent (a qualified rule): judged again at
-	// every send, so that another process of the socket is judged as itself
+	// the verdict depended on who sent (a qualified rule): it answers only
+	// a send by the same who (another process of the socket, or the same
+	// after a change of user or exec, is judged as itself)
 	__u32 dependent;
+	struct ident who;
 };
 
 struct {
@@ -294,6 +335,11 @@ static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u
 	e->type = type;
 	e->reason = REASON_NONE;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	struct task_struct *t = (void *)bpf_get_current_task();
+	struct inode *ino = BPF_CORE_READ(t, mm, exe_file, f_inode);
+	e->exe_dev = ino ? BPF_CORE_READ(ino, i_sb, s_dev) : 0;
+	e->pad2 = 0;
+	e->exe_ino = ino ? BPF_CORE_READ(ino, i_ino) : 0;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -424,19 +470,23 @@ static __always_inline int same(const struct config *cfg, struct sock_verdict *c
 // remember notes what a socket was let through to, for the packet path and
 // for the socket's next send to the same destination.
 static __always_inline void remember(const struct config *cfg, struct bpf_sock *sk, __u8 family, __u8 proto,
-				     const __u32 *addr, __u16 port_be, __u32 v, __u32 dependent)
+				     const __u32 *addr, __u16 port_be, __u32 v, const struct maker *m)
 {
+	__u32 dependent = m && m->program != NO_MAKER;
 	if (!sk)
 		return;
 	struct sock_verdict *c =
 		bpf_sk_storage_get(&sock_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!c)
 		return; // the packet path then judges the socket's packets itself
-	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v && c->dependent == dependent)
+	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v && c->dependent == dependent &&
+	    (!dependent || same_ident(&c->who, &m->id)))
 		return; // the same as the last send: leave the cache line clean
 	c->gen = cfg->gen;
 	c->verdict = v;
 	c->dependent = dependent;
+	if (dependent)
+		c->who = m->id;
 	c->family = family;
 	c->proto = proto;
 	c->port = port_be;
@@ -455,11 +505,19 @@ static __always_inline int decide(const struct config *cfg, struct bpf_sock *sk,
 				  __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
 {
 	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
-	if (c && !c->dependent && same(cfg, c, family, proto, addr, port_be)) {
-		if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
-			report_flow(cfg, hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
-				    bpf_ntohs((__u16)port_be));
-		return 1;
+	if (c && same(cfg, c, family, proto, addr, port_be)) {
+		int hit = !c->dependent;
+		if (!hit) { // a verdict about its sender: this send's must be the same who
+			struct ident id;
+			read_ident(cfg, &id);
+			hit = same_ident(&c->who, &id);
+		}
+		if (hit) {
+			if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
+				report_flow(cfg, hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
+					    bpf_ntohs((__u16)port_be));
+			return 1;
+		}
 	}
 	struct maker m = { .program = NO_MAKER };
 	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be, &m) : lookup6(cfg, addr, proto, port_be, &m);
@@ -469,7 +527,7 @@ static __always_inline int decide(const struct config *cfg, struct bpf_sock *sk,
 			    bpf_ntohs((__u16)port_be));
 	if (action == ACTION_DENY)
 		return 0;
-	remember(cfg, sk, family, proto, addr, port_be, v, m.program != NO_MAKER);
+	remember(cfg, sk, family, proto, addr, port_be, v, &m);
 	return 1;
 }
 
@@ -601,6 +659,9 @@ static __always_inline void report_packet(const struct config *cfg, struct __sk_
 	e->type = 0;
 	e->reason = reason;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->exe_dev = 0;
+	e->pad2 = 0;
+	e->exe_ino = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 

@@ -117,6 +117,7 @@ func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, err
 		cs.Maps[name].MaxEntries = slots
 		cs.Maps[name].InnerMap.MaxEntries = caps[i]
 	}
+	cs.Maps[egressMapPrincipalTables].MaxEntries = slots // one per slot too
 	co := ebpf.CollectionOptions{}
 	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.
@@ -597,6 +598,9 @@ func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) erro
 		Cgroup: cgid, Gen: gen, Slot: slot, SocketVerdict: verdictValue(c.Sockets),
 		V4Steps: uint8(steps(len(c.V4))), V6Steps: uint8(steps(len(c.V6))), PortSteps: uint8(steps(len(c.Ports))),
 		IdSteps: uint8(steps(len(c.UIDRuns)) | steps(len(c.GIDRuns))<<4),
+	}
+	if c.Programs > 1 { // class 0 is every program no exe= names
+		cfg.ReadsExe = 1
 	}
 	// where uid and gid qualifiers cut the ids, padded with ids no process
 	// has, so that a search never ends in the padding

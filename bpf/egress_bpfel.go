@@ -23,8 +23,11 @@ type egressConfig struct {
 	V6Steps       uint8
 	PortSteps     uint8
 	IdSteps       uint8
+	ReadsExe      uint8
+	Pad           [3]uint8
 	UidRuns       [32]uint32
 	GidRuns       [32]uint32
+	_             [4]byte
 }
 
 type egressEventHdr struct {
@@ -63,6 +66,9 @@ type egressFlowEvent struct {
 	Type   uint8
 	Reason uint8
 	Pad    [2]uint8
+	ExeDev uint32
+	Pad2   uint32
+	ExeIno uint64
 }
 
 type egressNgAction uint32
@@ -192,6 +198,15 @@ type egressSockVerdict struct {
 	Proto     uint8
 	Verdict   uint32
 	Dependent uint32
+	Who       struct {
+		_    structs.HostLayout
+		Uid  uint32
+		Gid  uint32
+		Dev  uint32
+		Nsec uint32
+		Ino  uint64
+		Sec  int64
+	}
 }
 
 // Names of all BPF objects in the ELF.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -228,6 +230,10 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 			r.Proto = "raw"
 		}
 		r.Reason = reasons[f.Reason]
+		if f.ExeIno != 0 {
+			r.ExeFile = fmt.Sprintf("%d:%d:%d", f.ExeDev>>20, f.ExeDev&(1<<20-1), f.ExeIno)
+			r.Exe = exePaths.path(r.PID, f.ExeIno)
+		}
 	case evKindExec:
 		var x egressExecEvent
 		if _, err := binary.Decode(raw, binary.NativeEndian, &x); err != nil {
@@ -384,3 +390,49 @@ func (er *EventReader) Close() error { return er.rd.Close() }
 // RingID identifies the ring (SharedEventsID tells whether a pin still
 // names it).
 func (m *EventMaps) RingID() ebpf.MapID { return ringID(m.Ring) }
+
+// exePaths remembers the path of the program a process runs, by pid and
+// inode, so that a process's flood of events reads /proc once.
+var exePaths = &exeCache{m: map[exeKey]string{}}
+
+type exeKey struct {
+	pid uint32
+	ino uint64
+}
+
+type exeCache struct {
+	mu sync.Mutex
+	m  map[exeKey]string
+}
+
+// path is the path /proc/<pid>/exe names, as the process sees it, if that
+// is still the file with inode ino (the process may have exec'd since, or
+// be gone, and its pid reused): else "".
+func (c *exeCache) path(pid uint32, ino uint64) string {
+	if pid == 0 {
+		return ""
+	}
+	k := exeKey{pid, ino}
+	c.mu.Lock()
+	p, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return p
+	}
+	link := fmt.Sprintf("/proc/%d/exe", pid)
+	if fd, err := unix.Open(link, unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+		unix.Close(fd)
+		if strings.Contains(string(data), fmt.Sprintf("\nino:\t%d\n", ino)) {
+			p, _ = os.Readlink(link)
+			p = strings.TrimSuffix(p, " (deleted)")
+		}
+	}
+	c.mu.Lock()
+	if len(c.m) >= 4096 {
+		clear(c.m)
+	}
+	c.m[k] = p
+	c.mu.Unlock()
+	return p
+}

@@ -59,3 +59,22 @@ static __always_inline void ctime(struct inode *ino, __s64 *sec, __u32 *nsec)
 	}
 }
 
+
+// ctime_direct is ctime for an inode reached by direct loads through BTF
+// (a program that holds a task's BTF pointer): no helper call each.
+static __always_inline void ctime_direct(struct inode *ino, __s64 *sec, __u32 *nsec)
+{
+	if (bpf_core_field_exists(struct inode___v611, i_ctime_sec)) {
+		struct inode___v611 *i = (void *)ino;
+		*sec = i->i_ctime_sec;
+		*nsec = i->i_ctime_nsec & 0x7fffffff;
+	} else if (bpf_core_field_exists(struct inode___v66, __i_ctime)) {
+		struct inode___v66 *i = (void *)ino;
+		*sec = i->__i_ctime.tv_sec;
+		*nsec = i->__i_ctime.tv_nsec;
+	} else {
+		struct inode___v51 *i = (void *)ino;
+		*sec = i->i_ctime.tv_sec;
+		*nsec = i->i_ctime.tv_nsec;
+	}
+}

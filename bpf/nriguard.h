@@ -122,6 +122,11 @@ struct flow_event {
 	__u8 type; // socket type
 	__u8 reason; // ng_reason (the packet path)
 	__u8 pad[2];
+	// the file the process runs (its memory's exe_file): kernel device
+	// encoding and inode; 0 when the process is not known (the packet path)
+	__u32 exe_dev;
+	__u32 pad2;
+	__u64 exe_ino;
 };
 
 struct exec_event {

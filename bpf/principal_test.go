@@ -47,15 +47,21 @@ func programs(t *testing.T) (dir, a, b string) {
 }
 
 // attachQualified compiles rules with their exe= patterns resolved on this
-// host, and attaches them to a fresh cgroup.
+// host, and attaches them to a fresh cgroup, with programs of its own.
 func attachQualified(t *testing.T, rules string, mode policy.Mode) (string, *bpf.Attachment) {
+	return attachQualifiedWith(t, rules, mode, nil)
+}
+
+// attachQualifiedWith is attachQualified on the shared copies of the
+// programs that report to ev (as the daemon attaches), if ev is not nil.
+func attachQualifiedWith(t *testing.T, rules string, mode policy.Mode, ev *bpf.EventMaps) (string, *bpf.Attachment) {
 	t.Helper()
 	e, err := policy.ParseEgress("egress.nriguard.io", rules)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.Layer = policy.LayerLabel
-	c, warnings, err := engine.CompileEgress(mode, []*policy.Egress{e}, "/")
+	c, _, warnings, err := engine.CompileEgress(mode, []*policy.Egress{e}, "/")
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("compile: %v %q", err, warnings)
 	}
@@ -63,7 +69,17 @@ func attachQualified(t *testing.T, rules string, mode policy.Mode) (string, *bpf
 		t.Fatal("no principal tables compiled")
 	}
 	cg := testenv.Cgroup(t)
-	a, err := bpf.Attach(bpf.Spec{ID: "q-" + filepath.Base(cg), Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
+	o := &bpf.Options{PinRoot: pinRoot(t), Events: ev}
+	if ev != nil {
+		// another container holds the copy's first slot, as in the daemon
+		other := testenv.Cgroup(t)
+		b, err := bpf.Attach(bpf.Spec{ID: "q-" + filepath.Base(other), Cgroup: other, Egress: compile(t, "allow tcp 10.9.9.9:1", policy.Enforce)}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Detach() })
+	}
+	a, err := bpf.Attach(bpf.Spec{ID: "q-" + filepath.Base(cg), Cgroup: cg, Egress: c}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +91,27 @@ func attachQualified(t *testing.T, rules string, mode policy.Mode) (string, *bpf
 // for no one else: another program (a copy of an allowed one), another
 // user, on connect and unconnected UDP, IPv4 and IPv6, from a child cgroup.
 func TestQualifiersInTheKernel(t *testing.T) {
+	t.Run("own", func(t *testing.T) { testQualifiersInTheKernel(t, nil) })
+	t.Run("shared", func(t *testing.T) {
+		testenv.NeedRoot(t)
+		ev, err := bpf.NewEventMaps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ev.Close()
+		testQualifiersInTheKernel(t, ev)
+	})
+}
+
+func testQualifiersInTheKernel(t *testing.T, ev *bpf.EventMaps) {
 	dir, a, b := programs(t)
-	cg, _ := attachQualified(t, fmt.Sprintf(`allow tcp 10.1.2.3:8080 exe=%s
+	cg, _ := attachQualifiedWith(t, fmt.Sprintf(`allow tcp 10.1.2.3:8080 exe=%s
 allow tcp 10.1.2.3:8081 uid=65534
 deny tcp 10.1.9.9 exe=%s
 allow tcp 10.1.9.9
 allow udp 10.1.2.3:5353 exe=%s/ uid=0
 allow tcp [2001:db8::1]:443 exe=%s gid=65534
-default deny`, a, b, dir, b), policy.Enforce)
+default deny`, a, b, dir, b), policy.Enforce, ev)
 	ns := testenv.NetNS(t)
 	child := filepath.Join(cg, "child")
 	if err := os.Mkdir(child, 0o755); err != nil {

@@ -100,9 +100,10 @@ func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, h
 		}
 	}
 	e.reused = hadOld && e.shared && old.Parts&partEgress != 0 && old.Cgroup == cgid && old.setDir(o.PinRoot, dir) == e.dir
+	part := e // the return value is nil on failure
 	defer func() {
 		if err != nil {
-			e.undo(a.links, o.Keep)
+			part.undo(a.links, o.Keep)
 		}
 	}()
 	if e.tables, err = e.set.tables(e.slot, reuse, spec.Egress); err != nil {

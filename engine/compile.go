@@ -13,8 +13,9 @@ import (
 // name programs (exe=), the patterns are resolved inside root (the
 // container's root as this process can open it) to the files the kernel
 // runs, and each file gets the program class of the patterns that name it.
-// Warnings are patterns that name no file.
-func CompileEgress(mode policy.Mode, layers []*policy.Egress, root string) (*policy.Compiled, []string, error) {
+// Warnings are patterns that name no file. The Ruler names the rules that
+// decide the container's events.
+func CompileEgress(mode policy.Mode, layers []*policy.Egress, root string) (*policy.Compiled, *Ruler, []string, error) {
 	var patterns []string
 	for _, l := range layers {
 		for _, r := range l.Rules {
@@ -30,7 +31,7 @@ func CompileEgress(mode policy.Mode, layers []*policy.Egress, root string) (*pol
 		byFile, stamps, w, err := resolve.Programs(root, "exe=", patterns)
 		warnings = w
 		if err != nil {
-			return nil, warnings, err
+			return nil, nil, warnings, err
 		}
 		classOf := map[string]uint32{}
 		for id, pats := range byFile {
@@ -47,10 +48,12 @@ func CompileEgress(mode policy.Mode, layers []*policy.Egress, root string) (*pol
 	}
 	c, err := policy.CompileFor(mode, progs, layers...)
 	if err != nil {
-		return nil, warnings, fmt.Errorf("egress: %w", err)
+		return nil, nil, warnings, fmt.Errorf("egress: %w", err)
 	}
-	if c.HasPrincipals() {
-		c.ProgramFiles = files
+	c.ProgramFiles = files
+	rl := NewRuler(layers, c, progs)
+	if !c.HasPrincipals() {
+		c.ProgramFiles = nil // the kernel needs them only for dependent classes
 	}
-	return c, warnings, nil
+	return c, rl, warnings, nil
 }

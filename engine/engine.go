@@ -60,6 +60,7 @@ type Engine struct {
 // Info names a container in events and logs.
 type Info struct {
 	ID, Name, Pod, Namespace string
+	rules                    *Ruler // names the rules that decide its events
 }
 
 // New makes an engine. A daemon's events go to one ring buffer pinned under
@@ -189,15 +190,16 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		return nil
 	}
 	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Owner: e.opts.Owner}
+	rules := &Ruler{}
 	if eg := d.Egress(); len(eg) > 0 {
-		compiled, warnings, err := CompileEgress(d.Mode, eg, rootDir)
+		compiled, rl, warnings, err := CompileEgress(d.Mode, eg, rootDir)
 		for _, w := range warnings {
 			e.log.Warn(w, "container_id", c.ID)
 		}
 		if err != nil {
 			return err
 		}
-		spec.Egress = compiled
+		spec.Egress, rules = compiled, rl
 	}
 	if d.HasExec() {
 		var tables []*policy.ExecTable
@@ -213,6 +215,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 				return err
 			}
 			tables = append(tables, t)
+			rules.AddExec(l.Exec, t)
 		}
 		spec.Exec = policy.IntersectExec(d.Mode, tables...)
 	}
@@ -226,7 +229,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	if spec.Egress != nil {
 		e.wakeReady()
 	}
-	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}
+	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, rules: rules}
 	e.mu.Lock()
 	e.live[a.CgroupID], e.ids[c.ID] = info, a.CgroupID
 	e.mu.Unlock()
@@ -346,6 +349,7 @@ func (e *Engine) name(r *events.Record) {
 		return
 	}
 	r.ContainerID, r.Container, r.Pod, r.Namespace = info.ID, info.Name, info.Pod, info.Namespace
+	info.rules.Rule(r)
 }
 
 // ReportEvents writes a daemon's events as JSON lines (the events schema)

@@ -87,6 +87,15 @@ type Record struct {
 	// packet: why it was stopped: "destination" (its real destination is
 	// refused) or "routing-option" (IPv4 options, an IPv6 routing header)
 	Reason string `json:"reason,omitempty"`
+	// connect, sendmsg, socket: the program the process runs, as the path
+	// it has inside its container (read from /proc/<pid>/exe while the
+	// process lives, and only if it is still that file) and as the file
+	// (major:minor:inode, as exec records' file).
+	Exe     string `json:"exe,omitempty"`
+	ExeFile string `json:"exe_file,omitempty"`
+	// Rule is the rule that decided, as written in its layer (or "default
+	// deny"), when the reader knows the container's policy.
+	Rule string `json:"rule,omitempty"`
 
 	// exec
 	Filename string `json:"filename,omitempty"` // as passed to execve
@@ -135,6 +144,9 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = str(b, "family", r.Family, true)
 	b = str(b, "sock_type", r.SockType, true)
 	b = str(b, "reason", r.Reason, true)
+	b = str(b, "exe", r.Exe, true)
+	b = str(b, "exe_file", r.ExeFile, true)
+	b = str(b, "rule", r.Rule, true)
 	b = str(b, "filename", r.Filename, true)
 	b = str(b, "file", r.File, true)
 	b = str(b, "enforcement", r.Enforcement, true)

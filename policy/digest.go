@@ -71,9 +71,16 @@ func (t *ExecTable) Digest() [32]byte {
 	for _, id := range ids {
 		d.int(uint64(id.Dev), id.Ino, uint64(len(t.Conds[id])))
 		for _, c := range t.Conds[id] {
-			d.int(uint64(c.UIDs.Lo), uint64(c.UIDs.Hi), uint64(c.GIDs.Lo), uint64(c.GIDs.Hi))
+			d.int(uint64(c.UIDs.Lo), uint64(c.UIDs.Hi), uint64(c.GIDs.Lo), uint64(c.GIDs.Hi), uint64(c.Rule))
 			d.verdict(c.Verdict)
 		}
+	}
+	// (the rules' positions only name them in events; counted all the same,
+	// so that the digest stands for everything the table holds)
+	ids = sortedIDs(t.Rules)
+	d.int(uint64(len(ids)))
+	for _, id := range ids {
+		d.int(uint64(id.Dev), id.Ino, uint64(t.Rules[id]))
 	}
 	return d.sum()
 }

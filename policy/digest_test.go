@@ -23,7 +23,8 @@ func TestDigestCoversEveryField(t *testing.T) {
 	}
 	x := &ExecTable{Default: Verdict{Deny, LayerLabel}, Files: map[FileID]Verdict{{Dev: 1, Ino: 2}: Allowed},
 		Stamps: map[FileID]Stamp{{Dev: 1, Ino: 2}: {Sec: 3, Nsec: 4}},
-		Conds:  map[FileID][]CondVerdict{{Dev: 1, Ino: 2}: {{UIDs: IDRange{0, 0}, GIDs: IDRange{0, 10}, Verdict: Verdict{Deny, LayerLabel}}}}}
+		Conds:  map[FileID][]CondVerdict{{Dev: 1, Ino: 2}: {{UIDs: IDRange{0, 0}, GIDs: IDRange{0, 10}, Verdict: Verdict{Deny, LayerLabel}, Rule: 2}}},
+		Rules:  map[FileID]int{{Dev: 1, Ino: 2}: 1}}
 	for _, tc := range []struct {
 		name   string
 		v      any

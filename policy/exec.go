@@ -98,6 +98,10 @@ type ExecTable struct {
 	// users and groups they name, where those differ from Files': the
 	// first cell that holds the running process's real uid and gid decides.
 	Conds map[FileID][]CondVerdict
+	// Rules are, for a layer's table, the position of the rule that decided
+	// each file for anyone (0: the default), for naming it in events; not
+	// enforced, and not kept by IntersectExec.
+	Rules map[FileID]int
 }
 
 // CondVerdict is a verdict for the processes whose real uid and gid fall
@@ -105,12 +109,14 @@ type ExecTable struct {
 type CondVerdict struct {
 	UIDs, GIDs IDRange
 	Verdict    Verdict
+	Rule       int // the position of the rule that decided (a layer's table)
 }
 
 // CondAction is a layer's CondVerdict before it names the layer.
 type CondAction struct {
 	UIDs, GIDs IDRange
 	Action     Action
+	Rule       int
 }
 
 // MaxConds bounds the cells of one file: the exec program tries them in
@@ -129,9 +135,20 @@ func (t *ExecTable) SetConds(layer Layer, conds map[FileID][]CondAction) {
 			if c.Action == Deny {
 				v = Verdict{Action: Deny, Layer: layer}
 			}
-			t.Conds[id] = append(t.Conds[id], CondVerdict{c.UIDs, c.GIDs, v})
+			t.Conds[id] = append(t.Conds[id], CondVerdict{c.UIDs, c.GIDs, v, c.Rule})
 		}
 	}
+}
+
+// RuleFor is the position of the rule of a layer's table that decides a
+// file run by a process of uid and gid (0: the default).
+func (t *ExecTable) RuleFor(id FileID, uid, gid uint32) int {
+	for _, c := range t.Conds[id] {
+		if c.UIDs.Lo <= uid && uid <= c.UIDs.Hi && c.GIDs.Lo <= gid && gid <= c.GIDs.Hi {
+			return c.Rule
+		}
+	}
+	return t.Rules[id]
 }
 
 // VerdictFor is what a table says of a file run by a process of uid and gid.
@@ -216,7 +233,7 @@ func IntersectExec(mode Mode, tables ...*ExecTable) *ExecTable {
 						v = refusal(v, u.VerdictFor(id, uc.Lo, gc.Lo))
 					}
 					if v = v.inMode(mode); v != base {
-						cells = append(cells, CondVerdict{uc, gc, v})
+						cells = append(cells, CondVerdict{UIDs: uc, GIDs: gc, Verdict: v})
 					}
 				}
 			}

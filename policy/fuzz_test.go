@@ -3,6 +3,7 @@ package policy_test
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/nriguard/nriguard/policy"
@@ -18,6 +19,8 @@ func FuzzParseEgress(f *testing.F) {
 		"allow any any:53\nallow tcp [::ffff:10.0.0.0/104]:1-1023,8080 # c",
 		"default allow; deny udp 0.0.0.0/0; deny tcp ::/0:0-65535",
 		"allow tcp 10.0.0/33", "allow tcp [::1", "allow tcp 1.2.3.4:5-", "allow tcp 1.2.3.4 uid=0",
+		"deny tcp 10.0.0.0/8; allow tcp 10.0.0.0/8:443 exe=/usr/bin/curl uid=0,1000-1999 gid=50; default allow",
+		"allow udp 10.96.0.10:53 exe=/app/ ; allow any any uid=65534", "allow tcp 1.2.3.4 uid=1-0", "allow tcp 1.2.3.4 exe=x",
 	} {
 		f.Add(s)
 	}
@@ -44,6 +47,32 @@ func FuzzParseEgress(f *testing.F) {
 			want := e.Decide(fl.Proto, fl.Addr, fl.Port).Action
 			if got := c.Lookup(fl.Proto, fl.Addr, fl.Port).Action; got != want {
 				t.Fatalf("%q flow %v: compiled %v, reference %v", s, fl, got, want)
+			}
+		}
+		// with programs and users: two program classes over the policy's
+		// exe= patterns, and a few makers
+		var pats []string
+		for _, r := range e.Rules {
+			if p := r.Quals.ExePattern(); p != "" {
+				pats = append(pats, p)
+			}
+		}
+		progs := policy.Programs{pats, pats[:len(pats)/2]}
+		cq, err := policy.CompileFor(policy.Enforce, progs, e)
+		if err != nil {
+			return // too many uid runs: refused with a message
+		}
+		for _, fl := range flows {
+			for _, m := range []policy.Maker{{}, {Program: 1, UID: 1000, GID: 50}, {Program: 2, UID: 0}, {UID: 65534, GID: 65534}} {
+				who := policy.Principal{UID: m.UID, GID: m.GID}
+				if m.Program > 0 {
+					set := progs[m.Program-1]
+					who.Exe = func(p string) bool { return slices.Contains(set, p) }
+				}
+				want := e.DecideFor(fl.Proto, fl.Addr, fl.Port, who).Action
+				if got := cq.LookupFor(fl.Proto, fl.Addr, fl.Port, m).Action; got != want {
+					t.Fatalf("%q flow %v by %+v: compiled %v, reference %v", s, fl, m, got, want)
+				}
 			}
 		}
 	})

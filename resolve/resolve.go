@@ -51,10 +51,11 @@ func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error)
 		}
 	}
 	files := make(map[policy.FileID]policy.Action, len(r.cands))
+	rules := map[policy.FileID]int{}
 	conds := map[policy.FileID][]policy.CondAction{}
 	for id, cs := range r.cands {
-		if a, ok := decideFile(cs, nil); ok {
-			files[id] = a
+		if a, pos, ok := decideFile(cs, nil); ok {
+			files[id], rules[id] = a, pos
 		}
 		if c, err := r.condActions(id, cs, e.Default); err != nil {
 			return nil, r.warnings, err
@@ -67,6 +68,7 @@ func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error)
 	}
 	t := policy.NewExecTable(e.Layer, e.Default, files, r.stamps)
 	t.SetConds(e.Layer, conds)
+	t.Rules = rules
 	return t, r.warnings, nil
 }
 
@@ -106,7 +108,7 @@ const fileRule = 1 << 30
 // most specific; on a tie, one about who (qualified) beats one about
 // everyone, then deny beats allow. who nil: no qualifier holds. ok false: no
 // candidate applies.
-func decideFile(cs []cand, who *policy.Principal) (policy.Action, bool) {
+func decideFile(cs []cand, who *policy.Principal) (policy.Action, int, bool) {
 	best := -1
 	var bestRank [3]int
 	for i, c := range cs {
@@ -119,9 +121,9 @@ func decideFile(cs []cand, who *policy.Principal) (policy.Action, bool) {
 		}
 	}
 	if best < 0 {
-		return policy.NoAction, false
+		return policy.NoAction, 0, false
 	}
-	return cs[best].rule.Action, true
+	return cs[best].rule.Action, cs[best].rule.Pos, true
 }
 
 func b2i(b bool) int {
@@ -141,18 +143,18 @@ func (r *resolver) condActions(id policy.FileID, cs []cand, def policy.Action) (
 	if len(uids)+len(gids) == 0 {
 		return nil, nil
 	}
-	decide := func(who *policy.Principal) policy.Action {
-		if a, ok := decideFile(cs, who); ok {
-			return a
+	decide := func(who *policy.Principal) (policy.Action, int) {
+		if a, pos, ok := decideFile(cs, who); ok {
+			return a, pos
 		}
-		return def
+		return def, 0
 	}
-	base := decide(nil)
+	base, _ := decide(nil)
 	var out []policy.CondAction
 	for _, u := range policy.Cells(uids) {
 		for _, g := range policy.Cells(gids) {
-			if a := decide(&policy.Principal{UID: u.Lo, GID: g.Lo}); a != base {
-				out = append(out, policy.CondAction{UIDs: u, GIDs: g, Action: a})
+			if a, pos := decide(&policy.Principal{UID: u.Lo, GID: g.Lo}); a != base {
+				out = append(out, policy.CondAction{UIDs: u, GIDs: g, Action: a, Rule: pos})
 			}
 		}
 	}

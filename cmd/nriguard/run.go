@@ -85,6 +85,7 @@ func run(args []string) int {
 		return 2
 	}
 	spec := bpf.Spec{Owner: bpf.OwnerRun}
+	rules := &engine.Ruler{}
 	if *egress != "" {
 		var e *policy.Egress
 		if egressKey == "--egress" {
@@ -97,7 +98,8 @@ func run(args []string) int {
 			return 2
 		}
 		// The command sees the host's filesystem: exe= paths are the host's.
-		c, warnings, err := engine.CompileEgress(m, []*policy.Egress{e}, "/")
+		c, rl, warnings, err := engine.CompileEgress(m, []*policy.Egress{e}, "/")
+		rules = rl
 		for _, w := range warnings {
 			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
 		}
@@ -128,6 +130,7 @@ func run(args []string) int {
 			return 2
 		}
 		spec.Exec = policy.IntersectExec(m, table)
+		rules.AddExec(x, table)
 	}
 	var cred *syscall.Credential
 	if *userSpec != "" {
@@ -141,7 +144,7 @@ func run(args []string) int {
 	// EPIPE instead. (Handled, not ignored: the command gets the default
 	// back at exec.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	r, err := startRun(spec)
+	r, err := startRun(spec, rules)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 1
@@ -164,14 +167,15 @@ type runState struct {
 	done   sync.WaitGroup
 	out    io.Writer
 	buf    []byte
+	rules  *engine.Ruler
 }
 
-func startRun(spec bpf.Spec) (*runState, error) {
+func startRun(spec bpf.Spec, rules *engine.Ruler) (*runState, error) {
 	root, err := cgroup.Root()
 	if err != nil {
 		return nil, err
 	}
-	r := &runState{id: fmt.Sprintf("run-%d", os.Getpid()), out: os.Stderr}
+	r := &runState{id: fmt.Sprintf("run-%d", os.Getpid()), out: os.Stderr, rules: rules}
 	r.cg = filepath.Join(root, "nriguard", r.id)
 	if err := os.MkdirAll(r.cg, 0o755); err != nil {
 		return nil, fmt.Errorf("make cgroup: %w", err)
@@ -201,6 +205,7 @@ func startRun(spec bpf.Spec) (*runState, error) {
 
 func (r *runState) print(rec *events.Record) {
 	rec.ContainerID = r.id
+	r.rules.Rule(rec)
 	r.buf = rec.AppendJSON(r.buf[:0])
 	r.out.Write(r.buf)
 }

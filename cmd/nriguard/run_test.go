@@ -95,8 +95,8 @@ func TestRunEnforces(t *testing.T) {
 	allowed, denied := freePort(t), freePort(t)
 	r := nriguardRun(t, []string{"--egress", fmt.Sprintf("allow tcp 127.0.0.1:%d", allowed)},
 		fmt.Sprintf("tcp:127.0.0.1:%d", allowed), fmt.Sprintf("tcp:127.0.0.1:%d", denied),
-		"socket:raw4", "socket:packet")
-	want := []string{"ok", "EPERM", "EPERM", "EPERM"}
+		"socket:raw4", "socket:packet", "sleep:300") // alive while its event is read: the event names its program
+	want := []string{"ok", "EPERM", "EPERM", "EPERM", "ok"}
 	if strings.Join(r.stdout, ",") != strings.Join(want, ",") || r.code != 0 {
 		t.Fatalf("got %q exit %d (stderr %q), want %q exit 0", r.stdout, r.code, r.other, want)
 	}
@@ -106,6 +106,30 @@ func TestRunEnforces(t *testing.T) {
 	ev := r.events[0]
 	if ev["verdict"] != "denied" || ev["kind"] != "connect" || ev["dest"] != "127.0.0.1" || ev["port"] != float64(denied) || ev["uid"] != float64(0) {
 		t.Errorf("event: %v", ev)
+	}
+	// the program, as a path and a file, and the rule that decided
+	if ev["exe"] != probeBin(t) || ev["exe_file"] == nil || ev["rule"] != "default deny" {
+		t.Errorf("event names exe %v (%v), rule %v; want %s, its file, default deny", ev["exe"], ev["exe_file"], ev["rule"], probeBin(t))
+	}
+	assertNothingLeft(t)
+}
+
+// Rules about programs and users, through nriguard run (exe= resolved on
+// the host): the probe binary may reach a port as root, not as another
+// user; the event names the rule that refused.
+func TestRunQualifiers(t *testing.T) {
+	port := freePort(t)
+	rules := fmt.Sprintf("allow tcp 127.0.0.1:%d exe=%s uid=0; deny tcp 127.0.0.1:%d exe=/usr/bin/; default deny", port, probeBin(t), port)
+	r := nriguardRun(t, []string{"--egress", rules}, fmt.Sprintf("tcp:127.0.0.1:%d", port))
+	if strings.Join(r.stdout, ",") != "ok" || r.code != 0 {
+		t.Fatalf("the named program as root: %q exit %d (%q)", r.stdout, r.code, r.other)
+	}
+	r = nriguardRun(t, []string{"--user", "65534:65534", "--egress", rules}, fmt.Sprintf("tcp:127.0.0.1:%d", port), "sleep:300")
+	if strings.Join(r.stdout, ",") != "EPERM,ok" || len(r.events) != 1 {
+		t.Fatalf("the named program as nobody: %q, events %v", r.stdout, r.events)
+	}
+	if ev := r.events[0]; ev["rule"] != "default deny" || ev["uid"] != float64(65534) || ev["exe"] != probeBin(t) {
+		t.Errorf("event %v: want the default's refusal of uid 65534 running %s", ev, probeBin(t))
 	}
 	assertNothingLeft(t)
 }

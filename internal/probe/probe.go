@@ -18,6 +18,7 @@
 //	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
 //	cgroup:DIR          move this process into cgroup DIR
 //	user:UID:GID        become that user and group (no supplementary groups)
+//	sleep:MS            stay alive MS milliseconds
 //	OP:ADDR:PORT@SRC    any of the above from a socket bound to SRC first
 //	srh6:VIA:ADDR:PORT  UDP to ADDR with an IPv6 segment routing header via VIA
 //	                    (socket option); rh2cmsg6: a type 2 routing header as
@@ -48,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -112,6 +114,15 @@ func do(op string) error {
 	case "cgroup":
 		// move this process into another cgroup, e.g. a child of its own
 		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
+	case "sleep":
+		// stay alive a while (MS milliseconds): a reader of events may look
+		// at this process
+		ms, err := strconv.Atoi(arg)
+		if err != nil {
+			return fmt.Errorf("bad sleep %q: want milliseconds", arg)
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return nil
 	case "user":
 		// become another user (UID:GID) for the operations that follow
 		u, g, _ := strings.Cut(arg, ":")

@@ -227,6 +227,28 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		*cleanups = append(*cleanups, func() { bpf.Detach(pinRoot, "bench-nobackstop") })
 		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, no backstop", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-nobackstop"})
 	}
+	// the largest policy with 1,000 of its rules about programs and users
+	// (100 programs, 10 uid ranges), the benchmark's own flows allowed to
+	// this program as root: every send goes the principal's way
+	{
+		s := largest
+		c, err := qualifiedPolicy(s)
+		if err != nil {
+			return err
+		}
+		cg, err := mkcg("qualified")
+		if err != nil {
+			return err
+		}
+		a, err := bpf.Attach(bpf.Spec{ID: "bench-qualified", Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot})
+		if err != nil {
+			return err
+		}
+		*cleanups = append(*cleanups, func() { a.Detach() })
+		fmt.Printf("policy %6d prefixes, 1,000 rules with qualifiers: %d classes, %d overrides, %d program files\n",
+			s.n, c.Classes, len(c.Overrides), len(c.ProgramFiles))
+		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, qualified", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-qualified"})
+	}
 	if *peersF {
 		for _, s := range sizes {
 			ns, err := mkns(fmt.Sprintf("nft%d", s.n))

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 
+	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/policy"
 )
 
@@ -182,4 +187,42 @@ func benchPolicy(r *rand.Rand, prefixes []netip.Prefix, own []netip.Addr, ports 
 		}
 	}
 	return e
+}
+
+// qualifiedPolicy is s's policy with qualifiers on 1,000 of its prefix rules
+// (exe= one of 100 programs made in a directory of its own, uid= one of 10
+// ranges) and on its own flows' rules (exe= this program, uid=0), compiled
+// as a container's.
+func qualifiedPolicy(s *size) (*policy.Compiled, error) {
+	progDir, err := os.MkdirTemp("", "nriguard-bench-programs")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(progDir) // resolved to files when compiled: no longer needed
+	var progs []string
+	for i := range 100 {
+		p := filepath.Join(progDir, fmt.Sprintf("prog%d", i))
+		if err := os.WriteFile(p, []byte("\x7fELF not run"), 0o755); err != nil {
+			return nil, err
+		}
+		progs = append(progs, p)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	e := &policy.Egress{Default: s.policy.Default, Layer: s.policy.Layer, Rules: slices.Clone(s.policy.Rules)}
+	r := rand.New(rand.NewPCG(uint64(s.n), 11))
+	own := len(e.Rules) - len(s.prefixes) // the benchmark's own rules come last
+	for _, i := range r.Perm(len(s.prefixes))[:min(1000, len(s.prefixes))] {
+		e.Rules[i].Quals = policy.Qualifiers{Exe: progs[r.IntN(len(progs))], UIDs: []policy.IDRange{{Lo: uint32(1000 * (1 + r.IntN(10))), Hi: uint32(1000*(1+r.IntN(10)) + 999)}}}
+	}
+	for i := len(s.prefixes); i < len(s.prefixes)+own; i++ {
+		e.Rules[i].Quals = policy.Qualifiers{Exe: self, UIDs: []policy.IDRange{{Lo: 0, Hi: 0}}}
+	}
+	c, _, warnings, err := engine.CompileEgress(policy.Enforce, []*policy.Egress{e}, "/")
+	if err == nil && len(warnings) > 0 {
+		err = fmt.Errorf("qualified policy: %v", warnings)
+	}
+	return c, err
 }

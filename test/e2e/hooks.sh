@@ -27,9 +27,15 @@ podman_e2e() {
     sh -c 'nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
   $P run -d $R $S --name cli --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' --annotation 'exec.nriguard.io=allow /bin/' \
     localhost/e2e/busybox:latest sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
+  $P run -d $R $S --name qual --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081 exe=/opt/bin/nc; allow tcp 127.0.0.1:18095 exe=/opt/bin/nc' \
+    localhost/e2e/busybox:latest sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
   sleep 0.3
-  local id out
+  local id out qid
   id=$($P inspect cli --format '{{.Id}}')
+  qid=$($P inspect qual --format '{{.Id}}')
+  check "podman: exe=: /opt/bin/nc reaches 18081" has hello18081 "$($P exec qual /opt/bin/nc 127.0.0.1 18081 </dev/null 2>&1)"
+  out=$($P exec qual nc 127.0.0.1 18081 </dev/null 2>&1); check "podman: exe=: busybox nc (a copy of the same bytes) is refused" denied "$out"
+  check "podman: exe=: another program is refused (ngprobe)" same "EPERM ok" "$(echo $($P exec qual /bin/ngprobe tcp:127.0.0.1:18095 sleep:500 2>&1))"
   check "podman: the hook attached (owner: hook)" test -e "$PINS/$id/meta"
   check "podman: 18081 allowed" has hello18081 "$($P exec cli nc 127.0.0.1 18081 </dev/null 2>&1)"
   out=$($P exec cli nc 127.0.0.1 18080 </dev/null 2>&1); check "podman: 18080 denied" denied "$out"
@@ -48,8 +54,12 @@ podman_e2e() {
   sleep 0.2
   check "podman: nriguard events names the container of a denial" \
     test -n "$(jq -c --arg id "$id" 'select(.container_id==$id and .verdict=="denied" and .port==18080)' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
+  check "podman: the event names the program that was refused" \
+    test -n "$(jq -c --arg id "$qid" 'select(.container_id==$id and .verdict=="denied" and .port==18095 and .exe=="/bin/ngprobe")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
   kill $reader 2>/dev/null
   $P stop -t 2 cli >/dev/null
+  $P stop -t 2 qual >/dev/null
+  check "podman: stop runs poststop: the exe= container's pins gone" test ! -e "$PINS/$qid"
   check "podman: stop runs poststop: pins gone" test ! -e "$PINS/$id"
   $P rm -af >/dev/null 2>&1
   unset CONTAINERS_CONF CONTAINERS_STORAGE_CONF

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Build the e2e images without a registry: OCI layouts made with tar and
 # sha256sum from Debian's static busybox.
-#   localhost/e2e/busybox:latest   busybox, plus /opt/bin/tool: a copy of it
-#                                  (another file, for exec rules), and
+#   localhost/e2e/busybox:latest   busybox, plus /opt/bin/tool and /opt/bin/nc:
+#                                  copies of it (other files, for exec and
+#                                  exe= rules; nc runs the nc applet), and
 #                                  /bin/ngprobe ($NGPROBE: test/ngprobe, the
 #                                  attacker's probe) if given
 #   localhost/e2e/pause:latest     the sandbox image
@@ -23,6 +24,7 @@ mkdir -p $R/bin $R/etc $R/tmp $R/proc $R/sys $R/dev $R/root $R/opt/bin
 cp "$BB" $R/bin/busybox
 for a in $("$BB" --list); do [ "$a" = busybox ] || ln -s busybox $R/bin/$a; done
 cp "$BB" $R/opt/bin/tool
+cp "$BB" $R/opt/bin/nc   # busybox's nc applet from another file, for exe= rules
 [ -z "${NGPROBE:-}" ] || cp "$NGPROBE" $R/bin/ngprobe
 echo 'root:x:0:0:root:/root:/bin/sh' > $R/etc/passwd
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> $R/etc/passwd

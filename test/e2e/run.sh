@@ -39,6 +39,7 @@ external() {
         "exec.nriguard.io/container.client":"allow /bin/",
         "egress.nriguard.io/container.client2":"allow tcp 127.0.0.1:18080",
         "egress.nriguard.io/container.auditor":"allow tcp 127.0.0.1:18081",
+        "egress.nriguard.io/container.qual":"allow tcp 127.0.0.1:18081,18095 exe=/opt/bin/nc; allow tcp 127.0.0.1:18080,18096 uid=0",
         "mode.nriguard.io/container.auditor":"audit"}'
   PCFG=$(pod e2e "$ANN")
   POD=$(cr runp "$PCFG")
@@ -46,6 +47,7 @@ external() {
   CLI=$(run_ctr "$POD" "$PCFG" client busybox "$LOOP")
   CLI2=$(run_ctr "$POD" "$PCFG" client2 busybox "$LOOP")
   AUD=$(run_ctr "$POD" "$PCFG" auditor busybox "$LOOP")
+  QUAL=$(run_ctr "$POD" "$PCFG" qual busybox "$LOOP")
   sleep 0.3
   check "client: TCP 18081 allowed" has hello18081 "$(conn $CLI 18081)"
   out=$(conn $CLI 18080); check "client: TCP 18080 denied (EPERM)" denied "$out"
@@ -84,6 +86,16 @@ external() {
   check "audit: traffic passes" has hello18080 "$(conn $AUD 18080)"
   check "audit: would-deny event with pod, namespace, container" \
     event '.verdict=="would-deny" and .port==18080 and .container=="auditor" and .pod=="e2e" and .namespace=="e2e-ns"'
+
+  say "rules per program and user (exe=, uid=)"
+  check "qual: /opt/bin/nc (the program exe= names) reaches 18081" has hello18081 "$(cr exec $QUAL /opt/bin/nc 127.0.0.1 18081 </dev/null 2>&1)"
+  out=$(conn $QUAL 18081); check "qual: busybox nc (another file, the same bytes) is refused 18081" denied "$out"
+  check "qual: another program is refused (ngprobe, to a port only /opt/bin/nc may reach)" same "EPERM ok" "$(probe $QUAL tcp:127.0.0.1:18095 sleep:500)"
+  check "qual: the event names the program, its file and the rule that decided" \
+    event '.kind=="connect" and .container=="qual" and .port==18095 and .exe=="/bin/ngprobe" and (.exe_file|test("^[0-9]+:[0-9]+:[0-9]+$")) and .rule=="default deny"'
+  check "qual: uid 0 reaches 18080" has hello18080 "$(conn $QUAL 18080)"
+  check "qual: uid 0 and uid 65534: one allowed, the other refused (ngprobe)" same "ok ok EPERM" "$(probe $QUAL tcp:127.0.0.1:18096 user:65534:65534 tcp:127.0.0.1:18096)"
+  check "qual: the event names the user" event '.kind=="connect" and .container=="qual" and .port==18096 and .uid==65534'
 
   say "image label (tighten-only)"
   IPCFG=$(pod img '{"egress.nriguard.io":"allow tcp 127.0.0.1:18080,18081"}')

@@ -1,0 +1,134 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nriguard/nriguard/events"
+	"github.com/nriguard/nriguard/policy"
+)
+
+// Ruler names the rule of a container's policy that decided an event: the
+// rule as written in the layer the event names, or the layer's default.
+// It asks the reference decisions again (the kernel's tables hold verdicts,
+// not rules), so it costs what they do: a reader that names many events of
+// large policies pays it per event.
+type Ruler struct {
+	egress   []*policy.Egress
+	programs map[policy.FileID][]string // the exe= patterns that name a file
+	exec     []execLayer
+}
+
+type execLayer struct {
+	rules *policy.Exec
+	table *policy.ExecTable // resolved, with the rules' positions
+}
+
+// NewRuler makes a Ruler from a container's egress layers and the program
+// classes CompileEgress gave its files, and its exec layers with their
+// resolved tables.
+func NewRuler(egress []*policy.Egress, c *policy.Compiled, progs policy.Programs) *Ruler {
+	rl := &Ruler{egress: egress, programs: map[policy.FileID][]string{}}
+	if c != nil {
+		for id, f := range c.ProgramFiles { // (set before the compiled tables drop them)
+			if f.Class > 0 && int(f.Class) <= len(progs) {
+				rl.programs[id] = progs[f.Class-1]
+			}
+		}
+	}
+	return rl
+}
+
+// AddExec adds an exec layer and its resolved table.
+func (rl *Ruler) AddExec(x *policy.Exec, t *policy.ExecTable) {
+	rl.exec = append(rl.exec, execLayer{x, t})
+}
+
+// Rule fills r.Rule, if the record is a decision of a layer it knows and a
+// rule of it agrees with the kernel's verdict (events are refusals).
+func (rl *Ruler) Rule(r *events.Record) {
+	if rl == nil || r.Verdict == "" {
+		return
+	}
+	switch r.Kind {
+	case events.KindConnect, events.KindSendmsg, events.KindPacket:
+		e := layerNamed(rl.egress, r.Layer, func(e *policy.Egress) policy.Layer { return e.Layer })
+		proto := policy.TCP
+		if r.Proto == "udp" {
+			proto = policy.UDP
+		} else if r.Proto != "tcp" {
+			return
+		}
+		addr, err := netip.ParseAddr(r.Dest)
+		if e == nil || err != nil {
+			return
+		}
+		pats := rl.programs[fileID(r.ExeFile)]
+		who := policy.Principal{UID: r.UID, GID: r.GID, Exe: func(p string) bool { return slices.Contains(pats, p) }}
+		m := e.DecideFor(proto, addr, r.Port, who)
+		if m.Action != policy.Deny {
+			// the kernel refused what the file's exe= patterns allow: the
+			// file changed after attach, and the kernel judged it as a
+			// program no exe= names
+			who.Exe = nil
+			if m = e.DecideFor(proto, addr, r.Port, who); m.Action != policy.Deny {
+				return // no rule of this layer refuses it: name none
+			}
+		}
+		if m.Rule < 0 {
+			r.Rule = "default " + e.Default.String()
+		} else {
+			r.Rule = e.Rules[m.Rule].Text
+		}
+	case events.KindExec:
+		var l *execLayer
+		for i := range rl.exec {
+			if rl.exec[i].rules.Layer.String() == r.Layer || len(rl.exec) == 1 {
+				l = &rl.exec[i]
+				break
+			}
+		}
+		if l == nil {
+			return
+		}
+		pos := l.table.RuleFor(fileID(r.File), r.UID, r.GID)
+		if pos > 0 && pos <= len(l.rules.Rules) {
+			r.Rule = l.rules.Rules[pos-1].Text
+		} else {
+			r.Rule = "default " + l.rules.Default.String()
+		}
+	}
+}
+
+// layerNamed is the layer an event names ("" when a policy has one).
+func layerNamed[L any](ls []L, name string, layer func(L) policy.Layer) L {
+	var zero L
+	for _, l := range ls {
+		if layer(l).String() == name {
+			return l
+		}
+	}
+	if len(ls) == 1 {
+		return ls[0]
+	}
+	return zero
+}
+
+// fileID reads "major:minor:inode" as a FileID.
+func fileID(s string) policy.FileID {
+	f := strings.Split(s, ":")
+	if len(f) != 3 {
+		return policy.FileID{}
+	}
+	maj, _ := strconv.ParseUint(f[0], 10, 32)
+	min, _ := strconv.ParseUint(f[1], 10, 32)
+	ino, _ := strconv.ParseUint(f[2], 10, 64)
+	return policy.FileID{Dev: uint32(maj<<20 | min), Ino: ino}
+}
+
+func (rl *Ruler) String() string {
+	return fmt.Sprintf("ruler(%d egress, %d exec)", len(rl.egress), len(rl.exec))
+}

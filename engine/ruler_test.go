@@ -1,0 +1,35 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/nriguard/nriguard/events"
+	"github.com/nriguard/nriguard/policy"
+)
+
+// The rule an event names agrees with the kernel's verdict: a flow the
+// kernel refused is never put down to an allow rule. A file an exe= rule
+// names that changed after attach is refused by the kernel as a program no
+// exe= names; the event names the rule that refused it as such.
+func TestRulerAgreesWithTheVerdict(t *testing.T) {
+	e, err := policy.ParseEgress("nriguard.io/egress", "default deny; allow tcp 10.0.0.1:80 exe=/bin/tool; deny tcp 10.0.0.2:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := policy.FileID{Dev: 8<<20 | 1, Ino: 42}
+	rl := &Ruler{egress: []*policy.Egress{e}, programs: map[policy.FileID][]string{tool: {"/bin/tool"}}}
+	for _, c := range []struct {
+		dest, exeFile, want string
+	}{
+		{"10.0.0.1", "8:1:42", "default deny"}, // the tool's file, refused: it had changed
+		{"10.0.0.1", "8:1:43", "default deny"},
+		{"10.0.0.2", "8:1:42", "deny tcp 10.0.0.2:80"},
+		{"10.0.0.3", "8:1:42", "default deny"},
+	} {
+		r := &events.Record{Kind: events.KindConnect, Verdict: events.Denied, Proto: "tcp", Dest: c.dest, Port: 80, ExeFile: c.exeFile}
+		rl.Rule(r)
+		if r.Rule != c.want {
+			t.Errorf("%s by %s: rule %q, want %q", c.dest, c.exeFile, r.Rule, c.want)
+		}
+	}
+}
