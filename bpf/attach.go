@@ -221,7 +221,7 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 				defer oldRecord.Close()
 			}
 		}
-		if err := publishExec(o.PinRoot, o.ExecBackend, cgid, record, oldRecord, spec.Exec.Default, a.Events); err != nil {
+		if err := publishExec(o.PinRoot, o.ExecBackend, cgid, record, oldRecord, spec.Exec.Default, spec.Exec.Execs, a.Events); err != nil {
 			return fail(err)
 		}
 		published = true

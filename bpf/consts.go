@@ -26,21 +26,25 @@ const (
 	maxCells     = int(egressNgLimitsMAX_CELLS)
 	cellsShift   = uint(egressNgVerdictBitsVERDICT_CELLS_SHIFT)
 
-	layerShift = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
-	ringShift  = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
-	ringMask   = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)
+	layerShift    = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
+	ringShift     = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
+	ringMask      = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)
+	visExecsShift = uint(egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT)
+
+	visFlows = uint8(egressNgVisibilityVIS_FLOWS)
 )
 
 // hookKinds names each program's events (events.Kind*).
 var hookKinds = map[egressNgHook]string{
-	egressNgHookHOOK_CONNECT4:    "connect",
-	egressNgHookHOOK_CONNECT6:    "connect",
-	egressNgHookHOOK_SENDMSG4:    "sendmsg",
-	egressNgHookHOOK_SENDMSG6:    "sendmsg",
-	egressNgHookHOOK_SOCK_CREATE: "socket",
-	egressNgHookHOOK_EXEC_KILL:   "exec",
-	egressNgHookHOOK_EXEC_LSM:    "exec",
-	egressNgHookHOOK_SKB_EGRESS:  "packet",
+	egressNgHookHOOK_CONNECT4:     "connect",
+	egressNgHookHOOK_CONNECT6:     "connect",
+	egressNgHookHOOK_SENDMSG4:     "sendmsg",
+	egressNgHookHOOK_SENDMSG6:     "sendmsg",
+	egressNgHookHOOK_SOCK_CREATE:  "socket",
+	egressNgHookHOOK_EXEC_KILL:    "exec",
+	egressNgHookHOOK_EXEC_LSM:     "exec",
+	egressNgHookHOOK_SKB_EGRESS:   "packet",
+	egressNgHookHOOK_SOCK_RELEASE: "flow",
 }
 
 // reasons names why the packet path stopped a packet.

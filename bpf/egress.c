@@ -89,7 +89,8 @@ struct config {
 	// nonzero: exe= qualifiers name programs, so who makes a flow includes
 	// the file it runs (three pointer loads a uid/gid-only policy skips)
 	__u8 reads_exe;
-	__u8 pad[3];
+	__u8 visibility; // ng_visibility: VIS_FLOWS reports allowed flows and their counts
+	__u8 pad[2];
 	// Where uid and gid qualifiers cut the ids: a run's index is its
 	// class. Padded with 0xffffffff.
 	__u32 uid_runs[MAX_ID_RUNS];
@@ -305,6 +306,9 @@ struct sock_verdict {
 	// after a change of user or exec, is judged as itself)
 	__u32 dependent;
 	struct ident who;
+	// visibility: what the socket sent to this destination since the last
+	// record of its counts, and when the next is due (coarse monotonic ns)
+	__u64 packets, bytes, report_at;
 };
 
 struct {
@@ -315,7 +319,7 @@ struct {
 } sock_verdicts SEC(".maps");
 
 static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u32 verdict, __u8 family,
-					__u8 proto, __u8 type, const void *addr, __u16 port)
+					__u8 proto, __u8 type, const void *addr, __u16 port, __u64 cookie)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -340,6 +344,45 @@ static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u
 	e->exe_dev = ino ? BPF_CORE_READ(ino, i_sb, s_dev) : 0;
 	e->pad2 = 0;
 	e->exe_ino = ino ? BPF_CORE_READ(ino, i_ino) : 0;
+	e->cookie = cookie;
+	e->packets = 0;
+	e->bytes = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+// report_counts reports what a socket sent to the destination it was last
+// judged for since the previous such record, and starts counting again. It
+// may run where the sender is not current (a softirq): the record names
+// the socket (its cookie), which the flow's first record names too.
+static __always_inline void report_counts(const struct config *cfg, struct sock_verdict *c, __u8 hook,
+					  __u64 cookie, __u64 cgroup_id)
+{
+	__u64 packets = c->packets, bytes = c->bytes;
+	__sync_fetch_and_add(&c->packets, -packets);
+	__sync_fetch_and_add(&c->bytes, -bytes);
+	c->report_at = bpf_ktime_get_coarse_ns() + FLOW_COUNT_INTERVAL_S * 1000000000ull;
+	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(&lost_events, EV_KIND_FLOW);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->h.ts_ns = bpf_ktime_get_boot_ns();
+	e->h.cgroup_id = cgroup_id;
+	e->h.policy_cgroup = cfg->cgroup;
+	e->h.kind = EV_KIND_FLOW;
+	e->h.hook = hook;
+	e->h.action = ACTION_ALLOW;
+	if (c->family == AF_INET6)
+		__builtin_memcpy(e->addr, c->addr, 16);
+	else
+		__builtin_memcpy(e->addr, &c->addr[3], 4);
+	e->port = bpf_ntohs(c->port);
+	e->family = c->family;
+	e->proto = c->proto;
+	e->cookie = cookie;
+	e->packets = packets;
+	e->bytes = bytes;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -470,7 +513,7 @@ static __always_inline int same(const struct config *cfg, struct sock_verdict *c
 // remember notes what a socket was let through to, for the packet path and
 // for the socket's next send to the same destination.
 static __always_inline void remember(const struct config *cfg, struct bpf_sock *sk, __u8 family, __u8 proto,
-				     const __u32 *addr, __u16 port_be, __u32 v, const struct maker *m)
+				     const __u32 *addr, __u16 port_be, __u32 v, const struct maker *m, __u64 cookie)
 {
 	__u32 dependent = m && m->program != NO_MAKER;
 	if (!sk)
@@ -482,6 +525,11 @@ static __always_inline void remember(const struct config *cfg, struct bpf_sock *
 	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v && c->dependent == dependent &&
 	    (!dependent || same_ident(&c->who, &m->id)))
 		return; // the same as the last send: leave the cache line clean
+	if ((cfg->visibility & VIS_FLOWS) && c->gen == cfg->gen && c->packets)
+		report_counts(cfg, c, HOOK_SKB_EGRESS, cookie, 0); // the flow it had before this one
+	c->packets = 0;
+	c->bytes = 0;
+	c->report_at = bpf_ktime_get_coarse_ns() + FLOW_COUNT_INTERVAL_S * 1000000000ull;
 	c->gen = cfg->gen;
 	c->verdict = v;
 	c->dependent = dependent;
@@ -501,8 +549,8 @@ static __always_inline void remember(const struct config *cfg, struct bpf_sock *
 // sends to the destination it last sent to (a connected flow, a client
 // talking to one server) is answered from its own storage, whatever the
 // size of the policy.
-static __always_inline int decide(const struct config *cfg, struct bpf_sock *sk, __u32 proto, __u32 type,
-				  __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
+static __always_inline int decide(struct bpf_sock_addr *ctx, const struct config *cfg, struct bpf_sock *sk,
+				  __u32 proto, __u32 type, __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
 {
 	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
 	if (c && same(cfg, c, family, proto, addr, port_be)) {
@@ -515,19 +563,21 @@ static __always_inline int decide(const struct config *cfg, struct bpf_sock *sk,
 		if (hit) {
 			if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 				report_flow(cfg, hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
-					    bpf_ntohs((__u16)port_be));
+					    bpf_ntohs((__u16)port_be), bpf_get_socket_cookie(ctx));
 			return 1;
 		}
 	}
 	struct maker m = { .program = NO_MAKER };
 	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be, &m) : lookup6(cfg, addr, proto, port_be, &m);
 	__u32 action = v & VERDICT_ACTION_MASK;
-	if (action != ACTION_ALLOW)
+	// refusals are reported; with visibility, so is a new flow allowed
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	if (action != ACTION_ALLOW || (cfg->visibility & VIS_FLOWS))
 		report_flow(cfg, hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
-			    bpf_ntohs((__u16)port_be));
+			    bpf_ntohs((__u16)port_be), cookie);
 	if (action == ACTION_DENY)
 		return 0;
-	remember(cfg, sk, family, proto, addr, port_be, v, &m);
+	remember(cfg, sk, family, proto, addr, port_be, v, &m, cookie);
 	return 1;
 }
 
@@ -555,7 +605,7 @@ static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
 	if (!cfg->gen)
 		return 0; // no policy written yet: deny
 	addr[3] = real_ip4(ctx, sk, ctx->user_ip4, hook);
-	return decide(cfg, sk, proto, type, hook, AF_INET, addr, port);
+	return decide(ctx, cfg, sk, proto, type, hook, AF_INET, addr, port);
 }
 
 static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
@@ -574,12 +624,12 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	if (ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0xffff)) {
 		__u32 addr[4] = {};
 		addr[3] = real_ip4(ctx, sk, ip[3], hook);
-		return decide(cfg, sk, proto, type, hook, AF_INET, addr, port);
+		return decide(ctx, cfg, sk, proto, type, hook, AF_INET, addr, port);
 	}
 	// :: is ::1 to the kernel (TCP and UDP alike)
 	if ((ip[0] | ip[1] | ip[2] | ip[3]) == 0)
 		ip[3] = bpf_htonl(1);
-	return decide(cfg, sk, proto, type, hook, AF_INET6, ip, port);
+	return decide(ctx, cfg, sk, proto, type, hook, AF_INET6, ip, port);
 }
 
 SEC("cgroup/connect4")
@@ -621,7 +671,7 @@ int ng_sock_create(struct bpf_sock *sk)
 		return 1;
 	__u8 none[16] = {};
 	__u32 v = cfg->socket_verdict;
-	report_flow(cfg, HOOK_SOCK_CREATE, v, family, proto, type, none, 0);
+	report_flow(cfg, HOOK_SOCK_CREATE, v, family, proto, type, none, 0, bpf_get_socket_cookie(sk));
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
 }
 
@@ -662,6 +712,9 @@ static __always_inline void report_packet(const struct config *cfg, struct __sk_
 	e->exe_dev = 0;
 	e->pad2 = 0;
 	e->exe_ino = 0;
+	e->cookie = bpf_get_socket_cookie(skb);
+	e->packets = 0;
+	e->bytes = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -757,8 +810,15 @@ int ng_skb_egress(struct __sk_buff *skb)
 	// (the helper finds nothing on a request or time-wait socket)
 	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
 	if (c && c->gen == cfg->gen && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
-	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && (!l4 || c->port == port))
+	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && (!l4 || c->port == port)) {
+		if (cfg->visibility & VIS_FLOWS) { // the flow's counts: a write to a line just read
+			__sync_fetch_and_add(&c->packets, 1);
+			__sync_fetch_and_add(&c->bytes, skb->len);
+			if (bpf_ktime_get_coarse_ns() >= c->report_at)
+				report_counts(cfg, c, HOOK_SKB_EGRESS, bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
+		}
 		return 1; // what the hooks judged (or, in audit mode, reported)
+	}
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1; // a request or time-wait socket: an answer to a connection that came in
@@ -773,7 +833,21 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 		report_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(cfg, sk, family, proto, addr, port, v, 0);
+	remember(cfg, sk, family, proto, addr, port, v, 0, bpf_get_socket_cookie(skb));
+	return 1;
+}
+
+// A socket's end: the last counts of the flow it was judged for, when the
+// cgroup's policy asks for flows.
+SEC("cgroup/sock_release")
+int ng_sock_release(struct bpf_sock *sk)
+{
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!(cfg->visibility & VIS_FLOWS))
+		return 1;
+	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
+	if (c && c->gen == cfg->gen)
+		report_counts(cfg, c, HOOK_SOCK_RELEASE, bpf_get_socket_cookie(sk), 0);
 	return 1;
 }
 

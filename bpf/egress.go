@@ -47,6 +47,7 @@ var egressLinks = []struct {
 	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg4 }},
 	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg6 }},
 	{"link_skb_egress", ebpf.AttachCGroupInetEgress, func(p *egressPrograms) **ebpf.Program { return &p.NgSkbEgress }},
+	{"link_sock_release", ebpf.AttachCgroupInetSockRelease, func(p *egressPrograms) **ebpf.Program { return &p.NgSockRelease }},
 }
 
 // egressSet is one loaded copy of the egress programs and the maps they
@@ -601,6 +602,9 @@ func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) erro
 	}
 	if c.Programs > 1 { // class 0 is every program no exe= names
 		cfg.ReadsExe = 1
+	}
+	if c.Visibility&policy.VisFlows != 0 {
+		cfg.Visibility = visFlows
 	}
 	// where uid and gid qualifiers cut the ids, padded with ids no process
 	// has, so that a search never ends in the padding

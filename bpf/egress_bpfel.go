@@ -24,7 +24,8 @@ type egressConfig struct {
 	PortSteps     uint8
 	IdSteps       uint8
 	ReadsExe      uint8
-	Pad           [3]uint8
+	Visibility    uint8
+	Pad           [2]uint8
 	UidRuns       [32]uint32
 	GidRuns       [32]uint32
 	_             [4]byte
@@ -57,18 +58,21 @@ type egressExecEvent struct {
 }
 
 type egressFlowEvent struct {
-	_      structs.HostLayout
-	H      egressEventHdr
-	Addr   [16]uint8
-	Port   uint16
-	Family uint8
-	Proto  uint8
-	Type   uint8
-	Reason uint8
-	Pad    [2]uint8
-	ExeDev uint32
-	Pad2   uint32
-	ExeIno uint64
+	_       structs.HostLayout
+	H       egressEventHdr
+	Addr    [16]uint8
+	Port    uint16
+	Family  uint8
+	Proto   uint8
+	Type    uint8
+	Reason  uint8
+	Pad     [2]uint8
+	ExeDev  uint32
+	Pad2    uint32
+	ExeIno  uint64
+	Cookie  uint64
+	Packets uint64
+	Bytes   uint64
 }
 
 type egressNgAction uint32
@@ -96,14 +100,15 @@ const (
 type egressNgHook uint32
 
 const (
-	egressNgHookHOOK_CONNECT4    egressNgHook = 1
-	egressNgHookHOOK_CONNECT6    egressNgHook = 2
-	egressNgHookHOOK_SENDMSG4    egressNgHook = 3
-	egressNgHookHOOK_SENDMSG6    egressNgHook = 4
-	egressNgHookHOOK_SOCK_CREATE egressNgHook = 5
-	egressNgHookHOOK_EXEC_KILL   egressNgHook = 6
-	egressNgHookHOOK_EXEC_LSM    egressNgHook = 7
-	egressNgHookHOOK_SKB_EGRESS  egressNgHook = 8
+	egressNgHookHOOK_CONNECT4     egressNgHook = 1
+	egressNgHookHOOK_CONNECT6     egressNgHook = 2
+	egressNgHookHOOK_SENDMSG4     egressNgHook = 3
+	egressNgHookHOOK_SENDMSG6     egressNgHook = 4
+	egressNgHookHOOK_SOCK_CREATE  egressNgHook = 5
+	egressNgHookHOOK_EXEC_KILL    egressNgHook = 6
+	egressNgHookHOOK_EXEC_LSM     egressNgHook = 7
+	egressNgHookHOOK_SKB_EGRESS   egressNgHook = 8
+	egressNgHookHOOK_SOCK_RELEASE egressNgHook = 9
 )
 
 type egressNgLayer uint32
@@ -120,12 +125,13 @@ const (
 type egressNgLimits uint32
 
 const (
-	egressNgLimitsEVENT_RING_SIZE egressNgLimits = 1048576
-	egressNgLimitsEXEC_RULES_MAX  egressNgLimits = 262144
-	egressNgLimitsMAX_RINGS       egressNgLimits = 64
-	egressNgLimitsPRINCIPALS_MAX  egressNgLimits = 262144
-	egressNgLimitsMAX_ID_RUNS     egressNgLimits = 32
-	egressNgLimitsMAX_CELLS       egressNgLimits = 8
+	egressNgLimitsEVENT_RING_SIZE       egressNgLimits = 1048576
+	egressNgLimitsEXEC_RULES_MAX        egressNgLimits = 262144
+	egressNgLimitsMAX_RINGS             egressNgLimits = 64
+	egressNgLimitsPRINCIPALS_MAX        egressNgLimits = 262144
+	egressNgLimitsMAX_ID_RUNS           egressNgLimits = 32
+	egressNgLimitsMAX_CELLS             egressNgLimits = 8
+	egressNgLimitsFLOW_COUNT_INTERVAL_S egressNgLimits = 10
 )
 
 type egressNgPkeyKind uint32
@@ -146,12 +152,20 @@ const (
 type egressNgVerdictBits uint32
 
 const (
-	egressNgVerdictBitsVERDICT_ACTION_MASK egressNgVerdictBits = 255
-	egressNgVerdictBitsVERDICT_LAYER_SHIFT egressNgVerdictBits = 8
-	egressNgVerdictBitsVERDICT_LAYER_MASK  egressNgVerdictBits = 255
-	egressNgVerdictBitsSETTINGS_RING_SHIFT egressNgVerdictBits = 16
-	egressNgVerdictBitsSETTINGS_RING_MASK  egressNgVerdictBits = 65535
-	egressNgVerdictBitsVERDICT_CELLS_SHIFT egressNgVerdictBits = 24
+	egressNgVerdictBitsVERDICT_ACTION_MASK      egressNgVerdictBits = 255
+	egressNgVerdictBitsVERDICT_LAYER_SHIFT      egressNgVerdictBits = 8
+	egressNgVerdictBitsVERDICT_LAYER_MASK       egressNgVerdictBits = 255
+	egressNgVerdictBitsSETTINGS_RING_SHIFT      egressNgVerdictBits = 16
+	egressNgVerdictBitsSETTINGS_RING_MASK       egressNgVerdictBits = 32767
+	egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT egressNgVerdictBits = 31
+	egressNgVerdictBitsVERDICT_CELLS_SHIFT      egressNgVerdictBits = 24
+)
+
+type egressNgVisibility uint32
+
+const (
+	egressNgVisibilityVIS_FLOWS egressNgVisibility = 1
+	egressNgVisibilityVIS_EXECS egressNgVisibility = 2
 )
 
 type egressPkey struct {
@@ -207,6 +221,9 @@ type egressSockVerdict struct {
 		Ino  uint64
 		Sec  int64
 	}
+	Packets  uint64
+	Bytes    uint64
+	ReportAt uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -227,6 +244,7 @@ const (
 	egressProgNgSendmsg6       = "ng_sendmsg6"
 	egressProgNgSkbEgress      = "ng_skb_egress"
 	egressProgNgSockCreate     = "ng_sock_create"
+	egressProgNgSockRelease    = "ng_sock_release"
 	egressVarUnusedAction      = "unused_action"
 	egressVarUnusedClassBits   = "unused_class_bits"
 	egressVarUnusedEventHdr    = "unused_event_hdr"
@@ -244,6 +262,7 @@ const (
 	egressVarUnusedRun4        = "unused_run4"
 	egressVarUnusedRun6        = "unused_run6"
 	egressVarUnusedVerdictBits = "unused_verdict_bits"
+	egressVarUnusedVisibility  = "unused_visibility"
 )
 
 // loadEgress returns the embedded CollectionSpec for egress.
@@ -288,12 +307,13 @@ type egressSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressProgramSpecs struct {
-	NgConnect4   *ebpf.ProgramSpec `ebpf:"ng_connect4"`
-	NgConnect6   *ebpf.ProgramSpec `ebpf:"ng_connect6"`
-	NgSendmsg4   *ebpf.ProgramSpec `ebpf:"ng_sendmsg4"`
-	NgSendmsg6   *ebpf.ProgramSpec `ebpf:"ng_sendmsg6"`
-	NgSkbEgress  *ebpf.ProgramSpec `ebpf:"ng_skb_egress"`
-	NgSockCreate *ebpf.ProgramSpec `ebpf:"ng_sock_create"`
+	NgConnect4    *ebpf.ProgramSpec `ebpf:"ng_connect4"`
+	NgConnect6    *ebpf.ProgramSpec `ebpf:"ng_connect6"`
+	NgSendmsg4    *ebpf.ProgramSpec `ebpf:"ng_sendmsg4"`
+	NgSendmsg6    *ebpf.ProgramSpec `ebpf:"ng_sendmsg6"`
+	NgSkbEgress   *ebpf.ProgramSpec `ebpf:"ng_skb_egress"`
+	NgSockCreate  *ebpf.ProgramSpec `ebpf:"ng_sock_create"`
+	NgSockRelease *ebpf.ProgramSpec `ebpf:"ng_sock_release"`
 }
 
 // egressMapSpecs contains maps before they are loaded into the kernel.
@@ -331,6 +351,7 @@ type egressVariableSpecs struct {
 	UnusedRun4        *ebpf.VariableSpec `ebpf:"unused_run4"`
 	UnusedRun6        *ebpf.VariableSpec `ebpf:"unused_run6"`
 	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
+	UnusedVisibility  *ebpf.VariableSpec `ebpf:"unused_visibility"`
 }
 
 // egressObjects contains all objects after they have been loaded into the kernel.
@@ -397,18 +418,20 @@ type egressVariables struct {
 	UnusedRun4        *ebpf.Variable `ebpf:"unused_run4"`
 	UnusedRun6        *ebpf.Variable `ebpf:"unused_run6"`
 	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
+	UnusedVisibility  *ebpf.Variable `ebpf:"unused_visibility"`
 }
 
 // egressPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressPrograms struct {
-	NgConnect4   *ebpf.Program `ebpf:"ng_connect4"`
-	NgConnect6   *ebpf.Program `ebpf:"ng_connect6"`
-	NgSendmsg4   *ebpf.Program `ebpf:"ng_sendmsg4"`
-	NgSendmsg6   *ebpf.Program `ebpf:"ng_sendmsg6"`
-	NgSkbEgress  *ebpf.Program `ebpf:"ng_skb_egress"`
-	NgSockCreate *ebpf.Program `ebpf:"ng_sock_create"`
+	NgConnect4    *ebpf.Program `ebpf:"ng_connect4"`
+	NgConnect6    *ebpf.Program `ebpf:"ng_connect6"`
+	NgSendmsg4    *ebpf.Program `ebpf:"ng_sendmsg4"`
+	NgSendmsg6    *ebpf.Program `ebpf:"ng_sendmsg6"`
+	NgSkbEgress   *ebpf.Program `ebpf:"ng_skb_egress"`
+	NgSockCreate  *ebpf.Program `ebpf:"ng_sock_create"`
+	NgSockRelease *ebpf.Program `ebpf:"ng_sock_release"`
 }
 
 func (p *egressPrograms) Close() error {
@@ -419,6 +442,7 @@ func (p *egressPrograms) Close() error {
 		p.NgSendmsg6,
 		p.NgSkbEgress,
 		p.NgSockCreate,
+		p.NgSockRelease,
 	)
 }
 

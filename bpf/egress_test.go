@@ -278,7 +278,8 @@ func tally(recs []events.Record) (decisions int, lost uint64, other []events.Rec
 }
 
 var hooks = []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect,
-	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg, ebpf.AttachCGroupInetSockCreate, ebpf.AttachCGroupInetEgress}
+	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg, ebpf.AttachCGroupInetSockCreate, ebpf.AttachCGroupInetEgress,
+	ebpf.AttachCgroupInetSockRelease}
 
 func attachedCount(t *testing.T, cg string) int {
 	t.Helper()
@@ -333,8 +334,8 @@ func TestDetachLeavesNothing(t *testing.T) {
 		t.Fatalf("%d programs attached, want %d", n, len(hooks))
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "detach-test"))
-	if len(entries) != 11 {
-		t.Errorf("pinned %d objects, want 6 links, 3 tables, meta and the programs' copy (egress/)", len(entries))
+	if len(entries) != 12 {
+		t.Errorf("pinned %d objects, want 7 links, 3 tables, meta and the programs' copy (egress/)", len(entries))
 	}
 	// Idempotent: the same spec again changes nothing.
 	b, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})
@@ -570,8 +571,8 @@ func TestSharedCopies(t *testing.T) {
 	loaded := newPrograms()
 	cgB, idsB := attach("allow tcp 10.1.2.3:8080", policy.Audit, false)
 	cgC, idsC := attach("allow tcp 10.1.2.3:9090", policy.Enforce, false)
-	if len(idsA) != 6 || !slices.Equal(idsA, idsB) || !slices.Equal(idsA, idsC) || !slices.Equal(newPrograms(), loaded) {
-		t.Fatalf("programs on A %v, B %v, C %v, loaded %v -> %v: want the same six, loaded once", idsA, idsB, idsC, loaded, newPrograms())
+	if len(idsA) != len(hooks) || !slices.Equal(idsA, idsB) || !slices.Equal(idsA, idsC) || !slices.Equal(newPrograms(), loaded) {
+		t.Fatalf("programs on A %v, B %v, C %v, loaded %v -> %v: want the same seven, loaded once", idsA, idsB, idsC, loaded, newPrograms())
 	}
 	expect(t, cgA, "tcp:10.1.2.3:8080", "ok", "tcp:10.1.2.3:8081", "EPERM")
 	event(cgA, "denied")
@@ -586,7 +587,7 @@ func TestSharedCopies(t *testing.T) {
 		big = append(big, fmt.Sprintf("allow tcp 10.%d.%d.0/24:443", 100+i/125, 2*(i%125)))
 	}
 	cgD, idsD := attach(strings.Join(big, "; "), policy.Enforce, false)
-	if slices.Equal(idsD, idsA) || len(idsD) != 6 {
+	if slices.Equal(idsD, idsA) || len(idsD) != len(hooks) {
 		t.Errorf("a 3,000-prefix policy runs on programs %v, want a copy of its class (not %v)", idsD, idsA)
 	}
 	got := testenv.Probe(t, testenv.NetNS(t), cgD, "tcp 10.112.0.7 443\ntcp 10.112.1.7 443\ntcp 10.1.2.3 8080\n", "batch")
@@ -654,8 +655,8 @@ func TestReplaceOnSharedCopy(t *testing.T) {
 		a.Close()
 	}
 	defer bpf.Detach(root, "replace-shared")
-	if n := attachedCount(t, cg); n != 6 {
-		t.Errorf("%d programs attached after the replacement, want 6", n)
+	if n := attachedCount(t, cg); n != len(hooks) {
+		t.Errorf("%d programs attached after the replacement, want 7", n)
 	}
 	expect(t, cg, "tcp:10.1.2.3:9090", "ok", "tcp:10.1.2.3:8080", "EPERM")
 }

@@ -201,6 +201,20 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		r.Verdict = events.Denied
 	case actionWouldDeny:
 		r.Verdict = events.WouldDeny
+	case actionAllow: // visibility: a flow or an exec let through
+		r.Verdict = events.Allowed
+		if h.Kind == evKindFlow {
+			r.Kind, r.Phase = events.KindFlow, "new"
+			switch egressNgHook(h.Hook) {
+			case egressNgHookHOOK_SKB_EGRESS:
+				r.Phase = "count"
+			case egressNgHookHOOK_SOCK_RELEASE:
+				r.Phase = "end"
+			case egressNgHookHOOK_CONNECT4, egressNgHookHOOK_CONNECT6, egressNgHookHOOK_SENDMSG4, egressNgHookHOOK_SENDMSG6:
+			default:
+				return fmt.Errorf("an allowed flow record from hook %d", h.Hook)
+			}
+		}
 	default:
 		return fmt.Errorf("a record with unknown action %d", h.Action)
 	}
@@ -234,6 +248,10 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 			r.ExeFile = fmt.Sprintf("%d:%d:%d", f.ExeDev>>20, f.ExeDev&(1<<20-1), f.ExeIno)
 			r.Exe = exePaths.path(r.PID, f.ExeIno)
 		}
+		r.Socket, r.Packets, r.Bytes = f.Cookie, f.Packets, f.Bytes
+		if r.Kind == events.KindFlow || r.Verdict == events.WouldDeny { // (a flow audit lets through is counted too)
+			flowMakers.note(r)
+		}
 	case evKindExec:
 		var x egressExecEvent
 		if _, err := binary.Decode(raw, binary.NativeEndian, &x); err != nil {
@@ -242,6 +260,9 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		r.Filename = cstring(x.Filename[:])
 		r.File = fmt.Sprintf("%d:%d:%d", x.Dev>>20, x.Dev&(1<<20-1), x.Ino)
 		r.PPID = x.Ppid
+		if r.Verdict == events.Allowed {
+			break
+		}
 		r.Enforcement = "eperm"
 		if egressNgHook(h.Hook) == egressNgHookHOOK_EXEC_KILL {
 			r.Enforcement = "sigkill"
@@ -435,4 +456,47 @@ func (c *exeCache) path(pid uint32, ino uint64) string {
 	c.m[k] = p
 	c.mu.Unlock()
 	return p
+}
+
+// flowMakers remembers who made each flow a reader saw begin, by socket, so
+// that its count records (made where the sender may not be current: a
+// softirq) name the process and user too. Bounded: past flowMakersMax
+// flows, the oldest half is forgotten, and their counts name no process.
+var flowMakers = &makerCache{m: map[uint64]events.Record{}}
+
+const flowMakersMax = 1 << 16
+
+type makerCache struct {
+	mu  sync.Mutex
+	m   map[uint64]events.Record
+	gen []uint64 // sockets in the order their flows began
+}
+
+// note records a new flow's maker, or fills a count record from it.
+func (c *makerCache) note(r *events.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch r.Phase {
+	case "new", "": // "": a would-deny flow's record
+		if _, ok := c.m[r.Socket]; !ok {
+			if len(c.gen) >= flowMakersMax {
+				for _, s := range c.gen[:flowMakersMax/2] {
+					delete(c.m, s)
+				}
+				c.gen = append(c.gen[:0], c.gen[flowMakersMax/2:]...)
+			}
+			c.gen = append(c.gen, r.Socket)
+		}
+		c.m[r.Socket] = events.Record{PID: r.PID, TID: r.TID, UID: r.UID, GID: r.GID, Comm: r.Comm, CgroupID: r.CgroupID, Exe: r.Exe, ExeFile: r.ExeFile}
+	default:
+		if m, ok := c.m[r.Socket]; ok {
+			r.PID, r.TID, r.UID, r.GID, r.Comm, r.Exe, r.ExeFile = m.PID, m.TID, m.UID, m.GID, m.Comm, m.Exe, m.ExeFile
+			if r.CgroupID == 0 {
+				r.CgroupID = m.CgroupID
+			}
+		}
+		if r.Phase == "end" {
+			delete(c.m, r.Socket) // (its place in gen goes with the next trim)
+		}
+	}
 }

@@ -154,8 +154,8 @@ struct level_walk {
 	__u32 cnsec;
 	__u32 depth;
 	__u32 uid, gid;
-	__u64 deny_cgid, audit_cgid;
-	__u32 deny_settings, audit_settings, deny_verdict, audit_verdict;
+	__u64 deny_cgid, audit_cgid, seen_cgid;
+	__u32 deny_settings, audit_settings, deny_verdict, audit_verdict, seen_settings, seen_verdict;
 };
 
 // level_step judges the exec by one cgroup level's policy, if it has one:
@@ -192,6 +192,11 @@ static long level_step(__u64 i, struct level_walk *w)
 		}
 	}
 	__u32 action = verdict & VERDICT_ACTION_MASK;
+	if (s >> SETTINGS_VIS_EXECS_SHIFT) { // the innermost level that asks to see every exec
+		w->seen_cgid = k.cgroup;
+		w->seen_settings = s;
+		w->seen_verdict = verdict;
+	}
 	if (action == ACTION_WOULD_DENY) {
 		w->audit_cgid = k.cgroup;
 		w->audit_settings = s;
@@ -235,6 +240,9 @@ static __always_inline int judge(struct linux_binprm *bprm, __u8 hook, struct ta
 	if (w.audit_cgid)
 		report_exec(w.audit_cgid, w.audit_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
 			    w.audit_verdict, bprm, &w.fk, task);
+	else if (w.seen_cgid) // visibility: an allowed exec
+		report_exec(w.seen_cgid, w.seen_settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK, hook,
+			    w.seen_verdict, bprm, &w.fk, task);
 	return 0;
 }
 

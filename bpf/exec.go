@@ -316,7 +316,7 @@ func fileKeys(rec *ebpf.Map) ([]execFileKey, []execRuleValue, error) {
 // that no allowed program is refused for a moment. Rules a replaced policy
 // of the same cgroup had and this one has not are taken out after. The
 // caller holds the host lock.
-func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Verdict, ev EventMaps) error {
+func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Verdict, execs bool, ev EventMaps) error {
 	g, err := openExecGlobal(root, true, be)
 	if err != nil {
 		return err
@@ -342,6 +342,9 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ve
 	var prev execRuleValue
 	hadPrev := g.rules.Lookup(settingsKey(cgid), &prev) == nil
 	settings := execRuleValue{Verdict: verdictValue(def) | idx<<ringShift}
+	if execs {
+		settings.Verdict |= 1 << visExecsShift
+	}
 	if err := g.rules.Put(settingsKey(cgid), settings); err != nil {
 		g.dropRing(idx)
 		withdrawFiles(g, cgid, rec)

@@ -45,14 +45,15 @@ const (
 type execNgHook uint32
 
 const (
-	execNgHookHOOK_CONNECT4    execNgHook = 1
-	execNgHookHOOK_CONNECT6    execNgHook = 2
-	execNgHookHOOK_SENDMSG4    execNgHook = 3
-	execNgHookHOOK_SENDMSG6    execNgHook = 4
-	execNgHookHOOK_SOCK_CREATE execNgHook = 5
-	execNgHookHOOK_EXEC_KILL   execNgHook = 6
-	execNgHookHOOK_EXEC_LSM    execNgHook = 7
-	execNgHookHOOK_SKB_EGRESS  execNgHook = 8
+	execNgHookHOOK_CONNECT4     execNgHook = 1
+	execNgHookHOOK_CONNECT6     execNgHook = 2
+	execNgHookHOOK_SENDMSG4     execNgHook = 3
+	execNgHookHOOK_SENDMSG6     execNgHook = 4
+	execNgHookHOOK_SOCK_CREATE  execNgHook = 5
+	execNgHookHOOK_EXEC_KILL    execNgHook = 6
+	execNgHookHOOK_EXEC_LSM     execNgHook = 7
+	execNgHookHOOK_SKB_EGRESS   execNgHook = 8
+	execNgHookHOOK_SOCK_RELEASE execNgHook = 9
 )
 
 type execNgLayer uint32
@@ -69,12 +70,13 @@ const (
 type execNgLimits uint32
 
 const (
-	execNgLimitsEVENT_RING_SIZE execNgLimits = 1048576
-	execNgLimitsEXEC_RULES_MAX  execNgLimits = 262144
-	execNgLimitsMAX_RINGS       execNgLimits = 64
-	execNgLimitsPRINCIPALS_MAX  execNgLimits = 262144
-	execNgLimitsMAX_ID_RUNS     execNgLimits = 32
-	execNgLimitsMAX_CELLS       execNgLimits = 8
+	execNgLimitsEVENT_RING_SIZE       execNgLimits = 1048576
+	execNgLimitsEXEC_RULES_MAX        execNgLimits = 262144
+	execNgLimitsMAX_RINGS             execNgLimits = 64
+	execNgLimitsPRINCIPALS_MAX        execNgLimits = 262144
+	execNgLimitsMAX_ID_RUNS           execNgLimits = 32
+	execNgLimitsMAX_CELLS             execNgLimits = 8
+	execNgLimitsFLOW_COUNT_INTERVAL_S execNgLimits = 10
 )
 
 type execNgPkeyKind uint32
@@ -95,12 +97,20 @@ const (
 type execNgVerdictBits uint32
 
 const (
-	execNgVerdictBitsVERDICT_ACTION_MASK execNgVerdictBits = 255
-	execNgVerdictBitsVERDICT_LAYER_SHIFT execNgVerdictBits = 8
-	execNgVerdictBitsVERDICT_LAYER_MASK  execNgVerdictBits = 255
-	execNgVerdictBitsSETTINGS_RING_SHIFT execNgVerdictBits = 16
-	execNgVerdictBitsSETTINGS_RING_MASK  execNgVerdictBits = 65535
-	execNgVerdictBitsVERDICT_CELLS_SHIFT execNgVerdictBits = 24
+	execNgVerdictBitsVERDICT_ACTION_MASK      execNgVerdictBits = 255
+	execNgVerdictBitsVERDICT_LAYER_SHIFT      execNgVerdictBits = 8
+	execNgVerdictBitsVERDICT_LAYER_MASK       execNgVerdictBits = 255
+	execNgVerdictBitsSETTINGS_RING_SHIFT      execNgVerdictBits = 16
+	execNgVerdictBitsSETTINGS_RING_MASK       execNgVerdictBits = 32767
+	execNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT execNgVerdictBits = 31
+	execNgVerdictBitsVERDICT_CELLS_SHIFT      execNgVerdictBits = 24
+)
+
+type execNgVisibility uint32
+
+const (
+	execNgVisibilityVIS_FLOWS execNgVisibility = 1
+	execNgVisibilityVIS_EXECS execNgVisibility = 2
 )
 
 type execRuleKey struct {
@@ -146,6 +156,7 @@ const (
 	execVarUnusedRuleKey     = "unused_rule_key"
 	execVarUnusedRuleValue   = "unused_rule_value"
 	execVarUnusedVerdictBits = "unused_verdict_bits"
+	execVarUnusedVisibility  = "unused_visibility"
 )
 
 // loadExec returns the embedded CollectionSpec for exec.
@@ -222,6 +233,7 @@ type execVariableSpecs struct {
 	UnusedRuleKey     *ebpf.VariableSpec `ebpf:"unused_rule_key"`
 	UnusedRuleValue   *ebpf.VariableSpec `ebpf:"unused_rule_value"`
 	UnusedVerdictBits *ebpf.VariableSpec `ebpf:"unused_verdict_bits"`
+	UnusedVisibility  *ebpf.VariableSpec `ebpf:"unused_visibility"`
 }
 
 // execObjects contains all objects after they have been loaded into the kernel.
@@ -276,6 +288,7 @@ type execVariables struct {
 	UnusedRuleKey     *ebpf.Variable `ebpf:"unused_rule_key"`
 	UnusedRuleValue   *ebpf.Variable `ebpf:"unused_rule_value"`
 	UnusedVerdictBits *ebpf.Variable `ebpf:"unused_verdict_bits"`
+	UnusedVisibility  *ebpf.Variable `ebpf:"unused_visibility"`
 }
 
 // execPrograms contains all programs after they have been loaded into the kernel.

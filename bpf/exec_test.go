@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -489,6 +490,49 @@ func TestExecQualifiers(t *testing.T) {
 			if got := strings.Join(testenv.Probe(t, "", cg, "", c.ops...), " "); got != c.want {
 				t.Errorf("%v: got %q, want %q", c.ops, got, c.want)
 			}
+		}
+	})
+}
+
+// With visibility on execs, an allowed exec is reported too (verdict
+// allowed, no enforcement); a refused one as before; without it, only the
+// refusal.
+func TestExecVisibility(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		allowed, other := filepath.Join(T, "usr/bin/allowed"), filepath.Join(T, "usr/bin/other")
+		for _, execs := range []bool{true, false} {
+			e, err := policy.ParseExec("exec.nriguard.io", fmt.Sprintf("allow %s; allow %s", allowed, probeSelf(t)))
+			must(t, err)
+			table, _, err := resolve.Exec("/", "exec.nriguard.io", e)
+			must(t, err)
+			x := policy.IntersectExec(policy.Enforce, table)
+			x.Execs = execs
+			cg := testenv.Cgroup(t)
+			a, err := bpf.Attach(bpf.Spec{ID: "xv-" + filepath.Base(cg), Cgroup: cg, Exec: x}, opts)
+			must(t, err)
+			rd, err := bpf.NewEventReader(a.Events)
+			must(t, err)
+			got := testenv.Probe(t, "", cg, "", "exec:"+allowed, "exec:"+other)
+			if strings.Join(got, " ") != "ran denied" {
+				t.Errorf("execs %v: got %q, want ran denied", execs, got)
+			}
+			var seen []string
+			for _, r := range append(waitEvents(t, rd, 1), rd.Drain()...) {
+				if r.Kind == events.KindExec {
+					seen = append(seen, filepath.Base(r.Filename)+":"+r.Verdict+":"+r.Enforcement)
+				}
+			}
+			// the probe itself is exec'd into the cgroup: seen too
+			want := []string{"other:denied:" + map[string]string{bpf.BackendKill: "sigkill", bpf.BackendLSM: "eperm"}[opts.ExecBackend]}
+			if execs {
+				want = []string{filepath.Base(probeSelf(t)) + ":allowed:", "allowed:allowed:", want[0]}
+			}
+			if !slices.Equal(seen, want) {
+				t.Errorf("execs %v: records %q, want %q", execs, seen, want)
+			}
+			rd.Close()
+			a.Detach()
 		}
 	})
 }

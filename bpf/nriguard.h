@@ -14,6 +14,14 @@ enum ng_hook {
 	HOOK_EXEC_KILL = 6, // tp_btf/sched_process_exec + SIGKILL
 	HOOK_EXEC_LSM = 7, // lsm/bprm_check_security, EPERM
 	HOOK_SKB_EGRESS = 8, // cgroup_skb/egress: the packet path's backstop
+	HOOK_SOCK_RELEASE = 9, // cgroup/sock_release: a flow's last counts
+};
+
+// What a policed cgroup reports besides refusals (config.visibility in
+// egress.c, exec settings' SETTINGS_VIS_EXECS bit).
+enum ng_visibility {
+	VIS_FLOWS = 1, // a record per new flow, and its counts
+	VIS_EXECS = 2, // a record per exec, allowed ones too
 };
 
 // Why the packet path stopped a packet (flow_event.reason).
@@ -61,7 +69,9 @@ enum ng_verdict_bits {
 	// exec settings (a cgroup's entry with ino 0): its default verdict in
 	// the low 16 bits, the index of its event ring above
 	SETTINGS_RING_SHIFT = 16,
-	SETTINGS_RING_MASK = 0xffff,
+	SETTINGS_RING_MASK = 0x7fff,
+	// exec settings: report allowed execs too (visibility: execs)
+	SETTINGS_VIS_EXECS_SHIFT = 31,
 	// a file's entry in the exec table: how many cells follow it, above
 	// its verdict
 	VERDICT_CELLS_SHIFT = 24,
@@ -93,6 +103,9 @@ enum ng_limits {
 	MAX_ID_RUNS = 32,
 	// cells of one file in the exec table (policy.MaxConds)
 	MAX_CELLS = 8,
+	// a flow's counts are reported at its first packet after this many
+	// seconds since the last report, and when its socket is closed
+	FLOW_COUNT_INTERVAL_S = 10,
 };
 
 // Every record starts with this header, so that user space can tell a
@@ -127,6 +140,11 @@ struct flow_event {
 	__u32 exe_dev;
 	__u32 pad2;
 	__u64 exe_ino;
+	// visibility: the socket (its cookie) and, in count records (hook
+	// skb_egress with action allow, sock_release), what it sent to this
+	// destination since the previous record
+	__u64 cookie;
+	__u64 packets, bytes;
 };
 
 struct exec_event {
@@ -185,3 +203,4 @@ const enum ng_layer unused_layer __attribute__((used)) = 0;
 const enum ng_verdict_bits unused_verdict_bits __attribute__((used)) = 0;
 const enum ng_limits unused_limits __attribute__((used)) = 0;
 const enum ng_reason unused_reason __attribute__((used)) = 0;
+const enum ng_visibility unused_visibility __attribute__((used)) = 0;

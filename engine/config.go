@@ -49,6 +49,10 @@ type Config struct {
 	// AllowAuditLabel: whether mode.nriguard.io: audit may be chosen by a
 	// label. Default true; false refuses such containers.
 	AllowAuditLabel *bool `json:"allow_audit_label,omitempty"`
+	// Visibility is what every policed container reports besides
+	// refusals: off (the default), flows, execs or both. A pod may ask for
+	// more (visibility.nriguard.io), never for less.
+	Visibility string `json:"visibility,omitempty"`
 	// EventLog is where events go as JSON lines: a file, or "" for stdout.
 	EventLog string `json:"event_log,omitempty"`
 	// Containerd is where image labels are read from.
@@ -88,6 +92,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{parsed: map[string]any{}}
 	if err := yaml.UnmarshalStrict(data, c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	if _, err := policy.ParseVisibility("config visibility", c.Visibility); err != nil {
+		return nil, err
 	}
 	// one policy setting: inline, or from a file, not both
 	setting := func(key string, inline, file *string, layer policy.Layer, exec bool) error {

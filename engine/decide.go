@@ -53,6 +53,9 @@ type Decision struct {
 	Layers []Layer     `json:"layers"`
 	Mode   policy.Mode `json:"-"`
 	ModeOf string      `json:"mode"`
+	// Visibility: what it reports besides refusals, the node's setting and
+	// what its labels add
+	Visibility policy.Visibility `json:"-"`
 }
 
 // Egress returns the egress layers' policies.
@@ -194,6 +197,18 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 			}
 		}
 	}
+	vis, err := policy.ParseVisibility("config visibility", cfg.Visibility)
+	if err != nil {
+		return nil, err
+	}
+	if v, key, _, ok := src.LookupWhere(labels.Visibility); ok {
+		more, err := policy.ParseVisibility(key, v)
+		if err != nil {
+			return nil, err
+		}
+		vis |= more // more only: the node's setting stays
+	}
+	d.Visibility = vis
 	if v, key, where, ok := src.LookupWhere(labels.Mode); ok {
 		m, err := policy.ParseMode(key, v)
 		if err != nil {

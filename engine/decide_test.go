@@ -117,3 +117,27 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The node's visibility holds for every policed container; a label may ask
+// for more, never for less; a bad value names its key.
+func TestVisibility(t *testing.T) {
+	cfg := mustConfig(t, "visibility: execs\n")
+	for ann, want := range map[string]policy.Visibility{"": policy.VisExecs, "flows": policy.VisBoth, "off": policy.VisExecs, "both": policy.VisBoth} {
+		a := map[string]string{"egress.nriguard.io": "allow tcp 10.0.0.1:80"}
+		if ann != "" {
+			a["visibility.nriguard.io/container.web"] = ann
+		}
+		d, err := Decide(cfg, Container{Name: "web", PodAnnotations: a})
+		if err != nil || d.Visibility != want {
+			t.Errorf("node execs, label %q: %v, %v; want %v", ann, d.Visibility, err, want)
+		}
+	}
+	_, err := Decide(cfg, Container{Name: "web", PodAnnotations: map[string]string{"visibility.nriguard.io": "everything"}})
+	if err == nil || !strings.Contains(err.Error(), `visibility.nriguard.io: invalid visibility "everything"`) {
+		t.Errorf("bad label: %v", err)
+	}
+	_, err = ParseConfig([]byte("visibility: lots\n"))
+	if err == nil || !strings.Contains(err.Error(), `config visibility: invalid visibility "lots"`) {
+		t.Errorf("bad setting: %v", err)
+	}
+}

@@ -199,6 +199,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		if err != nil {
 			return err
 		}
+		compiled.Visibility = d.Visibility
 		spec.Egress, rules = compiled, rl
 	}
 	if d.HasExec() {
@@ -219,6 +220,12 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 		}
 		spec.Exec = policy.IntersectExec(d.Mode, tables...)
 	}
+	if d.Visibility&policy.VisExecs != 0 {
+		if spec.Exec == nil { // a policed container without exec rules: every exec allowed, and seen
+			spec.Exec = &policy.ExecTable{Default: policy.Allowed}
+		}
+		spec.Exec.Execs = true
+	}
 	e.used.Store(time.Now().UnixNano())
 	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Keep: e.opts.Daemon, SharedEvents: !e.opts.Daemon})
 	if err != nil {
@@ -234,7 +241,7 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) err
 	e.live[a.CgroupID], e.ids[c.ID] = info, a.CgroupID
 	e.mu.Unlock()
 	e.log.Info("attached", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace,
-		"cgroup", cgroupDir, "mode", d.ModeOf, "layers", d.Layers, "kernel_memory", memory)
+		"cgroup", cgroupDir, "mode", d.ModeOf, "visibility", d.Visibility.String(), "layers", d.Layers, "kernel_memory", memory)
 	return nil
 }
 

@@ -27,6 +27,7 @@ type handoff struct {
 	ID, Name, Pod, Namespace string
 	Mode                     policy.Mode
 	ModeOf                   string
+	Visibility               policy.Visibility
 	Layers                   []handoffLayer
 }
 
@@ -43,7 +44,7 @@ func WriteHandoff(dir string, c Container, d *Decision) error {
 	if err := checkHandoffID(c.ID); err != nil {
 		return err
 	}
-	h := handoff{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, Mode: d.Mode, ModeOf: d.ModeOf}
+	h := handoff{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, Mode: d.Mode, ModeOf: d.ModeOf, Visibility: d.Visibility}
 	for _, l := range d.Layers {
 		h.Layers = append(h.Layers, handoffLayer{l.Kind, l.Layer, l.Source, l.Key, l.Text})
 	}
@@ -79,7 +80,7 @@ func ReadHandoff(dir, id string) (Container, *Decision, error) {
 	if h.ID != id {
 		return Container{}, nil, fmt.Errorf("the decision in %s is for container %q", filepath.Join(dir, id), h.ID)
 	}
-	d := &Decision{Mode: h.Mode, ModeOf: h.ModeOf}
+	d := &Decision{Mode: h.Mode, ModeOf: h.ModeOf, Visibility: h.Visibility}
 	for _, hl := range h.Layers {
 		l := Layer{Kind: hl.Kind, Layer: hl.Layer, Source: hl.Source, Key: hl.Key, Text: hl.Text}
 		k, ok := kindNamed(hl.Kind)

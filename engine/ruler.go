@@ -48,12 +48,21 @@ func (rl *Ruler) AddExec(x *policy.Exec, t *policy.ExecTable) {
 }
 
 // Rule fills r.Rule, if the record is a decision of a layer it knows and a
-// rule of it agrees with the kernel's verdict (events are refusals).
+// rule of it agrees with the kernel's verdict.
 func (rl *Ruler) Rule(r *events.Record) {
 	if rl == nil || r.Verdict == "" {
 		return
 	}
+	want := policy.Deny // the action of the rule to name: events are refusals, or allowed flows and execs
+	if r.Verdict == events.Allowed {
+		want = policy.Allow
+	}
 	switch r.Kind {
+	case events.KindFlow:
+		if r.Phase != "new" {
+			return // counts: the flow's first record named its rule
+		}
+		fallthrough
 	case events.KindConnect, events.KindSendmsg, events.KindPacket:
 		e := layerNamed(rl.egress, r.Layer, func(e *policy.Egress) policy.Layer { return e.Layer })
 		proto := policy.TCP
@@ -69,13 +78,13 @@ func (rl *Ruler) Rule(r *events.Record) {
 		pats := rl.programs[fileID(r.ExeFile)]
 		who := policy.Principal{UID: r.UID, GID: r.GID, Exe: func(p string) bool { return slices.Contains(pats, p) }}
 		m := e.DecideFor(proto, addr, r.Port, who)
-		if m.Action != policy.Deny {
-			// the kernel refused what the file's exe= patterns allow: the
-			// file changed after attach, and the kernel judged it as a
-			// program no exe= names
+		if m.Action != want {
+			// the kernel judged otherwise than the file's exe= patterns
+			// say: the file changed after attach, and the kernel judged it
+			// as a program no exe= names
 			who.Exe = nil
-			if m = e.DecideFor(proto, addr, r.Port, who); m.Action != policy.Deny {
-				return // no rule of this layer refuses it: name none
+			if m = e.DecideFor(proto, addr, r.Port, who); m.Action != want {
+				return // no rule of this layer agrees with the kernel: name none
 			}
 		}
 		if m.Rule < 0 {

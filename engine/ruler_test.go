@@ -33,3 +33,19 @@ func TestRulerAgreesWithTheVerdict(t *testing.T) {
 		}
 	}
 }
+
+// An allowed flow's first record names the rule that allowed it.
+func TestRulerNamesTheAllowingRule(t *testing.T) {
+	e, err := policy.ParseEgress("nriguard.io/egress", "default deny; allow tcp 10.0.0.0/8:80; allow tcp 10.0.0.1:80 uid=1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &Ruler{egress: []*policy.Egress{e}}
+	for uid, want := range map[uint32]string{0: "allow tcp 10.0.0.0/8:80", 1000: "allow tcp 10.0.0.1:80 uid=1000"} {
+		r := &events.Record{Kind: events.KindFlow, Phase: "new", Verdict: events.Allowed, Proto: "tcp", Dest: "10.0.0.1", Port: 80, UID: uid}
+		rl.Rule(r)
+		if r.Rule != want {
+			t.Errorf("uid %d: rule %q, want %q", uid, r.Rule, want)
+		}
+	}
+}

@@ -25,6 +25,11 @@ const (
 	// was not the one judged at connect or send, or it carried options that
 	// reroute it (Reason says which).
 	KindPacket = "packet"
+	// KindFlow is visibility (docs/events.md): a flow a policy allowed
+	// (Phase new, with its process), and then what its socket sent to that
+	// destination (Phase count, every FlowInterval at most, and end when
+	// the socket is closed or turns to another destination).
+	KindFlow = "flow"
 	// KindLost says how many records of LostKind found no room in a ring
 	// buffer since the last such record: they are not coming.
 	KindLost = "lost"
@@ -35,6 +40,7 @@ const (
 
 // Verdicts of decisions.
 const (
+	Allowed   = "allowed"    // let through (flow and exec records: visibility)
 	Denied    = "denied"     // refused
 	WouldDeny = "would-deny" // refused by a policy in audit mode: let through
 )
@@ -104,6 +110,13 @@ type Record struct {
 	// sigkill (killed before its first instruction).
 	Enforcement string `json:"enforcement,omitempty"`
 
+	// flow: new, count or end; the socket (its cookie: the records of one
+	// flow share it); what it sent since the flow's previous record
+	Phase   string `json:"phase,omitempty"`
+	Socket  uint64 `json:"socket,omitempty"`
+	Packets uint64 `json:"packets,omitempty"`
+	Bytes   uint64 `json:"bytes,omitempty"`
+
 	// lost
 	LostKind string `json:"lost_kind,omitempty"`
 	Count    uint64 `json:"count,omitempty"`
@@ -150,6 +163,10 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = str(b, "filename", r.Filename, true)
 	b = str(b, "file", r.File, true)
 	b = str(b, "enforcement", r.Enforcement, true)
+	b = str(b, "phase", r.Phase, true)
+	b = uint(b, "socket", r.Socket, true)
+	b = uint(b, "packets", r.Packets, true)
+	b = uint(b, "bytes", r.Bytes, true)
 	b = str(b, "lost_kind", r.LostKind, true)
 	b = uint(b, "count", r.Count, true)
 	b = str(b, "error", r.Error, true)

@@ -20,6 +20,9 @@ const (
 	Mode    = "mode.nriguard.io"
 	Exec    = "exec.nriguard.io"
 	Profile = "profile.nriguard.io"
+	// Visibility asks for more of what a policed container reports:
+	// flows, execs or both; never less than the node's setting.
+	Visibility = "visibility.nriguard.io"
 )
 
 // Sources are the key-value sets one container is seen with.

@@ -75,6 +75,10 @@ type Compiled struct {
 	// their stamps and program classes (set after CompileFor, by whoever
 	// resolved the patterns).
 	ProgramFiles map[FileID]ProgramFile
+
+	// Visibility is what the container reports besides refusals (set by
+	// whoever attaches, from the node's settings and the pod's labels).
+	Visibility Visibility
 }
 
 // ProgramFile is a file an exe= pattern names: its program class, for as

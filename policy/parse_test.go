@@ -262,3 +262,15 @@ default allow`)
 		}
 	}
 }
+
+func TestParseVisibility(t *testing.T) {
+	for in, want := range map[string]Visibility{"off": VisOff, "": VisOff, " flows": VisFlows, "execs": VisExecs, "both": VisBoth} {
+		if got, err := ParseVisibility("visibility.nriguard.io", in); err != nil || got != want {
+			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	_, err := ParseVisibility("visibility.nriguard.io", "all")
+	if err == nil || err.Error() != `visibility.nriguard.io: invalid visibility "all": expected off, flows, execs or both` {
+		t.Errorf("bad value: %v", err)
+	}
+}

@@ -40,7 +40,13 @@ func run(args []string) int {
 	execFile := fs.String("exec-file", "", "a file of exec rules, one a line ('-': standard input)")
 	mode := fs.String("mode", "enforce", "enforce, or audit (report but let through)")
 	userSpec := fs.String("user", "", "run CMD as this user: a name, UID or UID:GID")
+	visText := fs.String("visibility", "both", "what to print besides refusals: both (every new flow and its counts, every exec), flows, execs, or off")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	vis, err := policy.ParseVisibility("--visibility", *visText)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 2
 	}
 	cmdArgs := fs.Args()
@@ -131,6 +137,15 @@ func run(args []string) int {
 		}
 		spec.Exec = policy.IntersectExec(m, table)
 		rules.AddExec(x, table)
+	}
+	if spec.Egress != nil {
+		spec.Egress.Visibility = vis
+	}
+	if vis&policy.VisExecs != 0 && (spec.Egress != nil || spec.Exec != nil) {
+		if spec.Exec == nil { // no exec rules: every exec allowed, and seen
+			spec.Exec = &policy.ExecTable{Default: policy.Allowed}
+		}
+		spec.Exec.Execs = true
 	}
 	var cred *syscall.Credential
 	if *userSpec != "" {

@@ -53,8 +53,9 @@ func probeBin(t *testing.T) string {
 type runResult struct {
 	code   int
 	stdout []string
-	events []map[string]any
-	other  []string // stderr lines that are not events
+	events []map[string]any // refusals, losses
+	seen   []map[string]any // what visibility reports: allowed flows and execs
+	other  []string         // stderr lines that are not records
 }
 
 // nriguardRun runs "nriguard run ARGS -- <this test binary as the probe> OPS".
@@ -82,7 +83,11 @@ func runCmd(t *testing.T, cmd *exec.Cmd) runResult {
 	for sc.Scan() {
 		var ev map[string]any
 		if json.Unmarshal(sc.Bytes(), &ev) == nil {
-			r.events = append(r.events, ev)
+			if ev["verdict"] == "allowed" {
+				r.seen = append(r.seen, ev)
+			} else {
+				r.events = append(r.events, ev)
+			}
 		} else {
 			r.other = append(r.other, sc.Text())
 		}
@@ -396,4 +401,42 @@ func TestRunRulesFromAFile(t *testing.T) {
 		}
 	}
 	assertNothingLeft(t)
+}
+
+// By default nriguard run shows what the command reaches and runs: each new
+// flow (with its program) and its counts, each exec; --visibility off
+// prints refusals only.
+func TestRunVisibility(t *testing.T) {
+	port := freePort(t)
+	r := nriguardRun(t, []string{"--egress", "allow udp 127.0.0.1:9; allow tcp 127.0.0.1:" + fmt.Sprint(port)},
+		"sendn:500:127.0.0.1:9", fmt.Sprintf("tcp:127.0.0.1:%d", port), "sleep:300")
+	if r.code != 0 || strings.Join(r.stdout, ",") != "ok,ok,ok" {
+		t.Fatalf("probe: %q exit %d (stderr %q)", r.stdout, r.code, r.other)
+	}
+	var execs, udpNew int
+	var packets float64
+	for _, ev := range r.seen {
+		switch {
+		case ev["kind"] == "exec":
+			execs++
+		case ev["kind"] == "flow" && ev["proto"] == "udp" && ev["phase"] == "new":
+			udpNew++
+			if ev["exe"] != probeBin(t) || ev["port"] != float64(9) {
+				t.Errorf("new flow record: %v", ev)
+			}
+		case ev["kind"] == "flow" && ev["proto"] == "udp":
+			packets += ev["packets"].(float64)
+		}
+	}
+	if execs != 1 || udpNew != 1 || packets != 500 || len(r.events) != 0 {
+		t.Errorf("execs %d (want 1: the probe), new udp flows %d (want 1), packets %v (want 500), refusals %v; records %v", execs, udpNew, packets, r.events, r.seen)
+	}
+	r = nriguardRun(t, []string{"--visibility", "off", "--egress", "allow udp 127.0.0.1:9"}, "sendn:5:127.0.0.1:9")
+	if r.code != 0 || len(r.seen) != 0 {
+		t.Errorf("--visibility off: exit %d, printed %v", r.code, r.seen)
+	}
+	r = nriguardRun(t, []string{"--visibility", "some", "--egress", "allow udp 127.0.0.1:9"}, "sendn:5:127.0.0.1:9")
+	if r.code != 2 || !strings.Contains(strings.Join(r.other, "\n"), `--visibility: invalid visibility "some": expected off, flows, execs or both`) {
+		t.Errorf("bad --visibility: exit %d, %q", r.code, r.other)
+	}
 }

@@ -26,6 +26,7 @@
 //	                    lsrrcmsg: as ancillary data, IP_RETOPTS);
 //	                    srh6tcp, lsrrtcp: a TCP connect with the same, "ok" if
 //	                    it connected within 300 ms, "ETIMEDOUT" otherwise
+//	sendn:N:ADDR:PORT   N unconnected UDP sends of 100 bytes from one socket, then close
 //	flood:N:ADDR:PORT   stop the parent (SIGSTOP), make N unconnected UDP
 //	                    sends, continue the parent; prints how many were refused
 //	socket:KIND         raw4 raw6 ping4 ping6 packet packetdgram sctp mptcp tcp
@@ -140,6 +141,8 @@ func do(op string) error {
 		return syscall.Setuid(uid)
 	case "flood":
 		return flood(arg)
+	case "sendn":
+		return sendN(arg)
 	case "srh6", "rh2cmsg6", "lsrr", "lsrrcmsg", "srh6tcp", "lsrrtcp":
 		return reroute(kind, arg)
 	}
@@ -402,6 +405,32 @@ func (r refused) Error() string { return fmt.Sprintf("refused %d of %d", r.n, r.
 
 // flood makes n sends while its parent (the reader of their events, for
 // nriguard run) is stopped, so that the ring fills and overflows.
+// sendN sends N datagrams of 100 bytes to one destination from one socket,
+// then closes it: "ok", or the first error.
+func sendN(arg string) error {
+	nText, dest, _ := strings.Cut(arg, ":")
+	n, err := strconv.Atoi(nText)
+	if err != nil {
+		return fmt.Errorf("bad count %q", nText)
+	}
+	ap, err := netip.ParseAddrPort(bracket(dest))
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	to := sockaddr(ap, false)
+	for range n {
+		if err := unix.Sendto(fd, make([]byte, 100), 0, to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func flood(arg string) error {
 	nText, dest, _ := strings.Cut(arg, ":")
 	n, err := strconv.Atoi(nText)

@@ -30,6 +30,7 @@ func floor(cg string) (func(), error) {
 		{ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP4Sendmsg},
 		{ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP6Sendmsg},
 		{ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress},
+		{ebpf.CGroupSock, ebpf.AttachCgroupInetSockRelease},
 	} {
 		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: h.typ, AttachType: h.attach, License: "GPL",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})

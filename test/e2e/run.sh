@@ -176,7 +176,7 @@ external() {
   check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$\|^_egress$')"
   check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
   check "all removed: only the plugin's shared egress programs (6 a copy) and the lingering exec program are loaded" \
-    test "$(bpftool prog show | grep -c ' ng_')" = $((6 * $(ls $PINS/_egress 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec$')))
+    test "$(bpftool prog show | grep -c ' ng_')" = $((7 * $(ls $PINS/_egress 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec$')))
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
   sleep 0.5
   check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
