@@ -33,6 +33,14 @@ type Options struct {
 	// copies of the egress programs, the host-wide exec program) after
 	// their last container, for the next one. Default 1 minute.
 	Linger time.Duration
+	// Observer, if set, hears of every attach and detach (metrics).
+	Observer Observer
+}
+
+// Observer hears how attaching goes.
+type Observer interface {
+	Attached(took time.Duration, err error)
+	Detached(c Info, took time.Duration)
 }
 
 // readySlots is how many slots of the shared egress programs a daemon has
@@ -185,9 +193,13 @@ func (e *Engine) Decide(c Container) (*Decision, error) { return Decide(e.Config
 // Attach holds the container's cgroup to its decision. rootDir is the
 // container's root as this process can open it (/proc/<pid>/root), against
 // which exec rules are resolved. An empty decision attaches nothing.
-func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) error {
+func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) (err error) {
 	if d.Empty() {
 		return nil
+	}
+	if o := e.opts.Observer; o != nil {
+		start := time.Now()
+		defer func() { o.Attached(time.Since(start), err) }()
 	}
 	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Owner: e.opts.Owner}
 	rules := &Ruler{}
@@ -264,6 +276,7 @@ func (e *Engine) Adopt(c Container) bool {
 // daemon, the shared ring goes with the last attachment.
 func (e *Engine) Detach(id string) error {
 	var err error
+	start := time.Now()
 	if e.opts.Daemon {
 		e.used.Store(time.Now().UnixNano())
 		err = bpf.DetachKeep(e.opts.PinRoot, id) // the shared programs stay for the next container
@@ -272,13 +285,18 @@ func (e *Engine) Detach(id string) error {
 	}
 	e.wakeReady()
 	e.mu.Lock()
+	info, known := Info{ID: id}, false
 	if cgid, ok := e.ids[id]; ok {
+		info, known = e.live[cgid], true
 		delete(e.live, cgid)
 		delete(e.ids, id)
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if o := e.opts.Observer; o != nil && known {
+		o.Detached(info, time.Since(start))
 	}
 	e.log.Info("detached", "container_id", id)
 	if !e.opts.Daemon {
@@ -344,6 +362,16 @@ func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs 
 	return attached, removed, errs
 }
 
+// Policed counts the containers with a policy attached.
+func (e *Engine) Policed() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.live)
+}
+
+// PinRoot is where the engine pins attachments.
+func (e *Engine) PinRoot() string { return e.opts.PinRoot }
+
 // name fills in the container of a record from the policed cgroup.
 func (e *Engine) name(r *events.Record) {
 	if r.PolicyCgroup == 0 {
@@ -363,7 +391,8 @@ func (e *Engine) name(r *events.Record) {
 // until ctx ends: decisions named with their container, and records of
 // their own for losses and for ring records that do not decode, after which
 // it goes on.
-func (e *Engine) ReportEvents(ctx context.Context, w io.Writer) error {
+// Each record, named, also goes to every also (the observe stream, metrics).
+func (e *Engine) ReportEvents(ctx context.Context, w io.Writer, also ...func(*events.Record, []byte)) error {
 	if e.events == nil {
 		return errors.New("report events: not a daemon: no shared ring")
 	}
@@ -395,6 +424,9 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer) error {
 			e.name(&rec)
 		}
 		buf = rec.AppendJSON(buf[:0])
+		for _, f := range also {
+			f(&rec, buf)
+		}
 		if _, err := w.Write(buf); err != nil && err.Error() != writeErr {
 			writeErr = err.Error()
 			e.log.Error("writing events", "error", err)

@@ -27,9 +27,14 @@ func runEvents(args []string) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	p := &eventPrinter{root: *pinRoot}
+	return followPinned(ctx, &eventPrinter{root: *pinRoot}, "nriguard events")
+}
+
+// followPinned prints the pinned shared ring's records until ctx ends,
+// following the pin from ring to ring.
+func followPinned(ctx context.Context, p *eventPrinter, who string) int {
 	for ctx.Err() == nil {
-		maps, err := bpf.OpenSharedEvents(*pinRoot)
+		maps, err := bpf.OpenSharedEvents(p.root)
 		if errors.Is(err, os.ErrNotExist) {
 			select { // nothing attached yet: wait for the first
 			case <-ctx.Done():
@@ -37,13 +42,13 @@ func runEvents(args []string) int {
 			}
 			continue
 		} else if err != nil {
-			fmt.Fprintln(os.Stderr, "nriguard events:", err)
+			fmt.Fprintln(os.Stderr, who+":", err)
 			return 1
 		}
 		err = p.follow(ctx, maps)
 		maps.Close()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "nriguard events:", err)
+			fmt.Fprintln(os.Stderr, who+":", err)
 			return 1
 		}
 	}
@@ -54,6 +59,7 @@ type eventPrinter struct {
 	root   string
 	owners map[uint64]string
 	buf    []byte
+	out    func(r *events.Record, line []byte) // nil: the line to stdout
 }
 
 // follow prints one ring's records until ctx ends or the pin names another
@@ -99,5 +105,9 @@ func (p *eventPrinter) print(r *events.Record) {
 		r.ContainerID = id
 	}
 	p.buf = r.AppendJSON(p.buf[:0])
+	if p.out != nil {
+		p.out(r, p.buf)
+		return
+	}
 	os.Stdout.Write(p.buf)
 }

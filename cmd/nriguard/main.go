@@ -15,10 +15,10 @@ import (
 const usage = `usage: nriguard <command> [arguments]
 
 commands:
-  run [--egress RULES] [--exec RULES] [--mode enforce|audit] [--user USER] -- CMD [ARGS...]
-        run CMD in a transient cgroup held to the rules; print events as JSON
-        lines on stderr; exit with CMD's status
-  plugin [--socket S] [--config F] [--log F]
+  run [--egress RULES] [--exec RULES] [--mode enforce|audit] [--user USER] [--visibility V] -- CMD [ARGS...]
+        run CMD in a transient cgroup held to the rules; print events, and
+        what it reaches and runs, as JSON lines on stderr; exit with CMD's status
+  plugin [--socket S] [--config F] [--log F] [--observe-socket S] [--metrics-addr ADDR]
         the NRI plugin for containerd and CRI-O: external (connects to S), or
         pre-registered (started by the runtime from its plugin_path)
   hook createRuntime|prestart|poststop
@@ -26,6 +26,8 @@ commands:
   events
         print, as JSON lines, the events of attachments made by the OCI hook
         (or by the plugin while it is not running)
+  observe [--namespace N] [--pod P] [--container C] [--verdict V] [--kind K] [-o json|table]
+        follow the plugin's record stream (or, with no plugin, the pinned ring)
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
@@ -69,6 +71,8 @@ func main() {
 		code = runHook(args)
 	case "events":
 		code = runEvents(args)
+	case "observe":
+		code = runObserve(args)
 	case "list":
 		code = list(args)
 	case "detach":

@@ -19,7 +19,10 @@ import (
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/engine"
+	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/labels"
+	"github.com/nriguard/nriguard/metrics"
+	"github.com/nriguard/nriguard/observe"
 	"github.com/nriguard/nriguard/plugin"
 )
 
@@ -40,6 +43,8 @@ func runPlugin(args []string) int {
 	pinRoot := fs.String("pin-root", bpf.DefaultPinRoot, "where attachments are pinned")
 	debug := fs.Bool("debug", false, "log every event")
 	linger := fs.Duration("linger", time.Minute, "how long the programs containers share stay loaded after the last container that needed them, for the next one")
+	observeSocket := fs.String("observe-socket", observe.DefaultSocket, "serve the record stream to nriguard observe on this unix socket, root only (\"\": not served)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9964 (\"\": off)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -72,7 +77,21 @@ func runPlugin(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
 	}
-	eng, err := engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Daemon: true, Linger: *linger})
+	hub := observe.NewHub()
+	var eng *engine.Engine
+	var met *metrics.Metrics
+	var observer engine.Observer
+	if *metricsAddr != "" {
+		met = metrics.New(metrics.Gauges{
+			Policed:      func() int { return eng.Policed() },
+			ReadySlots:   func() int { n, _ := bpf.ReadySlots(*pinRoot); return n },
+			ExecRules:    func() int { n, _ := bpf.ExecRules(*pinRoot); return n },
+			ExecRulesMax: bpf.ExecRulesMax,
+			Readers:      hub.Readers,
+		})
+		observer = attachMetrics{met}
+	}
+	eng, err = engine.New(cfg, engine.Options{PinRoot: *pinRoot, Owner: bpf.OwnerNRI, Log: log, Daemon: true, Linger: *linger, Observer: observer})
 	if err != nil {
 		log.Error("start", "error", err)
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
@@ -97,8 +116,24 @@ func runPlugin(args []string) int {
 	defer cancel()
 	sink := &eventSink{eng: eng, fallback: preregEvents, preregistered: preregistered}
 	defer sink.close()
+	also := []func(*events.Record, []byte){hub.Publish}
+	if met != nil {
+		also = append(also, func(r *events.Record, _ []byte) { met.Observe(r) })
+		go func() {
+			if err := metrics.Serve(ctx, *metricsAddr, met); err != nil {
+				log.Error("metrics are not served", "addr", *metricsAddr, "error", err)
+			}
+		}()
+	}
+	if *observeSocket != "" {
+		go func() {
+			if err := observe.Serve(ctx, *observeSocket, hub); err != nil {
+				log.Error("the record stream is not served", "socket", *observeSocket, "error", err)
+			}
+		}()
+	}
 	go func() {
-		if err := eng.ReportEvents(ctx, sink); err != nil {
+		if err := eng.ReportEvents(ctx, sink, also...); err != nil {
 			log.Error("events are not reported", "error", err)
 		}
 	}()
@@ -162,4 +197,15 @@ func (s *eventSink) close() {
 	if s.f != nil {
 		s.f.Close()
 	}
+}
+
+// attachMetrics counts attaches and detaches, and forgets a container's
+// series when it goes.
+type attachMetrics struct{ m *metrics.Metrics }
+
+func (a attachMetrics) Attached(took time.Duration, err error) { a.m.Attached(took, err) }
+
+func (a attachMetrics) Detached(c engine.Info, took time.Duration) {
+	a.m.Detached(took)
+	a.m.Forget(c.Namespace, c.Pod, c.Name)
 }

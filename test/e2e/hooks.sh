@@ -56,7 +56,17 @@ podman_e2e() {
     test -n "$(jq -c --arg id "$id" 'select(.container_id==$id and .verdict=="denied" and .port==18080)' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
   check "podman: the event names the program that was refused" \
     test -n "$(jq -c --arg id "$qid" 'select(.container_id==$id and .verdict=="denied" and .port==18095 and .exe=="/bin/ngprobe")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
-  kill $reader 2>/dev/null
+  kill $reader 2>/dev/null; wait $reader 2>/dev/null
+  # no plugin here: nriguard observe reads the pinned ring itself
+  "$NG" observe --socket "$E2E/no-plugin.sock" --kind connect > "$E2E/logs/observe-hook.jsonl" 2> "$E2E/logs/observe-hook.err" &
+  local obs=$!
+  sleep 1.5 # (it looks for the pinned ring once a second)
+  $P exec qual /bin/ngprobe tcp:127.0.0.1:18095 sleep:300 >/dev/null 2>&1
+  sleep 1
+  kill $obs 2>/dev/null; wait $obs 2>/dev/null
+  check "podman: nriguard observe with no plugin says so and reads the pinned ring" has 'no plugin serves' "$(cat "$E2E/logs/observe-hook.err")"
+  check "podman: ... and shows the refusal" \
+    test -n "$(jq -c --arg id "$qid" 'select(.container_id==$id and .kind=="connect" and .port==18095)' "$E2E/logs/observe-hook.jsonl" 2>/dev/null)"
   $P stop -t 2 cli >/dev/null
   $P stop -t 2 qual >/dev/null
   check "podman: stop runs poststop: the exe= container's pins gone" test ! -e "$PINS/$qid"

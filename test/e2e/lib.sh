@@ -11,6 +11,8 @@ export PATH=$CACHE/bin:$PATH
 export CRI_CONFIG_FILE=$E2E/crictl.yaml
 NG=$E2E/bin/nriguard
 PINS=/sys/fs/bpf/nriguard
+METRICS=127.0.0.1:19964
+scrape() { "$E2E/bin/promscrape" "http://$METRICS/metrics" nriguard_; }
 # the cgroup v2 hierarchy: its own mount in hybrid mode
 CGV2=/sys/fs/cgroup; [ -d /sys/fs/cgroup/unified ] && CGV2=/sys/fs/cgroup/unified
 OUTSIDE="/var/lib/containers /run/crio /var/lib/crio /etc/crio /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard"
@@ -104,7 +106,8 @@ wait_sync() { # $1 log, $2 count before
 }
 start_plugin() {
   local n; n=$(syncs "$PLOG")
-  nohup "$NG" plugin --socket "$E2E/nri.sock" --config "$E2E/config.yaml" --log "$PLOG" >> "$E2E/logs/plugin.out" 2>&1 &
+  nohup "$NG" plugin --socket "$E2E/nri.sock" --config "$E2E/config.yaml" --log "$PLOG" \
+    --observe-socket "$E2E/observe.sock" --metrics-addr "$METRICS" >> "$E2E/logs/plugin.out" 2>&1 &
   echo $! > "$E2E/plugin.pid"
   wait_sync "$PLOG" "$n"
 }

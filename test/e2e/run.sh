@@ -40,6 +40,7 @@ external() {
         "egress.nriguard.io/container.client2":"allow tcp 127.0.0.1:18080",
         "egress.nriguard.io/container.auditor":"allow tcp 127.0.0.1:18081",
         "egress.nriguard.io/container.qual":"allow tcp 127.0.0.1:18081,18095 exe=/opt/bin/nc; allow tcp 127.0.0.1:18080,18096 uid=0",
+        "visibility.nriguard.io/container.qual":"both",
         "mode.nriguard.io/container.auditor":"audit"}'
   PCFG=$(pod e2e "$ANN")
   POD=$(cr runp "$PCFG")
@@ -96,6 +97,31 @@ external() {
   check "qual: uid 0 reaches 18080" has hello18080 "$(conn $QUAL 18080)"
   check "qual: uid 0 and uid 65534: one allowed, the other refused (ngprobe)" same "ok ok EPERM" "$(probe $QUAL tcp:127.0.0.1:18096 user:65534:65534 tcp:127.0.0.1:18096)"
   check "qual: the event names the user" event '.kind=="connect" and .container=="qual" and .port==18096 and .uid==65534'
+  check "visibility: the allowed flow of /opt/bin/nc, with its program and the rule that allowed it" \
+    event '.kind=="flow" and .phase=="new" and .verdict=="allowed" and .container=="qual" and .port==18081 and .exe_file!=null and .rule=="allow tcp 127.0.0.1:18081,18095 exe=/opt/bin/nc"'
+  check "visibility: its end, with what it sent" event '.kind=="flow" and .phase=="end" and .container=="qual" and .port==18081 and .packets>0'
+  check "visibility: allowed execs are seen (crictl exec of /opt/bin/nc)" event '.kind=="exec" and .verdict=="allowed" and .container=="qual" and .filename=="/opt/bin/nc"'
+  check "visibility: not asked for, not reported (client)" test -z "$(jq -c 'select(.verdict=="allowed" and .container=="client")' "$EVENTS")"
+
+  say "the record stream and metrics (nriguard observe, Prometheus)"
+  "$NG" observe --socket "$E2E/observe.sock" --container qual --kind connect > "$E2E/logs/observe-qual.jsonl" 2>&1 &
+  local obs1=$!
+  "$NG" observe --socket "$E2E/observe.sock" -o table > "$E2E/logs/observe-table.txt" 2>&1 &
+  local obs2=$!
+  sleep 0.5
+  probe $QUAL tcp:127.0.0.1:18095 sleep:300 >/dev/null
+  sleep 0.5
+  kill $obs1 $obs2 2>/dev/null; wait $obs1 $obs2 2>/dev/null
+  check "observe: a reader filtered to one container and kind sees its refusal" \
+    test -n "$(jq -c 'select(.kind=="connect" and .container=="qual" and .port==18095 and .verdict=="denied")' "$E2E/logs/observe-qual.jsonl" 2>/dev/null)"
+  check "observe: and nothing else" test -z "$(jq -c 'select(.container!="qual" or .kind!="connect")' "$E2E/logs/observe-qual.jsonl" 2>/dev/null)"
+  check "observe: a second reader at once, as a table" has 'connect  denied .*e2e-ns/e2e/qual .*ngprobe.* tcp 127.0.0.1:18095' "$(cat "$E2E/logs/observe-table.txt")"
+  check "observe: the socket is root's alone" same "600 root" "$(stat -c '%a %U' "$E2E/observe.sock")"
+  M=$(scrape 2>&1)
+  check "metrics: scraped over HTTP and parsed by Prometheus's text parser" test -n "$(grep '^nriguard_' <<<"$M")"
+  check "metrics: refusals by kind, verdict and container" grep -q '^nriguard_decisions_total{container="qual",kind="connect",namespace="e2e-ns",pod="e2e",verdict="denied"} [1-9]' <<<"$M"
+  check "metrics: policed containers, attach latency" grep -q '^nriguard_policed_containers{} [1-9]' <<<"$M"
+  check "metrics: attach latency histogram" grep -q '^nriguard_attach_seconds_count{} [1-9]' <<<"$M"
 
   say "image label (tighten-only)"
   IPCFG=$(pod img '{"egress.nriguard.io":"allow tcp 127.0.0.1:18080,18081"}')
@@ -115,8 +141,10 @@ external() {
 
   say "stop and remove"
   CG=$(find "$CGV2/kubepods" -type d -name "$CLI" | head -1)
+  check "metrics: the client has series while it runs" grep -q 'container="client"' <<<"$(scrape)"
   cr stop -t 2 "$CLI" >/dev/null; cr rm "$CLI" >/dev/null
   check "client stopped and removed: its pins are gone" test ! -e "$PINS/$CLI"
+  check "metrics: the client's series went with it" test -z "$(scrape | grep 'container="client"')"
   check "client's cgroup had nriguard programs attached before; it is gone now" test ! -d "$CG"
 
   say "plugin killed while containers run"

@@ -47,7 +47,7 @@ fi
 # CRI-O and containerd 1.7, for the runtimes on the hook path (cached)
 "$REPO/test/e2e/build-crio.sh"
 "$REPO/test/e2e/build-containerd17.sh"
-(cd "$REPO" && CGO_ENABLED=0 go build -o "$NG" ./cmd/nriguard && CGO_ENABLED=0 go build -o "$E2E/bin/ngprobe" ./test/ngprobe)
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$NG" ./cmd/nriguard && CGO_ENABLED=0 go build -o "$E2E/bin/ngprobe" ./test/ngprobe && go build -o "$E2E/bin/promscrape" ./test/promscrape)
 # the images (a tenth of a second): made again every time, with this ngprobe
 NGPROBE=$E2E/bin/ngprobe "$REPO/test/e2e/mkimage.sh" "$E2E/images.tar" "$E2E/busybox.tar"
 printf 'setup: ready in %.1fs\n' "$(echo "$(now) - $t0" | bc)"
