@@ -1,14 +1,15 @@
 package bpf
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"sync"
+	"unsafe"
 	"sync/atomic"
 	"time"
 
@@ -177,10 +178,23 @@ func bootOffset() time.Duration {
 	return time.Duration(time.Now().UnixNano() - ts.Nano())
 }
 
+// decodeAs copies a record into its Go twin: the records are nriguard.h's
+// structs in this machine's byte order, and bpf2go lays their Go twins out
+// as C does (padding included; TestDecodeAsLayout checks it), so a copy
+// reads them, without reflection per record. It returns the bytes read.
+func decodeAs[T any](raw []byte, v *T) (int, error) {
+	n := int(unsafe.Sizeof(*v))
+	if len(raw) < n {
+		return 0, fmt.Errorf("%d bytes, want %d", len(raw), n)
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), n), raw)
+	return n, nil
+}
+
 // decodeEvent fills r from one ring record.
 func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 	var h egressEventHdr
-	if _, err := binary.Decode(raw, binary.NativeEndian, &h); err != nil {
+	if _, err := decodeAs(raw, &h); err != nil {
 		return fmt.Errorf("a record of %d bytes: %w", len(raw), err)
 	}
 	*r = events.Record{
@@ -224,7 +238,7 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 	switch h.Kind {
 	case evKindFlow:
 		var f egressFlowEvent
-		if _, err := binary.Decode(raw, binary.NativeEndian, &f); err != nil {
+		if _, err := decodeAs(raw, &f); err != nil {
 			return fmt.Errorf("flow record of %d bytes: %w", len(raw), err)
 		}
 		r.Proto, r.Port, r.SockType = name(protoNames, f.Proto), f.Port, sockTypes[f.Type]
@@ -245,7 +259,7 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		}
 		r.Reason = reasons[f.Reason]
 		if f.ExeIno != 0 {
-			r.ExeFile = fmt.Sprintf("%d:%d:%d", f.ExeDev>>20, f.ExeDev&(1<<20-1), f.ExeIno)
+			r.ExeFile = fileName(f.ExeDev, f.ExeIno)
 			r.Exe = exePaths.path(r.PID, f.ExeIno)
 		}
 		r.Socket, r.Packets, r.Bytes = f.Cookie, f.Packets, f.Bytes
@@ -254,11 +268,11 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		}
 	case evKindExec:
 		var x egressExecEvent
-		if _, err := binary.Decode(raw, binary.NativeEndian, &x); err != nil {
+		if _, err := decodeAs(raw, &x); err != nil {
 			return fmt.Errorf("exec record of %d bytes: %w", len(raw), err)
 		}
 		r.Filename = cstring(x.Filename[:])
-		r.File = fmt.Sprintf("%d:%d:%d", x.Dev>>20, x.Dev&(1<<20-1), x.Ino)
+		r.File = fileName(x.Dev, x.Ino)
 		r.PPID = x.Ppid
 		if r.Verdict == events.Allowed {
 			break
@@ -271,6 +285,17 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		return fmt.Errorf("a record of unknown kind %d", h.Kind)
 	}
 	return nil
+}
+
+// fileName writes a file as events name it, major:minor:inode, from the
+// kernel's device encoding (major << 20 | minor).
+func fileName(dev uint32, ino uint64) string {
+	b := make([]byte, 0, 32)
+	b = strconv.AppendUint(b, uint64(dev>>20), 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(dev&(1<<20-1)), 10)
+	b = append(b, ':')
+	return string(strconv.AppendUint(b, ino, 10))
 }
 
 func cstring[T int8 | uint8](b []T) string {

@@ -1,8 +1,10 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -179,5 +181,36 @@ func TestFullCopyGetsAnother(t *testing.T) {
 	}
 	if copies[0] != 0 || copies[1] != 0 || copies[2] != 1 {
 		t.Errorf("copies %v, want 0, 0, 1", copies)
+	}
+}
+
+// decodeAs reads records by copying them into their Go twins: that is
+// binary.Decode's reading only if the twins have C's layout, padding and
+// all. Random bytes decode the same both ways.
+func TestDecodeAsLayout(t *testing.T) {
+	raw := make([]byte, 512)
+	for i := range raw {
+		raw[i] = byte(i*7 + 3)
+	}
+	check := func(name string, a, b any, na, nb int, err error) {
+		t.Helper()
+		if err != nil || na != nb || !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: decodeAs %+v (%d bytes), binary.Decode %+v (%d bytes, %v)", name, a, na, b, nb, err)
+		}
+	}
+	var h1, h2 egressEventHdr
+	n1, _ := decodeAs(raw, &h1)
+	n2, err := binary.Decode(raw, binary.NativeEndian, &h2)
+	check("event_hdr", h1, h2, n1, n2, err)
+	var f1, f2 egressFlowEvent
+	n1, _ = decodeAs(raw, &f1)
+	n2, err = binary.Decode(raw, binary.NativeEndian, &f2)
+	check("flow_event", f1, f2, n1, n2, err)
+	var x1, x2 egressExecEvent
+	n1, _ = decodeAs(raw, &x1)
+	n2, err = binary.Decode(raw, binary.NativeEndian, &x2)
+	check("exec_event", x1, x2, n1, n2, err)
+	if _, err := decodeAs(raw[:10], &f1); err == nil {
+		t.Error("a short record decoded")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ var (
 	execN   = flag.Int("execs", 300, "fork+exec per round and configuration")
 	sizesF  = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
 	peersF  = flag.Bool("peers", true, "measure nftables and iptables+ipset beside nriguard (the same rules)")
-	only    = flag.String("only", "", "run only these parts (datapath, memory, attach, exec), comma separated")
+	only    = flag.String("only", "", "run only these parts (datapath, delivery, memory, attach, exec), comma separated")
 )
 
 const (
@@ -48,9 +49,19 @@ const (
 	coldPorts, coldN = 41000, 4096
 )
 
+var cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run here (go tool pprof)")
+
 func main() {
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := runBench(); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -117,6 +128,11 @@ func runBench() error {
 	}
 	if want("datapath") {
 		if err := datapath(sizes, base, pinRoot, home, &cleanups); err != nil {
+			return err
+		}
+	}
+	if want("delivery") {
+		if err := delivery(base, pinRoot, home); err != nil {
 			return err
 		}
 	}
@@ -248,6 +264,23 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		fmt.Printf("policy %6d prefixes, 1,000 rules with qualifiers: %d classes, %d overrides, %d program files\n",
 			s.n, c.Classes, len(c.Overrides), len(c.ProgramFiles))
 		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, qualified", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-qualified"})
+	}
+	// the largest policy with visibility on flows: a record per new flow,
+	// and the steady state counts its packets
+	{
+		s := largest
+		c := *s.compiled
+		c.Visibility = policy.VisFlows
+		cg, err := mkcg("visibility")
+		if err != nil {
+			return err
+		}
+		a, err := bpf.Attach(bpf.Spec{ID: "bench-visibility", Cgroup: cg, Egress: &c}, &bpf.Options{PinRoot: pinRoot})
+		if err != nil {
+			return err
+		}
+		*cleanups = append(*cleanups, func() { a.Detach() })
+		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, visibility", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-visibility"})
 	}
 	if *peersF {
 		for _, s := range sizes {

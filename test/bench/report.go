@@ -120,6 +120,13 @@ func report(ws []workload, configs []*config, results map[string]map[string]*sam
 		fmt.Printf("  with 1,000 rules about programs and users, %s at %d prefixes: %.3fx (the same policy unqualified: %.3fx): <= 1.05x %s\n",
 			strings.Split(w, ",")[0], largest.n, with, without, verdict(with <= 1.05))
 	}
+	vis := fmt.Sprintf("nriguard %d, visibility", largest.n)
+	for _, t := range []string{"send", "connect"} {
+		w := byTarget[t]
+		with, without := ratio(w, vis), ratio(w, fmt.Sprintf("nriguard %d", largest.n))
+		fmt.Printf("  with visibility on flows, %s at %d prefixes: %.3fx (off: %.3fx): <= 1.05x %s\n",
+			strings.Split(w, ",")[0], largest.n, with, without, verdict(with <= 1.05))
+	}
 	nb := fmt.Sprintf("nriguard %d, no backstop", largest.n)
 	for _, t := range []string{"stream", "send"} {
 		w := byTarget[t]
