@@ -671,6 +671,8 @@ int ng_sock_create(struct bpf_sock *sk)
 		return 1;
 	__u8 none[16] = {};
 	__u32 v = cfg->socket_verdict;
+	if ((v & VERDICT_ACTION_MASK) == ACTION_ALLOW)
+		return 1; // a container observed, not policed
 	report_flow(cfg, HOOK_SOCK_CREATE, v, family, proto, type, none, 0, bpf_get_socket_cookie(sk));
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
 }

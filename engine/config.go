@@ -53,6 +53,10 @@ type Config struct {
 	// refusals: off (the default), flows, execs or both. A pod may ask for
 	// more (visibility.nriguard.io), never for less.
 	Visibility string `json:"visibility,omitempty"`
+	// VisibilityUnpoliced: the node's visibility holds for containers with
+	// no policy too (each gets programs that allow everything and report).
+	// A label asking for visibility makes its container observed either way.
+	VisibilityUnpoliced bool `json:"visibility_unpoliced,omitempty"`
 	// EventLog is where events go as JSON lines: a file, or "" for stdout.
 	EventLog string `json:"event_log,omitempty"`
 	// Containerd is where image labels are read from.

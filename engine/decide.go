@@ -80,7 +80,7 @@ func (d *Decision) HasExec() bool {
 }
 
 // Empty tells whether nothing applies: the container is left alone.
-func (d *Decision) Empty() bool { return len(d.Layers) == 0 }
+func (d *Decision) Empty() bool { return len(d.Layers) == 0 && d.Visibility == policy.VisOff }
 
 // kind is one kind of rules a container can be held to. Decide gathers the
 // layers of each kind the same way, so a new kind is one more entry here.
@@ -197,18 +197,18 @@ func Decide(cfg *Config, c Container) (*Decision, error) {
 			}
 		}
 	}
-	vis, err := policy.ParseVisibility("config visibility", cfg.Visibility)
+	node, err := policy.ParseVisibility("config visibility", cfg.Visibility)
 	if err != nil {
 		return nil, err
 	}
 	if v, key, _, ok := src.LookupWhere(labels.Visibility); ok {
-		more, err := policy.ParseVisibility(key, v)
-		if err != nil {
+		if d.Visibility, err = policy.ParseVisibility(key, v); err != nil {
 			return nil, err
 		}
-		vis |= more // more only: the node's setting stays
 	}
-	d.Visibility = vis
+	if len(d.Layers) > 0 || cfg.VisibilityUnpoliced {
+		d.Visibility |= node // more only: the node's setting stays
+	}
 	if v, key, where, ok := src.LookupWhere(labels.Mode); ok {
 		m, err := policy.ParseMode(key, v)
 		if err != nil {

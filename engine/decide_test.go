@@ -141,3 +141,22 @@ func TestVisibility(t *testing.T) {
 		t.Errorf("bad setting: %v", err)
 	}
 }
+
+// A container without a policy is observed only if its labels ask, or the
+// node says that its visibility holds for every container.
+func TestObservedUnpoliced(t *testing.T) {
+	for _, c := range []struct {
+		config string
+		ann    map[string]string
+		want   policy.Visibility
+	}{
+		{"visibility: both\n", nil, policy.VisOff},
+		{"visibility: both\nvisibility_unpoliced: true\n", nil, policy.VisBoth},
+		{"", map[string]string{"visibility.nriguard.io": "flows"}, policy.VisFlows},
+	} {
+		d, err := Decide(mustConfig(t, c.config), Container{Name: "web", PodAnnotations: c.ann})
+		if err != nil || d.Visibility != c.want || d.Empty() != (c.want == policy.VisOff) || len(d.Layers) != 0 {
+			t.Errorf("%q %v: visibility %v, empty %v, %v", c.config, c.ann, d.Visibility, d.Empty(), err)
+		}
+	}
+}

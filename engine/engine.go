@@ -213,6 +213,8 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) (er
 		}
 		compiled.Visibility = d.Visibility
 		spec.Egress, rules = compiled, rl
+	} else if d.Visibility&policy.VisFlows != 0 {
+		spec.Egress = observeOnly(d.Visibility)
 	}
 	if d.HasExec() {
 		var tables []*policy.ExecTable
@@ -432,4 +434,13 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer, also ...func(*ev
 			e.log.Error("writing events", "error", err)
 		}
 	}
+}
+
+// observeOnly is the egress "policy" of a container that is observed, not
+// policed: every flow and every socket allowed, and reported.
+func observeOnly(v policy.Visibility) *policy.Compiled {
+	c := policy.Compile(policy.Enforce, &policy.Egress{Default: policy.Allow, Layer: policy.LayerDefault})
+	c.Sockets = policy.Allowed // (no seccomp restriction either: nothing is refused)
+	c.Visibility = v
+	return c
 }

@@ -164,3 +164,27 @@ func TestDaemonReportsLostExecEvents(t *testing.T) {
 	}
 	t.Logf("%d exec records, %d lost", execs, lost)
 }
+
+// A container with no policy whose label asks to be seen is observed: every
+// flow, socket and exec allowed, and its flows and execs reported, named.
+func TestObservedNotPoliced(t *testing.T) {
+	eng := daemon(t)
+	cg, _ := attachLabelled(t, eng, map[string]string{"visibility.nriguard.io": "both"})
+	out := report(t, eng)
+	if got := strings.Join(testenv.Probe(t, testenv.NetNS(t), cg, "", "tcp:10.1.2.3:8081", "socket:raw4", "udpsend:10.1.2.3:53"), " "); got != "ok ok ok" {
+		t.Fatalf("observed container: %q, want everything allowed", got)
+	}
+	recs := until(t, out, func(r []events.Record) bool {
+		var flow, exec bool
+		for _, x := range r {
+			flow = flow || x.Kind == events.KindFlow && x.Phase == "new" && x.Port == 8081 && x.Container == "web"
+			exec = exec || x.Kind == events.KindExec && x.Verdict == events.Allowed && x.Container == "web"
+		}
+		return flow && exec
+	})
+	for _, r := range recs {
+		if r.Verdict != events.Allowed {
+			t.Errorf("an observed container had a refusal: %+v", r)
+		}
+	}
+}

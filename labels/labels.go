@@ -68,9 +68,10 @@ func (s Sources) LookupWhere(key string) (value, foundAs, where string, ok bool)
 	return "", "", "", false
 }
 
-// Keys are the keys that give a container a policy: a container carrying
-// none of them (under any scope) is left alone by the OCI path.
-var Keys = []string{Egress, Exec, Mode, Profile}
+// Keys are the keys that make nriguard attach to a container (a policy,
+// or visibility): a container carrying none of them (under any scope) is
+// left alone by the OCI path.
+var Keys = []string{Egress, Exec, Mode, Profile, Visibility}
 
 // IsPolicyKey tells whether an annotation or label key is one of Keys, in
 // any scope (key, key/pod, key/container.<name>).

@@ -28,6 +28,8 @@ commands:
         (or by the plugin while it is not running)
   observe [--namespace N] [--pod P] [--container C] [--verdict V] [--kind K] [-o json|table]
         follow the plugin's record stream (or, with no plugin, the pinned ring)
+  profile --pod P [--namespace N] [--container C] (--for 10m | --since 1h) [-o yaml|flags|json]
+        the annotations that hold a workload to what it did (docs/profile.md)
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
@@ -73,6 +75,8 @@ func main() {
 		code = runEvents(args)
 	case "observe":
 		code = runObserve(args)
+	case "profile":
+		code = runProfile(args)
 	case "list":
 		code = list(args)
 	case "detach":

@@ -210,9 +210,9 @@ type reader struct {
 	got       int
 	lost      int
 	published int // records handed to the observe hub (losses included)
-	lat  []time.Duration
-	cpu0 time.Duration
-	last time.Time
+	lat       []time.Duration
+	cpu0      time.Duration
+	last      time.Time
 }
 
 // cpu is the reader thread's CPU time so far.

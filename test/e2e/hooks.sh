@@ -56,6 +56,27 @@ podman_e2e() {
     test -n "$(jq -c --arg id "$id" 'select(.container_id==$id and .verdict=="denied" and .port==18080)' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
   check "podman: the event names the program that was refused" \
     test -n "$(jq -c --arg id "$qid" 'select(.container_id==$id and .verdict=="denied" and .port==18095 and .exe=="/bin/ngprobe")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
+  # nriguard profile: an unpoliced container asks to be seen, is profiled,
+  # and the same workload runs held to the printed flags
+  local work='trap "exit 0" TERM; while :; do nc 127.0.0.1 18081 </dev/null >/dev/null 2>&1; sleep 0.5; done'
+  $P run -d $R --name learn --annotation visibility.nriguard.io=both localhost/e2e/busybox:latest sh -c "$work" >/dev/null
+  local lid flags
+  lid=$($P inspect learn --format '{{.Id}}')
+  sleep 3
+  flags=$("$NG" profile --container "$lid" --since 2m --events "$E2E/logs/hook-events.jsonl" -o flags 2> "$E2E/logs/podman-profile.err" | grep -v '^#')
+  echo "   podman: learned: $flags"
+  check "podman: profile learned the destination and the programs" has "egress.nriguard.io=allow tcp 127.0.0.1:18081.*exec.nriguard.io=allow /bin/sh" "$flags"
+  $P rm -f learn >/dev/null 2>&1
+  eval "$P run -d $R $S --name learned $flags localhost/e2e/busybox:latest sh -c \"\$work\"" >/dev/null
+  local eid; eid=$($P inspect learned --format '{{.Id}}')
+  sleep 3
+  check "podman: the profiled workload runs enforced with zero refusals" \
+    test -z "$(jq -c --arg id "$eid" 'select(.container_id==$id and .verdict=="denied")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
+  check "podman: ... and reaches what it did" has hello18081 "$($P exec learned nc 127.0.0.1 18081 </dev/null 2>&1)"
+  out=$($P exec learned nc 127.0.0.1 18080 </dev/null 2>&1); check "podman: ... not what it never did" denied "$out"
+  out=$($P exec learned /opt/bin/tool echo hi 2>&1); check "podman: ... nor a program it never ran" test -z "$(grep -x hi <<<"$out")"
+  $P rm -f learned >/dev/null 2>&1
+  check "podman: removed: its pins are gone" test ! -e "$PINS/$eid"
   kill $reader 2>/dev/null; wait $reader 2>/dev/null
   # no plugin here: nriguard observe reads the pinned ring itself
   "$NG" observe --socket "$E2E/no-plugin.sock" --kind connect > "$E2E/logs/observe-hook.jsonl" 2> "$E2E/logs/observe-hook.err" &

@@ -123,6 +123,34 @@ external() {
   check "metrics: policed containers, attach latency" grep -q '^nriguard_policed_containers{} [1-9]' <<<"$M"
   check "metrics: attach latency histogram" grep -q '^nriguard_attach_seconds_count{} [1-9]' <<<"$M"
 
+  say "nriguard profile: from nothing to an enforced policy"
+  local WORK='["/bin/sh","-c","trap \"exit 0\" TERM; while :; do nc 127.0.0.1 18081 </dev/null >/dev/null 2>&1; sleep 0.5; done"]'
+  LPCFG=$(pod learn '{"visibility.nriguard.io":"both"}')
+  LPOD=$(cr runp "$LPCFG")
+  LAPP=$(run_ctr "$LPOD" "$LPCFG" app busybox "$WORK")
+  sleep 3
+  local prof
+  prof=$("$NG" profile --namespace e2e-ns --pod learn --since 2m --events "$EVENTS" -o json 2> "$E2E/logs/profile.err")
+  echo "   learned: $(jq -c . <<<"$prof" | cut -c1-300)"
+  check "profile: the unpoliced workload was observed and learned: its destination" \
+    has 'allow tcp 127.0.0.1:18081' "$(jq -r '."e2e-ns/learn/app"."egress.nriguard.io/container.app"' <<<"$prof")"
+  check "profile: and its programs" has 'allow /bin/sh' "$(jq -r '."e2e-ns/learn/app"."exec.nriguard.io/container.app"' <<<"$prof")"
+  check "profile: the YAML output is pod annotations for kubectl" \
+    has '    egress.nriguard.io/container.app: "allow tcp 127.0.0.1:18081' "$("$NG" profile --namespace e2e-ns --pod learn --since 2m --events "$EVENTS" 2>/dev/null)"
+  out=$("$NG" profile --namespace e2e-ns --pod nosuchpod --since 2m --events "$EVENTS" 2>&1); rc=$?
+  check "profile: an unknown pod says so and prints nothing" test "$rc" = 1 -a -n "$(grep 'no records of namespace e2e-ns, pod nosuchpod' <<<"$out")"
+  cr stop -t 1 "$LAPP" >/dev/null; cr rm "$LAPP" >/dev/null
+  # the same workload, held to what it was seen doing
+  EPCFG=$(pod learned "$(jq -c '."e2e-ns/learn/app"' <<<"$prof")")
+  EPOD=$(cr runp "$EPCFG")
+  EAPP=$(run_ctr "$EPOD" "$EPCFG" app busybox "$WORK")
+  sleep 3
+  check "profile applied: the workload runs enforced with zero refusals" \
+    test -z "$(jq -c 'select(.pod=="learned" and (.verdict=="denied" or .verdict=="would-deny"))' "$EVENTS")"
+  check "profile applied: what it did still works" has hello18081 "$(conn $EAPP 18081)"
+  out=$(conn $EAPP 18080); check "profile applied: a destination it never used is refused" denied "$out"
+  out=$(cr exec $EAPP /opt/bin/tool echo hi 2>&1); check "profile applied: a program it never ran is refused" test -z "$(grep -x hi <<<"$out")"
+
   say "image label (tighten-only)"
   IPCFG=$(pod img '{"egress.nriguard.io":"allow tcp 127.0.0.1:18080,18081"}')
   IPOD=$(cr runp "$IPCFG")
