@@ -57,6 +57,10 @@ type Config struct {
 	// no policy too (each gets programs that allow everything and report).
 	// A label asking for visibility makes its container observed either way.
 	VisibilityUnpoliced bool `json:"visibility_unpoliced,omitempty"`
+	// MetricsAddr serves Prometheus metrics at http://MetricsAddr/metrics
+	// (docs/metrics.md); "" (the default) serves none. The plugin's
+	// --metrics-addr, when given, wins.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 	// EventLog is where events go as JSON lines: a file, or "" for stdout.
 	EventLog string `json:"event_log,omitempty"`
 	// Containerd is where image labels are read from.

@@ -44,7 +44,7 @@ func runPlugin(args []string) int {
 	debug := fs.Bool("debug", false, "log every event")
 	linger := fs.Duration("linger", time.Minute, "how long the programs containers share stay loaded after the last container that needed them, for the next one")
 	observeSocket := fs.String("observe-socket", observe.DefaultSocket, "serve the record stream to nriguard observe on this unix socket, root only (\"\": not served)")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9964 (\"\": off)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9964 (default: metrics_addr of the node settings; none: off)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,6 +76,9 @@ func runPlugin(args []string) int {
 		log.Error("config", "error", err)
 		fmt.Fprintln(os.Stderr, "nriguard plugin:", err)
 		return 1
+	}
+	if *metricsAddr == "" {
+		*metricsAddr = cfg.MetricsAddr
 	}
 	hub := observe.NewHub()
 	var eng *engine.Engine
