@@ -403,26 +403,31 @@ type refused struct{ n, of int }
 
 func (r refused) Error() string { return fmt.Sprintf("refused %d of %d", r.n, r.of) }
 
-// flood makes n sends while its parent (the reader of their events, for
-// nriguard run) is stopped, so that the ring fills and overflows.
-// sendN sends N datagrams of 100 bytes to one destination from one socket,
-// then closes it: "ok", or the first error.
-func sendN(arg string) error {
+// countAndSocket reads "N:ADDR:PORT" and opens an unconnected UDP socket
+// for ADDR's family.
+func countAndSocket(arg string) (n, fd int, to unix.Sockaddr, err error) {
 	nText, dest, _ := strings.Cut(arg, ":")
-	n, err := strconv.Atoi(nText)
-	if err != nil {
-		return fmt.Errorf("bad count %q", nText)
+	if n, err = strconv.Atoi(nText); err != nil {
+		return 0, -1, nil, fmt.Errorf("bad count %q", nText)
 	}
 	ap, err := netip.ParseAddrPort(bracket(dest))
 	if err != nil {
-		return err
+		return 0, -1, nil, err
 	}
-	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if fd, err = unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		return 0, -1, nil, err
+	}
+	return n, fd, sockaddr(ap, false), nil
+}
+
+// sendN sends N datagrams of 100 bytes to one destination from one socket,
+// then closes it: "ok", or the first error.
+func sendN(arg string) error {
+	n, fd, to, err := countAndSocket(arg)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	to := sockaddr(ap, false)
 	for range n {
 		if err := unix.Sendto(fd, make([]byte, 100), 0, to); err != nil {
 			return err
@@ -431,17 +436,10 @@ func sendN(arg string) error {
 	return nil
 }
 
+// flood makes n sends while its parent (the reader of their events, for
+// nriguard run) is stopped, so that the ring fills and overflows.
 func flood(arg string) error {
-	nText, dest, _ := strings.Cut(arg, ":")
-	n, err := strconv.Atoi(nText)
-	if err != nil {
-		return fmt.Errorf("bad count %q", nText)
-	}
-	ap, err := netip.ParseAddrPort(bracket(dest))
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	n, fd, to, err := countAndSocket(arg)
 	if err != nil {
 		return err
 	}
@@ -450,7 +448,6 @@ func flood(arg string) error {
 	unix.Kill(parent, unix.SIGSTOP)
 	defer unix.Kill(parent, unix.SIGCONT)
 	r := refused{of: n}
-	to := sockaddr(ap, false)
 	for range n {
 		if err := unix.Sendto(fd, []byte("x"), 0, to); errors.Is(err, unix.EPERM) {
 			r.n++
