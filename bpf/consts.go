@@ -45,6 +45,7 @@ var hookKinds = map[egressNgHook]string{
 	egressNgHookHOOK_EXEC_LSM:     "exec",
 	egressNgHookHOOK_SKB_EGRESS:   "packet",
 	egressNgHookHOOK_SOCK_RELEASE: "flow",
+	egressNgHookHOOK_FLOW_COUNT:   "flow",
 }
 
 // reasons names why the packet path stopped a packet.

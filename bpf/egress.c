@@ -357,10 +357,12 @@ static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u
 static __always_inline void report_counts(const struct config *cfg, struct sock_verdict *c, __u8 hook,
 					  __u64 cookie, __u64 cgroup_id)
 {
-	__u64 packets = c->packets, bytes = c->bytes;
-	__sync_fetch_and_add(&c->packets, -packets);
-	__sync_fetch_and_add(&c->bytes, -bytes);
+	// taken whole (atomic exchange): of CPUs reporting at once, one gets
+	// the counts, the others nothing
+	__u64 packets = __sync_lock_test_and_set(&c->packets, 0), bytes = __sync_lock_test_and_set(&c->bytes, 0);
 	c->report_at = bpf_ktime_get_coarse_ns() + FLOW_COUNT_INTERVAL_S * 1000000000ull;
+	if (!packets && hook != HOOK_SOCK_RELEASE)
+		return; // another CPU reported them
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_lost(&lost_events, EV_KIND_FLOW);
@@ -372,7 +374,8 @@ static __always_inline void report_counts(const struct config *cfg, struct sock_
 	e->h.policy_cgroup = cfg->cgroup;
 	e->h.kind = EV_KIND_FLOW;
 	e->h.hook = hook;
-	e->h.action = ACTION_ALLOW;
+	e->h.action = c->verdict & VERDICT_ACTION_MASK; // allow, or in audit mode would-deny
+	e->h.layer = (c->verdict >> VERDICT_LAYER_SHIFT) & VERDICT_LAYER_MASK;
 	if (c->family == AF_INET6)
 		__builtin_memcpy(e->addr, c->addr, 16);
 	else
@@ -464,7 +467,7 @@ static __always_inline __u32 verdict(const struct config *cfg, __u32 class, __u3
 	else if (proto == IPPROTO_UDP)
 		p = 1;
 	else
-		return ACTION_DENY;
+		return cfg->socket_verdict; // what the tables cannot judge: as its socket (allow when observed)
 	if (class == NO_CLASS)
 		return ACTION_DENY;
 	__u64 block = (__u64)class << 17 | p << 16;
@@ -526,9 +529,9 @@ static __always_inline void remember(const struct config *cfg, struct bpf_sock *
 	    (!dependent || same_ident(&c->who, &m->id)))
 		return; // the same as the last send: leave the cache line clean
 	if ((cfg->visibility & VIS_FLOWS) && c->gen == cfg->gen && c->packets)
-		report_counts(cfg, c, HOOK_SKB_EGRESS, cookie, 0); // the flow it had before this one
-	c->packets = 0;
-	c->bytes = 0;
+		report_counts(cfg, c, HOOK_FLOW_COUNT, cookie, 0); // the flow it had before this one
+	__sync_lock_test_and_set(&c->packets, 0);
+	__sync_lock_test_and_set(&c->bytes, 0);
 	c->report_at = bpf_ktime_get_coarse_ns() + FLOW_COUNT_INTERVAL_S * 1000000000ull;
 	c->gen = cfg->gen;
 	c->verdict = v;
@@ -725,6 +728,8 @@ static __always_inline void report_packet(const struct config *cfg, struct __sk_
 static __always_inline int stop_packet(const struct config *cfg, struct __sk_buff *skb, __u32 v, __u8 family,
 				       __u8 proto, const __u32 *addr, __u16 port_be, __u8 reason)
 {
+	if ((v & VERDICT_ACTION_MASK) == ACTION_ALLOW)
+		return 1; // a container observed, not policed
 	report_packet(cfg, skb, v, family, proto, addr, port_be, reason);
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
 }
@@ -817,7 +822,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 			__sync_fetch_and_add(&c->packets, 1);
 			__sync_fetch_and_add(&c->bytes, skb->len);
 			if (bpf_ktime_get_coarse_ns() >= c->report_at)
-				report_counts(cfg, c, HOOK_SKB_EGRESS, bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
+				report_counts(cfg, c, HOOK_FLOW_COUNT, bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
 		}
 		return 1; // what the hooks judged (or, in audit mode, reported)
 	}
@@ -826,8 +831,8 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return 1; // a request or time-wait socket: an answer to a connection that came in
 	if (!c && sk->protocol == IPPROTO_TCP)
 		return 1; // accepted, not connected: it answers its peer
-	if (!l4)
-		return stop_packet(cfg, skb, ACTION_DENY, family, proto, addr, port, REASON_DESTINATION);
+	if (!l4) // no port to judge it by: as a socket the hooks cannot judge
+		return stop_packet(cfg, skb, cfg->socket_verdict, family, proto, addr, port, REASON_DESTINATION);
 	// no process here to judge: a dependent class answers for someone no
 	// qualifier names
 	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port, 0) : lookup6(cfg, addr, proto, port, 0);

@@ -109,6 +109,7 @@ const (
 	egressNgHookHOOK_EXEC_LSM     egressNgHook = 7
 	egressNgHookHOOK_SKB_EGRESS   egressNgHook = 8
 	egressNgHookHOOK_SOCK_RELEASE egressNgHook = 9
+	egressNgHookHOOK_FLOW_COUNT   egressNgHook = 10
 )
 
 type egressNgLayer uint32

@@ -218,13 +218,10 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 	case actionAllow: // visibility: a flow or an exec let through
 		r.Verdict = events.Allowed
 		if h.Kind == evKindFlow {
-			r.Kind, r.Phase = events.KindFlow, "new"
 			switch egressNgHook(h.Hook) {
-			case egressNgHookHOOK_SKB_EGRESS:
-				r.Phase = "count"
-			case egressNgHookHOOK_SOCK_RELEASE:
-				r.Phase = "end"
 			case egressNgHookHOOK_CONNECT4, egressNgHookHOOK_CONNECT6, egressNgHookHOOK_SENDMSG4, egressNgHookHOOK_SENDMSG6:
+				r.Kind, r.Phase = events.KindFlow, "new"
+			case egressNgHookHOOK_FLOW_COUNT, egressNgHookHOOK_SOCK_RELEASE:
 			default:
 				return fmt.Errorf("an allowed flow record from hook %d", h.Hook)
 			}
@@ -234,6 +231,12 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 	}
 	if r.Kind == "" {
 		return fmt.Errorf("a record from unknown hook %d", h.Hook)
+	}
+	switch egressNgHook(h.Hook) {
+	case egressNgHookHOOK_FLOW_COUNT:
+		r.Phase = "count"
+	case egressNgHookHOOK_SOCK_RELEASE:
+		r.Phase = "end"
 	}
 	switch h.Kind {
 	case evKindFlow:
@@ -273,6 +276,9 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 		}
 		r.Filename = cstring(x.Filename[:])
 		r.File = fileName(x.Dev, x.Ino)
+		// the program that runs: for a #! script its interpreter, which is
+		// the file judged (the script's path is in Filename)
+		r.Exe = exePaths.path(r.PID, x.Ino)
 		r.PPID = x.Ppid
 		if r.Verdict == events.Allowed {
 			break
@@ -503,6 +509,9 @@ func (c *makerCache) note(r *events.Record) {
 	defer c.mu.Unlock()
 	switch r.Phase {
 	case "new", "": // "": a would-deny flow's record
+		if r.PID == 0 {
+			return // (the packet path's: it does not know the process)
+		}
 		if _, ok := c.m[r.Socket]; !ok {
 			if len(c.gen) >= flowMakersMax {
 				for _, s := range c.gen[:flowMakersMax/2] {

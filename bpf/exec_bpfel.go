@@ -54,6 +54,7 @@ const (
 	execNgHookHOOK_EXEC_LSM     execNgHook = 7
 	execNgHookHOOK_SKB_EGRESS   execNgHook = 8
 	execNgHookHOOK_SOCK_RELEASE execNgHook = 9
+	execNgHookHOOK_FLOW_COUNT   execNgHook = 10
 )
 
 type execNgLayer uint32

@@ -52,6 +52,10 @@ func HoldDaemonLock() (release func(), err error) {
 	return func() { lf.Close() }, nil
 }
 
+// DaemonRuns tells whether a daemon (the NRI plugin) runs: it is the reader
+// of the pinned event ring, which has room for one.
+func DaemonRuns() bool { return daemonRuns() }
+
 // daemonRuns tells whether a daemon holds DaemonLock.
 func daemonRuns() bool {
 	lf, err := openLock(DaemonLock)

@@ -15,6 +15,7 @@ enum ng_hook {
 	HOOK_EXEC_LSM = 7, // lsm/bprm_check_security, EPERM
 	HOOK_SKB_EGRESS = 8, // cgroup_skb/egress: the packet path's backstop
 	HOOK_SOCK_RELEASE = 9, // cgroup/sock_release: a flow's last counts
+	HOOK_FLOW_COUNT = 10, // a flow's counts since its last record (the packet path, or a new destination)
 };
 
 // What a policed cgroup reports besides refusals (config.visibility in

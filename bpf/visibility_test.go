@@ -77,3 +77,40 @@ func TestVisibilityFlows(t *testing.T) {
 		})
 	}
 }
+
+// In audit mode a flow the policy would refuse is let through, reported at
+// each send, and counted: its count records say would-deny.
+func TestVisibilityAuditCounts(t *testing.T) {
+	cg := testenv.Cgroup(t)
+	c := compile(t, "allow udp 10.1.2.3:5353", policy.Audit)
+	c.Visibility = policy.VisFlows
+	a, err := bpf.Attach(bpf.Spec{ID: "va-" + filepath.Base(cg), Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Detach()
+	rd, err := bpf.NewEventReader(a.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	expect(t, cg, "sendn:100:10.1.9.9:53", "ok")
+	var sends int
+	var packets uint64
+	var end bool
+	for _, e := range append(waitEvents(t, rd, 100), rd.Drain()...) {
+		switch {
+		case e.Kind == events.KindSendmsg && e.Verdict == events.WouldDeny:
+			sends++
+		case e.Kind == events.KindFlow && e.Phase != "new":
+			if e.Verdict != events.WouldDeny {
+				t.Errorf("count record of a flow audit let through: %+v", e)
+			}
+			packets += e.Packets
+			end = end || e.Phase == "end"
+		}
+	}
+	if sends != 100 || packets != 100 || !end {
+		t.Errorf("would-deny sends %d (want 100), packets counted %d (want 100), end %v", sends, packets, end)
+	}
+}

@@ -104,9 +104,10 @@ func (rl *Ruler) Rule(r *events.Record) {
 			return
 		}
 		pos := l.table.RuleFor(fileID(r.File), r.UID, r.GID)
-		if pos > 0 && pos <= len(l.rules.Rules) {
+		if pos > 0 && pos <= len(l.rules.Rules) && l.rules.Rules[pos-1].Action == want {
 			r.Rule = l.rules.Rules[pos-1].Text
-		} else {
+		} else if l.rules.Default == want {
+			// (an allow rule's file changed after attach gets the default)
 			r.Rule = "default " + l.rules.Default.String()
 		}
 	}

@@ -49,3 +49,23 @@ func TestRulerNamesTheAllowingRule(t *testing.T) {
 		}
 	}
 }
+
+// An exec refused although an allow rule names its file (the file changed
+// after attach: the kernel gave it the default) is put down to the
+// default, never to the allow rule.
+func TestRulerExecAgreesWithTheVerdict(t *testing.T) {
+	x, err := policy.ParseExec("exec.nriguard.io", "allow /bin/tool; deny /bin/bad; default deny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool, bad := policy.FileID{Dev: 8<<20 | 1, Ino: 42}, policy.FileID{Dev: 8<<20 | 1, Ino: 43}
+	rl := &Ruler{}
+	rl.AddExec(x, &policy.ExecTable{Rules: map[policy.FileID]int{tool: 1, bad: 2}})
+	for file, want := range map[string]string{"8:1:42": "default deny", "8:1:43": "deny /bin/bad"} {
+		r := &events.Record{Kind: events.KindExec, Verdict: events.Denied, File: file}
+		rl.Rule(r)
+		if r.Rule != want {
+			t.Errorf("%s: rule %q, want %q", file, r.Rule, want)
+		}
+	}
+}

@@ -27,8 +27,8 @@ const (
 	KindPacket = "packet"
 	// KindFlow is visibility (docs/events.md): a flow a policy allowed
 	// (Phase new, with its process), and then what its socket sent to that
-	// destination (Phase count, every FlowInterval at most, and end when
-	// the socket is closed or turns to another destination).
+	// destination (Phase count, 10 s apart at most while it sends and when
+	// the socket turns to another destination; end when it is closed).
 	KindFlow = "flow"
 	// KindLost says how many records of LostKind found no room in a ring
 	// buffer since the last such record: they are not coming.
@@ -93,10 +93,11 @@ type Record struct {
 	// packet: why it was stopped: "destination" (its real destination is
 	// refused) or "routing-option" (IPv4 options, an IPv6 routing header)
 	Reason string `json:"reason,omitempty"`
-	// connect, sendmsg, socket: the program the process runs, as the path
-	// it has inside its container (read from /proc/<pid>/exe while the
+	// connect, sendmsg, socket, flow: the program the process runs, as the
+	// path it has inside its container (read from /proc/<pid>/exe while the
 	// process lives, and only if it is still that file) and as the file
-	// (major:minor:inode, as exec records' file).
+	// (major:minor:inode, as exec records' file). exec: Exe only, the
+	// program the kernel runs (a #! script's interpreter).
 	Exe     string `json:"exe,omitempty"`
 	ExeFile string `json:"exe_file,omitempty"`
 	// Rule is the rule that decided, as written in its layer (or "default

@@ -52,7 +52,7 @@ func New(g Gauges) *Metrics {
 	m.flowPackets = f("flow_packets_total", "Packets allowed flows sent (visibility: flows).", containerLabels...)
 	m.flowBytes = f("flow_bytes_total", "Bytes allowed flows sent, IP headers included (visibility: flows).", containerLabels...)
 	m.execs = f("execs_total", "Execs in policed containers: refused ones always, allowed ones with visibility: execs.", append([]string{"verdict"}, containerLabels...)...)
-	m.lost = f("lost_events_total", "Records that found no room: in a kernel ring (egress, exec) or in an observe reader's queue (observe).", "kind")
+	m.lost = f("lost_events_total", "Records that found no room in a kernel ring, by kind (egress, exec).", "kind")
 	m.decodeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "nriguard_decode_errors_total", Help: "Ring records that did not decode."})
 	buckets := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1}
 	m.attach = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nriguard_attach_seconds", Help: "Time to decide, compile and attach a container's policy.", Buckets: buckets})
@@ -64,9 +64,9 @@ func New(g Gauges) *Metrics {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nriguard_" + name, Help: help}, func() float64 { return float64(read()) }))
 		}
 	}
-	gauge("policed_containers", "Containers with a policy attached.", g.Policed)
+	gauge("policed_containers", "Containers with an attachment: a policy, or visibility alone (observed).", g.Policed)
 	gauge("ready_slots", "Slots of the shared egress programs with tables ready for the next containers (the pool).", g.ReadySlots)
-	gauge("exec_rules", "Entries of the host-wide exec table.", g.ExecRules)
+	gauge("exec_rules", "Entries of the host-wide exec table (counted at each scrape).", g.ExecRules)
 	if g.ExecRulesMax > 0 {
 		gauge("exec_rules_max", "Capacity of the host-wide exec table.", func() int { return g.ExecRulesMax })
 	}

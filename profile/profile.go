@@ -40,11 +40,17 @@ type dest struct {
 	port  uint16
 }
 
+// maker is who reached a destination: the program ("" unknown) and user.
+type maker struct {
+	exe      string
+	uid, gid uint32
+}
+
 // container is what one container did.
 type container struct {
 	key      Workload // as the records name it
 	id       string
-	dests    map[dest]map[string]bool // -> the programs that reached it ("" unknown)
+	dests    map[dest]map[maker]bool // -> who reached it
 	programs map[string]bool          // exec'd, as the paths passed to execve
 	files    map[string]string        // exe_file -> path, from exec records
 	refused  int                      // refusals in enforce mode: not learned
@@ -76,7 +82,7 @@ func (l *Learner) Add(r *events.Record) {
 	c := l.containers[r.ContainerID]
 	if c == nil {
 		c = &container{key: Workload{r.Namespace, r.Pod, r.Container}, id: r.ContainerID,
-			dests: map[dest]map[string]bool{}, programs: map[string]bool{}, files: map[string]string{}}
+			dests: map[dest]map[maker]bool{}, programs: map[string]bool{}, files: map[string]string{}}
 		l.containers[r.ContainerID] = c
 	}
 	if r.Verdict == events.Denied {
@@ -92,13 +98,19 @@ func (l *Learner) Add(r *events.Record) {
 			c.ignore(fmt.Sprintf("exec of %s: a file under /proc, not learned", r.Filename))
 			return
 		}
-		if !path.IsAbs(r.Filename) {
+		if !path.IsAbs(r.Filename) && r.Exe == "" {
 			c.ignore(fmt.Sprintf("exec of %q: not an absolute path", r.Filename))
 			return
 		}
-		c.programs[path.Clean(r.Filename)] = true
+		prog := path.Clean(r.Filename)
+		if r.Exe != "" && r.Exe != prog {
+			// a #! script (or a link): exec rules name the file the kernel
+			// runs, the interpreter, and refuse a script
+			prog = r.Exe
+		}
+		c.programs[prog] = true
 		if r.File != "" {
-			c.files[r.File] = path.Clean(r.Filename)
+			c.files[r.File] = prog
 		}
 	case events.KindFlow, events.KindConnect, events.KindSendmsg:
 		if r.Kind == events.KindFlow && r.Phase != "new" {
@@ -111,13 +123,13 @@ func (l *Learner) Add(r *events.Record) {
 		l.Records++
 		d := dest{r.Proto, a.Unmap(), r.Port}
 		if c.dests[d] == nil {
-			c.dests[d] = map[string]bool{}
+			c.dests[d] = map[maker]bool{}
 		}
 		exe := r.Exe
 		if exe == "" {
 			exe = c.files[r.ExeFile] // the process had gone: its file, as an exec named it
 		}
-		c.dests[d][exe] = true
+		c.dests[d][maker{exe, r.UID, r.GID}] = true
 	case events.KindSocket:
 		c.ignore(fmt.Sprintf("a %s %s socket: no rule allows it (only TCP and UDP flows are judged)", r.Proto, r.SockType))
 	}
@@ -139,7 +151,7 @@ type Profile struct {
 	Refused int // refusals seen (enforce mode): not learned
 	Notes   []string
 
-	reached  map[dest]map[string]bool
+	reached  map[dest]map[maker]bool
 	programs map[string]bool
 }
 
@@ -157,7 +169,11 @@ func (l *Learner) Profiles(o Options) []Profile {
 			exe   string
 		}
 		byGroup := map[group][]netip.Addr{}
-		for d, exes := range c.dests {
+		for d, makers := range c.dests {
+			exes := map[string]bool{}
+			for m := range makers {
+				exes[m.exe] = true
+			}
 			exe := ""
 			if len(exes) == 1 {
 				for e := range exes {
@@ -183,6 +199,9 @@ func (l *Learner) Profiles(o Options) []Profile {
 		slices.Sort(p.Exec)
 		if len(c.programs) == 0 {
 			p.Notes = append(p.Notes, "no exec records: no exec rules learned (visibility: execs, or both)")
+		}
+		if len(c.dests) == 0 {
+			p.Notes = append(p.Notes, "no flow records: no egress rules learned (nothing reached, or visibility: flows was off)")
 		}
 		out = append(out, p)
 	}
@@ -246,10 +265,8 @@ func (p Profile) Annotations() map[string]string {
 		suffix = "/container." + p.Container
 	}
 	out := map[string]string{}
-	if len(p.Egress) > 0 {
+	if len(p.Egress) > 0 { // (none: it reached nothing, or its flows were not seen; no rules either way)
 		out["egress.nriguard.io"+suffix] = strings.Join(p.Egress, "; ")
-	} else {
-		out["egress.nriguard.io"+suffix] = "default deny" // it reached nothing
 	}
 	if len(p.Exec) > 0 {
 		out["exec.nriguard.io"+suffix] = strings.Join(p.Exec, "; ")
@@ -262,16 +279,17 @@ func (p Profile) Annotations() map[string]string {
 // rules nothing used (never used). Either policy may be nil: not compared.
 func (p Profile) Diff(eg *policy.Egress, ex *policy.Exec) (wouldAdd, neverUsed []string) {
 	used := map[int]bool{}
-	for d, exes := range p.reached {
-		for exe := range exes {
+	for d, makers := range p.reached {
+		for m := range makers {
 			if eg == nil {
 				break
 			}
+			exe := m.exe
 			proto := policy.TCP
 			if d.proto == "udp" {
 				proto = policy.UDP
 			}
-			who := policy.Principal{Exe: func(pattern string) bool {
+			who := policy.Principal{UID: m.uid, GID: m.gid, Exe: func(pattern string) bool {
 				return exe != "" && (pattern == exe || strings.HasSuffix(pattern, "/") && strings.HasPrefix(exe, pattern))
 			}}
 			m := eg.DecideFor(proto, d.addr, d.port, who)
@@ -294,13 +312,7 @@ func (p Profile) Diff(eg *policy.Egress, ex *policy.Exec) (wouldAdd, neverUsed [
 		if ex == nil {
 			break
 		}
-		at := -1
-		for i, r := range ex.Rules {
-			if len(r.Quals.UIDs) == 0 && len(r.Quals.GIDs) == 0 && (r.Path == prog || r.Dir && strings.HasPrefix(prog, r.Path+"/")) {
-				at = i
-				break
-			}
-		}
+		at := execRuleFor(ex, prog)
 		if at >= 0 && ex.Rules[at].Action == policy.Allow {
 			usedExec[at] = true
 		} else if at >= 0 || ex.Default != policy.Allow {
@@ -324,4 +336,30 @@ func qual(exe string) string {
 		return ""
 	}
 	return " exe=" + exe
+}
+
+// execRuleFor is the rule of ex that decides prog, by path as exec rules
+// are written (docs/policy.md): a rule naming the path beats a directory
+// rule, a deeper directory a shallower one, deny an allow on the same; -1:
+// the default. Rules about some users only (uid=, gid=) are left out: the
+// profile does not say who exec'd. (The kernel decides by file: a link and
+// its target are one program there, two paths here.)
+func execRuleFor(ex *policy.Exec, prog string) int {
+	at, best := -1, -1
+	for i, r := range ex.Rules {
+		if len(r.Quals.UIDs) > 0 || len(r.Quals.GIDs) > 0 {
+			continue
+		}
+		spec := -1
+		switch {
+		case !r.Dir && r.Path == prog:
+			spec = len(prog) + 1 // a file beats any directory above it
+		case r.Dir && strings.HasPrefix(prog, r.Path+"/"):
+			spec = len(r.Path)
+		}
+		if spec > best || spec == best && spec >= 0 && r.Action == policy.Deny {
+			at, best = i, spec
+		}
+	}
+	return at
 }

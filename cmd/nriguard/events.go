@@ -34,6 +34,10 @@ func runEvents(args []string) int {
 // following the pin from ring to ring.
 func followPinned(ctx context.Context, p *eventPrinter, who string) int {
 	for ctx.Err() == nil {
+		if bpf.DaemonRuns() {
+			fmt.Fprintln(os.Stderr, who+": the NRI plugin runs and reads the pinned ring (a ring has one reader): follow its stream with nriguard observe")
+			return 1
+		}
 		maps, err := bpf.OpenSharedEvents(p.root)
 		if errors.Is(err, os.ErrNotExist) {
 			select { // nothing attached yet: wait for the first
@@ -73,7 +77,13 @@ func (p *eventPrinter) follow(ctx context.Context, maps *bpf.EventMaps) error {
 	id := maps.RingID()
 	p.owners = nil // ids may name other cgroups now
 	var rec events.Record
+	checked := time.Now()
 	for ctx.Err() == nil {
+		if time.Since(checked) > time.Second {
+			if checked = time.Now(); bpf.DaemonRuns() {
+				return nil // the plugin is back: it reads the ring (followPinned says so)
+			}
+		}
 		rd.SetDeadline(time.Now().Add(time.Second))
 		err := rd.Read(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {

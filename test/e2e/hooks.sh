@@ -65,7 +65,7 @@ podman_e2e() {
   sleep 3
   flags=$("$NG" profile --container "$lid" --since 2m --events "$E2E/logs/hook-events.jsonl" -o flags 2> "$E2E/logs/podman-profile.err" | grep -v '^#')
   echo "   podman: learned: $flags"
-  check "podman: profile learned the destination and the programs" has "egress.nriguard.io=allow tcp 127.0.0.1:18081.*exec.nriguard.io=allow /bin/sh" "$flags"
+  check "podman: profile learned the destination and the programs" has "egress.nriguard.io=allow tcp 127.0.0.1:18081.*exec.nriguard.io=allow /bin/\(sh\|busybox\)" "$flags"
   $P rm -f learn >/dev/null 2>&1
   eval "$P run -d $R $S --name learned $flags localhost/e2e/busybox:latest sh -c \"\$work\"" >/dev/null
   local eid; eid=$($P inspect learned --format '{{.Id}}')

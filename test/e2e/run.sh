@@ -134,7 +134,7 @@ external() {
   echo "   learned: $(jq -c . <<<"$prof" | cut -c1-300)"
   check "profile: the unpoliced workload was observed and learned: its destination" \
     has 'allow tcp 127.0.0.1:18081' "$(jq -r '."e2e-ns/learn/app"."egress.nriguard.io/container.app"' <<<"$prof")"
-  check "profile: and its programs" has 'allow /bin/sh' "$(jq -r '."e2e-ns/learn/app"."exec.nriguard.io/container.app"' <<<"$prof")"
+  check "profile: and its programs" has 'allow /bin/\(sh\|busybox\)' "$(jq -r '."e2e-ns/learn/app"."exec.nriguard.io/container.app"' <<<"$prof")"
   check "profile: the YAML output is pod annotations for kubectl" \
     has '    egress.nriguard.io/container.app: "allow tcp 127.0.0.1:18081' "$("$NG" profile --namespace e2e-ns --pod learn --since 2m --events "$EVENTS" 2>/dev/null)"
   out=$("$NG" profile --namespace e2e-ns --pod nosuchpod --since 2m --events "$EVENTS" 2>&1); rc=$?
