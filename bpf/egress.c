@@ -515,6 +515,8 @@ static __always_inline int same(const struct config *cfg, struct sock_verdict *c
 
 // remember notes what a socket was let through to, for the packet path and
 // for the socket's next send to the same destination.
+// (cookie: the socket's, for the counts of the flow it replaces; 0 unless
+// the cgroup asks for flows)
 static __always_inline void remember(const struct config *cfg, struct bpf_sock *sk, __u8 family, __u8 proto,
 				     const __u32 *addr, __u16 port_be, __u32 v, const struct maker *m, __u64 cookie)
 {
@@ -573,9 +575,11 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const struct config
 	struct maker m = { .program = NO_MAKER };
 	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be, &m) : lookup6(cfg, addr, proto, port_be, &m);
 	__u32 action = v & VERDICT_ACTION_MASK;
-	// refusals are reported; with visibility, so is a new flow allowed
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	if (action != ACTION_ALLOW || (cfg->visibility & VIS_FLOWS))
+	// refusals are reported; with visibility, so is a new flow allowed (the
+	// cookie, a helper call, only then: a connect is a miss every time)
+	int report = action != ACTION_ALLOW || (cfg->visibility & VIS_FLOWS);
+	__u64 cookie = report ? bpf_get_socket_cookie(ctx) : 0;
+	if (report)
 		report_flow(cfg, hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
 			    bpf_ntohs((__u16)port_be), cookie);
 	if (action == ACTION_DENY)
@@ -840,7 +844,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 		report_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(cfg, sk, family, proto, addr, port, v, 0, bpf_get_socket_cookie(skb));
+	remember(cfg, sk, family, proto, addr, port, v, 0, cfg->visibility & VIS_FLOWS ? bpf_get_socket_cookie(skb) : 0);
 	return 1;
 }
 
