@@ -161,6 +161,22 @@ func TestQualifiersJudgeTheSender(t *testing.T) {
 	}
 }
 
+// One socket, two programs: the named program sends, then execs another
+// that keeps the socket; the socket's cached verdict was about the first
+// program, and the second is judged as itself.
+func TestQualifiersJudgeTheProgramAfterExec(t *testing.T) {
+	_, a, b := programs(t)
+	cg, _ := attachQualified(t, fmt.Sprintf("allow udp 10.1.2.3:5353 exe=%s; default deny", a), policy.Enforce)
+	ns := testenv.NetNS(t)
+	if got := testenv.ProbeWith(t, a, ns, cg, "", "udpagain:10.1.2.3:5353>"+b); !slices.Equal(got, []string{"ok", "EPERM"}) {
+		t.Errorf("the named program, then another exec'd on its socket: %q, want ok then EPERM", got)
+	}
+	// (and the other way: the test holds, it is not a refusal of every exec)
+	if got := testenv.ProbeWith(t, a, ns, cg, "", "udpagain:10.1.2.3:5353>"+a); !slices.Equal(got, []string{"ok", "ok"}) {
+		t.Errorf("the named program, then itself again: %q, want ok ok", got)
+	}
+}
+
 // In audit mode a qualified rule's refusal is reported, naming the
 // process, and let through.
 func TestQualifiersInAuditMode(t *testing.T) {

@@ -26,6 +26,7 @@
 //	                    lsrrcmsg: as ancillary data, IP_RETOPTS);
 //	                    srh6tcp, lsrrtcp: a TCP connect with the same, "ok" if
 //	                    it connected within 300 ms, "ETIMEDOUT" otherwise
+//	udpfd:FD:ADDR:PORT  one send on an inherited socket (udpagain:ADDR:PORT>PROBE execs it)
 //	sendn:N:ADDR:PORT   N unconnected UDP sends of 100 bytes from one socket, then close
 //	flood:N:ADDR:PORT   stop the parent (SIGSTOP), make N unconnected UDP
 //	                    sends, continue the parent; prints how many were refused
@@ -112,6 +113,18 @@ func do(op string) error {
 		return udpRedirect(arg)
 	case "udpagain":
 		return udpAgain(arg)
+	case "udpfd":
+		// send once on an inherited socket: "FD:ADDR:PORT"
+		fdText, dest, _ := strings.Cut(arg, ":")
+		fd, err := strconv.Atoi(fdText)
+		if err != nil {
+			return fmt.Errorf("bad fd %q", fdText)
+		}
+		ap, err := netip.ParseAddrPort(bracket(dest))
+		if err != nil {
+			return err
+		}
+		return unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))
 	case "cgroup":
 		// move this process into another cgroup, e.g. a child of its own
 		return os.WriteFile(filepath.Join(arg, "cgroup.procs"), []byte("0"), 0)
@@ -376,7 +389,10 @@ func udpRedirect(arg string) error {
 // one, not by what the socket remembers of the old.
 func udpAgain(arg string) error {
 	// "ADDR:PORT" or "ADDR:PORT@UID:GID": before the second send, become
-	// that user instead of waiting for a line
+	// that user instead of waiting for a line; "ADDR:PORT>PATH": exec the
+	// probe at PATH instead, which makes the second send on the socket it
+	// inherits (udpfd)
+	arg, prog, ex := strings.Cut(arg, ">")
 	arg, user, su := strings.Cut(arg, "@")
 	ap, err := netip.ParseAddrPort(bracket(arg))
 	if err != nil {
@@ -388,6 +404,13 @@ func udpAgain(arg string) error {
 	}
 	defer unix.Close(fd)
 	fmt.Println(result(unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))))
+	if ex {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil { // kept across exec
+			return err
+		}
+		os.Stdout.Sync()
+		return unix.Exec(prog, []string{prog, fmt.Sprintf("udpfd:%d:%s", fd, arg)}, os.Environ())
+	}
 	if su {
 		if err := do("user:" + user); err != nil {
 			return err
