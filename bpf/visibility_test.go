@@ -19,19 +19,7 @@ import (
 func TestVisibilityFlows(t *testing.T) {
 	for _, vis := range []policy.Visibility{policy.VisFlows, policy.VisOff} {
 		t.Run(vis.String(), func(t *testing.T) {
-			cg := testenv.Cgroup(t)
-			c := compile(t, "allow udp 10.1.2.3:5353; allow tcp 10.1.2.3:8080", policy.Enforce)
-			c.Visibility = vis
-			a, err := bpf.Attach(bpf.Spec{ID: "v-" + filepath.Base(cg), Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Detach()
-			rd, err := bpf.NewEventReader(a.Events)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rd.Close()
+			cg, rd := attachSeen(t, "allow udp 10.1.2.3:5353; allow tcp 10.1.2.3:8080", policy.Enforce, vis)
 			expect(t, cg, "sendn:1000:10.1.2.3:5353", "ok", "tcp:10.1.2.3:8080", "ok", "udpsend:10.1.9.9:53", "EPERM")
 			if vis == policy.VisOff {
 				evs := waitEvents(t, rd, 1)
@@ -81,19 +69,7 @@ func TestVisibilityFlows(t *testing.T) {
 // In audit mode a flow the policy would refuse is let through, reported at
 // each send, and counted: its count records say would-deny.
 func TestVisibilityAuditCounts(t *testing.T) {
-	cg := testenv.Cgroup(t)
-	c := compile(t, "allow udp 10.1.2.3:5353", policy.Audit)
-	c.Visibility = policy.VisFlows
-	a, err := bpf.Attach(bpf.Spec{ID: "va-" + filepath.Base(cg), Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Detach()
-	rd, err := bpf.NewEventReader(a.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
+	cg, rd := attachSeen(t, "allow udp 10.1.2.3:5353", policy.Audit, policy.VisFlows)
 	expect(t, cg, "sendn:100:10.1.9.9:53", "ok")
 	var sends int
 	var packets uint64
@@ -113,4 +89,24 @@ func TestVisibilityAuditCounts(t *testing.T) {
 	if sends != 100 || packets != 100 || !end {
 		t.Errorf("would-deny sends %d (want 100), packets counted %d (want 100), end %v", sends, packets, end)
 	}
+}
+
+// attachSeen attaches rules with visibility vis to a fresh cgroup, with a
+// reader of the attachment's events.
+func attachSeen(t *testing.T, rules string, mode policy.Mode, vis policy.Visibility) (string, *bpf.EventReader) {
+	t.Helper()
+	cg := testenv.Cgroup(t)
+	c := compile(t, rules, mode)
+	c.Visibility = vis
+	a, err := bpf.Attach(bpf.Spec{ID: "v-" + filepath.Base(cg), Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Detach() })
+	rd, err := bpf.NewEventReader(a.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	return cg, rd
 }
