@@ -13,6 +13,8 @@ for sock in "$E2E/crio/crio.sock" "$E2E/c17/containerd.sock"; do
   for p in $(crictl --config "$E2E/.crictl-cleanup.yaml" pods -q 2>/dev/null); do crictl --config "$E2E/.crictl-cleanup.yaml" rmp -f "$p" >/dev/null 2>&1; done
 done
 rm -f "$E2E/.crictl-cleanup.yaml"
+# the Kubernetes tier (k8s.sh): its control plane, kubelet and containerd
+if [ -d "$E2E/k8s" ]; then . "$REPO/test/e2e/k8s.sh"; k8s_stop; fi
 for f in plugin containerd crio containerd17; do
   if [ -f "$E2E/$f.pid" ]; then
     pid=$(cat "$E2E/$f.pid"); kill "$pid" 2>/dev/null
@@ -52,5 +54,5 @@ if [ -e "$E2E/.made-outside" ]; then
   while read -r d; do rm -rf "$d"; done < "$E2E/.made-outside"
   mv "$E2E/.made-outside" "$E2E/.made-outside.done"
 fi
-rm -rf "$E2E/crio" "$E2E/c17" "$E2E/podman" "$E2E/nerdctl" "$E2E/hooks.d" "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/nri.sock" "$E2E/.made-pins" "$E2E/.pins-before"
+rm -rf "$E2E/k8s" "$E2E/crio" "$E2E/c17" "$E2E/podman" "$E2E/nerdctl" "$E2E/hooks.d" "$E2E/ctrd" "$E2E/nri" "$E2E/logs" "$E2E/pods" "$E2E"/*.pid "$E2E/nri.sock" "$E2E/.made-pins" "$E2E/.pins-before"
 true

@@ -4,7 +4,8 @@
 # sockets, NRI socket). The containerd drop-in and plugin config are the ones
 # in install/. Prints one PASS/FAIL line per check and "N passed, M failed".
 # Then the runtimes on the hook path: CRI-O and containerd 1.7 (runtimes.sh).
-# Usage: run.sh [external|preregistered|hooks|crio|c17|all]
+# Then a real Kubernetes node with nriguard's DaemonSet (k8s.sh).
+# Usage: run.sh [external|preregistered|hooks|crio|c17|k8s|all]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 MODE=${1:-all}
@@ -271,6 +272,7 @@ preregistered() {
 
 . "$REPO/test/e2e/hooks.sh"
 . "$REPO/test/e2e/runtimes.sh"
+. "$REPO/test/e2e/k8s.sh"
 
 T0=$(now)
 case $MODE in
@@ -279,7 +281,8 @@ case $MODE in
   hooks) podman_e2e; wrapper_e2e; nerdctl_e2e ;;
   crio) crio_e2e ;;
   c17) c17_e2e ;;
-  *) external; preregistered; podman_e2e; wrapper_e2e; nerdctl_e2e; crio_e2e; c17_e2e ;;
+  k8s) k8s_e2e ;;
+  *) external; preregistered; podman_e2e; wrapper_e2e; nerdctl_e2e; crio_e2e; c17_e2e; k8s_e2e ;;
 esac
 keep_logs
 "$REPO/test/e2e/cleanup.sh"

@@ -7,7 +7,7 @@ set -euo pipefail
 t0=$(now)
 mkdir -p "$CACHE/bin" "$E2E/bin"
 need=()
-for p in runc busybox-static jq iproute2 bpftool podman conmon; do
+for p in runc busybox-static jq iproute2 bpftool podman conmon etcd-server openssl; do
   dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q "install ok installed" || need+=($p)
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -47,6 +47,8 @@ fi
 # CRI-O and containerd 1.7, for the runtimes on the hook path (cached)
 "$REPO/test/e2e/build-crio.sh"
 "$REPO/test/e2e/build-containerd17.sh"
+# Kubernetes (kubelet, API server, scheduler, controller-manager, kubectl), cached
+"$REPO/test/e2e/build-k8s.sh"
 (cd "$REPO" && CGO_ENABLED=0 go build -o "$NG" ./cmd/nriguard && CGO_ENABLED=0 go build -o "$E2E/bin/ngprobe" ./test/ngprobe && go build -o "$E2E/bin/promscrape" ./test/promscrape)
 # the images (a tenth of a second): made again every time, with this ngprobe
 NGPROBE=$E2E/bin/ngprobe "$REPO/test/e2e/mkimage.sh" "$E2E/images.tar" "$E2E/busybox.tar"

@@ -1,0 +1,325 @@
+# Sourced by run.sh: a real Kubernetes node (build-k8s.sh). etcd (Debian's
+# etcd-server), kube-apiserver, kube-scheduler and kube-controller-manager
+# (the DaemonSet controller) from the same release, a kubelet on the
+# containerd 2.x the e2e builds, and nriguard installed as docs/install.md
+# tells an operator: its image built from install/kubernetes/Dockerfile and
+# imported, the containerd drop-in (install/containerd/nriguard.toml) with the
+# validator that makes nriguard required, `kubectl apply -f install/kubernetes/`.
+# containerd serves its default sockets (/run/containerd/containerd.sock,
+# /var/run/nri/nri.sock) so that the manifest applies unchanged; its root and
+# state stay under $K8S. Test pods use the node's network (no CNI here).
+
+K8S=$E2E/k8s
+KBIN=$CACHE/k8s/bin
+K8S_NODE=nriguard-e2e-node
+K8S_CGROOT=nriguard-e2e-kubelet   # the kubelet's own cgroupRoot (see below)
+K8S_NS=nriguard-e2e
+K8S_SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom"
+kc() { "$KBIN/kubectl" --kubeconfig "$K8S/kubeconfig" "$@"; }
+kcr() { crictl --config "$K8S/crictl.yaml" "$@" 2>/dev/null; }
+
+# k8s_start: containerd, control plane and kubelet; nriguard is not running yet.
+k8s_start() {
+  mkdir -p "$K8S"/{ctrd,nri/plugins,nri/conf.d,logs,kubelet,podlogs,volplugins,pki,etcd,certs,podman/tmp}
+  if [ -e /run/containerd/containerd.sock ] || [ -e /var/run/nri/nri.sock ]; then
+    bad "k8s: a containerd or NRI socket is already at the default path: this tier needs those paths"; return 1
+  fi
+  sysctl $K8S_SYSCTLS > "$K8S/sysctl.before"   # the kubelet rewrites them
+  [ -e /var/lib/kubelet ] || touch "$K8S/.made-var-lib-kubelet"
+  # The DaemonSet mounts /sys/fs/bpf Bidirectional (docs/install.md): the
+  # host's bpffs must be a shared mount, as systemd makes it. This host has
+  # no systemd: make it shared for the test, private again after.
+  if ! grep -q ' /sys/fs/bpf .*shared:' /proc/self/mountinfo; then
+    mount --make-shared /sys/fs/bpf && touch "$K8S/.made-bpffs-shared"
+  fi
+  cat > "$K8S/ctrd/config.toml" <<EOF
+version = 3
+root = '$K8S/ctrd/root'
+state = '$K8S/ctrd/state'
+# the operator's drop-in, as installed: NRI on, nriguard required
+imports = ['$REPO/install/containerd/nriguard.toml']
+[grpc]
+  address = '/run/containerd/containerd.sock'
+[ttrpc]
+  address = '/run/containerd/containerd.sock.ttrpc'
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = 'localhost/e2e/pause:latest'
+  [plugins.'io.containerd.cri.v1.runtime']
+    restrict_oom_score_adj = true
+    cdi_spec_dirs = []
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = 'runc'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = 'io.containerd.runc.v2'
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = '/usr/sbin/runc'
+          Root = '$K8S/ctrd/runc'
+          SystemdCgroup = false
+    # a network config so that the node is Ready (test pods use the node's
+    # network: nothing is ever set up with it)
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ['/usr/lib/cni']
+      conf_dir = '$K8S/cni'
+  [plugins.'io.containerd.nri.v1.nri']
+    # the default socket, /var/run/nri/nri.sock (the DaemonSet mounts it);
+    # no pre-registered plugins from the host's /opt/nri
+    plugin_path = '$K8S/nri/plugins'
+    plugin_config_path = '$K8S/nri/conf.d'
+  [plugins.'io.containerd.shim.v1.manager']
+    socket_dir = '$K8S/ctrd/s'
+EOF
+  mkdir -p "$K8S/cni"
+  cat > "$K8S/cni/10-e2e.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "e2e", "plugins": [{"type": "bridge", "bridge": "ng-e2e0", "ipam": {"type": "host-local", "subnet": "10.244.0.0/24", "dataDir": "$K8S/cni-ipam"}}]}
+EOF
+  printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\ntimeout: 30\n' > "$K8S/crictl.yaml"
+  containerd --config "$K8S/ctrd/config.toml" >> "$K8S/logs/containerd.log" 2>&1 &
+  echo $! > "$K8S/containerd.pid"; disown
+  for i in $(seq 100); do kcr info >/dev/null && break; sleep 0.1; done
+  ctr -a /run/containerd/containerd.sock -n k8s.io images import --all-platforms "$E2E/images.tar" >/dev/null 2>>"$K8S/logs/ctr.log" || return 1
+
+  # nriguard's image, as docs/install.md says: make build, build the Dockerfile, import
+  make -s -C "$REPO" build >/dev/null || return 1   # static (CGO_ENABLED=0): the image is FROM scratch
+  local P="podman --root $K8S/podman/root --runroot $K8S/podman/runroot --tmpdir $K8S/podman/tmp --storage-driver vfs"
+  CONTAINERS_CONF=/dev/null $P build -q -f "$REPO/install/kubernetes/Dockerfile" -t localhost/nriguard:latest "$REPO" >/dev/null || return 1
+  CONTAINERS_CONF=/dev/null $P save -q -o "$K8S/nriguard-image.tar" localhost/nriguard:latest || return 1
+  ctr -a /run/containerd/containerd.sock -n k8s.io images import "$K8S/nriguard-image.tar" >/dev/null 2>>"$K8S/logs/ctr.log" || return 1
+  ok "k8s: nriguard image built from install/kubernetes/Dockerfile and imported ($(du -h "$K8S/nriguard-image.tar" | cut -f1))"
+
+  etcd --name nriguard-e2e --data-dir "$K8S/etcd" --listen-client-urls http://127.0.0.1:23790 \
+    --advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800 \
+    --initial-advertise-peer-urls http://127.0.0.1:23800 --initial-cluster nriguard-e2e=http://127.0.0.1:23800 \
+    --listen-metrics-urls http://127.0.0.1:23810 > "$K8S/logs/etcd.log" 2>&1 &
+  echo $! > "$K8S/etcd.pid"; disown
+  openssl genrsa -out "$K8S/pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$K8S/pki/sa.key" -pubout -out "$K8S/pki/sa.pub" 2>/dev/null
+  echo 'nriguard-e2e-token,admin,admin,"system:masters"' > "$K8S/pki/tokens.csv"
+  cat > "$K8S/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: "https://127.0.0.1:16443", insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: nriguard-e2e-token}}]
+contexts: [{name: e2e, context: {cluster: e2e, user: admin}}]
+current-context: e2e
+EOF
+  # No ServiceAccount admission: nothing here needs API credentials (the
+  # DaemonSet sets automountServiceAccountToken: false) and no token controller runs.
+  "$KBIN/kube-apiserver" --etcd-servers=http://127.0.0.1:23790 --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+    --secure-port=16443 --allow-privileged=true --cert-dir="$K8S/certs" --token-auth-file="$K8S/pki/tokens.csv" --authorization-mode=AlwaysAllow \
+    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$K8S/pki/sa.pub" \
+    --service-account-signing-key-file="$K8S/pki/sa.key" --service-cluster-ip-range=10.96.0.0/24 \
+    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    --kubelet-preferred-address-types=InternalIP > "$K8S/logs/apiserver.log" 2>&1 &
+  echo $! > "$K8S/apiserver.pid"; disown
+  for i in $(seq 120); do kc get --raw /readyz >/dev/null 2>&1 && break; sleep 0.5; done
+  kc get --raw /readyz >/dev/null 2>&1 || { bad "k8s: API server ready"; tail -5 "$K8S/logs/apiserver.log"; return 1; }
+  # the controllers what follows needs: daemonset (creates and replaces
+  # nriguard's pods), nodelifecycle (lifts the not-ready taint the kubelet
+  # registers with), garbagecollector (a deleted DaemonSet's pods), namespace;
+  # and the scheduler
+  "$KBIN/kube-controller-manager" --kubeconfig "$K8S/kubeconfig" --controllers=daemonset,nodelifecycle,garbagecollector,namespace --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=10357 --cert-dir="$K8S/certs" > "$K8S/logs/controller-manager.log" 2>&1 &
+  echo $! > "$K8S/controller-manager.pid"; disown
+  "$KBIN/kube-scheduler" --kubeconfig "$K8S/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=10359 --cert-dir="$K8S/certs" > "$K8S/logs/scheduler.log" 2>&1 &
+  echo $! > "$K8S/scheduler.pid"; disown
+
+  # The kubelet gets a cgroupRoot of its own: with the default it SIGKILLs
+  # processes in /kubepods/<qos>/pod* cgroups it does not know (crictl pods).
+  for h in /sys/fs/cgroup/*/; do mkdir -p "$h$K8S_CGROOT"; done
+  cat > "$K8S/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+cgroupDriver: cgroupfs
+failCgroupV1: false          # a hybrid host: the kubelet sees cgroup v1
+failSwapOn: false
+cgroupRoot: /$K8S_CGROOT
+makeIPTablesUtilChains: false
+syncFrequency: 10s
+port: 10350
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10348
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+podLogsDir: $K8S/podlogs
+volumePluginDir: $K8S/volplugins
+evictionHard: {memory.available: "100Mi"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+EOF
+  # exec and logs go from the API server to the kubelet at the node's InternalIP: not loopback
+  local ip; ip=$(ip -4 -br addr show scope global | awk '{print $3}' | cut -d/ -f1 | head -1)
+  "$KBIN/kubelet" --config "$K8S/kubelet.yaml" --kubeconfig "$K8S/kubeconfig" --root-dir "$K8S/kubelet" \
+    --cert-dir "$K8S/kubelet/pki" --hostname-override $K8S_NODE --node-ip "$ip" --address "$ip" --v=2 \
+    > "$K8S/logs/kubelet.log" 2>&1 &
+  echo $! > "$K8S/kubelet.pid"; disown
+  for i in $(seq 120); do kc get node $K8S_NODE >/dev/null 2>&1 && break; sleep 0.5; done
+  kc get node $K8S_NODE >/dev/null 2>&1 || { bad "k8s: the kubelet registered its node"; tail -5 "$K8S/logs/kubelet.log"; return 1; }
+  ok "k8s: $("$KBIN/kubelet" --version) node registered; API server, scheduler, controller-manager up"
+}
+
+# k8s_logs: the node's logs where run.sh keeps them ($CACHE/last-logs)
+k8s_logs() {
+  mkdir -p "$E2E/logs/k8s"
+  cp "$K8S"/logs/* "$E2E/logs/k8s/" 2>/dev/null
+  kc logs -n kube-system -l app=nriguard --tail=-1 > "$E2E/logs/k8s/nriguard-pod.log" 2>&1
+}
+
+# k8s_stop: in reverse order, each before the next (an API server whose etcd
+# is gone hangs in its shutdown); then what the kubelet changed on the host.
+k8s_stop() {
+  local f pid
+  for f in kubelet scheduler controller-manager apiserver etcd; do
+    [ -f "$K8S/$f.pid" ] || continue
+    pid=$(cat "$K8S/$f.pid"); kill "$pid" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null; rm -f "$K8S/$f.pid"
+  done
+  if [ -S /run/containerd/containerd.sock ]; then
+    for c in $(kcr ps -aq); do kcr rm -f "$c" >/dev/null; done
+    for p in $(kcr pods -q); do kcr rmp -f "$p" >/dev/null; done
+  fi
+  if [ -f "$K8S/containerd.pid" ]; then
+    pid=$(cat "$K8S/containerd.pid"); kill "$pid" 2>/dev/null
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null; rm -f "$K8S/containerd.pid"
+  fi
+  pkill -f "containerd-shim-runc-v2 .*-address /run/containerd/" 2>/dev/null
+  pkill -x nriguard 2>/dev/null   # the DaemonSet's plugin, if its shim was killed under it
+  [ -f "$K8S/sysctl.before" ] && while read -r l; do sysctl -qw "${l// /}"; done < "$K8S/sysctl.before"
+  grep -o " $K8S[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done  # the kubelet bind-mounts its root dir
+  [ -e "$K8S/.made-var-lib-kubelet" ] && rm -rf /var/lib/kubelet   # device-plugins: a hard-coded path
+  [ -e "$K8S/.made-bpffs-shared" ] && mount --make-private /sys/fs/bpf && rm -f "$K8S/.made-bpffs-shared"
+  for h in /sys/fs/cgroup/*/; do [ -d "$h$K8S_CGROOT" ] && find "$h$K8S_CGROOT" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+  true
+}
+
+k8s_pod() { # name, annotations (YAML flow map), [extra container lines]
+  cat <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $1, namespace: $K8S_NS, annotations: $2}
+spec:
+  hostNetwork: true                   # no CNI on this node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: client, image: "localhost/e2e/busybox:latest", imagePullPolicy: Never,
+     command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]}
+${3:-}
+EOF
+}
+kconn() { kc exec -n $K8S_NS "$1" -c "${3:-client}" -- sh -c "nc 127.0.0.1 $2 </dev/null 2>&1" 2>&1; }
+phase() { kc get pod -n $K8S_NS "$1" -o jsonpath='{.status.phase}{range .status.containerStatuses[*]}{" "}{.state.waiting.reason}{end}' 2>/dev/null; }
+wait_ready() { kc wait -n "${2:-$K8S_NS}" --for=condition=Ready "pod/$1" --timeout="${3:-60s}" >/dev/null 2>&1; }
+ngpod() { kc get pod -n kube-system -l app=nriguard -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.phase}{"\n"}{end}' 2>/dev/null; }
+wait_plugin() { # the DaemonSet's plugin has synchronized with containerd
+  local p
+  for i in $(seq 120); do
+    p=$(ngpod | awk '$2=="Running"{print $1}' | head -1)
+    [ -n "$p" ] && kc logs -n kube-system "$p" 2>/dev/null | grep -q '"msg":"synchronized"' && { echo "$p"; return 0; }
+    sleep 0.5
+  done
+  return 1
+}
+described() { # pod, pattern: waits for the pattern in kubectl describe
+  local out
+  for i in $(seq 60); do out=$(kc describe pod -n $K8S_NS "$1" 2>&1); grep -q -- "$2" <<<"$out" && return 0; sleep 0.5; done
+  printf '%s\n' "$out" | sed -n '/^Events:/,$p'; return 1
+}
+unpinned() { # no pin left for any container of the pod
+  local ids; ids=$(kcr ps -a --pod "$(kcr pods -q --name "^$1\$" | head -1)" -q 2>/dev/null)
+  for id in $ids; do [ -e "$PINS/$id" ] && { echo "pinned: $id"; return 1; }; done
+  return 0
+}
+
+k8s_e2e() {
+  say "Kubernetes $("$KBIN/kubectl" version --client 2>/dev/null | awk '/Client/{print $3}'): a real node, nriguard's DaemonSet (install/kubernetes/)"
+  if ! k8s_start; then k8s_stop; return; fi
+  local out p p2 srv_lines
+
+  kc apply -f "$REPO/install/kubernetes/" >/dev/null
+  if p=$(wait_plugin); then ok "k8s: kubectl apply -f install/kubernetes/: the DaemonSet's pod $p runs and synchronized"
+  else
+    bad "k8s: the DaemonSet's plugin synchronized"; ngpod
+    kc describe pod -n kube-system -l app=nriguard | sed -n '/^Events:/,$p' | tail -5
+    kc logs -n kube-system -l app=nriguard --tail=10 --previous 2>&1 | cut -c1-300
+    k8s_logs; k8s_stop; return
+  fi
+  kc create namespace $K8S_NS >/dev/null
+
+  # one pod: a server on the node's network, a policed client, and per-container keys
+  srv_lines='  - {name: server, image: "localhost/e2e/busybox:latest", imagePullPolicy: Never,
+     command: ["/bin/sh", "-c", "nc -ll -p 18080 -e echo hello18080 & nc -ll -p 18081 -e echo hello18081 & trap \"exit 0\" TERM; while :; do sleep 1; done"]}'
+  k8s_pod web '{egress.nriguard.io/container.client: "allow tcp 127.0.0.1:18081", exec.nriguard.io/container.client: "allow /bin/"}' "$srv_lines" | kc apply -f - >/dev/null
+  if wait_ready web; then ok "k8s: a pod with nriguard annotations is Ready"
+  else bad "k8s: pod web Ready: $(phase web)"; kc describe pod -n $K8S_NS web | sed -n '/^Events:/,$p' | tail -5; kc get node -o wide; kc describe node | grep -A3 Taints; fi
+  for i in $(seq 60); do kc exec -n $K8S_NS web -c client -- true 2>/dev/null && break; sleep 0.5; done  # the node's InternalIP settles
+  check "k8s: kubectl exec: client reaches 18081 (allowed)" has hello18081 "$(kconn web 18081)"
+  out=$(kconn web 18080); check "k8s: kubectl exec: client to 18080 refused (EPERM)" denied "$out"
+  check "k8s: server (no key of its own): 18080 reachable" has hello18080 "$(kconn web 18080 server)"
+  out=$(kc exec -n $K8S_NS web -c client -- /opt/bin/tool echo hi 2>&1)
+  check "k8s: kubectl exec: a program outside the exec policy never runs" test -z "$(grep -x hi <<<"$out")"
+  check "k8s: kubectl exec: an allowed program runs" hasline hi "$(kc exec -n $K8S_NS web -c client -- /bin/echo hi 2>&1)"
+  check "k8s: the denial is in the plugin's log (kubectl logs), with pod and namespace" \
+    has "\"verdict\":\"denied\".*\"pod\":\"web\".*\"namespace\":\"$K8S_NS\"" "$(kc logs -n kube-system "$p" | grep '"kind":"connect"')"
+  # the stream on the host's /run/nriguard/observe.sock (a hostPath), as docs/install.md says
+  timeout 4 "$NG" observe --namespace $K8S_NS -o json > "$K8S/observe.out" 2>&1 &
+  local obs=$!
+  sleep 1; kconn web 18080 >/dev/null 2>&1; wait $obs
+  check "k8s: nriguard observe on the host follows the DaemonSet's stream" has '"verdict":"denied"' "$(cat "$K8S/observe.out")"
+  check "k8s: metrics on the node's loopback (metrics_addr in the ConfigMap)" \
+    has 'nriguard_decisions_total.*denied' "$("$E2E/bin/promscrape" http://127.0.0.1:9964/metrics nriguard_ 2>&1)"
+
+  # an invalid annotation: the parser's message in kubectl describe
+  k8s_pod bad '{egress.nriguard.io: "allow tcp 10.0.0.0/33"}' | kc apply -f - >/dev/null
+  check "k8s: an invalid annotation: kubectl describe shows the parser's message" described bad 'egress.nriguard.io: rule 1.*invalid prefix length 33'
+  echo "   kubectl describe pod bad: $(kc describe pod -n $K8S_NS bad | grep -m1 'Error:' | sed 's/^ *//' | cut -c1-400)"
+  check "k8s: ... and the pod is CreateContainerError" has CreateContainerError "$(for i in $(seq 20); do phase bad; echo; sleep 0.5; done | sort -u)"
+  kc delete pod -n $K8S_NS bad --wait=false >/dev/null
+
+  # nriguard missing: its pod gone from the node (a nodeSelector no node has)
+  kc patch ds -n kube-system nriguard -p '{"spec":{"template":{"spec":{"nodeSelector":{"nriguard-e2e/none":"x"}}}}}' >/dev/null
+  for i in $(seq 120); do [ -z "$(ngpod)" ] && ! pgrep -x nriguard >/dev/null && break; sleep 0.5; done
+  check "k8s: nriguard's pod is gone" test -z "$(ngpod; pgrep -x nriguard)"
+  out=$(kconn web 18080); check "k8s: nriguard missing: the running pod is still policed (18080 refused)" denied "$out"
+  check "k8s: nriguard missing: ... and still reaches 18081" has hello18081 "$(kconn web 18081)"
+  k8s_pod late '{egress.nriguard.io: "allow tcp 127.0.0.1:18081"}' | kc apply -f - >/dev/null
+  check "k8s: nriguard missing: a new pod is refused (the validator)" described late 'required plugin .*nriguard.* not present'
+  echo "   kubectl describe pod late: $(kc describe pod -n $K8S_NS late | grep -m1 'Error:' | sed 's/^ *//' | cut -c1-400)"
+  check "k8s: ... it is not running" test "$(phase late)" != "Running "
+  k8s_pod tolerant '{tolerate-missing-plugins.nriguard.io: "true"}' | kc apply -f - >/dev/null
+  check "k8s: nriguard missing: a pod that tolerates it starts" wait_ready tolerant
+  kc patch ds -n kube-system nriguard --type json -p '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]' >/dev/null
+  if p=$(wait_plugin); then ok "k8s: nriguard back ($p)"; else bad "k8s: nriguard back"; fi
+  check "k8s: the refused pod starts once nriguard is back (kubelet retry)" wait_ready late $K8S_NS 120s
+  out=$(kconn late 18080); check "k8s: ... and it is policed (18080 refused)" denied "$out"
+  check "k8s: ... 18081 allowed" has hello18081 "$(kconn late 18081)"
+
+  # a rollout restart: the new plugin adopts what the old one attached
+  kc rollout restart ds -n kube-system nriguard >/dev/null
+  kc rollout status ds -n kube-system nriguard --timeout=90s >/dev/null 2>&1
+  p2=$(wait_plugin)
+  check "k8s: kubectl rollout restart: a new plugin pod synchronized" test -n "$p2" -a "$p2" != "$p"
+  out=$(kconn web 18080); check "k8s: after the restart: web still policed (18080 refused)" denied "$out"
+  check "k8s: after the restart: web reaches 18081" has hello18081 "$(kconn web 18081)"
+  local cid; cid=$(kc get pod -n $K8S_NS web -o jsonpath='{.status.containerStatuses[?(@.name=="client")].containerID}')
+  check "k8s: after the restart: web's client is still attached (nriguard list)" has "^${cid#containerd://} *NRI plugin" "$("$NG" list 2>&1)"
+
+  # deleting pods leaves nothing pinned
+  local ids; ids=$(kcr ps -a -q --label io.kubernetes.pod.namespace=$K8S_NS)
+  kc delete pod -n $K8S_NS --all --wait=true --timeout=60s >/dev/null 2>&1
+  kc delete namespace $K8S_NS --wait=true --timeout=60s >/dev/null 2>&1
+  check "k8s: the namespace had containers" test -n "$ids"
+  for i in $(seq 60); do left=""; for id in $ids; do [ -e "$PINS/$id" ] && left+=" $id"; done; [ -z "$left" ] && break; sleep 0.5; done
+  check "k8s: pods deleted: none of their containers is pinned" test -z "$left"
+  k8s_logs
+  kc delete -f "$REPO/install/kubernetes/" --wait=true --timeout=60s >/dev/null 2>&1
+  for i in $(seq 60); do pgrep -x nriguard >/dev/null || break; sleep 0.5; done
+  check "k8s: kubectl delete -f install/kubernetes/: the plugin is gone" test -z "$(pgrep -x nriguard)"
+  k8s_stop
+}
