@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: all build install deps generate check-generated lint vet unit unit-nonroot fuzz vmtest e2e test bench demo demo-run clean
+.PHONY: all build install deps generate check-generated lint vet unit unit-nonroot fuzz vmtest e2e k8s-prebuild test bench demo demo-run clean
 
 # Tools the build installs itself, cached with a version stamp (scripts/deps.sh).
 TOOLS := /var/cache/nriguard-e2e/bin
@@ -55,7 +55,12 @@ vmtest: deps
 e2e: deps
 	@test/e2e/run.sh all
 
-test: deps check-generated lint unit unit-nonroot vmtest e2e
+# The Kubernetes build for the e2e (about 15 min with cold caches) runs in the
+# background beside the tests before it; the e2e's setup waits for it.
+k8s-prebuild:
+	@test/e2e/build-k8s.sh --background
+
+test: deps k8s-prebuild check-generated lint unit unit-nonroot vmtest e2e
 	$(MAKE) fuzz FUZZTIME=10s
 
 bench: deps

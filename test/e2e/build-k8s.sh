@@ -9,6 +9,9 @@
 # Scheduler and controller-manager cost little once the kubelet and API
 # server are built (about 2 min more on 2 cores, 140 CPU-s), so a DaemonSet
 # can be tested as the cluster runs it, not only as a static pod.
+# --background: start the build detached and return (make test starts it
+# before the unit tests and vmtest, which leave a core idle); a later call
+# waits for it on the lock, then finds the stamp.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 K8S_VERSION=v1.37.2
@@ -18,8 +21,16 @@ minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 bin=$CACHE/k8s/bin
 stamp=$bin/.k8s-$K8S_VERSION
 [ -e "$stamp" ] && exit 0
-echo "build-k8s: building $K8S_CMDS $K8S_VERSION (15-20 min with cold caches on 2 cores)"
 mkdir -p "$bin"
+if [ "${1:-}" = --background ]; then
+  echo "build-k8s: building in the background (log: $CACHE/k8s/build.log)"
+  setsid nohup "$0" > "$CACHE/k8s/build.log" 2>&1 < /dev/null &
+  exit 0
+fi
+exec 9> "$CACHE/k8s/.lock"
+flock 9
+[ -e "$stamp" ] && exit 0
+echo "build-k8s: building $K8S_CMDS $K8S_VERSION (15-20 min with cold caches on 2 cores)"
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 (cd /tmp && go mod download k8s.io/kubernetes@$K8S_VERSION)
