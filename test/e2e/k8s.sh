@@ -14,22 +14,25 @@ KBIN=$CACHE/k8s/bin
 K8S_NODE=nriguard-e2e-node
 K8S_CGROOT=nriguard-e2e-kubelet   # the kubelet's own cgroupRoot (see below)
 K8S_NS=nriguard-e2e
-K8S_SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom"
+K8S_SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 kc() { "$KBIN/kubectl" --kubeconfig "$K8S/kubeconfig" "$@"; }
 kcr() { crictl --config "$K8S/crictl.yaml" "$@" 2>/dev/null; }
+# every cgroup hierarchy's mount point (v1 ones and v2; pure v2 hosts have one)
+cg_hiers() { awk '$3=="cgroup" || $3=="cgroup2" {print $2}' /proc/mounts; }
 
 # k8s_start: containerd, control plane and kubelet; nriguard is not running yet.
 k8s_start() {
-  mkdir -p "$K8S"/{ctrd,nri/plugins,nri/conf.d,logs,kubelet,podlogs,volplugins,pki,etcd,certs,podman/tmp}
   if [ -e /run/containerd/containerd.sock ] || [ -e /var/run/nri/nri.sock ]; then
-    bad "k8s: a containerd or NRI socket is already at the default path: this tier needs those paths"; return 1
+    echo "k8s: a containerd or NRI socket is already at the default path: this tier needs those paths"; return 1
   fi
+  # from here on $K8S exists: k8s_stop (and cleanup.sh) may stop what is ours
+  mkdir -p "$K8S"/{ctrd,nri/plugins,nri/conf.d,logs,kubelet,podlogs,volplugins,pki,etcd,certs,podman/tmp}
   sysctl $K8S_SYSCTLS > "$K8S/sysctl.before"   # the kubelet rewrites them
   [ -e /var/lib/kubelet ] || touch "$K8S/.made-var-lib-kubelet"
   # The DaemonSet mounts /sys/fs/bpf Bidirectional (docs/install.md): the
   # host's bpffs must be a shared mount, as systemd makes it. This host has
-  # no systemd: make it shared for the test, private again after.
-  if ! grep -q ' /sys/fs/bpf .*shared:' /proc/self/mountinfo; then
+  # no systemd: a private bpffs is made shared for the test, private after.
+  if [ "$(awk '$5=="/sys/fs/bpf"{print $7}' /proc/self/mountinfo)" = - ]; then
     mount --make-shared /sys/fs/bpf && touch "$K8S/.made-bpffs-shared"
   fi
   cat > "$K8S/ctrd/config.toml" <<EOF
@@ -79,6 +82,7 @@ EOF
   containerd --config "$K8S/ctrd/config.toml" >> "$K8S/logs/containerd.log" 2>&1 &
   echo $! > "$K8S/containerd.pid"; disown
   for i in $(seq 100); do kcr info >/dev/null && break; sleep 0.1; done
+  kcr info >/dev/null || { echo "k8s: containerd did not start"; return 1; }
   ctr -a /run/containerd/containerd.sock -n k8s.io images import --all-platforms "$E2E/images.tar" >/dev/null 2>>"$K8S/logs/ctr.log" || return 1
 
   # nriguard's image, as docs/install.md says: make build, build the Dockerfile, import
@@ -87,6 +91,9 @@ EOF
   CONTAINERS_CONF=/dev/null $P build -q -f "$REPO/install/kubernetes/Dockerfile" -t localhost/nriguard:latest "$REPO" >/dev/null || return 1
   CONTAINERS_CONF=/dev/null $P save -q -o "$K8S/nriguard-image.tar" localhost/nriguard:latest || return 1
   ctr -a /run/containerd/containerd.sock -n k8s.io images import "$K8S/nriguard-image.tar" >/dev/null 2>>"$K8S/logs/ctr.log" || return 1
+  # pinned, as docs/install.md says: the kubelet's image GC must not take it
+  # (with the validator, no pod would start while it cannot be pulled back)
+  ctr -a /run/containerd/containerd.sock -n k8s.io images label localhost/nriguard:latest io.cri-containerd.pinned=pinned >/dev/null || return 1
   ok "k8s: nriguard image built from install/kubernetes/Dockerfile and imported ($(du -h "$K8S/nriguard-image.tar" | cut -f1))"
 
   etcd --name nriguard-e2e --data-dir "$K8S/etcd" --listen-client-urls http://127.0.0.1:23790 \
@@ -129,7 +136,7 @@ EOF
 
   # The kubelet gets a cgroupRoot of its own: with the default it SIGKILLs
   # processes in /kubepods/<qos>/pod* cgroups it does not know (crictl pods).
-  for h in /sys/fs/cgroup/*/; do mkdir -p "$h$K8S_CGROOT"; done
+  for h in $(cg_hiers); do mkdir -p "$h/$K8S_CGROOT"; done
   cat > "$K8S/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -160,7 +167,10 @@ EOF
   echo $! > "$K8S/kubelet.pid"; disown
   for i in $(seq 120); do kc get node $K8S_NODE >/dev/null 2>&1 && break; sleep 0.5; done
   kc get node $K8S_NODE >/dev/null 2>&1 || { bad "k8s: the kubelet registered its node"; tail -5 "$K8S/logs/kubelet.log"; return 1; }
-  ok "k8s: $("$KBIN/kubelet" --version) node registered; API server, scheduler, controller-manager up"
+  local f; for f in etcd apiserver controller-manager scheduler kubelet; do
+    kill -0 "$(cat "$K8S/$f.pid")" 2>/dev/null || { echo "k8s: $f exited"; tail -5 "$K8S/logs/$f.log"; return 1; }
+  done
+  ok "k8s: $("$KBIN/kubelet" --version) node registered; etcd, API server, scheduler, controller-manager, kubelet running"
 }
 
 # k8s_logs: the node's logs where run.sh keeps them ($CACHE/last-logs)
@@ -180,7 +190,7 @@ k8s_stop() {
     for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null; rm -f "$K8S/$f.pid"
   done
-  if [ -S /run/containerd/containerd.sock ]; then
+  if [ -f "$K8S/containerd.pid" ] && kill -0 "$(cat "$K8S/containerd.pid")" 2>/dev/null; then
     for c in $(kcr ps -aq); do kcr rm -f "$c" >/dev/null; done
     for p in $(kcr pods -q); do kcr rmp -f "$p" >/dev/null; done
   fi
@@ -189,13 +199,21 @@ k8s_stop() {
     for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null; rm -f "$K8S/containerd.pid"
   fi
-  pkill -f "containerd-shim-runc-v2 .*-address /run/containerd/" 2>/dev/null
-  pkill -x nriguard 2>/dev/null   # the DaemonSet's plugin, if its shim was killed under it
+  # what outlived containerd (a run stopped midway): our shims (their working
+  # directory is a bundle under $K8S), then every process in the kubelet's cgroups
+  for pid in $(pgrep -x containerd-shim-runc-v2); do
+    [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$K8S"/* ]] && kill -9 "$pid"
+  done
+  local h
+  for h in $(cg_hiers); do
+    [ -d "$h/$K8S_CGROOT" ] && find "$h/$K8S_CGROOT" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null
+  done
+  sleep 0.2
   [ -f "$K8S/sysctl.before" ] && while read -r l; do sysctl -qw "${l// /}"; done < "$K8S/sysctl.before"
   grep -o " $K8S[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done  # the kubelet bind-mounts its root dir
   [ -e "$K8S/.made-var-lib-kubelet" ] && rm -rf /var/lib/kubelet   # device-plugins: a hard-coded path
   [ -e "$K8S/.made-bpffs-shared" ] && mount --make-private /sys/fs/bpf && rm -f "$K8S/.made-bpffs-shared"
-  for h in /sys/fs/cgroup/*/; do [ -d "$h$K8S_CGROOT" ] && find "$h$K8S_CGROOT" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+  for h in $(cg_hiers); do [ -d "$h/$K8S_CGROOT" ] && find "$h/$K8S_CGROOT" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   true
 }
 
@@ -205,7 +223,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: $1, namespace: $K8S_NS, annotations: $2}
 spec:
-  hostNetwork: true                   # no CNI on this node
+  hostNetwork: true                   # the node's network: nothing is set up per pod
   terminationGracePeriodSeconds: 1
   containers:
   - {name: client, image: "localhost/e2e/busybox:latest", imagePullPolicy: Never,
@@ -231,15 +249,10 @@ described() { # pod, pattern: waits for the pattern in kubectl describe
   for i in $(seq 60); do out=$(kc describe pod -n $K8S_NS "$1" 2>&1); grep -q -- "$2" <<<"$out" && return 0; sleep 0.5; done
   printf '%s\n' "$out" | sed -n '/^Events:/,$p'; return 1
 }
-unpinned() { # no pin left for any container of the pod
-  local ids; ids=$(kcr ps -a --pod "$(kcr pods -q --name "^$1\$" | head -1)" -q 2>/dev/null)
-  for id in $ids; do [ -e "$PINS/$id" ] && { echo "pinned: $id"; return 1; }; done
-  return 0
-}
 
 k8s_e2e() {
   say "Kubernetes $("$KBIN/kubectl" version --client 2>/dev/null | awk '/Client/{print $3}'): a real node, nriguard's DaemonSet (install/kubernetes/)"
-  if ! k8s_start; then k8s_stop; return; fi
+  if ! k8s_start; then bad "k8s: the node came up"; k8s_logs; k8s_stop; return; fi
   local out p p2 srv_lines
 
   kc apply -f "$REPO/install/kubernetes/" >/dev/null
@@ -262,15 +275,22 @@ k8s_e2e() {
   check "k8s: kubectl exec: client reaches 18081 (allowed)" has hello18081 "$(kconn web 18081)"
   out=$(kconn web 18080); check "k8s: kubectl exec: client to 18080 refused (EPERM)" denied "$out"
   check "k8s: server (no key of its own): 18080 reachable" has hello18080 "$(kconn web 18080 server)"
+  out=$(kc exec -n $K8S_NS web -c server -- nc -w 2 169.254.169.254 80 </dev/null 2>&1)
+  check "k8s: server: the ConfigMap's ceiling holds it too (169.254.169.254 refused)" denied "$out"
   out=$(kc exec -n $K8S_NS web -c client -- /opt/bin/tool echo hi 2>&1)
   check "k8s: kubectl exec: a program outside the exec policy never runs" test -z "$(grep -x hi <<<"$out")"
+  check "k8s: ... refused by nriguard (its exec event)" has '"kind":"exec".*"verdict":"denied".*"pod":"web"' "$(kc logs -n kube-system "$p")"
   check "k8s: kubectl exec: an allowed program runs" hasline hi "$(kc exec -n $K8S_NS web -c client -- /bin/echo hi 2>&1)"
   check "k8s: the denial is in the plugin's log (kubectl logs), with pod and namespace" \
     has "\"verdict\":\"denied\".*\"pod\":\"web\".*\"namespace\":\"$K8S_NS\"" "$(kc logs -n kube-system "$p" | grep '"kind":"connect"')"
   # the stream on the host's /run/nriguard/observe.sock (a hostPath), as docs/install.md says
-  timeout 4 "$NG" observe --namespace $K8S_NS -o json > "$K8S/observe.out" 2>&1 &
+  timeout 30 "$NG" observe --namespace $K8S_NS -o json > "$K8S/observe.out" 2>&1 &
   local obs=$!
-  sleep 1; kconn web 18080 >/dev/null 2>&1; wait $obs
+  for i in $(seq 10); do
+    sleep 1; kconn web 18080 >/dev/null 2>&1
+    grep -q '"verdict":"denied"' "$K8S/observe.out" && break
+  done
+  kill $obs 2>/dev/null; wait $obs 2>/dev/null
   check "k8s: nriguard observe on the host follows the DaemonSet's stream" has '"verdict":"denied"' "$(cat "$K8S/observe.out")"
   check "k8s: metrics on the node's loopback (metrics_addr in the ConfigMap)" \
     has 'nriguard_decisions_total.*denied' "$("$E2E/bin/promscrape" http://127.0.0.1:9964/metrics nriguard_ 2>&1)"
@@ -291,11 +311,11 @@ k8s_e2e() {
   k8s_pod late '{egress.nriguard.io: "allow tcp 127.0.0.1:18081"}' | kc apply -f - >/dev/null
   check "k8s: nriguard missing: a new pod is refused (the validator)" described late 'required plugin .*nriguard.* not present'
   echo "   kubectl describe pod late: $(kc describe pod -n $K8S_NS late | grep -m1 'Error:' | sed 's/^ *//' | cut -c1-400)"
-  check "k8s: ... it is not running" test "$(phase late)" != "Running "
+  check "k8s: ... it is CreateContainerError" has CreateContainerError "$(phase late)"
   k8s_pod tolerant '{tolerate-missing-plugins.nriguard.io: "true"}' | kc apply -f - >/dev/null
   check "k8s: nriguard missing: a pod that tolerates it starts" wait_ready tolerant
   kc patch ds -n kube-system nriguard --type json -p '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]' >/dev/null
-  if p=$(wait_plugin); then ok "k8s: nriguard back ($p)"; else bad "k8s: nriguard back"; fi
+  if p=$(wait_plugin); then ok "k8s: nriguard back ($p)"; else bad "k8s: nriguard back"; p=none; fi
   check "k8s: the refused pod starts once nriguard is back (kubelet retry)" wait_ready late $K8S_NS 120s
   out=$(kconn late 18080); check "k8s: ... and it is policed (18080 refused)" denied "$out"
   check "k8s: ... 18081 allowed" has hello18081 "$(kconn late 18081)"
@@ -309,9 +329,13 @@ k8s_e2e() {
   check "k8s: after the restart: web reaches 18081" has hello18081 "$(kconn web 18081)"
   local cid; cid=$(kc get pod -n $K8S_NS web -o jsonpath='{.status.containerStatuses[?(@.name=="client")].containerID}')
   check "k8s: after the restart: web's client is still attached (nriguard list)" has "^${cid#containerd://} *NRI plugin" "$("$NG" list 2>&1)"
+  out=$(kc logs -n kube-system "$p2" 2>&1)
+  check "k8s: ... and the new plugin took it over (synchronized: attached)" has '"msg":"synchronized".*"attached":[1-9]' "$out"
+  check "k8s: ... as pinned before, not as new (no late-policy warning)" test -z "$(grep 'got its egress policy late' <<<"$out")"
 
   # deleting pods leaves nothing pinned
   local ids; ids=$(kcr ps -a -q --label io.kubernetes.pod.namespace=$K8S_NS)
+  check "k8s: before the delete: web's client is pinned" test -e "$PINS/${cid#containerd://}"
   kc delete pod -n $K8S_NS --all --wait=true --timeout=60s >/dev/null 2>&1
   kc delete namespace $K8S_NS --wait=true --timeout=60s >/dev/null 2>&1
   check "k8s: the namespace had containers" test -n "$ids"

@@ -20,8 +20,11 @@ fi
 [ -d $PINS ] || touch "$E2E/.made-pins"
 ls -A $PINS 2>/dev/null > "$E2E/.pins-before"
 # every hierarchy: the v2 one ($CGV2) and, on hybrid hosts, the v1 ones
-container_cgroups() { ls -d "$CGV2"/kubepods "$CGV2"/k8s.io /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io 2>/dev/null | sort -u; }
+container_cgroups() { ls -d "$CGV2"/kubepods "$CGV2"/k8s.io /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io "$CGV2"/nriguard-e2e-kubelet /sys/fs/cgroup/*/nriguard-e2e-kubelet 2>/dev/null | sort -u; }
 CGROUPS_BEFORE=$(container_cgroups)
+# what the kubelet changes (k8s.sh puts it back): sysctls, bpffs propagation
+host_settings() { sysctl kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes; awk '$5=="/sys/fs/bpf"{print $5, $7}' /proc/self/mountinfo; }
+SETTINGS_BEFORE=$(host_settings)
 # what the tools create outside $E2E whatever they are told (podman's blob
 # cache, ctr's fifos and default runc root, nerdctl's CNI directory, nriguard
 # pre-registered logs): removed at the end if it was not there before
@@ -291,6 +294,7 @@ say "machine as found"
 check "no e2e processes left" test -z "$(pgrep -f "$E2E/" )"
 check "no mounts left under $E2E" test -z "$(grep " $E2E" /proc/mounts)"
 check "no container cgroups left" test "$(container_cgroups)" = "$CGROUPS_BEFORE"
+check "sysctls and /sys/fs/bpf propagation as they were" same "$SETTINGS_BEFORE" "$(host_settings)"
 check "nothing left outside $E2E" test -z "$(for d in $OUTSIDE; do [ -e "$d" ] && grep -qx "$d" "$E2E/.made-outside.done" && echo "$d"; done)"
 check "no pins left" test -z "$(ls -A $PINS 2>/dev/null | grep -vxFf "$E2E/.pins-before" 2>/dev/null)"
 printf '\ne2e took %.0fs\n' "$(echo "$(now) - $T0" | bc)"
