@@ -93,7 +93,7 @@ EOF
   ctr -a /run/containerd/containerd.sock -n k8s.io images import "$K8S/nriguard-image.tar" >/dev/null 2>>"$K8S/logs/ctr.log" || return 1
   # pinned, as docs/install.md says: the kubelet's image GC must not take it
   # (with the validator, no pod would start while it cannot be pulled back)
-  ctr -a /run/containerd/containerd.sock -n k8s.io images label localhost/nriguard:latest io.cri-containerd.pinned=pinned >/dev/null || return 1
+  ctr -a /run/containerd/containerd.sock -n k8s.io images label localhost/nriguard:latest io.cri-containerd.pinned=pinned >/dev/null 2>>"$K8S/logs/ctr.log" || return 1
   ok "k8s: nriguard image built from install/kubernetes/Dockerfile and imported ($(du -h "$K8S/nriguard-image.tar" | cut -f1))"
 
   etcd --name nriguard-e2e --data-dir "$K8S/etcd" --listen-client-urls http://127.0.0.1:23790 \
@@ -201,7 +201,7 @@ k8s_stop() {
   fi
   # what outlived containerd (a run stopped midway): our shims (their working
   # directory is a bundle under $K8S), then every process in the kubelet's cgroups
-  for pid in $(pgrep -x containerd-shim-runc-v2); do
+  for pid in $(pgrep -f containerd-shim-runc-v2); do
     [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$K8S"/* ]] && kill -9 "$pid"
   done
   local h
