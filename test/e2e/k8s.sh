@@ -212,6 +212,7 @@ k8s_stop() {
   [ -f "$K8S/sysctl.before" ] && while read -r l; do sysctl -qw "${l// /}"; done < "$K8S/sysctl.before"
   grep -o " $K8S[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done  # the kubelet bind-mounts its root dir
   [ -e "$K8S/.made-var-lib-kubelet" ] && rm -rf /var/lib/kubelet   # device-plugins: a hard-coded path
+  find /var/log/containers -maxdepth 1 -lname "$K8S/*" -delete 2>/dev/null   # the kubelet's links to its pod logs
   [ -e "$K8S/.made-bpffs-shared" ] && mount --make-private /sys/fs/bpf && rm -f "$K8S/.made-bpffs-shared"
   for h in $(cg_hiers); do [ -d "$h/$K8S_CGROOT" ] && find "$h/$K8S_CGROOT" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   true

@@ -13,6 +13,8 @@ MODE=${1:-all}
 "$REPO/test/e2e/cleanup.sh"
 keep_logs() { rm -rf "$CACHE/last-logs"; cp -r "$E2E/logs" "$CACHE/last-logs" 2>/dev/null; }
 trap 'keep_logs; "$REPO/test/e2e/cleanup.sh"' EXIT
+# stopped midway (Ctrl-C, a CI timeout): stop at once, cleaning up on the way out
+trap 'exit 130' INT TERM
 
 if [ -d $PINS ] && ls -A $PINS | grep -qv '^_'; then
   echo "e2e: $PINS holds attachments: is a nriguard running on this machine? Refusing to share it."; exit 1
