@@ -99,7 +99,8 @@ stop_containerd() {
   for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$E2E/containerd.pid"
 }
-syncs() { grep -c '"msg":"synchronized"' "$1" 2>/dev/null || echo 0; }
+# (grep -c prints 0 and fails when nothing matches: "|| echo 0" would print two lines)
+syncs() { local n; n=$(grep -c '"msg":"synchronized"' "$1" 2>/dev/null); echo "${n:-0}"; }
 wait_sync() { # $1 log, $2 count before
   for i in $(seq 100); do [ "$(syncs "$1")" -gt "$2" ] && return 0; sleep 0.1; done
   echo "plugin did not synchronize"; tail -5 "$1"; return 1
