@@ -104,6 +104,13 @@ EOF
   openssl genrsa -out "$K8S/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$K8S/pki/sa.key" -pubout -out "$K8S/pki/sa.pub" 2>/dev/null
   echo 'nriguard-e2e-token,admin,admin,"system:masters"' > "$K8S/pki/tokens.csv"
+  # the kubelet serves exec and logs on the node's IP: only to the API server's client certificate
+  local pki=$K8S/pki
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=nriguard-e2e-ca -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -days 1 -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -out "$pki/kubelet-client.crt" 2>/dev/null
   cat > "$K8S/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
@@ -119,7 +126,8 @@ EOF
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$K8S/pki/sa.pub" \
     --service-account-signing-key-file="$K8S/pki/sa.key" --service-cluster-ip-range=10.96.0.0/24 \
     --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
-    --kubelet-preferred-address-types=InternalIP > "$K8S/logs/apiserver.log" 2>&1 &
+    --kubelet-preferred-address-types=InternalIP --kubelet-client-certificate="$pki/kubelet-client.crt" \
+    --kubelet-client-key="$pki/kubelet-client.key" > "$K8S/logs/apiserver.log" 2>&1 &
   echo $! > "$K8S/apiserver.pid"; disown
   for i in $(seq 120); do kc get --raw /readyz >/dev/null 2>&1 && break; sleep 0.5; done
   kc get --raw /readyz >/dev/null 2>&1 || { bad "k8s: API server ready"; tail -5 "$K8S/logs/apiserver.log"; return 1; }
@@ -151,7 +159,7 @@ port: 10350
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10348
-authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: $K8S/pki/ca.crt}}
 authorization: {mode: AlwaysAllow}
 podLogsDir: $K8S/podlogs
 volumePluginDir: $K8S/volplugins
@@ -167,6 +175,8 @@ EOF
   echo $! > "$K8S/kubelet.pid"; disown
   for i in $(seq 120); do kc get node $K8S_NODE >/dev/null 2>&1 && break; sleep 0.5; done
   kc get node $K8S_NODE >/dev/null 2>&1 || { bad "k8s: the kubelet registered its node"; tail -5 "$K8S/logs/kubelet.log"; return 1; }
+  check "k8s: the kubelet refuses anonymous requests on the node's IP" \
+    same 401 "$(curl -sk -o /dev/null -w '%{http_code}' "https://$ip:10350/pods")"
   local f; for f in etcd apiserver controller-manager scheduler kubelet; do
     kill -0 "$(cat "$K8S/$f.pid")" 2>/dev/null || { echo "k8s: $f exited"; tail -5 "$K8S/logs/$f.log"; return 1; }
   done
@@ -234,6 +244,11 @@ EOF
 }
 kconn() { kc exec -n $K8S_NS "$1" -c "${3:-client}" -- sh -c "nc 127.0.0.1 $2 </dev/null 2>&1" 2>&1; }
 phase() { kc get pod -n $K8S_NS "$1" -o jsonpath='{.status.phase}{range .status.containerStatuses[*]}{" "}{.state.waiting.reason}{end}' 2>/dev/null; }
+waits_phase() { # pod, pattern: waits for it in the pod's phase and waiting reasons
+  local out
+  for i in $(seq 40); do out=$(phase "$1"); grep -q -- "$2" <<<"$out" && return 0; sleep 0.5; done
+  echo "$out"; return 1
+}
 wait_ready() { kc wait -n "${2:-$K8S_NS}" --for=condition=Ready "pod/$1" --timeout="${3:-60s}" >/dev/null 2>&1; }
 ngpod() { kc get pod -n kube-system -l app=nriguard -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.phase}{"\n"}{end}' 2>/dev/null; }
 wait_plugin() { # the DaemonSet's plugin has synchronized with containerd
@@ -300,7 +315,7 @@ k8s_e2e() {
   k8s_pod bad '{egress.nriguard.io: "allow tcp 10.0.0.0/33"}' | kc apply -f - >/dev/null
   check "k8s: an invalid annotation: kubectl describe shows the parser's message" described bad 'egress.nriguard.io: rule 1.*invalid prefix length 33'
   echo "   kubectl describe pod bad: $(kc describe pod -n $K8S_NS bad | grep -m1 'Error:' | sed 's/^ *//' | cut -c1-400)"
-  check "k8s: ... and the pod is CreateContainerError" has CreateContainerError "$(for i in $(seq 20); do phase bad; echo; sleep 0.5; done | sort -u)"
+  check "k8s: ... and the pod is CreateContainerError" waits_phase bad CreateContainerError
   kc delete pod -n $K8S_NS bad --wait=false >/dev/null
 
   # nriguard missing: its pod gone from the node (a nodeSelector no node has)
@@ -312,7 +327,7 @@ k8s_e2e() {
   k8s_pod late '{egress.nriguard.io: "allow tcp 127.0.0.1:18081"}' | kc apply -f - >/dev/null
   check "k8s: nriguard missing: a new pod is refused (the validator)" described late 'required plugin .*nriguard.* not present'
   echo "   kubectl describe pod late: $(kc describe pod -n $K8S_NS late | grep -m1 'Error:' | sed 's/^ *//' | cut -c1-400)"
-  check "k8s: ... it is CreateContainerError" has CreateContainerError "$(phase late)"
+  check "k8s: ... it is CreateContainerError" waits_phase late CreateContainerError
   k8s_pod tolerant '{tolerate-missing-plugins.nriguard.io: "true"}' | kc apply -f - >/dev/null
   check "k8s: nriguard missing: a pod that tolerates it starts" wait_ready tolerant
   kc patch ds -n kube-system nriguard --type json -p '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]' >/dev/null

@@ -7,7 +7,7 @@ set -euo pipefail
 t0=$(now)
 mkdir -p "$CACHE/bin" "$E2E/bin"
 need=()
-for p in runc busybox-static jq iproute2 bpftool podman conmon etcd-server openssl; do
+for p in runc busybox-static jq iproute2 bpftool podman conmon etcd-server openssl curl; do
   dpkg-query -W -f='${Status}' $p 2>/dev/null | grep -q "install ok installed" || need+=($p)
 done
 if [ ${#need[@]} -gt 0 ]; then
