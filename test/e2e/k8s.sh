@@ -35,45 +35,12 @@ k8s_start() {
   if [ "$(awk '$5=="/sys/fs/bpf"{print $7}' /proc/self/mountinfo)" = - ]; then
     mount --make-shared /sys/fs/bpf && touch "$K8S/.made-bpffs-shared"
   fi
-  cat > "$K8S/ctrd/config.toml" <<EOF
-version = 3
-root = '$K8S/ctrd/root'
-state = '$K8S/ctrd/state'
-# the operator's drop-in, as installed: NRI on, nriguard required
-imports = ['$REPO/install/containerd/nriguard.toml']
-[grpc]
-  address = '/run/containerd/containerd.sock'
-[ttrpc]
-  address = '/run/containerd/containerd.sock.ttrpc'
-[plugins]
-  [plugins.'io.containerd.cri.v1.images']
-    snapshotter = 'overlayfs'
-    [plugins.'io.containerd.cri.v1.images'.pinned_images]
-      sandbox = 'localhost/e2e/pause:latest'
-  [plugins.'io.containerd.cri.v1.runtime']
-    restrict_oom_score_adj = true
-    cdi_spec_dirs = []
-    [plugins.'io.containerd.cri.v1.runtime'.containerd]
-      default_runtime_name = 'runc'
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-        runtime_type = 'io.containerd.runc.v2'
-        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-          BinaryName = '/usr/sbin/runc'
-          Root = '$K8S/ctrd/runc'
-          SystemdCgroup = false
-    # a network config so that the node is Ready (test pods use the node's
-    # network: nothing is ever set up with it)
-    [plugins.'io.containerd.cri.v1.runtime'.cni]
+  # the default NRI socket, /var/run/nri/nri.sock (the DaemonSet mounts it);
+  # a network config so that the node is Ready (test pods use the node's
+  # network: nothing is ever set up with it)
+  containerd_config "$K8S/ctrd" /run/containerd/containerd.sock "" "    [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['/usr/lib/cni']
-      conf_dir = '$K8S/cni'
-  [plugins.'io.containerd.nri.v1.nri']
-    # the default socket, /var/run/nri/nri.sock (the DaemonSet mounts it);
-    # no pre-registered plugins from the host's /opt/nri
-    plugin_path = '$K8S/nri/plugins'
-    plugin_config_path = '$K8S/nri/conf.d'
-  [plugins.'io.containerd.shim.v1.manager']
-    socket_dir = '$K8S/ctrd/s'
-EOF
+      conf_dir = '$K8S/cni'" > "$K8S/ctrd/config.toml"
   mkdir -p "$K8S/cni"
   cat > "$K8S/cni/10-e2e.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "e2e", "plugins": [{"type": "bridge", "bridge": "ng-e2e0", "ipam": {"type": "host-local", "subnet": "10.244.0.0/24", "dataDir": "$K8S/cni-ipam"}}]}

@@ -41,20 +41,22 @@ now()  { date +%s.%N; }
 EVENTS=$E2E/logs/events.jsonl
 PLOG=$E2E/logs/plugin.log
 
-# write_configs: the private containerd's config (importing the operator's
-# drop-in from install/), crictl's, and nriguard's node settings.
-write_configs() {
-  mkdir -p "$E2E"/{ctrd,nri/plugins,nri/conf.d,logs,pods}
-  cat > "$E2E/ctrd/config.toml" <<EOF
+# containerd_config DIR ADDRESS NRI [CRI]: a private containerd 2.x's config:
+# root, state, runc root and shim sockets under DIR, serving ADDRESS, importing
+# the operator's drop-in from install/; NRI: more lines for its NRI section
+# (plugins come from DIR/../nri), CRI: more for the CRI runtime section.
+containerd_config() {
+  local d=$1 nri=$(dirname "$1")/nri
+  cat <<EOF
 version = 3
-root = '$E2E/ctrd/root'
-state = '$E2E/ctrd/state'
+root = '$d/root'
+state = '$d/state'
 # the operator's drop-in, as installed: NRI on, nriguard required
 imports = ['$REPO/install/containerd/nriguard.toml']
 [grpc]
-  address = '$E2E/ctrd/containerd.sock'
+  address = '$2'
 [ttrpc]
-  address = '$E2E/ctrd/containerd.sock.ttrpc'
+  address = '$2.ttrpc'
 [plugins]
   [plugins.'io.containerd.cri.v1.images']
     snapshotter = 'overlayfs'
@@ -70,15 +72,23 @@ imports = ['$REPO/install/containerd/nriguard.toml']
         runtime_type = 'io.containerd.runc.v2'
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = '/usr/sbin/runc'
-          Root = '$E2E/ctrd/runc'
+          Root = '$d/runc'
           SystemdCgroup = false
+${4:-}
   [plugins.'io.containerd.nri.v1.nri']
-    socket_path = '$E2E/nri.sock'
-    plugin_path = '$E2E/nri/plugins'
-    plugin_config_path = '$E2E/nri/conf.d'
+$3
+    plugin_path = '$nri/plugins'
+    plugin_config_path = '$nri/conf.d'
   [plugins.'io.containerd.shim.v1.manager']
-    socket_dir = '$E2E/ctrd/s'
+    socket_dir = '$d/s'
 EOF
+}
+
+# write_configs: the private containerd's config (importing the operator's
+# drop-in from install/), crictl's, and nriguard's node settings.
+write_configs() {
+  mkdir -p "$E2E"/{ctrd,nri/plugins,nri/conf.d,logs,pods}
+  containerd_config "$E2E/ctrd" "$E2E/ctrd/containerd.sock" "    socket_path = '$E2E/nri.sock'" > "$E2E/ctrd/config.toml"
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$E2E/ctrd/containerd.sock" "$E2E/ctrd/containerd.sock" > "$E2E/crictl.yaml"
   # no ceiling here: a container without labels must be left alone
   NODECONF="event_log: $EVENTS
