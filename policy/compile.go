@@ -48,6 +48,18 @@ type PortRun struct {
 	Proto   uint8 // 6 (TCP) or 17 (UDP)
 	Port    uint16
 	Verdict Verdict
+	// Nameable: only the default of the layer with DNS names refuses, so a
+	// name that layer allows the flow to decides instead (Names).
+	Nameable bool
+}
+
+// NameClass is a DNS name (or wildcard) the rules of a policy allow, and the
+// class whose port runs say which protocols and ports the addresses
+// learned for it may be reached on (allow, or deny where its rules do not
+// reach).
+type NameClass struct {
+	Pattern string
+	Class   uint32
 }
 
 // Compiled is an egress policy as lookup tables, each sorted by its start.
@@ -79,6 +91,11 @@ type Compiled struct {
 	// Visibility is what the container reports besides refusals (set by
 	// whoever attaches, from the node's settings and the pod's labels).
 	Visibility Visibility
+
+	// Names are the DNS names allow rules give (of one layer only), sorted:
+	// an address learned for one decides a flow its port runs call
+	// Nameable.
+	Names []NameClass
 }
 
 // ProgramFile is a file an exe= pattern names: its program class, for as
@@ -116,10 +133,12 @@ const MaxIDRuns = 32
 
 var transports = [...]Proto{TCP, UDP}
 
-// interval is a run of ports [lo, hi] with one verdict.
+// interval is a run of ports [lo, hi] with one verdict (nameable: see
+// PortRun).
 type interval struct {
-	lo, hi int
-	v      Verdict
+	lo, hi   int
+	v        Verdict
+	nameable bool
 }
 
 // Compile compiles the intersection of one or more policies (node ceiling,
@@ -162,7 +181,17 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 	}
 	sockets := Verdict{Action: Deny, Layer: numLayers}
 	var uids, gids []IDRange
+	names := -1 // the layer with DNS names
 	for i, e := range layers {
+		if e.HasNames() {
+			if e.Layer == LayerCeiling {
+				return nil, fmt.Errorf("the node's ceiling gives DNS names: a ceiling may name addresses only")
+			}
+			if names >= 0 {
+				return nil, fmt.Errorf("DNS names are given by the %s and the %s layers: a container's policy may name them in one layer only", layers[names].Layer, e.Layer)
+			}
+			names = i
+		}
 		ls[i] = layer{e, map[netip.Prefix][]*Rule{}}
 		for j := range e.Rules {
 			r := &e.Rules[j]
@@ -223,7 +252,7 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 			classOf[key] = class
 			for i, proto := range transports {
 				for _, iv := range tables[i] {
-					c.Ports = append(c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v})
+					c.Ports = append(c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v, Nameable: iv.nameable})
 				}
 			}
 		}
@@ -268,7 +297,7 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 			var tables [len(transports)][]interval
 			for li, l := range ls {
 				for i, proto := range transports {
-					t := resolve(chains[li], proto, l.e.Default, l.e.Layer, w)
+					t := resolve(chains[li], proto, l.e.Default, l.e.Layer, w, li == names)
 					if li == 0 {
 						tables[i] = t
 					} else {
@@ -345,6 +374,23 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 			v6 = append(v6, prefixClass{p, class})
 		}
 	}
+	if names >= 0 {
+		// each name's port runs: allow where its rules reach, else deny
+		byName := map[string][]*Rule{}
+		for j := range layers[names].Rules {
+			if r := &layers[names].Rules[j]; r.Name != "" {
+				byName[r.Name] = append(byName[r.Name], r)
+			}
+		}
+		for n, rules := range byName {
+			var t [len(transports)][]interval
+			for i, proto := range transports {
+				t[i] = resolve([][]*Rule{rules}, proto, Deny, layers[names].Layer, nil, false)
+			}
+			c.Names = append(c.Names, NameClass{Pattern: n, Class: intern("name:"+tableKey(&t), &t)})
+		}
+		slices.SortFunc(c.Names, func(a, b NameClass) int { return strings.Compare(a.Pattern, b.Pattern) })
+	}
 	c.Classes = len(classOf)
 	for _, r := range runs(v4) {
 		c.V4 = append(c.V4, Run4{Start: uint32(be128(r.start)[1]), Class: r.class})
@@ -370,6 +416,9 @@ func tableKey(tables *[len(transports)][]interval) string {
 			key.WriteString(strconv.Itoa(iv.lo))
 			key.WriteByte(iv.v.Action.String()[0])
 			key.WriteString(strconv.Itoa(int(iv.v.Layer)))
+			if iv.nameable {
+				key.WriteByte('n')
+			}
 		}
 		key.WriteByte('|')
 	}
@@ -472,11 +521,20 @@ func intersect(a, b []interval) []interval {
 	for i, j := 0, 0; i < len(a) && j < len(b); {
 		lo := max(a[i].lo, b[j].lo)
 		hi := min(a[i].hi, b[j].hi)
+		// a name may still let it pass if only its layer's default refuses;
+		// that default is named only if nothing else refuses (combine)
 		v := refusal(a[i].v, b[j].v)
-		if n := len(out); n > 0 && out[n-1].v == v {
+		switch {
+		case a[i].nameable && b[j].v.Action == Deny:
+			v = b[j].v
+		case b[j].nameable && a[i].v.Action == Deny:
+			v = a[i].v
+		}
+		nameable := a[i].nameable && b[j].v.Action == Allow || b[j].nameable && a[i].v.Action == Allow
+		if n := len(out); n > 0 && out[n-1].v == v && out[n-1].nameable == nameable {
 			out[n-1].hi = hi
 		} else {
-			out = append(out, interval{lo, hi, v})
+			out = append(out, interval{lo, hi, v, nameable})
 		}
 		if a[i].hi == hi {
 			i++
@@ -509,12 +567,34 @@ func DecideLayersFor(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, 
 	return decideLayers(mode, layers, proto, addr, port, &who)
 }
 
+// DecideLayersLearned is DecideLayers for a flow to an address the
+// datapath learned for the DNS names learned.
+func DecideLayersLearned(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, port uint16, learned []string) Verdict {
+	return combine(mode, layers, func(e *Egress) Match { return e.DecideLearned(proto, addr, port, learned) })
+}
+
 func decideLayers(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, port uint16, who *Principal) Verdict {
-	v := Allowed
+	return combine(mode, layers, func(e *Egress) Match { return e.decide(proto, addr, port, who) })
+}
+
+// combine intersects the layers' decisions. The default of the layer with
+// DNS names is named only if no other layer refuses: it is what a name
+// could have undone, another layer's refusal is not.
+func combine(mode Mode, layers []*Egress, decide func(*Egress) Match) Verdict {
+	v, soft := Allowed, Allowed
 	for _, e := range layers {
-		if e.decide(proto, addr, port, who).Action == Deny {
+		m := decide(e)
+		if m.Action != Deny {
+			continue
+		}
+		if m.Rule < 0 && e.HasNames() {
+			soft = Verdict{Action: Deny, Layer: e.Layer}
+		} else {
 			v = refusal(v, Verdict{Action: Deny, Layer: e.Layer})
 		}
+	}
+	if v.Action != Deny {
+		v = soft
 	}
 	return v.inMode(mode)
 }
@@ -522,7 +602,8 @@ func decideLayers(mode Mode, layers []*Egress, proto Proto, addr netip.Addr, por
 // resolve computes the verdict for every port of proto given the rules of a
 // prefix and its ancestors, most specific first. It sweeps the port range
 // once, keeping per level how many allow and deny rules cover the port.
-func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer, who *Principal) []interval {
+// names: the layer has DNS names, which decide in place of a default deny.
+func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer, who *Principal, names bool) []interval {
 	type event struct {
 		at, level int
 		kind      int // 0 allow, 1 deny, 2 qualified allow, 3 qualified deny
@@ -550,23 +631,23 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer, who *Princip
 	counts := make([][4]int, len(chain)) // [level][kind]
 	var out []interval
 	denied := Verdict{Action: Deny, Layer: layer}
-	verdict := func() Verdict {
+	verdict := func() (v Verdict, byDefault bool) {
 		for _, c := range counts {
 			switch {
 			case c[3] > 0:
-				return denied
+				return denied, false
 			case c[2] > 0:
-				return Allowed
+				return Allowed, false
 			case c[1] > 0:
-				return denied
+				return denied, false
 			case c[0] > 0:
-				return Allowed
+				return Allowed, false
 			}
 		}
 		if def == Deny {
-			return denied
+			return denied, true
 		}
-		return Allowed
+		return Allowed, true
 	}
 	for i, at := 0, 0; at <= 65535; {
 		for i < len(events) && events[i].at == at {
@@ -578,11 +659,12 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer, who *Princip
 		if i < len(events) {
 			next = events[i].at
 		}
-		v := verdict()
-		if n := len(out); n > 0 && out[n-1].v == v {
+		v, byDefault := verdict()
+		nameable := names && byDefault && v.Action == Deny
+		if n := len(out); n > 0 && out[n-1].v == v && out[n-1].nameable == nameable {
 			out[n-1].hi = next - 1
 		} else {
-			out = append(out, interval{at, next - 1, v})
+			out = append(out, interval{at, next - 1, v, nameable})
 		}
 		at = next
 	}
@@ -613,6 +695,11 @@ func (c *Compiled) LookupFor(proto Proto, addr netip.Addr, port uint16, m Maker)
 }
 
 func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Maker) Verdict {
+	v, _ := c.lookupRun(proto, addr, port, m)
+	return v
+}
+
+func (c *Compiled) lookupRun(proto Proto, addr netip.Addr, port uint16, m *Maker) (Verdict, bool) {
 	failClosed := Verdict{Action: Deny}
 	addr = addr.Unmap()
 	var class uint32
@@ -620,7 +707,7 @@ func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Maker) V
 	if addr.Is4() {
 		i, _ := slices.BinarySearchFunc(c.V4, uint32(x[1]), func(r Run4, a uint32) int { return cmp.Compare(r.Start, a) - boolInt(r.Start == a) })
 		if i == 0 {
-			return failClosed
+			return failClosed, false
 		}
 		class = c.V4[i-1].Class
 	} else {
@@ -628,7 +715,7 @@ func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Maker) V
 			return cmp.Or(cmp.Compare(r.Hi, a[0]), cmp.Compare(r.Lo, a[1])) - boolInt(r.Hi == a[0] && r.Lo == a[1])
 		})
 		if i == 0 {
-			return failClosed
+			return failClosed, false
 		}
 		class = c.V6[i-1].Class
 	}
@@ -643,14 +730,40 @@ func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Maker) V
 			}
 		}
 	}
+	return c.portRun(class, proto, port)
+}
+
+// portRun finds the verdict of a class for a protocol and port.
+func (c *Compiled) portRun(class uint32, proto Proto, port uint16) (Verdict, bool) {
 	want := PortRun{Class: class, Proto: proto.IPProto(), Port: port}
 	i, _ := slices.BinarySearchFunc(c.Ports, want, func(r, w PortRun) int {
 		return cmp.Or(cmp.Compare(r.Class, w.Class), cmp.Compare(r.Proto, w.Proto), cmp.Compare(r.Port, w.Port)) - boolInt(r.Class == w.Class && r.Proto == w.Proto && r.Port == w.Port)
 	})
 	if i == 0 || c.Ports[i-1].Class != class || c.Ports[i-1].Proto != proto.IPProto() {
-		return failClosed
+		return Verdict{Action: Deny}, false
 	}
-	return c.Ports[i-1].Verdict
+	return c.Ports[i-1].Verdict, c.Ports[i-1].Nameable
+}
+
+// LookupLearned is Lookup for a flow to an address the datapath learned for
+// the DNS names learned (as asked, lower case), as the datapath answers it:
+// where the tables call the flow Nameable, a name that matches one of
+// Names lets it pass if that name's port runs allow it.
+func (c *Compiled) LookupLearned(proto Proto, addr netip.Addr, port uint16, learned []string) Verdict {
+	v, nameable := c.lookupRun(proto, addr, port, nil)
+	if !nameable {
+		return v
+	}
+	for _, n := range c.Names {
+		for _, l := range learned {
+			if NameMatches(n.Pattern, l) {
+				if w, _ := c.portRun(n.Class, proto, port); w.Action == Allow {
+					return Allowed
+				}
+			}
+		}
+	}
+	return v
 }
 
 // idClass is the run an id falls in.

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nriguard/nriguard/policy"
@@ -79,6 +80,64 @@ func TestCompileLayersMatchesDecide(t *testing.T) {
 				t.Fatalf("layers %d (%v) %q\nflow %v: compiled %v, reference %v", i, mode, texts, f, got, want)
 			}
 		}
+	}
+}
+
+// A learned address answers as the reference says: names decide only where
+// their layer's address rules do not, and every other layer still must
+// let the flow pass.
+func TestCompileNamesMatchDecide(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := range 400 {
+		var layers []*policy.Egress
+		var texts []string
+		n := 1 + r.IntN(3)
+		named := r.IntN(n)
+		for l := range n {
+			text := policytest.Policy(r, r.IntN(12))
+			if l == named {
+				text = policytest.NamedPolicy(r, r.IntN(12), 1+r.IntN(4))
+			}
+			e, err := policy.ParseEgress("egress.nriguard.io", text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Layer = policy.Layer(1 + r.IntN(5))
+			if l == named { // names are refused in the ceiling
+				e.Layer = policy.Layer(2 + r.IntN(4))
+			}
+			layers, texts = append(layers, e), append(texts, fmt.Sprintf("%v: %s", e.Layer, text))
+		}
+		mode := policy.Mode(r.IntN(2))
+		c, err := policy.CompileFor(mode, nil, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all policy.Egress
+		for _, e := range layers {
+			all.Rules = append(all.Rules, e.Rules...)
+		}
+		for _, f := range policytest.Flows(r, &all, 300) {
+			learned := policytest.Learned(r)
+			want := policy.DecideLayersLearned(mode, layers, f.Proto, f.Addr, f.Port, learned)
+			if got := c.LookupLearned(f.Proto, f.Addr, f.Port, learned); got != want {
+				t.Fatalf("layers %d (%v) %q\nflow %v learned for %q: compiled %v, reference %v", i, mode, texts, f, learned, got, want)
+			}
+			// an address learned for nothing is judged as any other
+			if got, want := c.LookupLearned(f.Proto, f.Addr, f.Port, nil), policy.DecideLayers(mode, layers, f.Proto, f.Addr, f.Port); got != want {
+				t.Fatalf("layers %d %q\nflow %v learned for nothing: compiled %v, reference %v", i, texts, f, got, want)
+			}
+		}
+	}
+}
+
+func TestNamesInOneLayerOnly(t *testing.T) {
+	a, _ := policy.ParseEgress("a", "allow tcp api.example.com:443")
+	b, _ := policy.ParseEgress("b", "allow tcp *.example.org")
+	a.Layer, b.Layer = policy.LayerLabel, policy.LayerImage
+	_, err := policy.CompileFor(policy.Enforce, nil, a, b)
+	if err == nil || !strings.Contains(err.Error(), "one layer only") {
+		t.Fatalf("names in two layers: %v, want a refusal", err)
 	}
 }
 

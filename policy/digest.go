@@ -25,8 +25,13 @@ func (c *Compiled) Digest() [32]byte {
 	}
 	d.int(uint64(len(c.Ports)))
 	for _, r := range c.Ports {
-		d.int(uint64(r.Class), uint64(r.Proto), uint64(r.Port))
+		d.int(uint64(r.Class), uint64(r.Proto), uint64(r.Port), uint64(boolInt(r.Nameable)))
 		d.verdict(r.Verdict)
+	}
+	d.int(uint64(len(c.Names)))
+	for _, n := range c.Names {
+		d.str(n.Pattern)
+		d.int(uint64(n.Class))
 	}
 	d.int(uint64(c.Classes))
 	d.verdict(c.Sockets)

@@ -77,7 +77,12 @@ type Rule struct {
 	AnyDest bool
 	// Dest is the destination prefix when AnyDest is false. IPv4-mapped IPv6
 	// prefixes are stored as IPv4: mapped destinations are judged as IPv4.
-	Dest  netip.Prefix
+	Dest netip.Prefix
+	// Name is a DNS name (lower case, no final dot) or a wildcard
+	// ("*.example.com": one label more) instead of an address: the rule
+	// matches the addresses the datapath learned for a matching name
+	// (docs/policy.md, "Rules by DNS name"). Dest and AnyDest are unset.
+	Name  string
 	Ports []PortRange // empty means every port
 	Quals Qualifiers  // whom the rule is about (none: everyone)
 	Pos   int         // 1-based position among the rules of the value
@@ -98,13 +103,17 @@ type Egress struct {
 
 // prefixes returns the prefixes a rule covers: "any" is both /0s.
 func (r *Rule) prefixes() []netip.Prefix {
+	if r.Name != "" {
+		return nil
+	}
 	if r.AnyDest {
 		return []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)}
 	}
 	return []netip.Prefix{r.Dest}
 }
 
-func (r *Rule) matchesPort(port uint16) bool {
+// MatchesPort tells whether port is among the rule's.
+func (r *Rule) MatchesPort(port uint16) bool {
 	if len(r.Ports) == 0 {
 		return true
 	}
@@ -151,13 +160,16 @@ func (e *Egress) decide(proto Proto, addr netip.Addr, port uint16, who *Principa
 			continue
 		}
 		bits := 0
+		if r.Name != "" {
+			continue // an address by itself matches no name rule
+		}
 		if !r.AnyDest {
 			if !r.Dest.Contains(addr) {
 				continue
 			}
 			bits = r.Dest.Bits()
 		}
-		if !r.matchesPort(port) || !r.Quals.holds(who) {
+		if !r.MatchesPort(port) || !r.Quals.holds(who) {
 			continue
 		}
 		rank := [3]int{bits, boolInt(r.Quals.Any()), boolInt(r.Action == Deny)}
@@ -169,6 +181,52 @@ func (e *Egress) decide(proto Proto, addr netip.Addr, port uint16, who *Principa
 		return Match{Action: e.Default, Rule: -1}
 	}
 	return Match{Action: e.Rules[best].Action, Rule: best}
+}
+
+// DecideLearned is Decide for a flow to an address the datapath learned
+// for the DNS names learned (names as asked, lower case): a name rule that
+// matches one of them and the flow's protocol and port decides, but only
+// where no address rule matches (in the default's place). So an address
+// rule, a deny above all, is never undone by what a DNS answer says.
+func (e *Egress) DecideLearned(proto Proto, addr netip.Addr, port uint16, learned []string) Match {
+	m := e.decide(proto, addr, port, nil)
+	if m.Rule >= 0 {
+		return m
+	}
+	for i := range e.Rules {
+		r := &e.Rules[i]
+		if r.Name == "" || (r.Proto != AnyProto && r.Proto != proto) || !r.MatchesPort(port) {
+			continue
+		}
+		for _, n := range learned {
+			if NameMatches(r.Name, n) {
+				return Match{Action: r.Action, Rule: i}
+			}
+		}
+	}
+	return m
+}
+
+// HasNames tells whether some rule names a DNS name.
+func (e *Egress) HasNames() bool {
+	for i := range e.Rules {
+		if e.Rules[i].Name != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// NameMatches tells whether a name rule's pattern matches a name (both in
+// lower case, without a final dot): equal, or for "*.suffix" a name of
+// exactly one label more than suffix.
+func NameMatches(pattern, name string) bool {
+	suffix, wild := strings.CutPrefix(pattern, "*.")
+	if !wild {
+		return pattern == name
+	}
+	first, rest, ok := strings.Cut(name, ".")
+	return ok && first != "" && rest == suffix
 }
 
 // String renders the policy back in the label grammar, one rule a line.

@@ -21,6 +21,8 @@ func FuzzParseEgress(f *testing.F) {
 		"allow tcp 10.0.0/33", "allow tcp [::1", "allow tcp 1.2.3.4:5-", "allow tcp 1.2.3.4 uid=0",
 		"deny tcp 10.0.0.0/8; allow tcp 10.0.0.0/8:443 exe=/usr/bin/curl uid=0,1000-1999 gid=50; default allow",
 		"allow udp 10.96.0.10:53 exe=/app/ ; allow any any uid=65534", "allow tcp 1.2.3.4 uid=1-0", "allow tcp 1.2.3.4 exe=x",
+		"allow tcp api.example.com:443; allow any *.example.com:80,8000-8999; deny tcp 10.0.0.0/8:443; default deny",
+		"allow tcp Example.COM.; deny any 192.0.2.0/24; default deny", "allow tcp *.x", "deny tcp a.example.com",
 	} {
 		f.Add(s)
 	}
@@ -47,6 +49,14 @@ func FuzzParseEgress(f *testing.F) {
 			want := e.Decide(fl.Proto, fl.Addr, fl.Port).Action
 			if got := c.Lookup(fl.Proto, fl.Addr, fl.Port).Action; got != want {
 				t.Fatalf("%q flow %v: compiled %v, reference %v", s, fl, got, want)
+			}
+		}
+		// to addresses learned for DNS names
+		for i, fl := range flows {
+			learned := [][]string{nil, {"api.example.com"}, {"www.example.com", "example.com"}}[i%3]
+			want := e.DecideLearned(fl.Proto, fl.Addr, fl.Port, learned).Action
+			if got := c.LookupLearned(fl.Proto, fl.Addr, fl.Port, learned).Action; got != want {
+				t.Fatalf("%q flow %v learned for %q: compiled %v, reference %v", s, fl, learned, got, want)
 			}
 		}
 		// with programs and users: two program classes over the policy's

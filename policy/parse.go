@@ -125,7 +125,7 @@ func (l *ruleList) errorf(seg segment, format string, args ...any) *Error {
 //	rule    = action proto dest [qualifier...] | "default" action
 //	action  = "allow" | "deny"
 //	proto   = "tcp" | "udp" | "any"
-//	dest    = ( "any" | addr | addr "/" len | "[" v6 [ "/" len ] "]" ) [ ":" ports ]
+//	dest    = ( "any" | addr | addr "/" len | "[" v6 [ "/" len ] "]" | name | "*." name ) [ ":" ports ]
 //	ports   = range { "," range };  range = port [ "-" port ]
 //	qualifier = name "=" value      (reserved: uid=, exe= come later)
 func ParseEgress(key, value string) (*Egress, error) {
@@ -197,9 +197,15 @@ func (l *ruleList) parseEgressRule(seg segment, f []string) (Rule, error) {
 	if err := parseDest(&r, f[2]); err != "" {
 		return r, l.errorf(seg, "%s", err)
 	}
+	if r.Name != "" && r.Action == Deny {
+		return r, l.errorf(seg, "a deny rule cannot name a DNS name (%s): the same host is reached by its address, which the name does not cover; deny addresses, or allow names under \"default deny\"", r.Name)
+	}
 	if len(f) > 3 {
 		if _, _, found := strings.Cut(f[3], "="); !found {
 			return r, l.errorf(seg, "unexpected %q after the destination: expected nothing more, or a qualifier NAME=VALUE (exe=, uid=, gid=)", f[3])
+		}
+		if r.Name != "" {
+			return r, l.errorf(seg, "qualifiers (exe=, uid=, gid=) on a rule by DNS name are not supported: give the name's rule to everyone, or use addresses")
 		}
 		var err error
 		if r.Quals, err = l.parseQualifiers(seg, f[3:], true); err != nil {
@@ -240,6 +246,11 @@ func parseDest(r *Rule, s string) string {
 	}
 	if host == "any" {
 		r.AnyDest = true
+	} else if name, msg, ok := parseName(host); ok {
+		if msg != "" {
+			return msg
+		}
+		r.Name = name
 	} else {
 		p, msg := parsePrefix(host)
 		if msg != "" {
@@ -255,6 +266,55 @@ func parseDest(r *Rule, s string) string {
 		r.Ports = pr
 	}
 	return ""
+}
+
+// MaxNameLen bounds a DNS name in a rule (in presentation form, without the
+// final dot): the datapath compares names of up to this many bytes.
+const MaxNameLen = 253
+
+// parseName reads s as a DNS name or wildcard if it looks like one (its
+// last label has a letter: no address does); msg is "" when it is valid.
+// The name is returned in lower case, without a final dot.
+func parseName(s string) (name, msg string, ok bool) {
+	t := strings.TrimSuffix(s, ".")
+	last := t[strings.LastIndexByte(t, '.')+1:]
+	if strings.ContainsAny(s, "/:[]") || !strings.ContainsFunc(last, func(c rune) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }) {
+		return "", "", false
+	}
+	t = strings.ToLower(t)
+	bad := func(why string) (string, string, bool) {
+		return "", fmt.Sprintf("invalid DNS name %q: %s", s, why), true
+	}
+	if len(t) > MaxNameLen {
+		return bad(fmt.Sprintf("%d bytes long (at most %d)", len(t), MaxNameLen))
+	}
+	labels := strings.Split(t, ".")
+	if len(labels) < 2 {
+		return bad("expected a dot: names are absolute, no search domain is added (e.g. api.example.com)")
+	}
+	for i, l := range labels {
+		switch {
+		case l == "*" && i == 0:
+			if len(labels) < 3 {
+				return bad("a wildcard needs a name of two labels or more after \"*.\" (e.g. *.example.com)")
+			}
+			continue
+		case strings.Contains(l, "*"):
+			return bad("\"*\" may only be the whole first label (*.example.com)")
+		case l == "":
+			return bad("empty label")
+		case len(l) > 63:
+			return bad(fmt.Sprintf("label %q is longer than 63 bytes", l))
+		case strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-"):
+			return bad(fmt.Sprintf("label %q starts or ends with '-'", l))
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return bad(fmt.Sprintf("label %q has %q: expected letters, digits, '-' or '_'", l, c))
+			}
+		}
+	}
+	return t, "", true
 }
 
 // parsePrefix parses an address or CIDR. Mapped IPv6 (::ffff:a.b.c.d/len

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,24 @@ func TestParseErrors(t *testing.T) {
 			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1:90-80": invalid port range "90-80": the first port is above the second`},
 		{"allow tcp 10.0.0.1:",
 			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1:": invalid destination "10.0.0.1:": expected ports after ':'`},
+		{"allow tcp api.example.com:443; deny tcp evil.example.com; default deny",
+			`egress.nriguard.io/container.web: rule 2 "deny tcp evil.example.com": a deny rule cannot name a DNS name (evil.example.com): the same host is reached by its address, which the name does not cover; deny addresses, or allow names under "default deny"`},
+		{"allow tcp api.example.com:443 uid=0",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp api.example.com:443 uid=0": qualifiers (exe=, uid=, gid=) on a rule by DNS name are not supported: give the name's rule to everyone, or use addresses`},
+		{"allow tcp localhost:80",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp localhost:80": invalid DNS name "localhost": expected a dot: names are absolute, no search domain is added (e.g. api.example.com)`},
+		{"allow tcp *.com",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp *.com": invalid DNS name "*.com": a wildcard needs a name of two labels or more after "*." (e.g. *.example.com)`},
+		{"allow tcp a.*.example.com",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp a.*.example.com": invalid DNS name "a.*.example.com": "*" may only be the whole first label (*.example.com)`},
+		{"allow tcp api..example.com",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp api..example.com": invalid DNS name "api..example.com": empty label`},
+		{"allow tcp -api.example.com",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp -api.example.com": invalid DNS name "-api.example.com": label "-api" starts or ends with '-'`},
+		{"allow tcp api.exa$mple.com",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp api.exa$mple.com": invalid DNS name "api.exa$mple.com": label "exa$mple" has '$': expected letters, digits, '-' or '_'`},
+		{"allow tcp 10.0.0.256",
+			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.256": invalid destination "10.0.0.256": expected an IPv4 address, a CIDR or "any"`},
 		{"allow tcp 10.0.0.1/8",
 			`egress.nriguard.io/container.web: rule 1 "allow tcp 10.0.0.1/8": 10.0.0.1/8 has host bits set: did you mean 10.0.0.0/8?`},
 		{"allow tcp [10.0.0.1]:80",
@@ -67,6 +86,52 @@ func TestParseErrors(t *testing.T) {
 		}
 		if err.Error() != c.want {
 			t.Errorf("%q:\n got  %s\n want %s", c.value, err, c.want)
+		}
+	}
+}
+
+func TestParseNames(t *testing.T) {
+	e, err := ParseEgress(key, "allow tcp API.Example.COM.:443; allow any *.svc.cluster.local; allow udp x_y.example.org:53,5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		name  string
+		ports []PortRange
+	}{{"api.example.com", []PortRange{{443, 443}}}, {"*.svc.cluster.local", nil}, {"x_y.example.org", []PortRange{{53, 53}, {5353, 5353}}}}
+	for i, w := range want {
+		r := e.Rules[i]
+		if r.Name != w.name || r.AnyDest || r.Dest.IsValid() || !slices.Equal(r.Ports, w.ports) {
+			t.Errorf("rule %d: name %q any %v dest %v ports %v, want %q %v", i+1, r.Name, r.AnyDest, r.Dest, r.Ports, w.name, w.ports)
+		}
+	}
+	for _, tc := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"api.example.com", "api.example.com", true},
+		{"api.example.com", "www.example.com", false},
+		{"*.example.com", "api.example.com", true},
+		{"*.example.com", "example.com", false},
+		{"*.example.com", "a.b.example.com", false},
+		{"*.example.com", ".example.com", false},
+		{"*.example.com", "xexample.com", false},
+	} {
+		if got := NameMatches(tc.pattern, tc.name); got != tc.want {
+			t.Errorf("NameMatches(%q, %q) = %v", tc.pattern, tc.name, got)
+		}
+	}
+	// a name decides only where no address rule does
+	e, _ = ParseEgress(key, "allow tcp api.example.com:443; deny any 169.254.0.0/16; allow tcp 10.0.0.0/8:22; default deny")
+	for _, tc := range []struct {
+		addr string
+		port uint16
+		want Action
+	}{
+		{"192.0.2.1", 443, Allow}, {"192.0.2.1", 80, Deny}, {"169.254.169.254", 443, Deny}, {"10.1.1.1", 443, Allow}, {"10.1.1.1", 22, Allow},
+	} {
+		if got := e.DecideLearned(TCP, netip.MustParseAddr(tc.addr), tc.port, []string{"api.example.com"}); got.Action != tc.want {
+			t.Errorf("%s:%d learned for api.example.com: %v, want %v", tc.addr, tc.port, got.Action, tc.want)
 		}
 	}
 }

@@ -91,7 +91,7 @@ func Flows(r *rand.Rand, e *policy.Egress, n int) []Flow {
 			rule = &e.Rules[r.IntN(len(e.Rules))]
 		}
 		switch {
-		case rule != nil && !rule.AnyDest:
+		case rule != nil && !rule.AnyDest && rule.Name == "":
 			f.Addr = randomIn(r, rule.Dest)
 		default:
 			f.Addr = randomIn(r, netip.PrefixFrom(seeds[r.IntN(len(seeds))], 8))
@@ -104,6 +104,37 @@ func Flows(r *rand.Rand, e *policy.Egress, n int) []Flow {
 			f.Addr = netip.AddrFrom16(f.Addr.As16())
 		}
 		out = append(out, f)
+	}
+	return out
+}
+
+// Patterns are the DNS names and wildcards random policies allow, and
+// Questions the names asked that are worth trying against them.
+var (
+	Patterns  = []string{"api.example.com", "*.example.com", "cdn.example.net", "*.svc.cluster.local"}
+	Questions = []string{"api.example.com", "www.example.com", "a.b.example.com", "example.com", "cdn.example.net",
+		"x.svc.cluster.local", "svc.cluster.local", "other.org"}
+)
+
+// NamedPolicy is Policy with n allow rules by DNS name among the rules.
+func NamedPolicy(r *rand.Rand, rules, names int) string {
+	var b strings.Builder
+	for range names {
+		d := pick(r, Patterns...)
+		if r.IntN(2) == 0 {
+			d += ":" + ports[r.IntN(len(ports))]
+		}
+		fmt.Fprintf(&b, "allow %s %s;", pick(r, "tcp", "udp", "any"), d)
+	}
+	b.WriteString(Policy(r, rules))
+	return b.String()
+}
+
+// Learned picks the names an address was learned for.
+func Learned(r *rand.Rand) []string {
+	var out []string
+	for range r.IntN(3) {
+		out = append(out, pick(r, Questions...))
 	}
 	return out
 }
