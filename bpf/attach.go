@@ -106,6 +106,7 @@ type meta struct {
 const (
 	partEgress = 1 << iota
 	partExec
+	partNames // the egress policy names DNS names: ng_skb_ingress is attached too
 )
 
 func (s Spec) meta(cgid uint64) meta {
@@ -114,6 +115,9 @@ func (s Spec) meta(cgid uint64) meta {
 	binary.Write(h, binary.LittleEndian, cgid)
 	if s.Egress != nil {
 		m.Parts |= partEgress
+		if len(s.Egress.Names) > 0 {
+			m.Parts |= partNames
+		}
 		d := s.Egress.Digest()
 		h.Write(d[:])
 	}
@@ -298,7 +302,9 @@ func complete(dir string, parts uint64) bool {
 	var names []string
 	if parts&partEgress != 0 {
 		for _, l := range egressLinks {
-			names = append(names, l.pin)
+			if !l.names || parts&partNames != 0 {
+				names = append(names, l.pin)
+			}
 		}
 	}
 	if parts&partExec != 0 {

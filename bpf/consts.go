@@ -26,10 +26,11 @@ const (
 	maxCells     = int(egressNgLimitsMAX_CELLS)
 	cellsShift   = uint(egressNgVerdictBitsVERDICT_CELLS_SHIFT)
 
-	layerShift    = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
-	ringShift     = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
-	ringMask      = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)
-	visExecsShift = uint(egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT)
+	layerShift      = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
+	verdictNameable = uint32(egressNgVerdictBitsVERDICT_NAMEABLE)
+	ringShift       = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
+	ringMask        = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)
+	visExecsShift   = uint(egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT)
 
 	visFlows = uint8(egressNgVisibilityVIS_FLOWS)
 )
@@ -46,10 +47,15 @@ var hookKinds = map[egressNgHook]string{
 	egressNgHookHOOK_SKB_EGRESS:   "packet",
 	egressNgHookHOOK_SOCK_RELEASE: "flow",
 	egressNgHookHOOK_FLOW_COUNT:   "flow",
+	egressNgHookHOOK_SKB_INGRESS:  "dns",
 }
 
 // reasons names why the packet path stopped a packet.
 var reasons = map[uint8]string{
-	uint8(egressNgReasonREASON_DESTINATION):    "destination",
-	uint8(egressNgReasonREASON_ROUTING_OPTION): "routing-option",
+	uint8(egressNgReasonREASON_DESTINATION):     "destination",
+	uint8(egressNgReasonREASON_ROUTING_OPTION):  "routing-option",
+	uint8(egressNgReasonREASON_DNS_UNSOLICITED): "dns-unsolicited",
+	uint8(egressNgReasonREASON_DNS_RESOLVER):    "dns-resolver",
+	uint8(egressNgReasonREASON_DNS_TRUNCATED):   "dns-truncated",
+	uint8(egressNgReasonREASON_DNS_OWN):         "dns-own-server",
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/nriguard/nriguard/dnsanswer"
 	"github.com/nriguard/nriguard/policy"
 )
 
@@ -57,6 +58,10 @@ func TestConstantsAgreeWithC(t *testing.T) {
 	limits := enum(t, "ng_limits")
 	if limits["MAX_ID_RUNS"] != policy.MaxIDRuns || limits["MAX_CELLS"] != policy.MaxConds {
 		t.Errorf("C MAX_ID_RUNS %d, MAX_CELLS %d; Go policy.MaxIDRuns %d, MaxConds %d", limits["MAX_ID_RUNS"], limits["MAX_CELLS"], policy.MaxIDRuns, policy.MaxConds)
+	}
+	if limits["DNS_MAX_RECORDS"] != dnsanswer.MaxRecords || limits["DNS_MAX_NAME"] != dnsanswer.MaxNameWire || limits["DNS_MAX_LABELS"] != dnsanswer.MaxLabels {
+		t.Errorf("C DNS_MAX_RECORDS %d, DNS_MAX_NAME %d, DNS_MAX_LABELS %d; Go dnsanswer %d, %d, %d", limits["DNS_MAX_RECORDS"], limits["DNS_MAX_NAME"],
+			limits["DNS_MAX_LABELS"], dnsanswer.MaxRecords, dnsanswer.MaxNameWire, dnsanswer.MaxLabels)
 	}
 	if shift := enum(t, "ng_class_bits")["CLASS_DEPENDENT_SHIFT"]; 1<<shift != policy.Dependent {
 		t.Errorf("C CLASS_DEPENDENT_SHIFT %d, Go policy.Dependent %#x", shift, policy.Dependent)

@@ -90,7 +90,8 @@ struct config {
 	// the file it runs (three pointer loads a uid/gid-only policy skips)
 	__u8 reads_exe;
 	__u8 visibility; // ng_visibility: VIS_FLOWS reports allowed flows and their counts
-	__u8 pad[2];
+	__u8 names; // nonzero: rules name DNS names; ng_skb_ingress learns from answers
+	__u8 pad[1];
 	// Where uid and gid qualifiers cut the ids: a run's index is its
 	// class. Padded with 0xffffffff.
 	__u32 uid_runs[MAX_ID_RUNS];
@@ -338,7 +339,7 @@ static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u
 	e->proto = proto;
 	e->type = type;
 	e->reason = REASON_NONE;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->name = verdict >> VERDICT_NAME_SHIFT;
 	struct task_struct *t = (void *)bpf_get_current_task();
 	struct inode *ino = BPF_CORE_READ(t, mm, exe_file, f_inode);
 	e->exe_dev = ino ? BPF_CORE_READ(ino, i_sb, s_dev) : 0;
@@ -376,6 +377,7 @@ static __always_inline void report_counts(const struct config *cfg, struct sock_
 	e->h.hook = hook;
 	e->h.action = c->verdict & VERDICT_ACTION_MASK; // allow, or in audit mode would-deny
 	e->h.layer = (c->verdict >> VERDICT_LAYER_SHIFT) & VERDICT_LAYER_MASK;
+	e->name = c->verdict >> VERDICT_NAME_SHIFT;
 	if (c->family == AF_INET6)
 		__builtin_memcpy(e->addr, c->addr, 16);
 	else
@@ -486,17 +488,104 @@ static __always_inline __u32 verdict(const struct config *cfg, __u32 class, __u3
 	return r->verdict;
 }
 
+// Rules by DNS name (docs/design.md, "DNS names"). The names a policy
+// allows, in wire form and lower case (a wildcard's: the name after "*.",
+// wild set), by cgroup and policy generation: each with the class whose
+// port runs say where its addresses may be reached, and its index in the
+// policy's names (events name it).
+struct name_key {
+	__u64 cgroup;
+	__u32 gen;
+	__u8 wild;
+	__u8 len;
+	__u8 pad[2];
+	// zero past len; room for a label's copy past DNS_MAX_NAME
+	__u8 name[DNS_MAX_NAME + 66];
+};
+
+struct name_val {
+	__u32 class;
+	__u32 index;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct name_key);
+	__type(value, struct name_val);
+	__uint(max_entries, DNS_NAMES_MAX);
+} dns_names SEC(".maps");
+
+// The addresses learned from trusted answers to questions a policy's names
+// match, by cgroup and generation: for which names, until when.
+struct learned_key {
+	__u64 cgroup;
+	__u32 gen;
+	__u32 family;
+	__u32 addr[4]; // IPv4 in addr[3]
+};
+
+struct learned_slot {
+	__u64 expires; // coarse monotonic ns; 0: empty
+	__u32 class;
+	__u32 index;
+};
+
+struct learned_val {
+	struct learned_slot s[DNS_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct learned_key);
+	__type(value, struct learned_val);
+	__uint(max_entries, DNS_LEARNED_MAX);
+} dns_learned SEC(".maps");
+
+// named judges a flow the tables refuse only by the default of the layer
+// with names (VERDICT_NAMEABLE): a name an unexpired learning of the
+// address stands for, whose port runs allow the flow, lets it pass.
+static __always_inline __u32 named(const struct config *cfg, __u32 family, const __u32 *addr, __u32 proto,
+				   __u32 port_be, __u32 v)
+{
+	v &= ~VERDICT_NAMEABLE;
+	struct learned_key k = { .cgroup = cfg->cgroup, .gen = cfg->gen, .family = family };
+	__builtin_memcpy(k.addr, addr, 16);
+	struct learned_val *l = bpf_map_lookup_elem(&dns_learned, &k);
+	if (!l)
+		return v;
+	__u64 now = bpf_ktime_get_coarse_ns();
+#pragma unroll
+	for (int i = 0; i < DNS_SLOTS; i++) {
+		if (l->s[i].expires <= now)
+			continue;
+		__u32 w = verdict(cfg, l->s[i].class, proto, port_be);
+		if ((w & VERDICT_ACTION_MASK) == ACTION_ALLOW)
+			return ACTION_ALLOW | (l->s[i].index + 1) << VERDICT_NAME_SHIFT;
+	}
+	return v;
+}
+
 // lookup4 and lookup6 judge a destination for the process m stands for
 // (NULL: unknown, judged as someone no qualifier names).
 static __always_inline __u32 lookup4(const struct config *cfg, __u32 ip, __u32 proto, __u32 port_be, struct maker *m)
 {
-	return verdict(cfg, effective(cfg, class4(cfg, ip), m), proto, port_be);
+	__u32 v = verdict(cfg, effective(cfg, class4(cfg, ip), m), proto, port_be);
+	if (v & VERDICT_NAMEABLE) {
+		__u32 a[4] = { 0, 0, 0, ip };
+		v = named(cfg, AF_INET, a, proto, port_be, v);
+	}
+	return v;
 }
 
 static __always_inline __u32 lookup6(const struct config *cfg, const __u32 *ip, __u32 proto, __u32 port_be,
 				     struct maker *m)
 {
-	return verdict(cfg, effective(cfg, class6(cfg, ip), m), proto, port_be);
+	__u32 v = verdict(cfg, effective(cfg, class6(cfg, ip), m), proto, port_be);
+	if (v & VERDICT_NAMEABLE)
+		v = named(cfg, AF_INET6, ip, proto, port_be, v);
+	return v;
 }
 
 static __always_inline int passes(__u32 v)
@@ -690,7 +779,7 @@ int ng_sock_create(struct bpf_sock *sk)
 // every kernel (6.1 refuses bpf_get_current_pid_tgid there): the process is
 // not named (pid 0), the user is the socket's owner, the cgroup the
 // socket's.
-static __always_inline void report_packet(const struct config *cfg, struct __sk_buff *skb, __u32 v,
+static __always_inline void report_packet(const struct config *cfg, struct __sk_buff *skb, __u8 hook, __u32 v,
 					  __u8 family, __u8 proto, const __u32 *addr, __u16 port_be, __u8 reason)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -704,7 +793,7 @@ static __always_inline void report_packet(const struct config *cfg, struct __sk_
 	e->h.policy_cgroup = cfg->cgroup;
 	e->h.uid = bpf_get_socket_uid(skb);
 	e->h.kind = EV_KIND_FLOW;
-	e->h.hook = HOOK_SKB_EGRESS;
+	e->h.hook = hook;
 	e->h.action = v & VERDICT_ACTION_MASK;
 	e->h.layer = (v >> VERDICT_LAYER_SHIFT) & VERDICT_LAYER_MASK;
 	__builtin_memset(e->addr, 0, 16);
@@ -717,7 +806,7 @@ static __always_inline void report_packet(const struct config *cfg, struct __sk_
 	e->proto = proto;
 	e->type = 0;
 	e->reason = reason;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->name = 0;
 	e->exe_dev = 0;
 	e->pad2 = 0;
 	e->exe_ino = 0;
@@ -734,8 +823,79 @@ static __always_inline int stop_packet(const struct config *cfg, struct __sk_buf
 {
 	if ((v & VERDICT_ACTION_MASK) == ACTION_ALLOW)
 		return 1; // a container observed, not policed
-	report_packet(cfg, skb, v, family, proto, addr, port_be, reason);
+	report_packet(cfg, skb, HOOK_SKB_EGRESS, v, family, proto, addr, port_be, reason);
 	return (v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY;
+}
+
+// The DNS queries a socket awaits answers to: sent to which address, with
+// which id (the packet path notes them; ng_skb_ingress takes each answer
+// off). Only sockets that ask have this storage.
+struct dns_query {
+	__u32 addr[4];
+	__u16 id;
+	__u8 family;
+	__u8 used;
+};
+
+struct sock_queries {
+	struct dns_query q[DNS_QUERIES];
+	__u32 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_queries);
+} sock_queries SEC(".maps");
+
+// note_query notes a DNS query a socket sends (UDP to port 53), over the
+// oldest of the queries it awaits.
+static __always_inline void note_query(struct __sk_buff *skb, struct bpf_sock *sk, __u8 family, const __u32 *addr,
+				       __u32 l4off)
+{
+	__u16 id;
+	if (bpf_skb_load_bytes(skb, l4off + 8, &id, 2))
+		return; // no DNS header: nothing to answer
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	struct sock_queries *q = bpf_sk_storage_get(&sock_queries, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!q)
+		return; // its answer will teach nothing, and be reported
+	__u32 i = q->next++ & (DNS_QUERIES - 1);
+	__builtin_memcpy(q->q[i].addr, addr, 16);
+	q->q[i].id = id;
+	q->q[i].family = family;
+	q->q[i].used = 1;
+}
+
+// DNS answers policed containers send (from UDP port 53), by where they
+// go and their id: an answer from a DNS server a policed container runs
+// teaches nothing, whatever the policy trusts (ng_skb_ingress).
+struct own_answer {
+	__u32 family;
+	__u16 port; // the answer's destination port
+	__u16 id;
+	__u32 addr[4]; // its destination
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct own_answer);
+	__type(value, __u8);
+	__uint(max_entries, DNS_OWN_ANSWERS);
+} own_answers SEC(".maps");
+
+static __always_inline void note_answer(struct __sk_buff *skb, __u8 family, const __u32 *addr, __u16 port,
+					__u32 l4off)
+{
+	struct own_answer k = { .family = family, .port = port };
+	if (bpf_skb_load_bytes(skb, l4off + 8, &k.id, 2))
+		return;
+	__builtin_memcpy(k.addr, addr, 16);
+	__u8 one = 1;
+	bpf_map_update_elem(&own_answers, &k, &one, BPF_ANY);
 }
 
 #define MAX_EXT_HEADERS 6
@@ -756,7 +916,8 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return 0;
 	__u32 addr[4] = {};
 	__u8 family, proto;
-	__u16 port = 0;
+	__u16 port = 0, sport = 0;
+	__u32 l4off = 20; // where it starts
 	int l4 = 0; // the TCP/UDP header is in this packet
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		__u8 *iph = data;
@@ -770,10 +931,11 @@ int ng_skb_egress(struct __sk_buff *skb)
 		if (((iph[6] & 0x1f) | iph[7]) == 0) { // fragment offset 0: the L4 header follows
 			__u8 *l4h = iph + 20;
 			if ((void *)(l4h + 4) <= end) {
+				__builtin_memcpy(&sport, l4h, 2);
 				__builtin_memcpy(&port, l4h + 2, 2);
 				l4 = 1;
-			} else if (!bpf_skb_load_bytes(skb, 22, &port, 2)) { // not in the linear part
-				l4 = 1;
+			} else if (!bpf_skb_load_bytes(skb, 20, &sport, 2) && !bpf_skb_load_bytes(skb, 22, &port, 2)) {
+				l4 = 1; // (not in the linear part)
 			}
 		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
@@ -807,13 +969,17 @@ int ng_skb_egress(struct __sk_buff *skb)
 		    next == IPPROTO_ROUTING) // more extension headers than anyone sends
 			return stop_packet(cfg, skb, cfg->socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 		proto = next;
-		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off + 2, &port, 2))
+		l4off = off;
+		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off, &sport, 2) &&
+		    !bpf_skb_load_bytes(skb, off + 2, &port, 2))
 			l4 = 1;
 	} else {
 		return 1;
 	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		l4 = 0;
+	if (l4 && proto == IPPROTO_UDP && sport == bpf_htons(53))
+		note_answer(skb, family, addr, port, l4off); // a DNS server in a policed container
 
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
@@ -828,6 +994,8 @@ int ng_skb_egress(struct __sk_buff *skb)
 			if (bpf_ktime_get_coarse_ns() >= c->report_at)
 				report_counts(cfg, c, HOOK_FLOW_COUNT, bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
 		}
+		if (cfg->names && l4 && proto == IPPROTO_UDP && port == bpf_htons(53))
+			note_query(skb, sk, family, addr, l4off);
 		return 1; // what the hooks judged (or, in audit mode, reported)
 	}
 	sk = bpf_sk_fullsock(sk);
@@ -843,8 +1011,10 @@ int ng_skb_egress(struct __sk_buff *skb)
 	if (!passes(v))
 		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
-		report_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
+		report_packet(cfg, skb, HOOK_SKB_EGRESS, v, family, proto, addr, port, REASON_DESTINATION);
 	remember(cfg, sk, family, proto, addr, port, v, 0, cfg->visibility & VIS_FLOWS ? bpf_get_socket_cookie(skb) : 0);
+	if (cfg->names && proto == IPPROTO_UDP && port == bpf_htons(53))
+		note_query(skb, sk, family, addr, l4off);
 	return 1;
 }
 
@@ -861,5 +1031,7 @@ int ng_sock_release(struct bpf_sock *sk)
 		report_counts(cfg, c, HOOK_SOCK_RELEASE, bpf_get_socket_cookie(sk), 0);
 	return 1;
 }
+
+#include "dns.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/nriguard/nriguard/dnsanswer"
 	"github.com/nriguard/nriguard/policy"
 )
 
@@ -36,18 +37,22 @@ var generation = func() *atomic.Uint32 {
 // egressLinks says what attaches where, and under which name each link is
 // pinned, in the order they are attached: sock_create first, so that from
 // then on no unjudgeable socket can be made.
+// (names: only for a policy that names DNS names; once attached, it stays
+// until the attachment goes)
 var egressLinks = []struct {
 	pin    string
 	attach ebpf.AttachType
 	prog   func(*egressPrograms) **ebpf.Program
+	names  bool
 }{
-	{"link_sock_create", ebpf.AttachCGroupInetSockCreate, func(p *egressPrograms) **ebpf.Program { return &p.NgSockCreate }},
-	{"link_connect4", ebpf.AttachCGroupInet4Connect, func(p *egressPrograms) **ebpf.Program { return &p.NgConnect4 }},
-	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(p *egressPrograms) **ebpf.Program { return &p.NgConnect6 }},
-	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg4 }},
-	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg6 }},
-	{"link_skb_egress", ebpf.AttachCGroupInetEgress, func(p *egressPrograms) **ebpf.Program { return &p.NgSkbEgress }},
-	{"link_sock_release", ebpf.AttachCgroupInetSockRelease, func(p *egressPrograms) **ebpf.Program { return &p.NgSockRelease }},
+	{"link_sock_create", ebpf.AttachCGroupInetSockCreate, func(p *egressPrograms) **ebpf.Program { return &p.NgSockCreate }, false},
+	{"link_connect4", ebpf.AttachCGroupInet4Connect, func(p *egressPrograms) **ebpf.Program { return &p.NgConnect4 }, false},
+	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(p *egressPrograms) **ebpf.Program { return &p.NgConnect6 }, false},
+	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg4 }, false},
+	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(p *egressPrograms) **ebpf.Program { return &p.NgSendmsg6 }, false},
+	{"link_skb_egress", ebpf.AttachCGroupInetEgress, func(p *egressPrograms) **ebpf.Program { return &p.NgSkbEgress }, false},
+	{"link_sock_release", ebpf.AttachCgroupInetSockRelease, func(p *egressPrograms) **ebpf.Program { return &p.NgSockRelease }, false},
+	{"link_skb_ingress", ebpf.AttachCGroupInetIngress, func(p *egressPrograms) **ebpf.Program { return &p.NgSkbIngress }, true},
 }
 
 // egressSet is one loaded copy of the egress programs and the maps they
@@ -152,6 +157,7 @@ func (s *egressSet) setMaps() map[string]**ebpf.Map {
 		"map_config": &s.Config, "map_v4_tables": &s.V4Tables, "map_v6_tables": &s.V6Tables,
 		"map_port_tables": &s.PortTables, "map_principal_tables": &s.PrincipalTables,
 		"map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
+		"map_dns_names": &s.DnsNames, "map_dns_learned": &s.DnsLearned,
 	}
 }
 
@@ -579,6 +585,9 @@ func fillTables(t [3]*ebpf.Map, c *policy.Compiled) error {
 			proto = 1
 		}
 		ports[i] = egressPortRun{Start: uint64(r.Class)<<17 | proto<<16 | uint64(r.Port), Verdict: verdictValue(r.Verdict)}
+		if r.Nameable {
+			ports[i].Verdict |= verdictNameable
+		}
 	}
 	for i, err := range []error{putArray(t[0], v4), putArray(t[1], v6), putArray(t[2], ports)} {
 		if err != nil {
@@ -606,6 +615,12 @@ func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) erro
 	if c.Visibility&policy.VisFlows != 0 {
 		cfg.Visibility = visFlows
 	}
+	if len(c.Names) > 0 {
+		cfg.Names = 1
+		if err := s.putNames(cgid, gen, c); err != nil {
+			return err
+		}
+	}
 	// where uid and gid qualifiers cut the ids, padded with ids no process
 	// has, so that a search never ends in the padding
 	for i := range cfg.UidRuns {
@@ -618,15 +633,75 @@ func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) erro
 		}
 	}
 	if err := s.Config.Put(cgid, cfg); err != nil {
+		s.forget(cgid, gen, true)
 		return fmt.Errorf("configure the egress programs: %w", err)
+	}
+	// the names and addresses of the policy it replaces
+	return s.forget(cgid, gen, false)
+}
+
+// unconfigure leaves a cgroup's config all zero (deny), should the
+// programs ever be attached to it again (the kernel may have freed it),
+// and forgets its names and what was learned for them.
+func (s *egressSet) unconfigure(cgid uint64) {
+	s.Config.Put(cgid, egressConfig{})
+	s.forget(cgid, 0, false)
+}
+
+// putNames writes the DNS names of a cgroup's policy, under the generation
+// its config will have.
+func (s *egressSet) putNames(cgid uint64, gen uint32, c *policy.Compiled) error {
+	keys := make([]egressNameKey, 0, len(c.Names))
+	vals := make([]egressNameVal, 0, len(c.Names))
+	for i, n := range c.Names {
+		k := egressNameKey{Cgroup: cgid, Gen: gen}
+		name, wild := strings.CutPrefix(n.Pattern, "*.")
+		if wild {
+			k.Wild = 1
+		}
+		w, err := dnsanswer.Wire(name)
+		if err != nil {
+			return err
+		}
+		k.Len = uint8(len(w))
+		copy(k.Name[:], w)
+		keys = append(keys, k)
+		vals = append(vals, egressNameVal{Class: n.Class, Index: uint32(i)})
+	}
+	if err := putAll(s.DnsNames, keys, vals); err != nil {
+		s.forget(cgid, gen, true)
+		return fmt.Errorf("the policy's DNS names (%d): %w", len(keys), err)
 	}
 	return nil
 }
 
-// unconfigure leaves a cgroup's config all zero (deny), should the
-// programs ever be attached to it again; the kernel may have freed it.
-func (s *egressSet) unconfigure(cgid uint64) {
-	s.Config.Put(cgid, egressConfig{})
+// forget deletes a cgroup's DNS names and learned addresses: those of
+// generation gen if only, else those of every other generation.
+func (s *egressSet) forget(cgid uint64, gen uint32, only bool) error {
+	drop := func(c uint64, g uint32) bool { return c == cgid && (g == gen) == only }
+	var nk egressNameKey
+	var nv egressNameVal
+	var names []egressNameKey
+	for it := s.DnsNames.Iterate(); it.Next(&nk, &nv); {
+		if drop(nk.Cgroup, nk.Gen) {
+			names = append(names, nk)
+		}
+	}
+	var lk egressLearnedKey
+	var lv egressLearnedVal
+	var learned []egressLearnedKey
+	for it := s.DnsLearned.Iterate(); it.Next(&lk, &lv); {
+		if drop(lk.Cgroup, lk.Gen) {
+			learned = append(learned, lk)
+		}
+	}
+	for i := range names {
+		s.DnsNames.Delete(&names[i])
+	}
+	for i := range learned {
+		s.DnsLearned.Delete(&learned[i])
+	}
+	return nil
 }
 
 // attach attaches the programs to a cgroup and pins the links in dir;
@@ -635,6 +710,9 @@ func (s *egressSet) unconfigure(cgid uint64) {
 // then the programs deny everything).
 func (s *egressSet) attach(cgroup, dir string, cgid uint64, slot uint32, c *policy.Compiled, links *[]link.Link) error {
 	for i, l := range egressLinks {
+		if l.names && len(c.Names) == 0 {
+			continue
+		}
 		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: l.attach, Program: *l.prog(&s.egressPrograms)})
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", l.pin, err)

@@ -25,10 +25,17 @@ type egressConfig struct {
 	IdSteps       uint8
 	ReadsExe      uint8
 	Visibility    uint8
-	Pad           [2]uint8
+	Names         uint8
+	Pad           [1]uint8
 	UidRuns       [32]uint32
 	GidRuns       [32]uint32
 	_             [4]byte
+}
+
+type egressDnsScratch struct {
+	_     structs.HostLayout
+	Exact egressNameKey
+	Wild  egressNameKey
 }
 
 type egressEventHdr struct {
@@ -66,13 +73,47 @@ type egressFlowEvent struct {
 	Proto   uint8
 	Type    uint8
 	Reason  uint8
-	Pad     [2]uint8
+	Name    uint16
 	ExeDev  uint32
 	Pad2    uint32
 	ExeIno  uint64
 	Cookie  uint64
 	Packets uint64
 	Bytes   uint64
+}
+
+type egressLearnedKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Gen    uint32
+	Family uint32
+	Addr   [4]uint32
+}
+
+type egressLearnedVal struct {
+	_ structs.HostLayout
+	S [4]struct {
+		_       structs.HostLayout
+		Expires uint64
+		Class   uint32
+		Index   uint32
+	}
+}
+
+type egressNameKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Gen    uint32
+	Wild   uint8
+	Len    uint8
+	Pad    [2]uint8
+	Name   [320]uint8
+}
+
+type egressNameVal struct {
+	_     structs.HostLayout
+	Class uint32
+	Index uint32
 }
 
 type egressNgAction uint32
@@ -110,6 +151,7 @@ const (
 	egressNgHookHOOK_SKB_EGRESS   egressNgHook = 8
 	egressNgHookHOOK_SOCK_RELEASE egressNgHook = 9
 	egressNgHookHOOK_FLOW_COUNT   egressNgHook = 10
+	egressNgHookHOOK_SKB_INGRESS  egressNgHook = 11
 )
 
 type egressNgLayer uint32
@@ -133,6 +175,16 @@ const (
 	egressNgLimitsMAX_ID_RUNS           egressNgLimits = 32
 	egressNgLimitsMAX_CELLS             egressNgLimits = 8
 	egressNgLimitsFLOW_COUNT_INTERVAL_S egressNgLimits = 10
+	egressNgLimitsDNS_MAX_RECORDS       egressNgLimits = 16
+	egressNgLimitsDNS_MAX_NAME          egressNgLimits = 254
+	egressNgLimitsDNS_MAX_LABELS        egressNgLimits = 32
+	egressNgLimitsDNS_NAMES_MAX         egressNgLimits = 65536
+	egressNgLimitsDNS_LEARNED_MAX       egressNgLimits = 262144
+	egressNgLimitsDNS_SLOTS             egressNgLimits = 4
+	egressNgLimitsDNS_QUERIES           egressNgLimits = 4
+	egressNgLimitsDNS_GRACE_S           egressNgLimits = 5
+	egressNgLimitsDNS_OWN_ANSWERS       egressNgLimits = 4096
+	egressNgLimitsDNS_MAX_TTL_S         egressNgLimits = 86400
 )
 
 type egressNgPkeyKind uint32
@@ -145,9 +197,13 @@ const (
 type egressNgReason uint32
 
 const (
-	egressNgReasonREASON_NONE           egressNgReason = 0
-	egressNgReasonREASON_DESTINATION    egressNgReason = 1
-	egressNgReasonREASON_ROUTING_OPTION egressNgReason = 2
+	egressNgReasonREASON_NONE            egressNgReason = 0
+	egressNgReasonREASON_DESTINATION     egressNgReason = 1
+	egressNgReasonREASON_ROUTING_OPTION  egressNgReason = 2
+	egressNgReasonREASON_DNS_UNSOLICITED egressNgReason = 3
+	egressNgReasonREASON_DNS_RESOLVER    egressNgReason = 4
+	egressNgReasonREASON_DNS_TRUNCATED   egressNgReason = 5
+	egressNgReasonREASON_DNS_OWN         egressNgReason = 6
 )
 
 type egressNgVerdictBits uint32
@@ -160,6 +216,8 @@ const (
 	egressNgVerdictBitsSETTINGS_RING_MASK       egressNgVerdictBits = 32767
 	egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT egressNgVerdictBits = 31
 	egressNgVerdictBitsVERDICT_CELLS_SHIFT      egressNgVerdictBits = 24
+	egressNgVerdictBitsVERDICT_NAMEABLE         egressNgVerdictBits = 65536
+	egressNgVerdictBitsVERDICT_NAME_SHIFT       egressNgVerdictBits = 17
 )
 
 type egressNgVisibility uint32
@@ -168,6 +226,14 @@ const (
 	egressNgVisibilityVIS_FLOWS egressNgVisibility = 1
 	egressNgVisibilityVIS_EXECS egressNgVisibility = 2
 )
+
+type egressOwnAnswer struct {
+	_      structs.HostLayout
+	Family uint32
+	Port   uint16
+	Id     uint16
+	Addr   [4]uint32
+}
 
 type egressPkey struct {
 	_    structs.HostLayout
@@ -204,6 +270,18 @@ type egressRun6 struct {
 	Pad   uint32
 }
 
+type egressSockQueries struct {
+	_ structs.HostLayout
+	Q [4]struct {
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Id     uint16
+		Family uint8
+		Used   uint8
+	}
+	Next uint32
+}
+
 type egressSockVerdict struct {
 	_         structs.HostLayout
 	Gen       uint32
@@ -232,10 +310,15 @@ type egressSockVerdict struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	egressMapConfig            = "config"
+	egressMapDnsLearned        = "dns_learned"
+	egressMapDnsNames          = "dns_names"
+	egressMapDnsScratch        = "dns_scratch"
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
+	egressMapOwnAnswers        = "own_answers"
 	egressMapPortTables        = "port_tables"
 	egressMapPrincipalTables   = "principal_tables"
+	egressMapSockQueries       = "sock_queries"
 	egressMapSockVerdicts      = "sock_verdicts"
 	egressMapV4Tables          = "v4_tables"
 	egressMapV6Tables          = "v6_tables"
@@ -244,6 +327,7 @@ const (
 	egressProgNgSendmsg4       = "ng_sendmsg4"
 	egressProgNgSendmsg6       = "ng_sendmsg6"
 	egressProgNgSkbEgress      = "ng_skb_egress"
+	egressProgNgSkbIngress     = "ng_skb_ingress"
 	egressProgNgSockCreate     = "ng_sock_create"
 	egressProgNgSockRelease    = "ng_sock_release"
 	egressVarUnusedAction      = "unused_action"
@@ -313,6 +397,7 @@ type egressProgramSpecs struct {
 	NgSendmsg4    *ebpf.ProgramSpec `ebpf:"ng_sendmsg4"`
 	NgSendmsg6    *ebpf.ProgramSpec `ebpf:"ng_sendmsg6"`
 	NgSkbEgress   *ebpf.ProgramSpec `ebpf:"ng_skb_egress"`
+	NgSkbIngress  *ebpf.ProgramSpec `ebpf:"ng_skb_ingress"`
 	NgSockCreate  *ebpf.ProgramSpec `ebpf:"ng_sock_create"`
 	NgSockRelease *ebpf.ProgramSpec `ebpf:"ng_sock_release"`
 }
@@ -322,10 +407,15 @@ type egressProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
 	Config          *ebpf.MapSpec `ebpf:"config"`
+	DnsLearned      *ebpf.MapSpec `ebpf:"dns_learned"`
+	DnsNames        *ebpf.MapSpec `ebpf:"dns_names"`
+	DnsScratch      *ebpf.MapSpec `ebpf:"dns_scratch"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
+	OwnAnswers      *ebpf.MapSpec `ebpf:"own_answers"`
 	PortTables      *ebpf.MapSpec `ebpf:"port_tables"`
 	PrincipalTables *ebpf.MapSpec `ebpf:"principal_tables"`
+	SockQueries     *ebpf.MapSpec `ebpf:"sock_queries"`
 	SockVerdicts    *ebpf.MapSpec `ebpf:"sock_verdicts"`
 	V4Tables        *ebpf.MapSpec `ebpf:"v4_tables"`
 	V6Tables        *ebpf.MapSpec `ebpf:"v6_tables"`
@@ -376,10 +466,15 @@ func (o *egressObjects) Close() error {
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
 	Config          *ebpf.Map `ebpf:"config"`
+	DnsLearned      *ebpf.Map `ebpf:"dns_learned"`
+	DnsNames        *ebpf.Map `ebpf:"dns_names"`
+	DnsScratch      *ebpf.Map `ebpf:"dns_scratch"`
 	Events          *ebpf.Map `ebpf:"events"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
+	OwnAnswers      *ebpf.Map `ebpf:"own_answers"`
 	PortTables      *ebpf.Map `ebpf:"port_tables"`
 	PrincipalTables *ebpf.Map `ebpf:"principal_tables"`
+	SockQueries     *ebpf.Map `ebpf:"sock_queries"`
 	SockVerdicts    *ebpf.Map `ebpf:"sock_verdicts"`
 	V4Tables        *ebpf.Map `ebpf:"v4_tables"`
 	V6Tables        *ebpf.Map `ebpf:"v6_tables"`
@@ -388,10 +483,15 @@ type egressMaps struct {
 func (m *egressMaps) Close() error {
 	return _EgressClose(
 		m.Config,
+		m.DnsLearned,
+		m.DnsNames,
+		m.DnsScratch,
 		m.Events,
 		m.LostEvents,
+		m.OwnAnswers,
 		m.PortTables,
 		m.PrincipalTables,
+		m.SockQueries,
 		m.SockVerdicts,
 		m.V4Tables,
 		m.V6Tables,
@@ -431,6 +531,7 @@ type egressPrograms struct {
 	NgSendmsg4    *ebpf.Program `ebpf:"ng_sendmsg4"`
 	NgSendmsg6    *ebpf.Program `ebpf:"ng_sendmsg6"`
 	NgSkbEgress   *ebpf.Program `ebpf:"ng_skb_egress"`
+	NgSkbIngress  *ebpf.Program `ebpf:"ng_skb_ingress"`
 	NgSockCreate  *ebpf.Program `ebpf:"ng_sock_create"`
 	NgSockRelease *ebpf.Program `ebpf:"ng_sock_release"`
 }
@@ -442,6 +543,7 @@ func (p *egressPrograms) Close() error {
 		p.NgSendmsg4,
 		p.NgSendmsg6,
 		p.NgSkbEgress,
+		p.NgSkbIngress,
 		p.NgSockCreate,
 		p.NgSockRelease,
 	)

@@ -221,7 +221,7 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 			switch egressNgHook(h.Hook) {
 			case egressNgHookHOOK_CONNECT4, egressNgHookHOOK_CONNECT6, egressNgHookHOOK_SENDMSG4, egressNgHookHOOK_SENDMSG6:
 				r.Kind, r.Phase = events.KindFlow, "new"
-			case egressNgHookHOOK_FLOW_COUNT, egressNgHookHOOK_SOCK_RELEASE:
+			case egressNgHookHOOK_FLOW_COUNT, egressNgHookHOOK_SOCK_RELEASE, egressNgHookHOOK_SKB_INGRESS:
 			default:
 				return fmt.Errorf("an allowed flow record from hook %d", h.Hook)
 			}
@@ -261,6 +261,10 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) error {
 			r.Proto = "raw"
 		}
 		r.Reason = reasons[f.Reason]
+		r.NameIndex = f.Name
+		if r.Kind == events.KindDNS {
+			r.Verdict = "" // an answer reported, not a flow judged
+		}
 		if f.ExeIno != 0 {
 			r.ExeFile = fileName(f.ExeDev, f.ExeIno)
 			r.Exe = exePaths.path(r.PID, f.ExeIno)

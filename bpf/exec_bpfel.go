@@ -55,6 +55,7 @@ const (
 	execNgHookHOOK_SKB_EGRESS   execNgHook = 8
 	execNgHookHOOK_SOCK_RELEASE execNgHook = 9
 	execNgHookHOOK_FLOW_COUNT   execNgHook = 10
+	execNgHookHOOK_SKB_INGRESS  execNgHook = 11
 )
 
 type execNgLayer uint32
@@ -78,6 +79,16 @@ const (
 	execNgLimitsMAX_ID_RUNS           execNgLimits = 32
 	execNgLimitsMAX_CELLS             execNgLimits = 8
 	execNgLimitsFLOW_COUNT_INTERVAL_S execNgLimits = 10
+	execNgLimitsDNS_MAX_RECORDS       execNgLimits = 16
+	execNgLimitsDNS_MAX_NAME          execNgLimits = 254
+	execNgLimitsDNS_MAX_LABELS        execNgLimits = 32
+	execNgLimitsDNS_NAMES_MAX         execNgLimits = 65536
+	execNgLimitsDNS_LEARNED_MAX       execNgLimits = 262144
+	execNgLimitsDNS_SLOTS             execNgLimits = 4
+	execNgLimitsDNS_QUERIES           execNgLimits = 4
+	execNgLimitsDNS_GRACE_S           execNgLimits = 5
+	execNgLimitsDNS_OWN_ANSWERS       execNgLimits = 4096
+	execNgLimitsDNS_MAX_TTL_S         execNgLimits = 86400
 )
 
 type execNgPkeyKind uint32
@@ -90,9 +101,13 @@ const (
 type execNgReason uint32
 
 const (
-	execNgReasonREASON_NONE           execNgReason = 0
-	execNgReasonREASON_DESTINATION    execNgReason = 1
-	execNgReasonREASON_ROUTING_OPTION execNgReason = 2
+	execNgReasonREASON_NONE            execNgReason = 0
+	execNgReasonREASON_DESTINATION     execNgReason = 1
+	execNgReasonREASON_ROUTING_OPTION  execNgReason = 2
+	execNgReasonREASON_DNS_UNSOLICITED execNgReason = 3
+	execNgReasonREASON_DNS_RESOLVER    execNgReason = 4
+	execNgReasonREASON_DNS_TRUNCATED   execNgReason = 5
+	execNgReasonREASON_DNS_OWN         execNgReason = 6
 )
 
 type execNgVerdictBits uint32
@@ -105,6 +120,8 @@ const (
 	execNgVerdictBitsSETTINGS_RING_MASK       execNgVerdictBits = 32767
 	execNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT execNgVerdictBits = 31
 	execNgVerdictBitsVERDICT_CELLS_SHIFT      execNgVerdictBits = 24
+	execNgVerdictBitsVERDICT_NAMEABLE         execNgVerdictBits = 65536
+	execNgVerdictBitsVERDICT_NAME_SHIFT       execNgVerdictBits = 17
 )
 
 type execNgVisibility uint32

@@ -16,6 +16,7 @@ enum ng_hook {
 	HOOK_SKB_EGRESS = 8, // cgroup_skb/egress: the packet path's backstop
 	HOOK_SOCK_RELEASE = 9, // cgroup/sock_release: a flow's last counts
 	HOOK_FLOW_COUNT = 10, // a flow's counts since its last record (the packet path, or a new destination)
+	HOOK_SKB_INGRESS = 11, // cgroup_skb/ingress: DNS answers that teach nothing
 };
 
 // What a policed cgroup reports besides refusals (config.visibility in
@@ -34,6 +35,15 @@ enum ng_reason {
 	// it carries IPv4 options or an IPv6 routing header, which would send
 	// it elsewhere than its destination address
 	REASON_ROUTING_OPTION = 2,
+	// DNS answers that teach nothing (HOOK_SKB_INGRESS): no query of the
+	// receiving socket to that address has that id
+	REASON_DNS_UNSOLICITED = 3,
+	// the answer's sender is not a resolver the policy allows (udp, port 53)
+	REASON_DNS_RESOLVER = 4,
+	// truncated (TC): the client asks again over TCP, which teaches nothing
+	REASON_DNS_TRUNCATED = 5,
+	// sent by a DNS server in a policed container (its own, or its pod's)
+	REASON_DNS_OWN = 6,
 };
 
 // Which record follows the header; also the index of the lost counter a
@@ -76,6 +86,13 @@ enum ng_verdict_bits {
 	// a file's entry in the exec table: how many cells follow it, above
 	// its verdict
 	VERDICT_CELLS_SHIFT = 24,
+	// egress port runs: only the default of the layer with DNS names
+	// refuses, so an address learned for one of its names may pass
+	// (policy.PortRun.Nameable)
+	VERDICT_NAMEABLE = 1 << 16,
+	// a verdict a DNS name gave: the name's index in the policy's names,
+	// plus one, above this shift (flow_event.name)
+	VERDICT_NAME_SHIFT = 17,
 };
 
 // An address class whose verdicts depend on who makes the flow has this
@@ -107,6 +124,27 @@ enum ng_limits {
 	// a flow's counts are reported at its first packet after this many
 	// seconds since the last report, and when its socket is closed
 	FLOW_COUNT_INTERVAL_S = 10,
+	// DNS answers (dnsanswer in Go holds the same limits): answer records
+	// read, the question's name in wire form without its final zero, labels
+	// of an owner name skipped before a pointer
+	DNS_MAX_RECORDS = 16,
+	DNS_MAX_NAME = 254,
+	DNS_MAX_LABELS = 32,
+	// the names of all policies of a copy of the programs, and the
+	// addresses learned for them
+	DNS_NAMES_MAX = 1 << 16,
+	DNS_LEARNED_MAX = 1 << 18,
+	// names one learned address answers for (the soonest to expire makes
+	// room), and queries a socket awaits answers to
+	DNS_SLOTS = 4,
+	DNS_QUERIES = 4,
+	// a learned address lets new flows start for its TTL (at most
+	// DNS_MAX_TTL_S) and this much longer
+	DNS_GRACE_S = 5,
+	// answers policed containers' own DNS servers sent, remembered until
+	// they arrive (LRU)
+	DNS_OWN_ANSWERS = 4096,
+	DNS_MAX_TTL_S = 86400,
 };
 
 // Every record starts with this header, so that user space can tell a
@@ -135,7 +173,7 @@ struct flow_event {
 	__u8 proto;
 	__u8 type; // socket type
 	__u8 reason; // ng_reason (the packet path)
-	__u8 pad[2];
+	__u16 name; // the DNS name that allowed the flow: its index in the policy's names + 1; 0 none
 	// the file the process runs (its memory's exe_file): kernel device
 	// encoding and inode; 0 when the process is not known (the packet path)
 	__u32 exe_dev;

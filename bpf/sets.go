@@ -130,6 +130,13 @@ func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, h
 	}
 	for _, l := range egressLinks {
 		lk, err := link.LoadPinnedLink(filepath.Join(dir, l.pin), nil)
+		if l.names && errors.Is(err, os.ErrNotExist) {
+			if len(spec.Egress.Names) == 0 {
+				continue
+			}
+			// the first policy of the cgroup to name DNS names
+			lk, err = link.AttachCgroup(link.CgroupOptions{Path: spec.Cgroup, Attach: l.attach, Program: *l.prog(&e.set.egressPrograms)})
+		}
 		if err == nil {
 			a.links = append(a.links, lk)
 			err = lk.Pin(filepath.Join(tmp, l.pin))

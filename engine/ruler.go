@@ -18,6 +18,7 @@ import (
 // large policies pays it per event.
 type Ruler struct {
 	egress   []*policy.Egress
+	names    []policy.NameClass         // the compiled policy's DNS names, as events index them
 	programs map[policy.FileID][]string // the exe= patterns that name a file
 	exec     []execLayer
 }
@@ -33,6 +34,7 @@ type execLayer struct {
 func NewRuler(egress []*policy.Egress, c *policy.Compiled, progs policy.Programs) *Ruler {
 	rl := &Ruler{egress: egress, programs: map[policy.FileID][]string{}}
 	if c != nil {
+		rl.names = c.Names
 		for id, f := range c.ProgramFiles { // (set before the compiled tables drop them)
 			if f.Class > 0 && int(f.Class) <= len(progs) {
 				rl.programs[id] = progs[f.Class-1]
@@ -56,6 +58,10 @@ func (rl *Ruler) Rule(r *events.Record) {
 	want := policy.Deny // the action of the rule to name: events are refusals, or allowed flows and execs
 	if r.Verdict == events.Allowed {
 		want = policy.Allow
+	}
+	if r.NameIndex > 0 {
+		rl.nameRule(r)
+		return
 	}
 	switch r.Kind {
 	case events.KindFlow:
@@ -109,6 +115,26 @@ func (rl *Ruler) Rule(r *events.Record) {
 		} else if l.rules.Default == want {
 			// (an allow rule's file changed after attach gets the default)
 			r.Rule = "default " + l.rules.Default.String()
+		}
+	}
+}
+
+// nameRule fills a flow a DNS name let pass with that name, and the rule of
+// the layer with names that gives it for the flow's protocol and port.
+func (rl *Ruler) nameRule(r *events.Record) {
+	if int(r.NameIndex) > len(rl.names) {
+		return
+	}
+	r.DNSName = rl.names[r.NameIndex-1].Pattern
+	if r.Phase != "" && r.Phase != "new" {
+		return // counts: the flow's first record named its rule
+	}
+	for _, e := range rl.egress {
+		for _, ru := range e.Rules {
+			if ru.Name == r.DNSName && (ru.Proto == policy.AnyProto || ru.Proto.String() == r.Proto) && ru.MatchesPort(r.Port) {
+				r.Rule = ru.Text
+				return
+			}
 		}
 	}
 }

@@ -30,6 +30,11 @@ const (
 	// destination (Phase count, 10 s apart at most while it sends and when
 	// the socket turns to another destination; end when it is closed).
 	KindFlow = "flow"
+	// KindDNS is a DNS answer to a policed container that taught nothing
+	// (docs/policy.md, "Rules by DNS name"): Dest is its sender; Reason says
+	// why (dns-unsolicited, dns-resolver, dns-truncated). The answer itself
+	// was delivered.
+	KindDNS = "dns"
 	// KindLost says how many records of LostKind found no room in a ring
 	// buffer since the last such record: they are not coming.
 	KindLost = "lost"
@@ -91,8 +96,15 @@ type Record struct {
 	Family   string `json:"family,omitempty"` // ipv4, ipv6
 	SockType string `json:"sock_type,omitempty"`
 	// packet: why it was stopped: "destination" (its real destination is
-	// refused) or "routing-option" (IPv4 options, an IPv6 routing header)
+	// refused) or "routing-option" (IPv4 options, an IPv6 routing header);
+	// dns: why the answer taught nothing
 	Reason string `json:"reason,omitempty"`
+	// connect, sendmsg, flow: the DNS name (a rule's, as written) whose
+	// learned address let the flow pass; NameIndex is its index in the
+	// policy's names plus one, as the kernel reports it (not written), for
+	// readers that know the policy to fill DNSName
+	DNSName   string `json:"dns_name,omitempty"`
+	NameIndex uint16 `json:"-"`
 	// connect, sendmsg, socket, flow: the program the process runs, as the
 	// path it has inside its container (read from /proc/<pid>/exe while the
 	// process lives, and only if it is still that file) and as the file
@@ -158,6 +170,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = str(b, "family", r.Family, true)
 	b = str(b, "sock_type", r.SockType, true)
 	b = str(b, "reason", r.Reason, true)
+	b = str(b, "dns_name", r.DNSName, true)
 	b = str(b, "exe", r.Exe, true)
 	b = str(b, "exe_file", r.ExeFile, true)
 	b = str(b, "rule", r.Rule, true)

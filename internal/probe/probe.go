@@ -34,6 +34,7 @@
 //	                    udp6 unix netlink vsock xdp alg tipc bluetooth can
 //	socketpair:KIND     socketpair(2) of a family (unix, tipc...)
 //	iouring:...         see iouring.go
+//	resolve:..., dnswait:..., connect:...   see dns.go
 //	exec:PATH, execin:DIR:PATH, memfd:SRC   see exec.go
 //	batch               flows "tcp|udp ADDR PORT" on stdin: allow or deny each
 //
@@ -64,6 +65,14 @@ func Run(ops []string, stdin io.Reader, w io.Writer) {
 			continue
 		}
 		kind, arg, _ := strings.Cut(op, ":")
+		if kind == "resolve" || kind == "dnswait" || kind == "connect" || kind == "dnsserve" {
+			res, err := dnsOp(kind, arg)
+			if err != nil {
+				res = result(err)
+			}
+			fmt.Fprintln(w, res)
+			continue
+		}
 		if kind == "exec" || kind == "execin" || kind == "memfd" {
 			res, err := execOp(kind, arg)
 			if err != nil {

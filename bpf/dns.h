@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Learning the addresses of DNS names from answers (part of egress.c; the
+// Go reference is package dnsanswer, docs/design.md "DNS names").
+//
+// ng_skb_ingress runs on every packet a policed cgroup's sockets receive,
+// before the socket can read it: an answer's addresses are in the
+// cgroup's table before the program that asked sees them, so its first
+// connect is judged with them. An answer teaches only if
+//  - it comes from UDP port 53 of an address the policy allows to everyone
+//    on udp port 53 (a resolver), by its address rules, and not from a DNS
+//    server in a policed container (the packet path notes their answers);
+//  - the receiving socket sent a query with its id to that address (the
+//    packet path noted it), which the answer takes off;
+//  - it is a standard answer to one question of class IN and type A or
+//    AAAA, whose name is one the policy allows, or one label more than a
+//    wildcard's, compared in lower case;
+// and then teaches the A and AAAA records among its first DNS_MAX_RECORDS
+// answer records. Answers that fail the first two, and truncated ones, are
+// reported; every packet passes: this is not an ingress policy.
+#pragma once
+
+struct dns_hdr {
+	__u16 id, flags, qdcount, ancount, nscount, arcount;
+};
+
+// Per CPU: the question's name as a key for dns_names, and the wildcard's
+// (the name after its first label).
+struct dns_scratch {
+	struct name_key exact, wild;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct dns_scratch);
+	__uint(max_entries, 1);
+} dns_scratch SEC(".maps");
+
+struct question {
+	struct __sk_buff *skb;
+	struct name_key *k;
+	__u32 off; // the next label's length byte
+	__u32 first; // the first label's length
+	int done; // 1: read to the final zero; -1: refused
+};
+
+// copy_label copies one label of the question into its key, in lower case.
+static long copy_label(__u64 i, struct question *q)
+{
+	__u8 n;
+	if (bpf_skb_load_bytes(q->skb, q->off, &n, 1))
+		goto bad;
+	if (n == 0) {
+		q->off++;
+		q->done = 1;
+		return 1;
+	}
+	if (n < 1 || n > 63) // a pointer, or a label type no one uses
+		goto bad;
+	__u32 pos = q->k->len;
+	if (pos + 1 + n > DNS_MAX_NAME)
+		goto bad;
+	pos &= 0xff; // (the verifier's bound: the buffer has room for n more)
+	__u8 *dst = &q->k->name[pos];
+	dst[0] = n;
+	// (written so that the verifier sees a length of 1 to 64)
+	if (bpf_skb_load_bytes(q->skb, q->off + 1, dst + 1, ((n - 1) & 63) + 1))
+		goto bad;
+	for (int j = 1; j <= 63; j++) {
+		if (j > n)
+			break;
+		__u8 c = dst[j];
+		if (c >= 'A' && c <= 'Z')
+			dst[j] = c + ('a' - 'A');
+	}
+	if (i == 0)
+		q->first = n;
+	q->k->len = pos + 1 + n;
+	q->off += 1 + n;
+	return 0;
+bad:
+	q->done = -1;
+	return 1;
+}
+
+struct records {
+	struct __sk_buff *skb;
+	const struct config *cfg;
+	const struct name_val *names[2]; // the exact name's, the wildcard's
+	__u32 off, end;
+	__u64 now;
+};
+
+// learn_slot records that an address stands for a name until expires: in
+// the name's slot, else an empty or expired one, else the one that expires
+// soonest.
+static __always_inline void learn_slot(struct learned_val *l, const struct name_val *n, __u64 expires, __u64 now)
+{
+	int at = -1, soonest = 0;
+#pragma unroll
+	for (int i = 0; i < DNS_SLOTS; i++) {
+		if (l->s[i].expires > now && l->s[i].index == n->index && l->s[i].class == n->class) {
+			at = i;
+			break;
+		}
+	}
+	if (at < 0) {
+#pragma unroll
+		for (int i = 0; i < DNS_SLOTS; i++) {
+			if (l->s[i].expires < l->s[soonest].expires)
+				soonest = i;
+		}
+		at = soonest;
+	}
+	at &= DNS_SLOTS - 1;
+	if (l->s[at].expires < expires || l->s[at].index != n->index) {
+		l->s[at].class = n->class;
+		l->s[at].index = n->index;
+		l->s[at].expires = expires;
+	}
+}
+
+static __always_inline void learn(struct records *r, __u32 family, const __u32 *addr, __u32 ttl)
+{
+	struct learned_key k = { .cgroup = r->cfg->cgroup, .gen = r->cfg->gen, .family = family };
+	__builtin_memcpy(k.addr, addr, 16);
+	if (ttl > DNS_MAX_TTL_S)
+		ttl = DNS_MAX_TTL_S;
+	__u64 expires = r->now + (__u64)(ttl + DNS_GRACE_S) * 1000000000ull;
+	struct learned_val *l = bpf_map_lookup_elem(&dns_learned, &k);
+	if (!l) {
+		struct learned_val fresh = {};
+		bpf_map_update_elem(&dns_learned, &k, &fresh, BPF_NOEXIST);
+		l = bpf_map_lookup_elem(&dns_learned, &k);
+		if (!l)
+			return; // the table is full: the name's addresses stay refused
+	}
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (r->names[i])
+			learn_slot(l, r->names[i], expires, r->now);
+	}
+}
+
+struct rr {
+	__u16 type, class;
+	__u32 ttl;
+	__u16 rdlen;
+} __attribute__((packed));
+
+// read_record reads one answer record and learns the address it gives.
+static long read_record(__u64 i, struct records *r)
+{
+	int end = 0;
+	for (int j = 0; j <= DNS_MAX_LABELS; j++) { // the owner name
+		__u8 n;
+		if (bpf_skb_load_bytes(r->skb, r->off, &n, 1))
+			return 1;
+		if (n == 0) {
+			r->off += 1;
+			end = 1;
+			break;
+		}
+		if ((n & 0xc0) == 0xc0) {
+			r->off += 2;
+			end = 1;
+			break;
+		}
+		if (n & 0xc0)
+			return 1;
+		r->off += 1 + n;
+	}
+	struct rr rr;
+	if (!end || bpf_skb_load_bytes(r->skb, r->off, &rr, sizeof(rr)))
+		return 1;
+	r->off += sizeof(rr);
+	__u32 rdlen = bpf_ntohs(rr.rdlen);
+	if (r->off + rdlen > r->end)
+		return 1;
+	if (rr.class == bpf_htons(1)) {
+		__u32 addr[4] = {};
+		if (rr.type == bpf_htons(1) && rdlen == 4) {
+			if (!bpf_skb_load_bytes(r->skb, r->off, &addr[3], 4))
+				learn(r, AF_INET, addr, bpf_ntohl(rr.ttl));
+		} else if (rr.type == bpf_htons(28) && rdlen == 16) {
+			if (!bpf_skb_load_bytes(r->skb, r->off, addr, 16))
+				learn(r, AF_INET6, addr, bpf_ntohl(rr.ttl));
+		}
+	}
+	r->off += rdlen;
+	return 0;
+}
+
+// answer_from reports an answer that teaches nothing.
+static __always_inline void answer_from(const struct config *cfg, struct __sk_buff *skb, __u8 family,
+					const __u32 *src, __u8 reason)
+{
+	report_packet(cfg, skb, HOOK_SKB_INGRESS, ACTION_ALLOW, family, IPPROTO_UDP, src, bpf_htons(53), reason);
+}
+
+SEC("cgroup_skb/ingress")
+int ng_skb_ingress(struct __sk_buff *skb)
+{
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->names)
+		return 1;
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	__u32 src[4] = {}, dst[4] = {}, off;
+	__u8 family;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 *iph = data;
+		if ((void *)(iph + 20) > end || iph[9] != IPPROTO_UDP)
+			return 1;
+		if (((iph[6] & 0x3f) | iph[7]) != 0)
+			return 1; // a fragment: not read
+		family = AF_INET;
+		__builtin_memcpy(&src[3], &iph[12], 4);
+		__builtin_memcpy(&dst[3], &iph[16], 4);
+		off = (iph[0] & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 *ip6h = data;
+		if ((void *)(ip6h + 40) > end || ip6h[6] != IPPROTO_UDP)
+			return 1; // extension headers: not read
+		family = AF_INET6;
+		__builtin_memcpy(src, &ip6h[8], 16);
+		__builtin_memcpy(dst, &ip6h[24], 16);
+		off = 40;
+	} else {
+		return 1;
+	}
+	__u16 ports[2];
+	if (bpf_skb_load_bytes(skb, off, ports, 4) || ports[0] != bpf_htons(53))
+		return 1;
+	off += 8;
+	struct dns_hdr h;
+	if (bpf_skb_load_bytes(skb, off, &h, sizeof(h)))
+		return 1;
+	if ((bpf_ntohs(h.flags) & 0xf800) != 0x8000)
+		return 1; // not a standard answer
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+
+	// the socket asked that address that question
+	struct sock_queries *q = bpf_sk_storage_get(&sock_queries, sk, 0, 0);
+	int asked = 0;
+	if (q) {
+#pragma unroll
+		for (int i = 0; i < DNS_QUERIES; i++) {
+			struct dns_query *d = &q->q[i];
+			if (d->used && d->id == h.id && d->family == family && d->addr[3] == src[3] && d->addr[0] == src[0] &&
+			    d->addr[1] == src[1] && d->addr[2] == src[2]) {
+				d->used = 0; // one answer per query
+				asked = 1;
+				break;
+			}
+		}
+	}
+	if (!asked) {
+		answer_from(cfg, skb, family, src, REASON_DNS_UNSOLICITED);
+		return 1;
+	}
+	// not from a DNS server a policed container runs
+	struct own_answer own = { .family = family, .port = ports[1], .id = h.id };
+	__builtin_memcpy(own.addr, dst, 16);
+	if (bpf_map_lookup_elem(&own_answers, &own)) {
+		bpf_map_delete_elem(&own_answers, &own);
+		answer_from(cfg, skb, family, src, REASON_DNS_OWN);
+		return 1;
+	}
+	// from a resolver the policy's address rules allow, to everyone
+	__u32 class = family == AF_INET ? class4(cfg, src[3]) : class6(cfg, src);
+	__u32 v = verdict(cfg, effective(cfg, class, 0), IPPROTO_UDP, bpf_htons(53));
+	if ((v & VERDICT_ACTION_MASK) != ACTION_ALLOW) {
+		answer_from(cfg, skb, family, src, REASON_DNS_RESOLVER);
+		return 1;
+	}
+	if (bpf_ntohs(h.flags) & 0x0200) {
+		answer_from(cfg, skb, family, src, REASON_DNS_TRUNCATED);
+		return 1;
+	}
+	if (h.qdcount != bpf_htons(1))
+		return 1;
+
+	// the question, as keys of dns_names
+	__u32 zero = 0;
+	struct dns_scratch *s = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!s)
+		return 1;
+	__builtin_memset(&s->exact, 0, sizeof(s->exact));
+	struct question qn = { .skb = skb, .k = &s->exact, .off = off + sizeof(h) };
+	bpf_loop(DNS_MAX_NAME / 2 + 1, copy_label, &qn, 0);
+	if (qn.done != 1 || s->exact.len == 0)
+		return 1;
+	__u16 qtc[2];
+	if (bpf_skb_load_bytes(skb, qn.off, qtc, 4) || qtc[1] != bpf_htons(1) ||
+	    (qtc[0] != bpf_htons(1) && qtc[0] != bpf_htons(28)))
+		return 1;
+	s->exact.cgroup = cfg->cgroup;
+	s->exact.gen = cfg->gen;
+	struct records r = { .skb = skb, .cfg = cfg, .off = qn.off + 4, .end = skb->len, .now = bpf_ktime_get_coarse_ns() };
+	r.names[0] = bpf_map_lookup_elem(&dns_names, &s->exact);
+	__u32 rest = (s->exact.len - (qn.first + 1)) & 0xff; // (the verifier's bound)
+	if (qn.first + 1 < s->exact.len) {
+		__builtin_memset(&s->wild, 0, sizeof(s->wild));
+		s->wild.cgroup = cfg->cgroup;
+		s->wild.gen = cfg->gen;
+		s->wild.wild = 1;
+		s->wild.len = rest;
+		__u32 from = (qn.first + 1) & 0x7f;
+		if (bpf_probe_read_kernel(s->wild.name, rest, &s->exact.name[from]) == 0)
+			r.names[1] = bpf_map_lookup_elem(&dns_names, &s->wild);
+	}
+	if (!r.names[0] && !r.names[1])
+		return 1; // a name no rule gives
+	bpf_loop(bpf_ntohs(h.ancount) < DNS_MAX_RECORDS ? bpf_ntohs(h.ancount) : DNS_MAX_RECORDS, read_record, &r, 0);
+	return 1;
+}
