@@ -46,6 +46,7 @@ unit-nonroot:
 fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseEgress -fuzztime $${FUZZTIME:-60s}
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseExec -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./dnsanswer -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s}
 
 # The exec tests under BPF LSM, in Debian's 6.1 kernel under qemu (this kernel refuses BPF LSM).
 vmtest: deps

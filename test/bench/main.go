@@ -176,6 +176,7 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 	for _, s := range sizes {
 		addrs = append(addrs, s.deep4, s.shallow4, s.deep6)
 	}
+	addrs = append(addrs, benchResolver)
 	pid := os.Getpid()
 	mkns := func(name string) (*netns, error) {
 		ns, err := newNetns(fmt.Sprintf("ngb%d-%s", pid, name), addrs)
@@ -282,6 +283,33 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		*cleanups = append(*cleanups, func() { a.Detach() })
 		configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, visibility", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-visibility"})
 	}
+	// the largest policy with the benchmark's own destinations allowed by
+	// DNS name (learned below), and the same without the name: the cost of
+	// a flow to a learned address, and of the answer path
+	var named, unnamed string
+	for _, names := range []bool{true, false} {
+		s := largest
+		c, err := namedPolicy(s, names)
+		if err != nil {
+			return err
+		}
+		id := map[bool]string{true: "dnsname", false: "dnsnone"}[names]
+		cg, err := mkcg(id)
+		if err != nil {
+			return err
+		}
+		a, err := bpf.Attach(bpf.Spec{ID: "bench-" + id, Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot})
+		if err != nil {
+			return err
+		}
+		*cleanups = append(*cleanups, func() { a.Detach() })
+		if names {
+			named = cg
+			configs = append(configs, &config{name: fmt.Sprintf("nriguard %d, by DNS name", s.n), size: s, ns: plain, cg: cg, tool: "nriguard-dns"})
+		} else {
+			unnamed = cg
+		}
+	}
 	if *peersF {
 		for _, s := range sizes {
 			ns, err := mkns(fmt.Sprintf("nft%d", s.n))
@@ -325,6 +353,17 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 			*cleanups = append(*cleanups, sv.stop)
 			env[c.ns] = sv
 		}
+	}
+	if err := plain.enter(); err != nil {
+		return err
+	}
+	dns, err := startDNS([]netip.Addr{largest.deep4, largest.shallow4, largest.deep6})
+	if err != nil {
+		return err
+	}
+	*cleanups = append(*cleanups, dns.stop)
+	if err := learn(named, none, largest.deep4); err != nil {
+		return err
 	}
 	ws := workloads()
 	results := map[string]map[string]*sample{} // workload -> config -> samples
@@ -383,6 +422,9 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		fmt.Fprintf(os.Stderr, "\rround %d of %d", r+1, *rounds)
 	}
 	fmt.Fprintln(os.Stderr)
+	if err := answerPath(plain, none, named, unnamed); err != nil {
+		return err
+	}
 	cgroup.Move(home, os.Getpid())
 	report(ws, configs, results, sizes)
 	return nil

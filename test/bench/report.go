@@ -127,6 +127,13 @@ func report(ws []workload, configs []*config, results map[string]map[string]*sam
 		fmt.Printf("  with visibility on flows, %s at %d prefixes: %.3fx (off: %.3fx): <= 1.05x %s\n",
 			strings.Split(w, ",")[0], largest.n, with, without, verdict(with <= 1.05))
 	}
+	dn := fmt.Sprintf("nriguard %d, by DNS name", largest.n)
+	for _, t := range []string{"send", "connect"} {
+		w := byTarget[t]
+		with, addr := ratio(w, dn), ratio(w, fmt.Sprintf("nriguard %d", largest.n))
+		fmt.Printf("  to an address learned by DNS name, %s at %d prefixes: %.3fx (allowed by address: %.3fx): <= 1.05x %s\n",
+			strings.Split(w, ",")[0], largest.n, with, addr, verdict(with <= 1.05))
+	}
 	nb := fmt.Sprintf("nriguard %d, no backstop", largest.n)
 	for _, t := range []string{"stream", "send"} {
 		w := byTarget[t]

@@ -47,6 +47,8 @@ external() {
         "egress.nriguard.io/container.auditor":"allow tcp 127.0.0.1:18081",
         "egress.nriguard.io/container.qual":"allow tcp 127.0.0.1:18081,18095 exe=/opt/bin/nc; allow tcp 127.0.0.1:18080,18096 uid=0",
         "visibility.nriguard.io/container.qual":"both",
+        "egress.nriguard.io/container.named":"allow udp 127.0.0.53:53; allow tcp api.e2e.test:18097; default deny",
+        "visibility.nriguard.io/container.named":"flows",
         "mode.nriguard.io/container.auditor":"audit"}'
   PCFG=$(pod e2e "$ANN")
   POD=$(cr runp "$PCFG")
@@ -55,6 +57,7 @@ external() {
   CLI2=$(run_ctr "$POD" "$PCFG" client2 busybox "$LOOP")
   AUD=$(run_ctr "$POD" "$PCFG" auditor busybox "$LOOP")
   QUAL=$(run_ctr "$POD" "$PCFG" qual busybox "$LOOP")
+  NAMED=$(run_ctr "$POD" "$PCFG" named busybox "$LOOP")
   sleep 0.3
   check "client: TCP 18081 allowed" has hello18081 "$(conn $CLI 18081)"
   out=$(conn $CLI 18080); check "client: TCP 18080 denied (EPERM)" denied "$out"
@@ -108,6 +111,19 @@ external() {
   check "visibility: its end, with what it sent" event '.kind=="flow" and .phase=="end" and .container=="qual" and .port==18081 and .packets>0'
   check "visibility: allowed execs are seen (crictl exec of /opt/bin/nc)" event '.kind=="exec" and .verdict=="allowed" and .container=="qual" and .filename=="/opt/bin/nc"'
   check "visibility: not asked for, not reported (client)" test -z "$(jq -c 'select(.verdict=="allowed" and .container=="client")' "$EVENTS")"
+
+  say "rules by DNS name (a DNS server on the host: ngprobe dnsserve at 127.0.0.53)"
+  "$E2E/bin/ngprobe" dnsserve:127.0.0.53,127.0.0.44 > "$E2E/logs/dnsserve.txt" 2>&1 &
+  local dns=$!
+  for i in $(seq 50); do grep -q ready "$E2E/logs/dnsserve.txt" 2>/dev/null && break; sleep 0.1; done
+  check "named: before any answer, the name's address is refused" same "EPERM" "$(probe $NAMED connect:127.0.0.44:18097)"
+  check "named: a connect at once to the address the answer gave is allowed (ECONNREFUSED: nothing listens)" \
+    same "ECONNREFUSED" "$(probe $NAMED resolve:127.0.0.53,api.e2e.test,a,18097)"
+  wait $dns
+  check "named: the DNS server answered the container" same "ready served" "$(echo $(cat "$E2E/logs/dnsserve.txt"))"
+  check "named: on another port, and another address, refused" same "EPERM EPERM" "$(probe $NAMED connect:127.0.0.44:18098 connect:127.0.0.45:18097)"
+  check "named: the flow record names the DNS name and its rule" \
+    event '.kind=="flow" and .phase=="new" and .container=="named" and .dest=="127.0.0.44" and .dns_name=="api.e2e.test" and .rule=="allow tcp api.e2e.test:18097"'
 
   say "the record stream and metrics (nriguard observe, Prometheus)"
   "$NG" observe --socket "$E2E/observe.sock" --container qual --kind connect > "$E2E/logs/observe-qual.jsonl" 2>&1 &
@@ -237,8 +253,8 @@ external() {
   # minute for the next container
   check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$\|^_egress$')"
   check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
-  check "all removed: only the plugin's shared egress programs (6 a copy) and the lingering exec program are loaded" \
-    test "$(bpftool prog show | grep -c ' ng_')" = $((7 * $(ls $PINS/_egress 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec$')))
+  check "all removed: only the plugin's shared egress programs (8 a copy) and the lingering exec program are loaded" \
+    test "$(bpftool prog show | grep -c ' ng_')" = $((8 * $(ls $PINS/_egress 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec$')))
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
   sleep 0.5
   check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
