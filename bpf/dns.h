@@ -86,38 +86,79 @@ bad:
 struct records {
 	struct __sk_buff *skb;
 	const struct config *cfg;
-	const struct name_val *names[2]; // the exact name's, the wildcard's
+	struct name_val *names[2]; // the exact name's, the wildcard's
 	__u32 off, end;
 	__u64 now;
 };
 
 // learn_slot records that an address stands for a name until expires: in
 // the name's slot, else an empty or expired one, else the one that expires
-// soonest.
-static __always_inline void learn_slot(struct learned_val *l, const struct name_val *n, __u64 expires, __u64 now)
+// soonest. It returns the slot, plus DNS_SLOTS if the name is new there.
+static __always_inline int learn_slot(struct learned_val *l, const struct name_val *n, __u64 expires, __u64 now)
 {
-	int at = -1, soonest = 0;
+	int soonest = 0;
 #pragma unroll
 	for (int i = 0; i < DNS_SLOTS; i++) {
 		if (l->s[i].expires > now && l->s[i].index == n->index && l->s[i].class == n->class) {
-			at = i;
-			break;
+			if (l->s[i].expires < expires)
+				l->s[i].expires = expires;
+			return i;
 		}
 	}
-	if (at < 0) {
 #pragma unroll
-		for (int i = 0; i < DNS_SLOTS; i++) {
-			if (l->s[i].expires < l->s[soonest].expires)
-				soonest = i;
+	for (int i = 0; i < DNS_SLOTS; i++) {
+		if (l->s[i].expires < l->s[soonest].expires)
+			soonest = i;
+	}
+	soonest &= DNS_SLOTS - 1;
+	l->s[soonest].class = n->class;
+	l->s[soonest].index = n->index;
+	l->s[soonest].expires = expires;
+	return soonest + DNS_SLOTS;
+}
+
+// next_seq numbers a name's new address (a compare-and-swap: the programs
+// are built for BPF v1, where an atomic add returns nothing).
+static __always_inline __u32 next_seq(struct name_val *n)
+{
+	__u64 seq = n->next;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 was = __sync_val_compare_and_swap(&n->next, seq, seq + 1);
+		if (was == seq)
+			break;
+		seq = was; // another CPU took it (four at once: two may share one)
+	}
+	return seq;
+}
+
+// cap_name gives a name's new address (its seq-th) the place in the name's
+// ring of the address DNS_NAME_CAP before it, which stops answering for the
+// name (counted) and, answering for no name, leaves the table.
+static __always_inline void cap_name(struct name_val *n, const struct learned_key *k, __u32 seq, __u64 now)
+{
+	struct ring_key rk = { .cgroup = k->cgroup, .gen = k->gen, .index = n->index, .slot = seq & (DNS_NAME_CAP - 1) };
+	struct ring_val *old = bpf_map_lookup_elem(&dns_rings, &rk);
+	if (old) {
+		struct learned_val *ol = bpf_map_lookup_elem(&dns_learned, &old->k);
+		if (ol) {
+			int live = 0, gone = 0;
+#pragma unroll
+			for (int i = 0; i < DNS_SLOTS; i++) {
+				if (ol->s[i].index == n->index && ol->s[i].seq == old->seq && ol->s[i].expires) {
+					gone = ol->s[i].expires > now;
+					ol->s[i].expires = 0;
+				}
+				live |= ol->s[i].expires > now;
+			}
+			if (gone)
+				__sync_fetch_and_add(&n->evicted, 1);
+			if (!live)
+				bpf_map_delete_elem(&dns_learned, &old->k);
 		}
-		at = soonest;
 	}
-	at &= DNS_SLOTS - 1;
-	if (l->s[at].expires < expires || l->s[at].index != n->index) {
-		l->s[at].class = n->class;
-		l->s[at].index = n->index;
-		l->s[at].expires = expires;
-	}
+	struct ring_val v = { .k = *k, .seq = seq };
+	bpf_map_update_elem(&dns_rings, &rk, &v, BPF_ANY);
 }
 
 static __always_inline void learn(struct records *r, __u32 family, const __u32 *addr, __u32 ttl)
@@ -137,8 +178,15 @@ static __always_inline void learn(struct records *r, __u32 family, const __u32 *
 	}
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
-		if (r->names[i])
-			learn_slot(l, r->names[i], expires, r->now);
+		struct name_val *n = r->names[i];
+		if (!n)
+			continue;
+		int at = learn_slot(l, n, expires, r->now);
+		if (at >= DNS_SLOTS) { // new for the name: numbered, and held to its cap
+			__u32 seq = next_seq(n);
+			l->s[at & (DNS_SLOTS - 1)].seq = seq;
+			cap_name(n, &k, seq, r->now);
+		}
 	}
 }
 

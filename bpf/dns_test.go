@@ -467,7 +467,8 @@ func TestDNSDetachForgets(t *testing.T) {
 	count := func() (names, learned int) {
 		sets, _ := filepath.Glob(filepath.Join(root, "_egress", "*"))
 		for _, dir := range sets {
-			for file, n := range map[string]*int{"map_dns_names": &names, "map_dns_learned": &learned} {
+			// (an address learned is in the name's ring too)
+			for file, n := range map[string]*int{"map_dns_names": &names, "map_dns_learned": &learned, "map_dns_rings": &learned} {
 				m, err := ebpf.LoadPinnedMap(filepath.Join(dir, file), nil)
 				if err != nil {
 					t.Fatal(err)
@@ -484,8 +485,8 @@ func TestDNSDetachForgets(t *testing.T) {
 		}
 		return
 	}
-	if names, learned := count(); names != 2 || learned != 1 {
-		t.Fatalf("attached: %d names and %d addresses of the cgroup, want 2 and 1", names, learned)
+	if names, learned := count(); names != 2 || learned != 2 {
+		t.Fatalf("attached: %d names and %d addresses (and ring places) of the cgroup, want 2 and 2", names, learned)
 	}
 	// replaced: the new policy's names only, nothing learned
 	if a, err := bpf.Attach(bpf.Spec{ID: "dnsforget0", Cgroup: cg, Egress: compile(t, "allow udp 10.1.2.3:53; allow tcp api.example.com", policy.Enforce)}, opts); err != nil {
@@ -573,4 +574,45 @@ func TestDNSOwnServer(t *testing.T) {
 		}
 	}
 	t.Error("no dns record with reason dns-own-server")
+}
+
+// A name answers for its 256 most recently learned addresses: the 257th
+// takes the place of the first, which is refused from then on and counted.
+func TestDNSNameCap(t *testing.T) {
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	root := pinRoot(t)
+	cg := testenv.Cgroup(t)
+	a, err := bpf.Attach(bpf.Spec{ID: "dnscap", Cgroup: cg, Egress: compile(t, dnsPolicy, policy.Enforce)}, &bpf.Options{PinRoot: root, Events: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	defer bpf.Detach(root, "dnscap")
+	var n uint32
+	startDNS(t, func(q dnsmessage.Question, h dnsmessage.Header) []byte {
+		n++
+		return answerWith(q, h, false, rrA(q.Name, 300, netip.AddrFrom4([4]byte{198, 18, byte(n >> 8), byte(n)}).String()))
+	})
+	if got := testenv.Probe(t, testenv.NetNS(t), cg, "", "resolve:10.1.2.3,many.example.org,a,80,300"); len(got) != 1 || got[0] != "300 300 0" {
+		t.Fatalf("300 lookups of one name, each a new address: %q, want \"300 300 0\"", got)
+	}
+	expect(t, cg,
+		"connect:198.18.0.1:80", "EPERM", // the first: its place went to the 257th
+		"connect:198.18.0.44:80", "EPERM",
+		"connect:198.18.0.45:80", "ENETUNREACH", // the 256 last
+		"connect:198.18.1.44:80", "ENETUNREACH")
+	learned, evicted, err := bpf.DNSStats(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if learned != 256 {
+		t.Errorf("addresses learned: %d, want 256 (the first 44 left the table with their place)", learned)
+	}
+	if evicted != 44 {
+		t.Errorf("addresses let go for the cap: %d counted, want 44", evicted)
+	}
 }

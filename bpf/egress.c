@@ -506,6 +506,11 @@ struct name_key {
 struct name_val {
 	__u32 class;
 	__u32 index;
+	// the kernel's: how many addresses the name was given (numbering
+	// them in its ring, dns_rings), and how many live ones it let go
+	// because it had DNS_NAME_CAP
+	__u64 next;
+	__u64 evicted;
 };
 
 struct {
@@ -529,6 +534,8 @@ struct learned_slot {
 	__u64 expires; // coarse monotonic ns; 0: empty
 	__u32 class;
 	__u32 index;
+	__u32 seq; // its number among the name's addresses (name_val.next)
+	__u32 pad;
 };
 
 struct learned_val {
@@ -542,6 +549,31 @@ struct {
 	__type(value, struct learned_val);
 	__uint(max_entries, DNS_LEARNED_MAX);
 } dns_learned SEC(".maps");
+
+// Each name's last DNS_NAME_CAP addresses, by their number modulo the cap:
+// a name's new address takes the place of its oldest, which stops
+// answering for it.
+struct ring_key {
+	__u64 cgroup;
+	__u32 gen;
+	__u32 index; // the name's
+	__u32 slot;
+	__u32 pad;
+};
+
+struct ring_val {
+	struct learned_key k;
+	__u32 seq;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ring_key);
+	__type(value, struct ring_val);
+	__uint(max_entries, DNS_LEARNED_MAX);
+} dns_rings SEC(".maps");
 
 // named judges a flow the tables refuse only by the default of the layer
 // with names (VERDICT_NAMEABLE): a name an unexpired learning of the
@@ -930,13 +962,15 @@ int ng_skb_egress(struct __sk_buff *skb)
 			return stop_packet(cfg, skb, cfg->socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
 		if (((iph[6] & 0x1f) | iph[7]) == 0) { // fragment offset 0: the L4 header follows
 			__u8 *l4h = iph + 20;
+			__u16 ports[2] = {};
 			if ((void *)(l4h + 4) <= end) {
-				__builtin_memcpy(&sport, l4h, 2);
-				__builtin_memcpy(&port, l4h + 2, 2);
+				__builtin_memcpy(ports, l4h, 4);
 				l4 = 1;
-			} else if (!bpf_skb_load_bytes(skb, 20, &sport, 2) && !bpf_skb_load_bytes(skb, 22, &port, 2)) {
-				l4 = 1; // (not in the linear part)
+			} else if (!bpf_skb_load_bytes(skb, 20, ports, 4)) { // not in the linear part
+				l4 = 1;
 			}
+			sport = ports[0];
+			port = ports[1];
 		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		__u8 *ip6h = data;
@@ -970,9 +1004,12 @@ int ng_skb_egress(struct __sk_buff *skb)
 			return stop_packet(cfg, skb, cfg->socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 		proto = next;
 		l4off = off;
-		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off, &sport, 2) &&
-		    !bpf_skb_load_bytes(skb, off + 2, &port, 2))
+		__u16 ports[2] = {};
+		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off, ports, 4)) {
+			sport = ports[0];
+			port = ports[1];
 			l4 = 1;
+		}
 	} else {
 		return 1;
 	}

@@ -157,7 +157,7 @@ func (s *egressSet) setMaps() map[string]**ebpf.Map {
 		"map_config": &s.Config, "map_v4_tables": &s.V4Tables, "map_v6_tables": &s.V6Tables,
 		"map_port_tables": &s.PortTables, "map_principal_tables": &s.PrincipalTables,
 		"map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
-		"map_dns_names": &s.DnsNames, "map_dns_learned": &s.DnsLearned,
+		"map_dns_names": &s.DnsNames, "map_dns_learned": &s.DnsLearned, "map_dns_rings": &s.DnsRings,
 	}
 }
 
@@ -694,6 +694,17 @@ func (s *egressSet) forget(cgid uint64, gen uint32, only bool) error {
 		if drop(lk.Cgroup, lk.Gen) {
 			learned = append(learned, lk)
 		}
+	}
+	var rk egressRingKey
+	var rv egressRingVal
+	var rings []egressRingKey
+	for it := s.DnsRings.Iterate(); it.Next(&rk, &rv); {
+		if drop(rk.Cgroup, rk.Gen) {
+			rings = append(rings, rk)
+		}
+	}
+	for i := range rings {
+		s.DnsRings.Delete(&rings[i])
 	}
 	for i := range names {
 		s.DnsNames.Delete(&names[i])

@@ -97,6 +97,8 @@ type egressLearnedVal struct {
 		Expires uint64
 		Class   uint32
 		Index   uint32
+		Seq     uint32
+		Pad     uint32
 	}
 }
 
@@ -111,9 +113,11 @@ type egressNameKey struct {
 }
 
 type egressNameVal struct {
-	_     structs.HostLayout
-	Class uint32
-	Index uint32
+	_       structs.HostLayout
+	Class   uint32
+	Index   uint32
+	Next    uint64
+	Evicted uint64
 }
 
 type egressNgAction uint32
@@ -182,6 +186,7 @@ const (
 	egressNgLimitsDNS_LEARNED_MAX       egressNgLimits = 262144
 	egressNgLimitsDNS_SLOTS             egressNgLimits = 4
 	egressNgLimitsDNS_QUERIES           egressNgLimits = 4
+	egressNgLimitsDNS_NAME_CAP          egressNgLimits = 256
 	egressNgLimitsDNS_GRACE_S           egressNgLimits = 5
 	egressNgLimitsDNS_OWN_ANSWERS       egressNgLimits = 4096
 	egressNgLimitsDNS_MAX_TTL_S         egressNgLimits = 86400
@@ -256,6 +261,22 @@ type egressPval struct {
 	Class uint32
 }
 
+type egressRingKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Gen    uint32
+	Index  uint32
+	Slot   uint32
+	Pad    uint32
+}
+
+type egressRingVal struct {
+	_   structs.HostLayout
+	K   egressLearnedKey
+	Seq uint32
+	Pad uint32
+}
+
 type egressRun4 struct {
 	_     structs.HostLayout
 	Start uint32
@@ -312,6 +333,7 @@ const (
 	egressMapConfig            = "config"
 	egressMapDnsLearned        = "dns_learned"
 	egressMapDnsNames          = "dns_names"
+	egressMapDnsRings          = "dns_rings"
 	egressMapDnsScratch        = "dns_scratch"
 	egressMapEvents            = "events"
 	egressMapLostEvents        = "lost_events"
@@ -409,6 +431,7 @@ type egressMapSpecs struct {
 	Config          *ebpf.MapSpec `ebpf:"config"`
 	DnsLearned      *ebpf.MapSpec `ebpf:"dns_learned"`
 	DnsNames        *ebpf.MapSpec `ebpf:"dns_names"`
+	DnsRings        *ebpf.MapSpec `ebpf:"dns_rings"`
 	DnsScratch      *ebpf.MapSpec `ebpf:"dns_scratch"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
@@ -468,6 +491,7 @@ type egressMaps struct {
 	Config          *ebpf.Map `ebpf:"config"`
 	DnsLearned      *ebpf.Map `ebpf:"dns_learned"`
 	DnsNames        *ebpf.Map `ebpf:"dns_names"`
+	DnsRings        *ebpf.Map `ebpf:"dns_rings"`
 	DnsScratch      *ebpf.Map `ebpf:"dns_scratch"`
 	Events          *ebpf.Map `ebpf:"events"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
@@ -485,6 +509,7 @@ func (m *egressMaps) Close() error {
 		m.Config,
 		m.DnsLearned,
 		m.DnsNames,
+		m.DnsRings,
 		m.DnsScratch,
 		m.Events,
 		m.LostEvents,

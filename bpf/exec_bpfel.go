@@ -86,6 +86,7 @@ const (
 	execNgLimitsDNS_LEARNED_MAX       execNgLimits = 262144
 	execNgLimitsDNS_SLOTS             execNgLimits = 4
 	execNgLimitsDNS_QUERIES           execNgLimits = 4
+	execNgLimitsDNS_NAME_CAP          execNgLimits = 256
 	execNgLimitsDNS_GRACE_S           execNgLimits = 5
 	execNgLimitsDNS_OWN_ANSWERS       execNgLimits = 4096
 	execNgLimitsDNS_MAX_TTL_S         execNgLimits = 86400

@@ -138,6 +138,9 @@ enum ng_limits {
 	// room), and queries a socket awaits answers to
 	DNS_SLOTS = 4,
 	DNS_QUERIES = 4,
+	// addresses one name answers for at once (a power of two): its 256
+	// most recently learned
+	DNS_NAME_CAP = 256,
 	// a learned address lets new flows start for its TTL (at most
 	// DNS_MAX_TTL_S) and this much longer
 	DNS_GRACE_S = 5,

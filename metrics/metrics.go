@@ -23,6 +23,7 @@ type Metrics struct {
 	decisions, flows, execs *prometheus.CounterVec
 	flowPackets, flowBytes  *prometheus.CounterVec
 	lost                    *prometheus.CounterVec
+	dns                     *prometheus.CounterVec
 	decodeErrors            prometheus.Counter
 	attach, detach          prometheus.Histogram
 	attachFailures          prometheus.Counter
@@ -35,6 +36,8 @@ type Gauges struct {
 	ExecRules    func() int // entries of the host-wide exec table
 	ExecRulesMax int
 	Readers      func() int // observe clients
+	DNSLearned   func() int // addresses learned for DNS names
+	DNSEvicted   func() int // of those, let go for their name's cap
 }
 
 var containerLabels = []string{"namespace", "pod", "container"}
@@ -52,6 +55,7 @@ func New(g Gauges) *Metrics {
 	m.flowPackets = f("flow_packets_total", "Packets allowed flows sent (visibility: flows).", containerLabels...)
 	m.flowBytes = f("flow_bytes_total", "Bytes allowed flows sent, IP headers included (visibility: flows).", containerLabels...)
 	m.execs = f("execs_total", "Execs in policed containers: refused ones always, allowed ones with visibility: execs.", append([]string{"verdict"}, containerLabels...)...)
+	m.dns = f("dns_answers_ignored_total", "DNS answers to policed containers that taught nothing, by reason (dns-unsolicited, dns-resolver, dns-own-server, dns-truncated).", append([]string{"reason"}, containerLabels...)...)
 	m.lost = f("lost_events_total", "Records that found no room in a kernel ring, by kind (egress, exec).", "kind")
 	m.decodeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "nriguard_decode_errors_total", Help: "Ring records that did not decode."})
 	buckets := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1}
@@ -71,6 +75,8 @@ func New(g Gauges) *Metrics {
 		gauge("exec_rules_max", "Capacity of the host-wide exec table.", func() int { return g.ExecRulesMax })
 	}
 	gauge("observe_readers", "Readers following the record stream.", g.Readers)
+	gauge("dns_learned_addresses", "Addresses learned for DNS names from trusted answers (counted at each scrape).", g.DNSLearned)
+	gauge("dns_evicted_addresses", "Addresses a DNS name stopped answering for because it had learned 256 newer ones, for the policies in force.", g.DNSEvicted)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,6 +89,8 @@ func (m *Metrics) Observe(r *events.Record) {
 		m.lost.WithLabelValues(r.LostKind).Add(float64(r.Count))
 	case r.Kind == events.KindDecodeError:
 		m.decodeErrors.Inc()
+	case r.Kind == events.KindDNS:
+		m.dns.WithLabelValues(append([]string{r.Reason}, c...)...).Inc()
 	case r.Kind == events.KindFlow:
 		if r.Phase == "new" {
 			m.flows.WithLabelValues(c...).Inc()
@@ -114,7 +122,7 @@ func (m *Metrics) Detached(took time.Duration) { m.detach.Observe(took.Seconds()
 // Forget removes a container's series: it is gone.
 func (m *Metrics) Forget(namespace, pod, container string) {
 	l := prometheus.Labels{"namespace": namespace, "pod": pod, "container": container}
-	for _, v := range []*prometheus.CounterVec{m.decisions, m.flows, m.flowPackets, m.flowBytes, m.execs} {
+	for _, v := range []*prometheus.CounterVec{m.decisions, m.flows, m.flowPackets, m.flowBytes, m.execs, m.dns} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -59,7 +59,8 @@ next:
 }
 
 func TestMetrics(t *testing.T) {
-	m := New(Gauges{Policed: func() int { return 3 }, ReadySlots: func() int { return 32 }, ExecRules: func() int { return 7 }, ExecRulesMax: 1 << 18, Readers: func() int { return 2 }})
+	m := New(Gauges{Policed: func() int { return 3 }, ReadySlots: func() int { return 32 }, ExecRules: func() int { return 7 }, ExecRulesMax: 1 << 18, Readers: func() int { return 2 },
+		DNSLearned: func() int { return 5 }, DNSEvicted: func() int { return 1 }})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	web := func(r events.Record) events.Record {
@@ -74,6 +75,7 @@ func TestMetrics(t *testing.T) {
 		web(events.Record{Kind: events.KindFlow, Verdict: events.Allowed, Phase: "count", Packets: 10, Bytes: 1000}),
 		web(events.Record{Kind: events.KindExec, Verdict: events.Allowed}),
 		web(events.Record{Kind: events.KindExec, Verdict: events.Denied}),
+		web(events.Record{Kind: events.KindDNS, Reason: "dns-unsolicited"}),
 		{Kind: events.KindLost, LostKind: "egress", Count: 12},
 		{Kind: events.KindDecodeError},
 	} {
@@ -117,6 +119,9 @@ func TestMetrics(t *testing.T) {
 		{"nriguard_exec_rules", nil, 7},
 		{"nriguard_exec_rules_max", nil, 1 << 18},
 		{"nriguard_observe_readers", nil, 2},
+		{"nriguard_dns_answers_ignored_total", with("reason", "dns-unsolicited"), 1},
+		{"nriguard_dns_learned_addresses", nil, 5},
+		{"nriguard_dns_evicted_addresses", nil, 1},
 	} {
 		if got := value(fams, w.name, w.labels); got == nil || *got != w.want {
 			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
@@ -125,7 +130,7 @@ func TestMetrics(t *testing.T) {
 	// the container goes: its series with it
 	m.Forget("prod", "shop", "web")
 	fams = scrape(t, srv.URL)
-	for _, name := range []string{"nriguard_decisions_total", "nriguard_flows_total", "nriguard_execs_total"} {
+	for _, name := range []string{"nriguard_decisions_total", "nriguard_flows_total", "nriguard_execs_total", "nriguard_dns_answers_ignored_total"} {
 		if got := value(fams, name, c); got != nil {
 			t.Errorf("%s of a container that went: %v", name, *got)
 		}

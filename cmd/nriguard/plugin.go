@@ -91,6 +91,8 @@ func runPlugin(args []string) int {
 			ExecRules:    func() int { n, _ := bpf.ExecRules(*pinRoot); return n },
 			ExecRulesMax: bpf.ExecRulesMax,
 			Readers:      hub.Readers,
+			DNSLearned:   func() int { n, _, _ := bpf.DNSStats(*pinRoot); return n },
+			DNSEvicted:   func() int { _, n, _ := bpf.DNSStats(*pinRoot); return n },
 		})
 		observer = attachMetrics{met}
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
+
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/internal/testenv"
@@ -439,4 +441,55 @@ func TestRunVisibility(t *testing.T) {
 	if r.code != 2 || !strings.Contains(strings.Join(r.other, "\n"), `--visibility: invalid visibility "some": expected off, flows, execs or both`) {
 		t.Errorf("bad --visibility: exit %d, %q", r.code, r.other)
 	}
+}
+
+// Rules by DNS name through nriguard run: the address a lookup's answer
+// gives is allowed at once, another is not, and the flow record names the
+// name. The DNS server is this test, on the host's loopback.
+func TestRunDNSNames(t *testing.T) {
+	testenv.NeedRoot(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.53:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, peer, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var q dnsmessage.Message
+			if q.Unpack(buf[:n]) != nil || len(q.Questions) != 1 {
+				continue
+			}
+			a := dnsmessage.Message{Header: dnsmessage.Header{ID: q.ID, Response: true}, Questions: q.Questions,
+				Answers: []dnsmessage.Resource{{Header: dnsmessage.ResourceHeader{Name: q.Questions[0].Name, Class: dnsmessage.ClassINET, TTL: 60},
+					Body: &dnsmessage.AResource{A: [4]byte{127, 0, 0, 44}}}}}
+			if msg, err := a.Pack(); err == nil {
+				pc.WriteTo(msg, peer)
+			}
+		}
+	}()
+	port := freePort(t)
+	r := nriguardRun(t, []string{"--egress", fmt.Sprintf("allow udp 127.0.0.53:53; allow tcp *.run.test:%d", port)},
+		fmt.Sprintf("connect:127.0.0.44:%d", port), fmt.Sprintf("resolve:127.0.0.53,api.run.test,a,%d", port),
+		fmt.Sprintf("connect:127.0.0.45:%d", port), "sleep:300")
+	if want := "EPERM,ECONNREFUSED,EPERM,ok"; strings.Join(r.stdout, ",") != want || r.code != 0 {
+		t.Fatalf("got %q exit %d (stderr %q), want %q", r.stdout, r.code, r.other, want)
+	}
+	named := false
+	for _, ev := range r.seen {
+		if ev["kind"] == "flow" && ev["phase"] == "new" && ev["dest"] == "127.0.0.44" {
+			named = ev["dns_name"] == "*.run.test" && ev["rule"] == fmt.Sprintf("allow tcp *.run.test:%d", port)
+			if !named {
+				t.Errorf("the flow to the learned address: %v, want dns_name *.run.test and its rule", ev)
+			}
+		}
+	}
+	if !named {
+		t.Errorf("no flow record for the connect to the learned address: %v", r.seen)
+	}
+	assertNothingLeft(t)
 }

@@ -422,7 +422,8 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		fmt.Fprintf(os.Stderr, "\rround %d of %d", r+1, *rounds)
 	}
 	fmt.Fprintln(os.Stderr)
-	if err := answerPath(plain, none, named, unnamed); err != nil {
+	dns.stop() // answerPath serves the lookups itself
+	if err := answerPath(plain, none, named, unnamed, largest.deep4); err != nil {
 		return err
 	}
 	cgroup.Move(home, os.Getpid())
