@@ -443,6 +443,7 @@ func TestDNSLearnedSurvivesRestart(t *testing.T) {
 // A container that goes takes its names and what was learned for them out
 // of the copy of the programs it shared; a replaced policy starts afresh.
 func TestDNSDetachForgets(t *testing.T) {
+	testenv.NeedRoot(t)
 	ev, err := bpf.NewEventMaps()
 	if err != nil {
 		t.Fatal(err)
@@ -510,6 +511,7 @@ func TestDNSDetachForgets(t *testing.T) {
 // path too, on a private copy of the programs and on a shared one (where
 // the old attachment's links stay).
 func TestDNSNamesAddedByReplace(t *testing.T) {
+	testenv.NeedRoot(t)
 	ev, err := bpf.NewEventMaps()
 	if err != nil {
 		t.Fatal(err)
@@ -579,6 +581,7 @@ func TestDNSOwnServer(t *testing.T) {
 // A name answers for its 256 most recently learned addresses: the 257th
 // takes the place of the first, which is refused from then on and counted.
 func TestDNSNameCap(t *testing.T) {
+	testenv.NeedRoot(t)
 	ev, err := bpf.NewEventMaps()
 	if err != nil {
 		t.Fatal(err)
