@@ -28,6 +28,7 @@ const (
 
 	layerShift      = uint(egressNgVerdictBitsVERDICT_LAYER_SHIFT)
 	verdictNameable = uint32(egressNgVerdictBitsVERDICT_NAMEABLE)
+	dnsNameCap      = uint64(egressNgLimitsDNS_NAME_CAP)
 	ringShift       = uint(egressNgVerdictBitsSETTINGS_RING_SHIFT)
 	ringMask        = uint64(egressNgVerdictBitsSETTINGS_RING_MASK)
 	visExecsShift   = uint(egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT)

@@ -6,14 +6,14 @@
 // before the socket can read it: an answer's addresses are in the
 // cgroup's table before the program that asked sees them, so its first
 // connect is judged with them. An answer teaches only if
-//  - it comes from UDP port 53 of an address the policy allows to everyone
-//    on udp port 53 (a resolver), by its address rules, and not from a DNS
-//    server in a policed container (the packet path notes their answers);
+//  - it comes from UDP port 53 of a resolver the policy names (dns_resolvers),
+//    without IP options, and not to where a DNS server in a policed
+//    container sent answers (the packet path notes them);
 //  - the receiving socket sent a query with its id to that address (the
 //    packet path noted it), which the answer takes off;
 //  - it is a standard answer to one question of class IN and type A or
-//    AAAA, whose name is one the policy allows, or one label more than a
-//    wildcard's, compared in lower case;
+//    AAAA, whose name (letters, digits, '-' and '_') is one the policy allows,
+//    or one label more than a wildcard's, compared in lower case;
 // and then teaches the A and AAAA records among its first DNS_MAX_RECORDS
 // answer records. Answers that fail the first two, and truncated ones, are
 // reported; every packet passes: this is not an ingress policy.
@@ -27,6 +27,8 @@ struct dns_hdr {
 // (the name after its first label).
 struct dns_scratch {
 	struct name_key exact, wild;
+	struct learned_val zero; // never written: a new address's first value
+	struct ring_val ring;
 };
 
 struct {
@@ -66,12 +68,14 @@ static long copy_label(__u64 i, struct question *q)
 	// (written so that the verifier sees a length of 1 to 64)
 	if (bpf_skb_load_bytes(q->skb, q->off + 1, dst + 1, ((n - 1) & 63) + 1))
 		goto bad;
-	for (int j = 1; j <= 63; j++) {
+	for (int j = 1; j <= 63; j++) { // lower case; what no rule's name has refused
 		if (j > n)
 			break;
 		__u8 c = dst[j];
 		if (c >= 'A' && c <= 'Z')
 			dst[j] = c + ('a' - 'A');
+		else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			goto bad;
 	}
 	if (i == 0)
 		q->first = n;
@@ -86,6 +90,7 @@ bad:
 struct records {
 	struct __sk_buff *skb;
 	const struct config *cfg;
+	struct dns_scratch *s;
 	struct name_val *names[2]; // the exact name's, the wildcard's
 	__u32 off, end;
 	__u64 now;
@@ -135,7 +140,8 @@ static __always_inline __u32 next_seq(struct name_val *n)
 // cap_name gives a name's new address (its seq-th) the place in the name's
 // ring of the address DNS_NAME_CAP before it, which stops answering for the
 // name (counted) and, answering for no name, leaves the table.
-static __always_inline void cap_name(struct name_val *n, const struct learned_key *k, __u32 seq, __u64 now)
+static __always_inline void cap_name(struct records *r, struct name_val *n, const struct learned_key *k, __u32 seq,
+				     __u64 now)
 {
 	struct ring_key rk = { .cgroup = k->cgroup, .gen = k->gen, .index = n->index, .slot = seq & (DNS_NAME_CAP - 1) };
 	struct ring_val *old = bpf_map_lookup_elem(&dns_rings, &rk);
@@ -157,8 +163,9 @@ static __always_inline void cap_name(struct name_val *n, const struct learned_ke
 				bpf_map_delete_elem(&dns_learned, &old->k);
 		}
 	}
-	struct ring_val v = { .k = *k, .seq = seq };
-	bpf_map_update_elem(&dns_rings, &rk, &v, BPF_ANY);
+	r->s->ring.k = *k;
+	r->s->ring.seq = seq;
+	bpf_map_update_elem(&dns_rings, &rk, &r->s->ring, BPF_ANY);
 }
 
 static __always_inline void learn(struct records *r, __u32 family, const __u32 *addr, __u32 ttl)
@@ -170,8 +177,7 @@ static __always_inline void learn(struct records *r, __u32 family, const __u32 *
 	__u64 expires = r->now + (__u64)(ttl + DNS_GRACE_S) * 1000000000ull;
 	struct learned_val *l = bpf_map_lookup_elem(&dns_learned, &k);
 	if (!l) {
-		struct learned_val fresh = {};
-		bpf_map_update_elem(&dns_learned, &k, &fresh, BPF_NOEXIST);
+		bpf_map_update_elem(&dns_learned, &k, &r->s->zero, BPF_NOEXIST);
 		l = bpf_map_lookup_elem(&dns_learned, &k);
 		if (!l)
 			return; // the table is full: the name's addresses stay refused
@@ -185,9 +191,26 @@ static __always_inline void learn(struct records *r, __u32 family, const __u32 *
 		if (at >= DNS_SLOTS) { // new for the name: numbered, and held to its cap
 			__u32 seq = next_seq(n);
 			l->s[at & (DNS_SLOTS - 1)].seq = seq;
-			cap_name(n, &k, seq, r->now);
+			cap_name(r, n, &k, seq, r->now);
 		}
 	}
+}
+
+// learnable tells whether an answer's address may be learned: never the
+// host's own (loopback, unspecified), link-local (the cloud's metadata
+// service), multicast, broadcast or reserved ones, nor IPv4 written as IPv6:
+// a name's rule is no way to open those (an address rule is).
+static __always_inline int learnable(__u32 family, const __u32 *a)
+{
+	if (family == AF_INET) {
+		__u32 ip = bpf_ntohl(a[3]);
+		__u8 first = ip >> 24;
+		return first != 0 && first != 127 && first < 224 && (ip >> 16) != 0xa9fe; // 169.254/16
+	}
+	__u32 w0 = bpf_ntohl(a[0]);
+	if ((w0 >> 24) == 0xff || (w0 >> 22) == (0xfe80 >> 6))
+		return 0; // multicast, link-local
+	return a[0] || a[1] || (a[2] && a[2] != bpf_htonl(0xffff)); // not ::/96 (::, ::1, ...), not mapped
 }
 
 struct rr {
@@ -228,10 +251,10 @@ static long read_record(__u64 i, struct records *r)
 	if (rr.class == bpf_htons(1)) {
 		__u32 addr[4] = {};
 		if (rr.type == bpf_htons(1) && rdlen == 4) {
-			if (!bpf_skb_load_bytes(r->skb, r->off, &addr[3], 4))
+			if (!bpf_skb_load_bytes(r->skb, r->off, &addr[3], 4) && learnable(AF_INET, addr))
 				learn(r, AF_INET, addr, bpf_ntohl(rr.ttl));
 		} else if (rr.type == bpf_htons(28) && rdlen == 16) {
-			if (!bpf_skb_load_bytes(r->skb, r->off, addr, 16))
+			if (!bpf_skb_load_bytes(r->skb, r->off, addr, 16) && learnable(AF_INET6, addr))
 				learn(r, AF_INET6, addr, bpf_ntohl(rr.ttl));
 		}
 	}
@@ -257,14 +280,14 @@ int ng_skb_ingress(struct __sk_buff *skb)
 	__u8 family;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		__u8 *iph = data;
-		if ((void *)(iph + 20) > end || iph[9] != IPPROTO_UDP)
+		// (options: not read, and an answer with them teaches nothing; a
+		// fragmented datagram arrives here whole)
+		if ((void *)(iph + 20) > end || iph[9] != IPPROTO_UDP || (iph[0] & 0xf) != 5)
 			return 1;
-		if (((iph[6] & 0x3f) | iph[7]) != 0)
-			return 1; // a fragment: not read
 		family = AF_INET;
 		__builtin_memcpy(&src[3], &iph[12], 4);
 		__builtin_memcpy(&dst[3], &iph[16], 4);
-		off = (iph[0] & 0xf) * 4;
+		off = 20;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		__u8 *ip6h = data;
 		if ((void *)(ip6h + 40) > end || ip6h[6] != IPPROTO_UDP)
@@ -307,21 +330,26 @@ int ng_skb_ingress(struct __sk_buff *skb)
 		}
 	}
 	if (!asked) {
-		answer_from(cfg, skb, family, src, REASON_DNS_UNSOLICITED);
+		// reported to a socket that asks, once a second at most: anyone can
+		// send one of these, and the ring is every container's
+		__u64 now = bpf_ktime_get_coarse_ns();
+		if (q && now - q->reported >= 1000000000ull) {
+			q->reported = now;
+			answer_from(cfg, skb, family, src, REASON_DNS_UNSOLICITED);
+		}
 		return 1;
 	}
 	// not from a DNS server a policed container runs
-	struct own_answer own = { .family = family, .port = ports[1], .id = h.id };
+	struct own_answer own = { .family = family, .port = ports[1] };
 	__builtin_memcpy(own.addr, dst, 16);
 	if (bpf_map_lookup_elem(&own_answers, &own)) {
-		bpf_map_delete_elem(&own_answers, &own);
 		answer_from(cfg, skb, family, src, REASON_DNS_OWN);
 		return 1;
 	}
-	// from a resolver the policy's address rules allow, to everyone
-	__u32 class = family == AF_INET ? class4(cfg, src[3]) : class6(cfg, src);
-	__u32 v = verdict(cfg, effective(cfg, class, 0), IPPROTO_UDP, bpf_htons(53));
-	if ((v & VERDICT_ACTION_MASK) != ACTION_ALLOW) {
+	// from a resolver the policy names
+	struct learned_key rk = { .cgroup = cfg->cgroup, .gen = cfg->gen, .family = family };
+	__builtin_memcpy(rk.addr, src, 16);
+	if (!bpf_map_lookup_elem(&dns_resolvers, &rk)) {
 		answer_from(cfg, skb, family, src, REASON_DNS_RESOLVER);
 		return 1;
 	}
@@ -348,7 +376,7 @@ int ng_skb_ingress(struct __sk_buff *skb)
 		return 1;
 	s->exact.cgroup = cfg->cgroup;
 	s->exact.gen = cfg->gen;
-	struct records r = { .skb = skb, .cfg = cfg, .off = qn.off + 4, .end = skb->len, .now = bpf_ktime_get_coarse_ns() };
+	struct records r = { .skb = skb, .cfg = cfg, .s = s, .off = qn.off + 4, .end = skb->len, .now = bpf_ktime_get_coarse_ns() };
 	r.names[0] = bpf_map_lookup_elem(&dns_names, &s->exact);
 	__u32 rest = (s->exact.len - (qn.first + 1)) & 0xff; // (the verifier's bound)
 	if (qn.first + 1 < s->exact.len) {

@@ -176,6 +176,12 @@ func TestDNSNamesLearned(t *testing.T) {
 			return answerWith(q, h, true, rrA(q.Name, 60, "192.0.2.50"))
 		case "v6.example.org.":
 			return answerWith(q, h, false, rrA(q.Name, 60, "2001:db8:7::1"))
+		case "local.example.org.": // never learned: the host's own, link-local, multicast
+			if q.Type == dnsmessage.TypeAAAA {
+				return answerWith(q, h, false, rrA(q.Name, 60, "::1"), rrA(q.Name, 60, "fe80::1"), rrA(q.Name, 60, "::ffff:192.0.2.77"), rrA(q.Name, 60, "2001:db8:5::11"))
+			}
+			return answerWith(q, h, false, rrA(q.Name, 60, "127.0.0.1"), rrA(q.Name, 60, "169.254.169.254"), rrA(q.Name, 60, "0.0.0.0"),
+				rrA(q.Name, 60, "224.0.0.1"), rrA(q.Name, 60, "192.0.2.78"))
 		}
 		return answerWith(q, h, false)
 	})
@@ -194,6 +200,8 @@ func TestDNSNamesLearned(t *testing.T) {
 		"resolve:10.1.2.3,trunc.example.org,a,80", "EPERM", // truncated: teaches nothing
 		"resolve:10.1.2.3,v6.example.org,a,22", "ENETUNREACH", // allowed by its address anyway
 		"resolve:10.1.2.3,nothing.example.org,a,80", "noaddress",
+		"resolve:10.1.2.3,local.example.org,a,80", "EPERM EPERM EPERM EPERM ENETUNREACH",
+		"resolve:10.1.2.3,local.example.org,aaaa,80", "EPERM EPERM EPERM ENETUNREACH",
 	)
 	// another container's policy learned nothing from this one's answers
 	cg2, _ := attach(t, dnsPolicy, policy.Enforce)
@@ -248,8 +256,9 @@ func TestDNSForgedAnswers(t *testing.T) {
 	}
 	cmd.Wait()
 
-	// both reported: the answer's sender, and why it taught nothing
-	want := map[string]bool{"10.1.9.9 dns-unsolicited": false, "10.1.2.3 dns-unsolicited": false}
+	// reported where the socket had asked (not to one that never did:
+	// anyone can send those, and the ring is every container's)
+	want := map[string]bool{"10.1.9.9 dns-unsolicited": false}
 	deadline := time.Now().Add(2 * time.Second)
 	var r events.Record
 	for time.Now().Before(deadline) {
@@ -469,7 +478,7 @@ func TestDNSDetachForgets(t *testing.T) {
 		sets, _ := filepath.Glob(filepath.Join(root, "_egress", "*"))
 		for _, dir := range sets {
 			// (an address learned is in the name's ring too)
-			for file, n := range map[string]*int{"map_dns_names": &names, "map_dns_learned": &learned, "map_dns_rings": &learned} {
+			for file, n := range map[string]*int{"map_dns_names": &names, "map_dns_resolvers": &names, "map_dns_learned": &learned, "map_dns_rings": &learned} {
 				m, err := ebpf.LoadPinnedMap(filepath.Join(dir, file), nil)
 				if err != nil {
 					t.Fatal(err)
@@ -486,8 +495,8 @@ func TestDNSDetachForgets(t *testing.T) {
 		}
 		return
 	}
-	if names, learned := count(); names != 2 || learned != 2 {
-		t.Fatalf("attached: %d names and %d addresses (and ring places) of the cgroup, want 2 and 2", names, learned)
+	if names, learned := count(); names != 3 || learned != 2 {
+		t.Fatalf("attached: %d names and resolvers, %d addresses (and ring places) of the cgroup, want 3 and 2", names, learned)
 	}
 	// replaced: the new policy's names only, nothing learned
 	if a, err := bpf.Attach(bpf.Spec{ID: "dnsforget0", Cgroup: cg, Egress: compile(t, "allow udp 10.1.2.3:53; allow tcp api.example.com", policy.Enforce)}, opts); err != nil {
@@ -495,8 +504,8 @@ func TestDNSDetachForgets(t *testing.T) {
 	} else {
 		a.Close()
 	}
-	if names, learned := count(); names != 1 || learned != 0 {
-		t.Fatalf("replaced: %d names and %d addresses of the cgroup, want 1 and 0", names, learned)
+	if names, learned := count(); names != 2 || learned != 0 {
+		t.Fatalf("replaced: %d names and resolvers, %d addresses of the cgroup, want 2 and 0 (v.example.org's rule is gone)", names, learned)
 	}
 	expect(t, cg, "connect:192.0.2.33:80", "EPERM")
 	if err := bpf.Detach(root, "dnsforget0"); err != nil {
@@ -618,4 +627,39 @@ func TestDNSNameCap(t *testing.T) {
 	if evicted != 44 {
 		t.Errorf("addresses let go for the cap: %d counted, want 44", evicted)
 	}
+}
+
+// A replaced policy keeps what was learned for the names it still has:
+// flows to those addresses go on, new ones may start; a name it dropped
+// lets nothing through any more.
+func TestDNSReplaceCarriesLearned(t *testing.T) {
+	testenv.NeedRoot(t)
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	root := pinRoot(t)
+	cg := testenv.Cgroup(t)
+	put := func(rules string) {
+		a, err := bpf.Attach(bpf.Spec{ID: "dnscarry", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, &bpf.Options{PinRoot: root, Events: ev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+	}
+	put(dnsPolicy)
+	defer bpf.Detach(root, "dnscarry")
+	startDNS(t, func(q dnsmessage.Question, h dnsmessage.Header) []byte {
+		if strings.HasPrefix(q.Name.String(), "api.") {
+			return answerWith(q, h, false, rrA(q.Name, 60, "192.0.2.90"))
+		}
+		return answerWith(q, h, false, rrA(q.Name, 60, "192.0.2.91"))
+	})
+	expect(t, cg, "resolve:10.1.2.3,api.example.com,a,80", "ENETUNREACH", "resolve:10.1.2.3,k.example.org,a,80", "ENETUNREACH")
+	// the same names and one more rule; then without the wildcard
+	put(dnsPolicy + "; allow tcp 192.0.2.200")
+	expect(t, cg, "connect:192.0.2.90:80", "ENETUNREACH", "connect:192.0.2.91:80", "ENETUNREACH")
+	put("allow udp 10.1.2.3:53; allow tcp api.example.com:80; default deny")
+	expect(t, cg, "connect:192.0.2.90:80", "ENETUNREACH", "connect:192.0.2.91:80", "EPERM")
 }

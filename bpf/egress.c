@@ -550,6 +550,16 @@ struct {
 	__uint(max_entries, DNS_LEARNED_MAX);
 } dns_learned SEC(".maps");
 
+// The resolvers a cgroup's policy names (policy.Compiled.Resolvers), by
+// cgroup and generation: only their answers teach.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct learned_key);
+	__type(value, __u8);
+	__uint(max_entries, DNS_NAMES_MAX);
+} dns_resolvers SEC(".maps");
+
 // Each name's last DNS_NAME_CAP addresses, by their number modulo the cap:
 // a name's new address takes the place of its oldest, which stops
 // answering for it.
@@ -872,6 +882,8 @@ struct dns_query {
 struct sock_queries {
 	struct dns_query q[DNS_QUERIES];
 	__u32 next;
+	__u32 pad;
+	__u64 reported; // when an unsolicited answer to it was last reported
 };
 
 struct {
@@ -902,13 +914,14 @@ static __always_inline void note_query(struct __sk_buff *skb, struct bpf_sock *s
 	q->q[i].used = 1;
 }
 
-// DNS answers policed containers send (from UDP port 53), by where they
-// go and their id: an answer from a DNS server a policed container runs
-// teaches nothing, whatever the policy trusts (ng_skb_ingress).
+// Where policed containers' DNS servers send answers (from UDP port 53):
+// an answer to such an address and port teaches nothing, whatever the
+// policy trusts (ng_skb_ingress). Not by id: one datagram may carry many
+// answers (UDP_SEGMENT), and one answer may reach many sockets (broadcast).
 struct own_answer {
 	__u32 family;
 	__u16 port; // the answer's destination port
-	__u16 id;
+	__u16 pad;
 	__u32 addr[4]; // its destination
 };
 
@@ -919,12 +932,9 @@ struct {
 	__uint(max_entries, DNS_OWN_ANSWERS);
 } own_answers SEC(".maps");
 
-static __always_inline void note_answer(struct __sk_buff *skb, __u8 family, const __u32 *addr, __u16 port,
-					__u32 l4off)
+static __always_inline void note_answer(__u8 family, const __u32 *addr, __u16 port)
 {
 	struct own_answer k = { .family = family, .port = port };
-	if (bpf_skb_load_bytes(skb, l4off + 8, &k.id, 2))
-		return;
 	__builtin_memcpy(k.addr, addr, 16);
 	__u8 one = 1;
 	bpf_map_update_elem(&own_answers, &k, &one, BPF_ANY);
@@ -1016,7 +1026,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		l4 = 0;
 	if (l4 && proto == IPPROTO_UDP && sport == bpf_htons(53))
-		note_answer(skb, family, addr, port, l4off); // a DNS server in a policed container
+		note_answer(family, addr, port); // a DNS server in a policed container
 
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)

@@ -36,6 +36,8 @@ type egressDnsScratch struct {
 	_     structs.HostLayout
 	Exact egressNameKey
 	Wild  egressNameKey
+	Zero  egressLearnedVal
+	Ring  egressRingVal
 }
 
 type egressEventHdr struct {
@@ -185,10 +187,10 @@ const (
 	egressNgLimitsDNS_NAMES_MAX         egressNgLimits = 65536
 	egressNgLimitsDNS_LEARNED_MAX       egressNgLimits = 262144
 	egressNgLimitsDNS_SLOTS             egressNgLimits = 4
-	egressNgLimitsDNS_QUERIES           egressNgLimits = 4
+	egressNgLimitsDNS_QUERIES           egressNgLimits = 8
 	egressNgLimitsDNS_NAME_CAP          egressNgLimits = 256
 	egressNgLimitsDNS_GRACE_S           egressNgLimits = 5
-	egressNgLimitsDNS_OWN_ANSWERS       egressNgLimits = 4096
+	egressNgLimitsDNS_OWN_ANSWERS       egressNgLimits = 65536
 	egressNgLimitsDNS_MAX_TTL_S         egressNgLimits = 86400
 )
 
@@ -236,7 +238,7 @@ type egressOwnAnswer struct {
 	_      structs.HostLayout
 	Family uint32
 	Port   uint16
-	Id     uint16
+	Pad    uint16
 	Addr   [4]uint32
 }
 
@@ -293,14 +295,16 @@ type egressRun6 struct {
 
 type egressSockQueries struct {
 	_ structs.HostLayout
-	Q [4]struct {
+	Q [8]struct {
 		_      structs.HostLayout
 		Addr   [4]uint32
 		Id     uint16
 		Family uint8
 		Used   uint8
 	}
-	Next uint32
+	Next     uint32
+	Pad      uint32
+	Reported uint64
 }
 
 type egressSockVerdict struct {
@@ -333,6 +337,7 @@ const (
 	egressMapConfig            = "config"
 	egressMapDnsLearned        = "dns_learned"
 	egressMapDnsNames          = "dns_names"
+	egressMapDnsResolvers      = "dns_resolvers"
 	egressMapDnsRings          = "dns_rings"
 	egressMapDnsScratch        = "dns_scratch"
 	egressMapEvents            = "events"
@@ -431,6 +436,7 @@ type egressMapSpecs struct {
 	Config          *ebpf.MapSpec `ebpf:"config"`
 	DnsLearned      *ebpf.MapSpec `ebpf:"dns_learned"`
 	DnsNames        *ebpf.MapSpec `ebpf:"dns_names"`
+	DnsResolvers    *ebpf.MapSpec `ebpf:"dns_resolvers"`
 	DnsRings        *ebpf.MapSpec `ebpf:"dns_rings"`
 	DnsScratch      *ebpf.MapSpec `ebpf:"dns_scratch"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
@@ -491,6 +497,7 @@ type egressMaps struct {
 	Config          *ebpf.Map `ebpf:"config"`
 	DnsLearned      *ebpf.Map `ebpf:"dns_learned"`
 	DnsNames        *ebpf.Map `ebpf:"dns_names"`
+	DnsResolvers    *ebpf.Map `ebpf:"dns_resolvers"`
 	DnsRings        *ebpf.Map `ebpf:"dns_rings"`
 	DnsScratch      *ebpf.Map `ebpf:"dns_scratch"`
 	Events          *ebpf.Map `ebpf:"events"`
@@ -509,6 +516,7 @@ func (m *egressMaps) Close() error {
 		m.Config,
 		m.DnsLearned,
 		m.DnsNames,
+		m.DnsResolvers,
 		m.DnsRings,
 		m.DnsScratch,
 		m.Events,

@@ -85,10 +85,10 @@ const (
 	execNgLimitsDNS_NAMES_MAX         execNgLimits = 65536
 	execNgLimitsDNS_LEARNED_MAX       execNgLimits = 262144
 	execNgLimitsDNS_SLOTS             execNgLimits = 4
-	execNgLimitsDNS_QUERIES           execNgLimits = 4
+	execNgLimitsDNS_QUERIES           execNgLimits = 8
 	execNgLimitsDNS_NAME_CAP          execNgLimits = 256
 	execNgLimitsDNS_GRACE_S           execNgLimits = 5
-	execNgLimitsDNS_OWN_ANSWERS       execNgLimits = 4096
+	execNgLimitsDNS_OWN_ANSWERS       execNgLimits = 65536
 	execNgLimitsDNS_MAX_TTL_S         execNgLimits = 86400
 )
 

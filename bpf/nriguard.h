@@ -137,16 +137,15 @@ enum ng_limits {
 	// names one learned address answers for (the soonest to expire makes
 	// room), and queries a socket awaits answers to
 	DNS_SLOTS = 4,
-	DNS_QUERIES = 4,
+	DNS_QUERIES = 8,
 	// addresses one name answers for at once (a power of two): its 256
 	// most recently learned
 	DNS_NAME_CAP = 256,
 	// a learned address lets new flows start for its TTL (at most
 	// DNS_MAX_TTL_S) and this much longer
 	DNS_GRACE_S = 5,
-	// answers policed containers' own DNS servers sent, remembered until
-	// they arrive (LRU)
-	DNS_OWN_ANSWERS = 4096,
+	// where policed containers' own DNS servers sent answers (LRU)
+	DNS_OWN_ANSWERS = 1 << 16,
 	DNS_MAX_TTL_S = 86400,
 };
 

@@ -165,7 +165,7 @@ func (e *egressPart) undo(links []link.Link, keep bool) {
 		for _, lk := range links {
 			lk.Detach()
 		}
-		e.set.unconfigure(e.cgid)
+		e.set.unconfigure(e.cgid, e.slot)
 	}
 	if n, err := e.set.give(e.slot); e.shared && err == nil && n == 0 && !keep {
 		removeSet(e.dir)
@@ -269,7 +269,7 @@ func releaseEgress(root, dir string, m meta, keep bool) error {
 	if err != nil {
 		return nil // gone with its programs
 	}
-	s.unconfigure(m.Cgroup)
+	s.unconfigure(m.Cgroup, m.Slot)
 	n, err := s.give(m.Slot)
 	if err != nil {
 		return err

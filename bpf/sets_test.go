@@ -72,7 +72,7 @@ func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 	if got := testenv.Probe(t, testenv.NetNS(t), cg, "", ops...); got[0] != "ok" || got[1] != "ok" {
 		t.Errorf("configured: got %q, want ok for both", got)
 	}
-	s.unconfigure(cgid)
+	s.unconfigure(cgid, 0)
 	if got := testenv.Probe(t, testenv.NetNS(t), cg, "", ops...); got[0] != "EPERM" || got[1] != "EPERM" {
 		t.Errorf("cleared: got %q, want EPERM for both", got)
 	}

@@ -62,7 +62,7 @@ var (
 	ErrNotAnswer = errors.New("not a standard answer (QR, opcode QUERY)")
 	ErrQuestion  = errors.New("not one question of class IN")
 	ErrShort     = errors.New("message ends inside a field")
-	ErrName      = errors.New("question name malformed or too long (compression, label over 63 bytes, over 254 bytes)")
+	ErrName      = errors.New("question name malformed, too long or of other bytes than letters, digits, '-' and '_' (compression, label over 63 bytes, over 254 bytes)")
 )
 
 // Parse reads a DNS message (a UDP payload) as the datapath does.
@@ -97,6 +97,11 @@ func Parse(msg []byte) (*Answer, error) {
 			return nil, ErrShort
 		}
 		label := asciiLower(msg[off+1 : off+1+n])
+		if strings.IndexFunc(label, func(c rune) bool {
+			return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+		}) >= 0 {
+			return nil, ErrName // no rule names it: the datapath stops there
+		}
 		labels = append(labels, label)
 		a.Wire = append(a.Wire, byte(n))
 		a.Wire = append(a.Wire, label...)
@@ -150,8 +155,9 @@ func Parse(msg []byte) (*Answer, error) {
 			return a, nil
 		}
 		if class == ClassIN && (typ == TypeA && rdlen == 4 || typ == TypeAAAA && rdlen == 16) {
-			addr, _ := netip.AddrFromSlice(msg[off : off+rdlen])
-			a.Addrs = append(a.Addrs, Addr{addr, ttl})
+			if addr, _ := netip.AddrFromSlice(msg[off : off+rdlen]); Learnable(addr) {
+				a.Addrs = append(a.Addrs, Addr{addr, ttl})
+			}
 		}
 		off += rdlen
 	}
@@ -186,4 +192,21 @@ func Wire(name string) ([]byte, error) {
 		return nil, fmt.Errorf("DNS name %q is over %d bytes in wire form", name, MaxNameWire)
 	}
 	return out, nil
+}
+
+// Learnable tells whether an answer's address may be learned: never the
+// host's own (loopback, unspecified), link-local (the cloud's metadata
+// service), multicast, broadcast or reserved ones (IPv4 0/8, 127/8,
+// 169.254/16, 224/3; IPv6 ::/96, ::ffff:0:0/96, fe80::/10, ff00::/8): a
+// name's rule is no way to open those (an address rule is).
+func Learnable(a netip.Addr) bool {
+	b := a.As16()
+	if a.Is4() {
+		return b[12] != 0 && b[12] != 127 && b[12] < 224 && !(b[12] == 169 && b[13] == 254)
+	}
+	if b[0] == 0xff || b[0] == 0xfe && b[1]&0xc0 == 0x80 {
+		return false
+	}
+	var zero [10]byte
+	return !(string(b[:10]) == string(zero[:]) && (b[10] == 0 && b[11] == 0 || b[10] == 0xff && b[11] == 0xff))
 }

@@ -160,3 +160,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLearnable(t *testing.T) {
+	for a, want := range map[string]bool{
+		"192.0.2.1": true, "10.1.2.3": true, "223.255.255.255": true, "2001:db8::1": true, "::1:0:0:0:1": true,
+		"0.0.0.0": false, "0.1.2.3": false, "127.0.0.1": false, "169.254.169.254": false, "224.0.0.1": false, "255.255.255.255": false,
+		"::": false, "::1": false, "::192.0.2.1": false, "::ffff:192.0.2.1": false, "fe80::1": false, "febf::1": false, "ff02::1": false,
+	} {
+		if got := Learnable(netip.MustParseAddr(a)); got != want {
+			t.Errorf("Learnable(%s) = %v, want %v", a, got, want)
+		}
+	}
+}

@@ -96,7 +96,16 @@ type Compiled struct {
 	// an address learned for one decides a flow its port runs call
 	// Nameable.
 	Names []NameClass
+	// Resolvers are the addresses whose DNS answers teach the names'
+	// addresses: those an unqualified allow rule of the names' layer gives
+	// exactly (a /32 or /128) on udp port 53, and that the whole policy
+	// lets the container reach there.
+	Resolvers []netip.Addr
 }
+
+// MaxNames bounds the DNS names of a policy (the datapath's tables are
+// shared by the containers of a copy of its programs).
+const MaxNames = 64
 
 // ProgramFile is a file an exe= pattern names: its program class, for as
 // long as its stamp holds.
@@ -390,6 +399,9 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 			c.Names = append(c.Names, NameClass{Pattern: n, Class: intern("name:"+tableKey(&t), &t)})
 		}
 		slices.SortFunc(c.Names, func(a, b NameClass) int { return strings.Compare(a.Pattern, b.Pattern) })
+		if len(c.Names) > MaxNames {
+			return nil, fmt.Errorf("the %s layer names %d DNS names: at most %d", layers[names].Layer, len(c.Names), MaxNames)
+		}
 	}
 	c.Classes = len(classOf)
 	for _, r := range runs(v4) {
@@ -405,6 +417,15 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 	slices.SortFunc(c.Overrides, func(a, b Override) int {
 		return cmp.Or(cmp.Compare(a.Class, b.Class), cmp.Compare(a.Program, b.Program), cmp.Compare(a.UID, b.UID), cmp.Compare(a.GID, b.GID))
 	})
+	if names >= 0 {
+		for _, r := range layers[names].Rules {
+			if r.Action == Allow && r.Proto != TCP && r.Name == "" && !r.AnyDest && r.Dest.Bits() == r.Dest.Addr().BitLen() &&
+				!r.Quals.Any() && r.MatchesPort(53) && c.Lookup(UDP, r.Dest.Addr(), 53).Action == Allow && !slices.Contains(c.Resolvers, r.Dest.Addr()) {
+				c.Resolvers = append(c.Resolvers, r.Dest.Addr())
+			}
+		}
+		slices.SortFunc(c.Resolvers, netip.Addr.Compare)
+	}
 	return c, nil
 }
 

@@ -241,3 +241,40 @@ func TestCompileQualifiersMatchDecide(t *testing.T) {
 		}
 	}
 }
+
+// A resolver is an address a rule of the names' layer gives exactly, for
+// everyone, on udp 53, that the whole policy lets the container reach.
+func TestResolvers(t *testing.T) {
+	parse := func(layer policy.Layer, v string) *policy.Egress {
+		e, err := policy.ParseEgress("k", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Layer = layer
+		return e
+	}
+	for _, tc := range []struct {
+		layers []*policy.Egress
+		want   string
+	}{
+		{[]*policy.Egress{parse(policy.LayerLabel, "allow udp 10.96.0.10:53; allow any [2001:db8::53]; allow any 10.0.0.0/8; allow tcp 10.96.0.11:53; allow tcp a.example.com")}, "[10.96.0.10 2001:db8::53]"},
+		{[]*policy.Egress{parse(policy.LayerLabel, "allow udp 10.96.0.10:53 uid=0; allow udp 10.96.0.12:5353; allow tcp a.example.com")}, "[]"},
+		{[]*policy.Egress{parse(policy.LayerCeiling, "deny any 10.96.0.10"), parse(policy.LayerLabel, "allow udp 10.96.0.10:53; allow udp 10.96.0.13; allow tcp a.example.com")}, "[10.96.0.13]"},
+		{[]*policy.Egress{parse(policy.LayerLabel, "allow udp 10.96.0.10:53; allow tcp 10.0.0.0/8")}, "[]"}, // no names: no resolvers
+	} {
+		c, err := policy.CompileFor(policy.Enforce, nil, tc.layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(c.Resolvers); got != tc.want {
+			t.Errorf("%v: resolvers %s, want %s", tc.layers[len(tc.layers)-1], got, tc.want)
+		}
+	}
+	var many strings.Builder
+	for i := range policy.MaxNames + 1 {
+		fmt.Fprintf(&many, "allow tcp n%d.example.com;", i)
+	}
+	if _, err := policy.CompileFor(policy.Enforce, nil, parse(policy.LayerLabel, many.String())); err == nil || !strings.Contains(err.Error(), "at most 64") {
+		t.Errorf("65 names: %v, want a refusal", err)
+	}
+}

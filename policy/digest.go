@@ -33,6 +33,10 @@ func (c *Compiled) Digest() [32]byte {
 		d.str(n.Pattern)
 		d.int(uint64(n.Class))
 	}
+	d.int(uint64(len(c.Resolvers)))
+	for _, a := range c.Resolvers {
+		d.str(a.String())
+	}
 	d.int(uint64(c.Classes))
 	d.verdict(c.Sockets)
 	for _, runs := range [][]IDRun{c.UIDRuns, c.GIDRuns} {

@@ -21,6 +21,7 @@ func TestDigestCoversEveryField(t *testing.T) {
 		Overrides:    []Override{{Class: 1, Program: 1, UID: 1, GID: 0, Effective: 2}},
 		ProgramFiles: map[FileID]ProgramFile{{Dev: 1, Ino: 5}: {Stamp: Stamp{Sec: 6, Nsec: 7}, Class: 1}},
 		Names:        []NameClass{{Pattern: "api.example.com", Class: 1}},
+		Resolvers:    []netip.Addr{netip.MustParseAddr("10.96.0.10")},
 	}
 	x := &ExecTable{Default: Verdict{Deny, LayerLabel}, Files: map[FileID]Verdict{{Dev: 1, Ino: 2}: Allowed},
 		Stamps: map[FileID]Stamp{{Dev: 1, Ino: 2}: {Sec: 3, Nsec: 4}},
