@@ -59,4 +59,5 @@ var reasons = map[uint8]string{
 	uint8(egressNgReasonREASON_DNS_RESOLVER):    "dns-resolver",
 	uint8(egressNgReasonREASON_DNS_TRUNCATED):   "dns-truncated",
 	uint8(egressNgReasonREASON_DNS_OWN):         "dns-own-server",
+	uint8(egressNgReasonREASON_DNS_TCP):         "dns-tcp",
 }

@@ -15,8 +15,9 @@
 //    AAAA, whose name (letters, digits, '-' and '_') is one the policy allows,
 //    or one label more than a wildcard's, compared in lower case;
 // and then teaches the A and AAAA records among its first DNS_MAX_RECORDS
-// answer records. Answers that fail the first two, and truncated ones, are
-// reported; every packet passes: this is not an ingress policy.
+// answer records. Answers that fail the first checks, truncated ones, and
+// connections to a DNS server over TCP (which teach nothing) are reported;
+// every packet passes: this is not an ingress policy.
 #pragma once
 
 struct dns_hdr {
@@ -266,7 +267,8 @@ static long read_record(__u64 i, struct records *r)
 static __always_inline void answer_from(const struct config *cfg, struct __sk_buff *skb, __u8 family,
 					const __u32 *src, __u8 reason)
 {
-	report_packet(cfg, skb, HOOK_SKB_INGRESS, ACTION_ALLOW, family, IPPROTO_UDP, src, bpf_htons(53), reason);
+	__u8 proto = reason == REASON_DNS_TCP ? IPPROTO_TCP : IPPROTO_UDP;
+	report_packet(cfg, skb, HOOK_SKB_INGRESS, ACTION_ALLOW, family, proto, src, bpf_htons(53), reason);
 }
 
 SEC("cgroup_skb/ingress")
@@ -277,31 +279,41 @@ int ng_skb_ingress(struct __sk_buff *skb)
 		return 1;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	__u32 src[4] = {}, dst[4] = {}, off;
-	__u8 family;
+	__u8 family, proto;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		__u8 *iph = data;
 		// (options: not read, and an answer with them teaches nothing; a
 		// fragmented datagram arrives here whole)
-		if ((void *)(iph + 20) > end || iph[9] != IPPROTO_UDP || (iph[0] & 0xf) != 5)
+		if ((void *)(iph + 20) > end || (iph[0] & 0xf) != 5)
 			return 1;
 		family = AF_INET;
+		proto = iph[9];
 		__builtin_memcpy(&src[3], &iph[12], 4);
 		__builtin_memcpy(&dst[3], &iph[16], 4);
 		off = 20;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		__u8 *ip6h = data;
-		if ((void *)(ip6h + 40) > end || ip6h[6] != IPPROTO_UDP)
-			return 1; // extension headers: not read
+		if ((void *)(ip6h + 40) > end)
+			return 1;
 		family = AF_INET6;
+		proto = ip6h[6]; // (extension headers: not read)
 		__builtin_memcpy(src, &ip6h[8], 16);
 		__builtin_memcpy(dst, &ip6h[24], 16);
 		off = 40;
 	} else {
 		return 1;
 	}
+	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+		return 1;
 	__u16 ports[2];
 	if (bpf_skb_load_bytes(skb, off, ports, 4) || ports[0] != bpf_htons(53))
 		return 1;
+	if (proto == IPPROTO_TCP) { // DNS over TCP teaches nothing: said once a connection (its SYN-ACK)
+		__u8 flags;
+		if (!bpf_skb_load_bytes(skb, off + 13, &flags, 1) && (flags & 0x12) == 0x12)
+			answer_from(cfg, skb, family, src, REASON_DNS_TCP);
+		return 1;
+	}
 	off += 8;
 	struct dns_hdr h;
 	if (bpf_skb_load_bytes(skb, off, &h, sizeof(h)))

@@ -663,3 +663,26 @@ func TestDNSReplaceCarriesLearned(t *testing.T) {
 	put("allow udp 10.1.2.3:53; allow tcp api.example.com:80; default deny")
 	expect(t, cg, "connect:192.0.2.90:80", "ENETUNREACH", "connect:192.0.2.91:80", "EPERM")
 }
+
+// DNS over TCP teaches nothing, and a connection to a DNS server over TCP
+// is reported once.
+func TestDNSOverTCPReported(t *testing.T) {
+	cg, a := attach(t, "allow any 10.1.2.3:53; allow tcp api.example.com; default deny", policy.Enforce)
+	rd, err := bpf.NewEventReader(a.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	expect(t, cg, "tcp:10.1.2.3:53", "ok") // (the probe listens there itself, then connects)
+	var r events.Record
+	n := 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		rd.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		if rd.Read(&r) == nil && r.Kind == events.KindDNS && r.Reason == "dns-tcp" && r.Dest == "10.1.2.3" && r.Proto == "tcp" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("a TCP connection to a DNS server: %d dns-tcp records, want 1", n)
+	}
+}

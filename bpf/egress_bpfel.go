@@ -211,6 +211,7 @@ const (
 	egressNgReasonREASON_DNS_RESOLVER    egressNgReason = 4
 	egressNgReasonREASON_DNS_TRUNCATED   egressNgReason = 5
 	egressNgReasonREASON_DNS_OWN         egressNgReason = 6
+	egressNgReasonREASON_DNS_TCP         egressNgReason = 7
 )
 
 type egressNgVerdictBits uint32

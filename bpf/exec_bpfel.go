@@ -109,6 +109,7 @@ const (
 	execNgReasonREASON_DNS_RESOLVER    execNgReason = 4
 	execNgReasonREASON_DNS_TRUNCATED   execNgReason = 5
 	execNgReasonREASON_DNS_OWN         execNgReason = 6
+	execNgReasonREASON_DNS_TCP         execNgReason = 7
 )
 
 type execNgVerdictBits uint32

@@ -44,6 +44,9 @@ enum ng_reason {
 	REASON_DNS_TRUNCATED = 5,
 	// sent by a DNS server in a policed container (its own, or its pod's)
 	REASON_DNS_OWN = 6,
+	// a connection to a DNS server over TCP (its SYN-ACK): its answers
+	// teach nothing
+	REASON_DNS_TCP = 7,
 };
 
 // Which record follows the header; also the index of the lost counter a

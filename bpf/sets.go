@@ -186,6 +186,7 @@ func sharedSet(root string, ev *EventMaps, caps [3]uint32, n uint32) (*egressSet
 	}
 	s, err := loadEgressSet(ev, caps, setSlots)
 	if err != nil {
+		os.Remove(filepath.Dir(dir)) // (if no copy is there: a failure leaves nothing)
 		return nil, "", err
 	}
 	tmp := tmpDir(root, "egress")
@@ -195,6 +196,7 @@ func sharedSet(root string, ev *EventMaps, caps [3]uint32, n uint32) (*egressSet
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
+		os.Remove(filepath.Dir(dir))
 		s.Close()
 		return nil, "", fmt.Errorf("pin the egress programs: %w", err)
 	}

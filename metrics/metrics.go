@@ -55,7 +55,7 @@ func New(g Gauges) *Metrics {
 	m.flowPackets = f("flow_packets_total", "Packets allowed flows sent (visibility: flows).", containerLabels...)
 	m.flowBytes = f("flow_bytes_total", "Bytes allowed flows sent, IP headers included (visibility: flows).", containerLabels...)
 	m.execs = f("execs_total", "Execs in policed containers: refused ones always, allowed ones with visibility: execs.", append([]string{"verdict"}, containerLabels...)...)
-	m.dns = f("dns_answers_ignored_total", "DNS answers to policed containers that taught nothing, by reason (dns-unsolicited, dns-resolver, dns-own-server, dns-truncated).", append([]string{"reason"}, containerLabels...)...)
+	m.dns = f("dns_answers_ignored_total", "DNS answers to policed containers that taught nothing, by reason (dns-unsolicited, dns-resolver, dns-own-server, dns-truncated, dns-tcp).", append([]string{"reason"}, containerLabels...)...)
 	m.lost = f("lost_events_total", "Records that found no room in a kernel ring, by kind (egress, exec).", "kind")
 	m.decodeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "nriguard_decode_errors_total", Help: "Ring records that did not decode."})
 	buckets := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1}
