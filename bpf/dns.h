@@ -15,7 +15,7 @@
 //    AAAA, whose name (letters, digits, '-' and '_') is one the policy allows,
 //    or one label more than a wildcard's, compared in lower case;
 // and then teaches the A and AAAA records among its first DNS_MAX_RECORDS
-// answer records. Answers that fail the first checks, truncated ones, and
+// answer records (never the host's own or special addresses: learnable). Answers that fail the first checks, truncated ones, and
 // connections to a DNS server over TCP (which teach nothing) are reported;
 // every packet passes: this is not an ingress policy.
 #pragma once
@@ -24,8 +24,9 @@ struct dns_hdr {
 	__u16 id, flags, qdcount, ancount, nscount, arcount;
 };
 
-// Per CPU: the question's name as a key for dns_names, and the wildcard's
-// (the name after its first label).
+// Per CPU (the program runs in softirq: one at a time on a CPU): the
+// question's name as a key for dns_names, and the wildcard's (the name
+// after its first label).
 struct dns_scratch {
 	struct name_key exact, wild;
 	struct learned_val zero; // never written: a new address's first value
