@@ -161,6 +161,8 @@ func (s *egressSet) setMaps() map[string]**ebpf.Map {
 		"map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
 		"map_dns_names": &s.DnsNames, "map_dns_learned": &s.DnsLearned, "map_dns_rings": &s.DnsRings,
 		"map_dns_resolvers": &s.DnsResolvers,
+		// (not read here: pinned so that what they take is counted, Memory)
+		"map_own_answers": &s.OwnAnswers, "map_dns_scratch": &s.DnsScratch,
 	}
 }
 

@@ -190,7 +190,7 @@ const (
 	egressNgLimitsDNS_QUERIES           egressNgLimits = 8
 	egressNgLimitsDNS_NAME_CAP          egressNgLimits = 256
 	egressNgLimitsDNS_GRACE_S           egressNgLimits = 5
-	egressNgLimitsDNS_OWN_ANSWERS       egressNgLimits = 65536
+	egressNgLimitsDNS_OWN_ANSWERS       egressNgLimits = 4096
 	egressNgLimitsDNS_MAX_TTL_S         egressNgLimits = 86400
 )
 

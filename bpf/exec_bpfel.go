@@ -88,7 +88,7 @@ const (
 	execNgLimitsDNS_QUERIES           execNgLimits = 8
 	execNgLimitsDNS_NAME_CAP          execNgLimits = 256
 	execNgLimitsDNS_GRACE_S           execNgLimits = 5
-	execNgLimitsDNS_OWN_ANSWERS       execNgLimits = 65536
+	execNgLimitsDNS_OWN_ANSWERS       execNgLimits = 4096
 	execNgLimitsDNS_MAX_TTL_S         execNgLimits = 86400
 )
 

@@ -147,8 +147,9 @@ enum ng_limits {
 	// a learned address lets new flows start for its TTL (at most
 	// DNS_MAX_TTL_S) and this much longer
 	DNS_GRACE_S = 5,
-	// where policed containers' own DNS servers sent answers (LRU)
-	DNS_OWN_ANSWERS = 1 << 16,
+	// where policed containers' own DNS servers sent answers (an LRU
+	// table: preallocated, about 100 bytes an entry in every copy)
+	DNS_OWN_ANSWERS = 1 << 12,
 	DNS_MAX_TTL_S = 86400,
 };
 
