@@ -686,3 +686,26 @@ func TestDNSOverTCPReported(t *testing.T) {
 		t.Errorf("a TCP connection to a DNS server: %d dns-tcp records, want 1", n)
 	}
 }
+
+// An answer from an address the policy lets the container ask, but does not
+// name exactly as its resolver, teaches nothing and is reported.
+func TestDNSResolverNamedExactly(t *testing.T) {
+	cg, a := attach(t, "allow udp 10.1.2.0/24:53; allow tcp *.example.org:80; default deny", policy.Enforce)
+	rd, err := bpf.NewEventReader(a.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	startDNS(t, func(q dnsmessage.Question, h dnsmessage.Header) []byte {
+		return answerWith(q, h, false, rrA(q.Name, 60, "192.0.2.95"))
+	})
+	expect(t, cg, "resolve:10.1.2.3,n.example.org,a,80", "EPERM")
+	var r events.Record
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		rd.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		if rd.Read(&r) == nil && r.Kind == events.KindDNS && r.Reason == "dns-resolver" && r.Dest == "10.1.2.3" {
+			return
+		}
+	}
+	t.Error("no dns record with reason dns-resolver")
+}

@@ -180,31 +180,43 @@ func connectOnce(ap netip.AddrPort) error {
 	return nil
 }
 
+// receiveOne binds a UDP socket to ap, prints "ready", and waits (5 s at
+// most) for one datagram; msg is nil when none came (res says why).
+func receiveOne(ap netip.AddrPort) (fd int, msg []byte, peer unix.Sockaddr, res string, err error) {
+	fd, err = unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, nil, "", err
+	}
+	if err := unix.Bind(fd, sockaddr(ap, false)); err != nil {
+		unix.Close(fd)
+		return -1, nil, nil, "", err
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
+	fmt.Println("ready")
+	buf := make([]byte, 4096)
+	n, peer, err := unix.Recvfrom(fd, buf, 0)
+	for err == unix.EINTR {
+		n, peer, err = unix.Recvfrom(fd, buf, 0)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, nil, result(err), nil
+	}
+	return fd, buf[:n], peer, "", nil
+}
+
 func dnsWait(arg string) (string, error) {
 	ap, err := netip.ParseAddrPort(bracket(arg))
 	if err != nil {
 		return "", err
 	}
-	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return "", err
+	fd, msg, _, res, err := receiveOne(ap)
+	if err != nil || msg == nil {
+		return res, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, sockaddr(ap, false)); err != nil {
-		return "", err
-	}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
-	fmt.Println("ready")
-	buf := make([]byte, 4096)
-	m, _, err := unix.Recvfrom(fd, buf, 0)
-	for err == unix.EINTR {
-		m, _, err = unix.Recvfrom(fd, buf, 0)
-	}
-	if err != nil {
-		return result(err), nil
-	}
 	var a dnsmessage.Message
-	if err := a.Unpack(buf[:m]); err != nil {
+	if err := a.Unpack(msg); err != nil {
 		return "", err
 	}
 	var out []string
@@ -229,37 +241,23 @@ func dnsServe(arg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ap := netip.AddrPortFrom(addr, 53)
-	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return "", err
+	fd, msg, peer, res, err := receiveOne(netip.AddrPortFrom(addr, 53))
+	if err != nil || msg == nil {
+		return res, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, sockaddr(ap, false)); err != nil {
-		return "", err
-	}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
-	fmt.Println("ready")
-	buf := make([]byte, 4096)
-	n, peer, err := unix.Recvfrom(fd, buf, 0)
-	for err == unix.EINTR {
-		n, peer, err = unix.Recvfrom(fd, buf, 0)
-	}
-	if err != nil {
-		return result(err), nil
-	}
 	var q dnsmessage.Message
-	if err := q.Unpack(buf[:n]); err != nil || len(q.Questions) != 1 {
+	if err := q.Unpack(msg); err != nil || len(q.Questions) != 1 {
 		return "", fmt.Errorf("not a query: %v", err)
 	}
 	a := dnsmessage.Message{Header: dnsmessage.Header{ID: q.ID, Response: true}, Questions: q.Questions,
 		Answers: []dnsmessage.Resource{{Header: dnsmessage.ResourceHeader{Name: q.Questions[0].Name, Class: dnsmessage.ClassINET, TTL: 60},
 			Body: &dnsmessage.AResource{A: answer.As4()}}}}
-	msg, err := a.Pack()
+	reply, err := a.Pack()
 	if err != nil {
 		return "", err
 	}
-	if err := unix.Sendto(fd, msg, 0, peer); err != nil {
+	if err := unix.Sendto(fd, reply, 0, peer); err != nil {
 		return result(err), nil
 	}
 	return "served", nil
