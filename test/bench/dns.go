@@ -38,7 +38,10 @@ func namedPolicy(s *size, names bool) (*policy.Compiled, error) {
 
 // dnsServer answers every query on the resolver address of the namespace
 // the calling thread is in with answers (A and AAAA), TTL one day.
-type dnsServer struct{ fd int }
+type dnsServer struct {
+	fd   int
+	done chan struct{} // closed when the serving thread has closed fd
+}
 
 func startDNS(answers []netip.Addr) (*dnsServer, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -49,8 +52,13 @@ func startDNS(answers []netip.Addr) (*dnsServer, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("dns server: %w", err)
 	}
+	d := &dnsServer{fd, make(chan struct{})}
 	go func() {
 		runtime.LockOSThread()
+		// the thread closes the socket itself: closed under its recvfrom,
+		// the address would stay bound until the call returns
+		defer close(d.done)
+		defer unix.Close(fd)
 		buf := make([]byte, 512)
 		for {
 			n, peer, err := unix.Recvfrom(fd, buf, 0)
@@ -86,13 +94,13 @@ func startDNS(answers []netip.Addr) (*dnsServer, error) {
 			unix.Sendto(fd, msg, 0, peer)
 		}
 	}()
-	return &dnsServer{fd}, nil
+	return d, nil
 }
 
 func (d *dnsServer) stop() {
 	if d.fd >= 0 {
 		unix.Shutdown(d.fd, unix.SHUT_RDWR)
-		unix.Close(d.fd)
+		<-d.done
 		d.fd = -1
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -40,6 +41,9 @@ var (
 	sizesF  = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
 	peersF  = flag.Bool("peers", true, "measure nftables and iptables+ipset beside nriguard (the same rules)")
 	only    = flag.String("only", "", "run only these parts (datapath, delivery, memory, attach, exec), comma separated")
+	// for a quick look at one change: the report's other figures are then 0
+	workloadsF = flag.String("workloads", "", "measure only the datapath workloads whose name matches this regexp")
+	configsF   = flag.String("configs", "", "measure only the configurations (beyond no policy and the floor) whose name matches this regexp")
 )
 
 const (
@@ -362,10 +366,25 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		return err
 	}
 	*cleanups = append(*cleanups, dns.stop)
-	if err := learn(named, none, largest.deep4); err != nil {
-		return err
-	}
 	ws := workloads()
+	if *workloadsF != "" {
+		re, err := regexp.Compile(*workloadsF)
+		if err != nil {
+			return fmt.Errorf("-workloads: %w", err)
+		}
+		ws = slices.DeleteFunc(ws, func(w workload) bool { return !re.MatchString(w.name) })
+	}
+	var configRe *regexp.Regexp
+	if *configsF != "" {
+		if configRe, err = regexp.Compile(*configsF); err != nil {
+			return fmt.Errorf("-configs: %w", err)
+		}
+	}
+	if configRe == nil || configRe.MatchString(fmt.Sprintf("nriguard %d, by DNS name", largest.n)) {
+		if err := learn(named, none, largest.deep4); err != nil {
+			return err
+		}
+	}
 	results := map[string]map[string]*sample{} // workload -> config -> samples
 	for _, w := range ws {
 		results[w.name] = map[string]*sample{}
@@ -384,6 +403,9 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 		return w.run(s)
 	}
 	skip := func(w workload, c *config) bool {
+		if configRe != nil && c.tool != "none" && c.tool != "floor" && !configRe.MatchString(c.name) {
+			return true
+		}
 		return w.nriguardOnly && (c.tool == "nftables" || c.tool == "ipset")
 	}
 	// warm every path once
@@ -423,8 +445,10 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 	}
 	fmt.Fprintln(os.Stderr)
 	dns.stop() // answerPath serves the lookups itself
-	if err := answerPath(plain, none, named, unnamed, largest.deep4); err != nil {
-		return err
+	if *workloadsF == "" {
+		if err := answerPath(plain, none, named, unnamed, largest.deep4); err != nil {
+			return err
+		}
 	}
 	cgroup.Move(home, os.Getpid())
 	report(ws, configs, results, sizes)
