@@ -220,12 +220,30 @@ func (rt *runtime) newContainer(name string, podAnn, ann map[string]string) *ctr
 	init.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
 	must(t, init.Start())
 	t.Cleanup(func() { init.Process.Kill(); init.Wait() })
+	settle(t, init.Process.Pid)
 	b := make([]byte, 32)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
 	pod := &api.PodSandbox{Id: "pod-" + id[:8], Name: "pod-" + name, Namespace: "default", Uid: id[:8], Annotations: podAnn}
 	return &ctr{pod: pod, cg: cg, init: init, c: &api.Container{Id: id, PodSandboxId: pod.Id, Name: name,
 		Annotations: ann, Pid: uint32(init.Process.Pid), Linux: &api.LinuxContainer{CgroupsPath: strings.TrimPrefix(cg, "/sys/fs/cgroup/unified")}}}
+}
+
+// settle waits until a container's init process is asleep, its start-up
+// (the dynamic loader, libc) done: as a runtime's init waits, blocked, for
+// the start, and takes no CPU from the plugin meanwhile.
+func settle(t testing.TB, pid int) {
+	t.Helper()
+	for range 5000 {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		must(t, err)
+		// "pid (comm) S ...": past the exec (comm) and asleep
+		if _, rest, ok := strings.Cut(string(stat), "(sleep) "); ok && strings.HasPrefix(rest, "S") {
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	t.Fatalf("init %d did not settle", pid)
 }
 
 func (rt *runtime) create(c *ctr) error {
