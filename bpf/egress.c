@@ -33,6 +33,27 @@
 #include "nriguard.h"
 #include "inode.h"
 
+// The headers the packet path reads, typed so that their fields are read
+// whole (a copy out of a __u8 pointer is byte by byte).
+struct ip4_hdr {
+	__u8 ver_ihl, tos;
+	__u16 len, id, frag; // frag: flags and offset, network order
+	__u8 ttl, proto;
+	__u16 check;
+	__u32 saddr, daddr;
+};
+
+struct ip6_hdr {
+	__u32 ver_flow;
+	__u16 len;
+	__u8 next, hops;
+	__u32 saddr[4], daddr[4];
+};
+
+struct l4_ports {
+	__u16 src, dst; // network order
+};
+
 struct mm_struct {
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
@@ -210,13 +231,13 @@ struct maker {
 // the task's BTF (no helper call each): it runs at every send whose verdict
 // depends on the sender. The executable only if the policy names programs:
 // its loads cost ~90 ns a send here (make bench, docs/benchmarks.md).
-static __always_inline void read_ident(const struct config *cfg, struct ident *id)
+static __always_inline void read_ident(__u8 reads_exe, struct ident *id)
 {
 	__u64 ug = bpf_get_current_uid_gid();
 	__builtin_memset(id, 0, sizeof(*id));
 	id->uid = (__u32)ug;
 	id->gid = ug >> 32;
-	if (!cfg->reads_exe)
+	if (!reads_exe)
 		return;
 	struct task_struct *t = bpf_get_current_task_btf();
 	struct mm_struct *mm = t->mm;
@@ -260,7 +281,7 @@ static __always_inline __u32 id_class(const __u32 *runs, __u32 steps, __u32 id)
 // class 0: a program no exe= names).
 static __always_inline void make_maker(const struct config *cfg, void *principals, struct maker *m)
 {
-	read_ident(cfg, &m->id);
+	read_ident(cfg->reads_exe, &m->id);
 	m->uid = id_class(cfg->uid_runs, cfg->id_steps & 0xf, m->id.uid);
 	m->gid = id_class(cfg->gid_runs, cfg->id_steps >> 4, m->id.gid);
 	m->program = 0;
@@ -293,10 +314,44 @@ static __always_inline __u32 effective(const struct config *cfg, __u32 class, st
 	return v ? v->class : class;
 }
 
+// The copy's epoch: the loader adds one whenever it writes or clears a
+// cgroup's config. A socket's remembered verdict holds while its cgroup's
+// config is the one it was judged under (gen); while the epoch is the one
+// it was judged in, that is known without reading the config, whose storage
+// is two more cache lines a send, often cold (~40 ns each here). This is an
+// array map's value: the lookup is inlined.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} epoch SEC(".maps");
+
+static __always_inline __u64 current_epoch(void)
+{
+	__u32 zero = 0;
+	__u64 *e = bpf_map_lookup_elem(&epoch, &zero);
+	return e ? *e : 0;
+}
+
+// What a remembered verdict needs of its config to answer a send alone.
+enum sv_flags {
+	SV_FLOWS = 1, // config.visibility has VIS_FLOWS
+	SV_NAMES = 2, // config.names
+	SV_READS_EXE = 4, // config.reads_exe
+};
+
+static __always_inline __u8 sv_flags(const struct config *cfg)
+{
+	return ((cfg->visibility & VIS_FLOWS) ? SV_FLOWS : 0) | (cfg->names ? SV_NAMES : 0) |
+	       (cfg->reads_exe ? SV_READS_EXE : 0);
+}
+
 // What the hooks last let a socket send to: the packet path trusts a packet
 // to that destination without a lookup.
 struct sock_verdict {
-	__u32 gen; // config.gen when it was judged
+	__u64 epoch; // the copy's epoch when it was judged (read before the config)
+	__u32 gen; // config.gen when it was judged: whose flow its counts are
 	__u32 addr[4]; // IPv4 in addr[3]
 	__u16 port; // network order
 	__u8 family;
@@ -305,7 +360,9 @@ struct sock_verdict {
 	// the verdict depended on who sent (a qualified rule): it answers only
 	// a send by the same who (another process of the socket, or the same
 	// after a change of user or exec, is judged as itself)
-	__u32 dependent;
+	__u8 dependent;
+	__u8 flags; // sv_flags, of the config it was judged under
+	__u8 pad[2];
 	struct ident who;
 	// visibility: what the socket sent to this destination since the last
 	// record of its counts, and when the next is due (coarse monotonic ns)
@@ -635,38 +692,56 @@ static __always_inline int passes(__u32 v)
 	return (v & VERDICT_ACTION_MASK) != ACTION_DENY;
 }
 
-// same tells whether a socket's remembered destination is this one, under
-// this policy.
-static __always_inline int same(const struct config *cfg, struct sock_verdict *c, __u8 family, __u8 proto,
-				const __u32 *addr, __u16 port_be)
+// holds tells whether a socket's remembered verdict still holds: judged in
+// this epoch, or (another cgroup's config changed since) under the config
+// its cgroup still has, which brings it into this epoch.
+static __always_inline int holds(struct sock_verdict *c, __u64 ep)
 {
-	return c->gen == cfg->gen && c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
-	       c->addr[1] == addr[1] && c->addr[2] == addr[2] && c->family == family && c->proto == proto;
+	if (c->epoch == ep)
+		return 1;
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen || c->gen != cfg->gen)
+		return 0;
+	c->epoch = ep;
+	return 1;
+}
+
+// same tells whether a socket's remembered destination is this one.
+static __always_inline int same(struct sock_verdict *c, __u8 family, __u8 proto, const __u32 *addr, __u16 port_be)
+{
+	return c->port == port_be && c->addr[3] == addr[3] && c->addr[0] == addr[0] && c->addr[1] == addr[1] &&
+	       c->addr[2] == addr[2] && c->family == family && c->proto == proto;
 }
 
 // remember notes what a socket was let through to, for the packet path and
 // for the socket's next send to the same destination.
 // (cookie: the socket's, for the counts of the flow it replaces; 0 unless
 // the cgroup asks for flows)
-static __always_inline void remember(const struct config *cfg, struct bpf_sock *sk, __u8 family, __u8 proto,
-				     const __u32 *addr, __u16 port_be, __u32 v, const struct maker *m, __u64 cookie)
+static __always_inline void remember(const struct config *cfg, __u64 ep, struct bpf_sock *sk, __u8 family,
+				     __u8 proto, const __u32 *addr, __u16 port_be, __u32 v, const struct maker *m,
+				     __u64 cookie)
 {
-	__u32 dependent = m && m->program != NO_MAKER;
+	__u8 dependent = m && m->program != NO_MAKER;
 	if (!sk)
 		return;
 	struct sock_verdict *c =
 		bpf_sk_storage_get(&sock_verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!c)
 		return; // the packet path then judges the socket's packets itself
-	if (same(cfg, c, family, proto, addr, port_be) && c->verdict == v && c->dependent == dependent &&
-	    (!dependent || same_ident(&c->who, &m->id)))
+	if (c->gen == cfg->gen && same(c, family, proto, addr, port_be) && c->verdict == v &&
+	    c->dependent == dependent && (!dependent || same_ident(&c->who, &m->id))) {
+		if (c->epoch != ep)
+			c->epoch = ep;
 		return; // the same as the last send: leave the cache line clean
+	}
 	if ((cfg->visibility & VIS_FLOWS) && c->gen == cfg->gen && c->packets)
 		report_counts(cfg, c, HOOK_FLOW_COUNT, cookie, 0); // the flow it had before this one
 	__sync_lock_test_and_set(&c->packets, 0);
 	__sync_lock_test_and_set(&c->bytes, 0);
 	c->report_at = bpf_ktime_get_coarse_ns() + FLOW_COUNT_INTERVAL_S * 1000000000ull;
+	c->epoch = ep;
 	c->gen = cfg->gen;
+	c->flags = sv_flags(cfg);
 	c->verdict = v;
 	c->dependent = dependent;
 	if (dependent)
@@ -680,42 +755,101 @@ static __always_inline void remember(const struct config *cfg, struct bpf_sock *
 	c->addr[3] = addr[3];
 }
 
+// The flow last let through on this CPU by a verdict that needs nothing
+// more (allow, whoever sends; no counts, no DNS query to note): the packet
+// of a message the hook just judged, and the socket's next message, pass
+// on it without the socket's storage, two cache lines often cold. Keyed by
+// the socket's cookie (never reused) and good in one epoch only.
+struct last_flow {
+	__u64 epoch;
+	__u64 cookie;
+	__u32 addr[4];
+	__u16 port;
+	__u8 family;
+	__u8 proto;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct last_flow);
+} last_flows SEC(".maps");
+
+static __always_inline struct last_flow *last_flow(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&last_flows, &zero);
+}
+
+// is_last tells whether a send is the flow last let through on this CPU.
+static __always_inline int is_last(const struct last_flow *l, __u64 ep, __u64 cookie, __u8 family,
+				   const __u32 *addr, __u16 port_be, int l4)
+{
+	return l && l->cookie == cookie && l->epoch == ep && (!l4 || l->port == port_be) && l->addr[3] == addr[3] &&
+	       l->addr[0] == addr[0] && l->addr[1] == addr[1] && l->addr[2] == addr[2] && l->family == family;
+}
+
+// note_last makes a flow the last let through, if its verdict needs
+// nothing more to answer a send.
+static __always_inline void note_last(struct last_flow *l, __u64 ep, __u64 cookie, __u32 v, __u8 dependent,
+				      __u8 flags, __u8 family, __u8 proto, const __u32 *addr, __u16 port_be)
+{
+	if (!l || (v & VERDICT_ACTION_MASK) != ACTION_ALLOW || dependent || (flags & SV_FLOWS) ||
+	    ((flags & SV_NAMES) && proto == IPPROTO_UDP && port_be == bpf_htons(53)))
+		return;
+	l->epoch = ep;
+	l->cookie = cookie;
+	l->port = port_be;
+	l->family = family;
+	l->proto = proto;
+	__builtin_memcpy(l->addr, addr, 16);
+}
+
 // decide judges a destination and turns the verdict into the hook's return
 // value: denials are reported, and what passes is remembered. A socket that
 // sends to the destination it last sent to (a connected flow, a client
 // talking to one server) is answered from its own storage, whatever the
-// size of the policy.
-static __always_inline int decide(struct bpf_sock_addr *ctx, const struct config *cfg, struct bpf_sock *sk,
-				  __u32 proto, __u32 type, __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
+// size of the policy, and without reading the config while the epoch holds.
+static __always_inline int decide(struct bpf_sock_addr *ctx, struct bpf_sock *sk, __u32 proto, __u32 type,
+				  __u8 hook, __u8 family, const __u32 *addr, __u32 port_be)
 {
+	__u64 ep = current_epoch(); // before the config: a config read after is as new as it
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct last_flow *l = last_flow();
+	if (is_last(l, ep, cookie, family, addr, port_be, 1) && l->proto == proto)
+		return 1;
 	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
-	if (c && same(cfg, c, family, proto, addr, port_be)) {
+	if (c && same(c, family, proto, addr, port_be) && holds(c, ep)) {
 		int hit = !c->dependent;
 		if (!hit) { // a verdict about its sender: this send's must be the same who
 			struct ident id;
-			read_ident(cfg, &id);
+			read_ident(c->flags & SV_READS_EXE, &id);
 			hit = same_ident(&c->who, &id);
 		}
 		if (hit) {
 			if ((c->verdict & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
-				report_flow(cfg, hook, c->verdict, family, proto, type, family == AF_INET ? &addr[3] : addr,
-					    bpf_ntohs((__u16)port_be), bpf_get_socket_cookie(ctx));
+				report_flow(bpf_get_local_storage(&config, 0), hook, c->verdict, family, proto, type,
+					    family == AF_INET ? &addr[3] : addr, bpf_ntohs((__u16)port_be), cookie);
+			note_last(l, ep, cookie, c->verdict, c->dependent, c->flags, family, proto, addr, port_be);
 			return 1;
 		}
 	}
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen)
+		return 0; // no policy written yet: deny
 	struct maker m = { .program = NO_MAKER };
 	__u32 v = family == AF_INET ? lookup4(cfg, addr[3], proto, port_be, &m) : lookup6(cfg, addr, proto, port_be, &m);
 	__u32 action = v & VERDICT_ACTION_MASK;
-	// refusals are reported; with visibility, so is a new flow allowed (the
-	// cookie, a helper call, only then: a connect is a miss every time)
-	int report = action != ACTION_ALLOW || (cfg->visibility & VIS_FLOWS);
-	__u64 cookie = report ? bpf_get_socket_cookie(ctx) : 0;
-	if (report)
+	// refusals are reported; with visibility, so is a new flow allowed
+	if (action != ACTION_ALLOW || (cfg->visibility & VIS_FLOWS))
 		report_flow(cfg, hook, v, family, proto, type, family == AF_INET ? &addr[3] : addr,
 			    bpf_ntohs((__u16)port_be), cookie);
 	if (action == ACTION_DENY)
 		return 0;
-	remember(cfg, sk, family, proto, addr, port_be, v, &m, cookie);
+	remember(cfg, ep, sk, family, proto, addr, port_be, v, &m, (cfg->visibility & VIS_FLOWS) ? cookie : 0);
+	note_last(l, ep, cookie, v, m.program != NO_MAKER, sv_flags(cfg), family, proto, addr, port_be);
 	return 1;
 }
 
@@ -739,11 +873,8 @@ static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__u32 addr[4] = {}, port = ctx->user_port, proto = ctx->protocol, type = ctx->type;
-	struct config *cfg = bpf_get_local_storage(&config, 0);
-	if (!cfg->gen)
-		return 0; // no policy written yet: deny
 	addr[3] = real_ip4(ctx, sk, ctx->user_ip4, hook);
-	return decide(ctx, cfg, sk, proto, type, hook, AF_INET, addr, port);
+	return decide(ctx, sk, proto, type, hook, AF_INET, addr, port);
 }
 
 static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
@@ -754,20 +885,17 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	ip[1] = ctx->user_ip6[1];
 	ip[2] = ctx->user_ip6[2];
 	ip[3] = ctx->user_ip6[3];
-	struct config *cfg = bpf_get_local_storage(&config, 0);
-	if (!cfg->gen)
-		return 0;
 	// ::ffff:a.b.c.d reaches IPv4 hosts through an IPv6 socket: judge it by
 	// the IPv4 rules, or it would slip past them.
 	if (ip[0] == 0 && ip[1] == 0 && ip[2] == bpf_htonl(0xffff)) {
 		__u32 addr[4] = {};
 		addr[3] = real_ip4(ctx, sk, ip[3], hook);
-		return decide(ctx, cfg, sk, proto, type, hook, AF_INET, addr, port);
+		return decide(ctx, sk, proto, type, hook, AF_INET, addr, port);
 	}
 	// :: is ::1 to the kernel (TCP and UDP alike)
 	if ((ip[0] | ip[1] | ip[2] | ip[3]) == 0)
 		ip[3] = bpf_htonl(1);
-	return decide(ctx, cfg, sk, proto, type, hook, AF_INET6, ip, port);
+	return decide(ctx, sk, proto, type, hook, AF_INET6, ip, port);
 }
 
 SEC("cgroup/connect4")
@@ -952,49 +1080,43 @@ static __always_inline void note_answer(__u8 family, const __u32 *addr, __u16 po
 SEC("cgroup_skb/egress")
 int ng_skb_egress(struct __sk_buff *skb)
 {
+	__u64 ep = current_epoch(); // before the config, as decide reads them
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-	struct config *cfg = bpf_get_local_storage(&config, 0);
-	if (!cfg->gen)
-		return 0;
 	__u32 addr[4] = {};
 	__u8 family, proto;
-	__u16 port = 0, sport = 0;
 	__u32 l4off = 20; // where it starts
 	int l4 = 0; // the TCP/UDP header is in this packet
+	int rerouted = 0; // IP options, a routing header, or more extension headers than anyone sends
+	struct l4_ports ports = {};
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 *iph = data;
-		if ((void *)(iph + 20) > end)
+		struct ip4_hdr *ip = data;
+		if ((void *)(ip + 1) > end)
 			return 1; // not an IP header we can read: nothing to judge
 		family = AF_INET;
-		proto = iph[9];
-		__builtin_memcpy(&addr[3], &iph[16], 4);
-		if ((iph[0] & 0xf) != 5)
-			return stop_packet(cfg, skb, cfg->socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
-		if (((iph[6] & 0x1f) | iph[7]) == 0) { // fragment offset 0: the L4 header follows
-			__u8 *l4h = iph + 20;
-			__u16 ports[2] = {};
-			if ((void *)(l4h + 4) <= end) {
-				__builtin_memcpy(ports, l4h, 4);
+		proto = ip->proto;
+		addr[3] = ip->daddr;
+		if ((ip->ver_ihl & 0xf) != 5) {
+			rerouted = 1; // options
+		} else if (!(ip->frag & bpf_htons(0x1fff))) { // fragment offset 0: the L4 header follows
+			struct l4_ports *p = (void *)(ip + 1);
+			if ((void *)(p + 1) <= end) {
+				ports = *p;
 				l4 = 1;
-			} else if (!bpf_skb_load_bytes(skb, 20, ports, 4)) { // not in the linear part
+			} else if (!bpf_skb_load_bytes(skb, 20, &ports, 4)) { // not in the linear part
 				l4 = 1;
 			}
-			sport = ports[0];
-			port = ports[1];
 		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 *ip6h = data;
-		if ((void *)(ip6h + 40) > end)
+		struct ip6_hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end)
 			return 1;
 		family = AF_INET6;
-		__builtin_memcpy(addr, &ip6h[24], 16);
-		__u8 next = ip6h[6];
+		__builtin_memcpy(addr, ip6->daddr, 16);
+		__u8 next = ip6->next;
 		__u32 off = 40;
 		int first = 1;
 #pragma unroll
 		for (int i = 0; i < MAX_EXT_HEADERS; i++) {
-			if (next == IPPROTO_ROUTING)
-				return stop_packet(cfg, skb, cfg->socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 			if (next != IPPROTO_HOPOPTS && next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT)
 				break;
 			__u8 ext[4];
@@ -1009,45 +1131,65 @@ int ng_skb_egress(struct __sk_buff *skb)
 			}
 			next = ext[0];
 		}
-		if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT ||
-		    next == IPPROTO_ROUTING) // more extension headers than anyone sends
-			return stop_packet(cfg, skb, cfg->socket_verdict, family, next, addr, 0, REASON_ROUTING_OPTION);
 		proto = next;
 		l4off = off;
-		__u16 ports[2] = {};
-		if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !bpf_skb_load_bytes(skb, off, ports, 4)) {
-			sport = ports[0];
-			port = ports[1];
-			l4 = 1;
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT ||
+		    next == IPPROTO_ROUTING) {
+			rerouted = 1;
+		} else if (first && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+			struct l4_ports *p = (void *)(ip6 + 1);
+			if (off == 40 && (void *)(p + 1) <= end) { // no extension header: read in place
+				ports = *p;
+				l4 = 1;
+			} else if (!bpf_skb_load_bytes(skb, off, &ports, 4)) {
+				l4 = 1;
+			}
 		}
 	} else {
 		return 1;
 	}
+	__u16 sport = ports.src, port = ports.dst;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		l4 = 0;
-	if (l4 && proto == IPPROTO_UDP && sport == bpf_htons(53))
-		note_answer(family, addr, port); // a DNS server in a policed container
-
 	struct bpf_sock *sk = skb->sk;
+	if (!rerouted) {
+		if (l4 && proto == IPPROTO_UDP && sport == bpf_htons(53))
+			note_answer(family, addr, port); // a DNS server in a policed container
+		if (!sk)
+			return 1;
+		__u64 cookie = bpf_get_socket_cookie(skb);
+		struct last_flow *l = last_flow();
+		if (is_last(l, ep, cookie, family, addr, port, l4))
+			return 1; // the message its hook just judged, or the flow's next packet
+		// (the helper finds nothing on a request or time-wait socket)
+		struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
+		if (c && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] && c->addr[1] == addr[1] &&
+		    c->addr[2] == addr[2] && (!l4 || c->port == port) && holds(c, ep)) {
+			if (c->flags & SV_FLOWS) { // the flow's counts: a write to a line just read
+				__sync_fetch_and_add(&c->packets, 1);
+				__sync_fetch_and_add(&c->bytes, skb->len);
+				if (bpf_ktime_get_coarse_ns() >= c->report_at)
+					report_counts(bpf_get_local_storage(&config, 0), c, HOOK_FLOW_COUNT,
+						      bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
+			}
+			if ((c->flags & SV_NAMES) && l4 && proto == IPPROTO_UDP && port == bpf_htons(53))
+				note_query(skb, sk, family, addr, l4off);
+			if (l4)
+				note_last(l, ep, cookie, c->verdict, c->dependent, c->flags, family, proto, addr, port);
+			return 1; // what the hooks judged (or, in audit mode, reported)
+		}
+	}
+	struct config *cfg = bpf_get_local_storage(&config, 0);
+	if (!cfg->gen)
+		return 0; // no policy written yet: deny
+	if (rerouted) // sent elsewhere than its destination address
+		return stop_packet(cfg, skb, cfg->socket_verdict, family, proto, addr, 0, REASON_ROUTING_OPTION);
 	if (!sk)
 		return 1;
-	// (the helper finds nothing on a request or time-wait socket)
-	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
-	if (c && c->gen == cfg->gen && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] &&
-	    c->addr[1] == addr[1] && c->addr[2] == addr[2] && (!l4 || c->port == port)) {
-		if (cfg->visibility & VIS_FLOWS) { // the flow's counts: a write to a line just read
-			__sync_fetch_and_add(&c->packets, 1);
-			__sync_fetch_and_add(&c->bytes, skb->len);
-			if (bpf_ktime_get_coarse_ns() >= c->report_at)
-				report_counts(cfg, c, HOOK_FLOW_COUNT, bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
-		}
-		if (cfg->names && l4 && proto == IPPROTO_UDP && port == bpf_htons(53))
-			note_query(skb, sk, family, addr, l4off);
-		return 1; // what the hooks judged (or, in audit mode, reported)
-	}
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1; // a request or time-wait socket: an answer to a connection that came in
+	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
 	if (!c && sk->protocol == IPPROTO_TCP)
 		return 1; // accepted, not connected: it answers its peer
 	if (!l4) // no port to judge it by: as a socket the hooks cannot judge
@@ -1059,7 +1201,8 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 		report_packet(cfg, skb, HOOK_SKB_EGRESS, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(cfg, sk, family, proto, addr, port, v, 0, cfg->visibility & VIS_FLOWS ? bpf_get_socket_cookie(skb) : 0);
+	remember(cfg, ep, sk, family, proto, addr, port, v, 0,
+		 cfg->visibility & VIS_FLOWS ? bpf_get_socket_cookie(skb) : 0);
 	if (cfg->names && proto == IPPROTO_UDP && port == bpf_htons(53))
 		note_query(skb, sk, family, addr, l4off);
 	return 1;

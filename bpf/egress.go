@@ -158,11 +158,11 @@ func (s *egressSet) setMaps() map[string]**ebpf.Map {
 	return map[string]**ebpf.Map{
 		"map_config": &s.Config, "map_v4_tables": &s.V4Tables, "map_v6_tables": &s.V6Tables,
 		"map_port_tables": &s.PortTables, "map_principal_tables": &s.PrincipalTables,
-		"map_sock_verdicts": &s.SockVerdicts, "map_slots": &s.slots,
+		"map_sock_verdicts": &s.SockVerdicts, "map_epoch": &s.Epoch, "map_slots": &s.slots,
 		"map_dns_names": &s.DnsNames, "map_dns_learned": &s.DnsLearned, "map_dns_rings": &s.DnsRings,
 		"map_dns_resolvers": &s.DnsResolvers,
 		// (not read here: pinned so that what they take is counted, Memory)
-		"map_own_answers": &s.OwnAnswers, "map_dns_scratch": &s.DnsScratch,
+		"map_own_answers": &s.OwnAnswers, "map_dns_scratch": &s.DnsScratch, "map_last_flows": &s.LastFlows,
 	}
 }
 
@@ -648,8 +648,25 @@ func (s *egressSet) configure(cgid uint64, slot uint32, c *policy.Compiled) erro
 		}
 		return fmt.Errorf("configure the egress programs: %w", err)
 	}
+	if err := s.nextEpoch(); err != nil {
+		return err
+	}
 	if old.Gen != 0 { // the names and addresses of the policy it replaces
 		return s.forget(cgid, gen, false)
+	}
+	return nil
+}
+
+// nextEpoch follows every write of a config: a verdict a socket remembers
+// then holds only once its config is read again (decide, holds). Under the
+// host lock: one writer.
+func (s *egressSet) nextEpoch() error {
+	var e uint64
+	if err := s.Epoch.Lookup(uint32(0), &e); err != nil {
+		return fmt.Errorf("read the egress epoch: %w", err)
+	}
+	if err := s.Epoch.Put(uint32(0), e+1); err != nil {
+		return fmt.Errorf("make remembered verdicts stale: %w", err)
 	}
 	return nil
 }
@@ -661,6 +678,7 @@ func (s *egressSet) unconfigure(cgid uint64, slot uint32) {
 	var old egressConfig
 	live := s.Config.Lookup(cgid, &old) == nil // (gone with the cgroup, it says nothing)
 	s.Config.Put(cgid, egressConfig{})
+	s.nextEpoch()
 	if live && old.Names == 0 {
 		return // nothing named, nothing learned
 	}

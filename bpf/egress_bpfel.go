@@ -84,6 +84,17 @@ type egressFlowEvent struct {
 	Bytes   uint64
 }
 
+type egressLastFlow struct {
+	_      structs.HostLayout
+	Epoch  uint64
+	Cookie uint64
+	Addr   [4]uint32
+	Port   uint16
+	Family uint8
+	Proto  uint8
+	Pad    uint32
+}
+
 type egressLearnedKey struct {
 	_      structs.HostLayout
 	Cgroup uint64
@@ -310,13 +321,16 @@ type egressSockQueries struct {
 
 type egressSockVerdict struct {
 	_         structs.HostLayout
+	Epoch     uint64
 	Gen       uint32
 	Addr      [4]uint32
 	Port      uint16
 	Family    uint8
 	Proto     uint8
 	Verdict   uint32
-	Dependent uint32
+	Dependent uint8
+	Flags     uint8
+	Pad       [2]uint8
 	Who       struct {
 		_    structs.HostLayout
 		Uid  uint32
@@ -341,7 +355,9 @@ const (
 	egressMapDnsResolvers      = "dns_resolvers"
 	egressMapDnsRings          = "dns_rings"
 	egressMapDnsScratch        = "dns_scratch"
+	egressMapEpoch             = "epoch"
 	egressMapEvents            = "events"
+	egressMapLastFlows         = "last_flows"
 	egressMapLostEvents        = "lost_events"
 	egressMapOwnAnswers        = "own_answers"
 	egressMapPortTables        = "port_tables"
@@ -440,7 +456,9 @@ type egressMapSpecs struct {
 	DnsResolvers    *ebpf.MapSpec `ebpf:"dns_resolvers"`
 	DnsRings        *ebpf.MapSpec `ebpf:"dns_rings"`
 	DnsScratch      *ebpf.MapSpec `ebpf:"dns_scratch"`
+	Epoch           *ebpf.MapSpec `ebpf:"epoch"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
+	LastFlows       *ebpf.MapSpec `ebpf:"last_flows"`
 	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
 	OwnAnswers      *ebpf.MapSpec `ebpf:"own_answers"`
 	PortTables      *ebpf.MapSpec `ebpf:"port_tables"`
@@ -501,7 +519,9 @@ type egressMaps struct {
 	DnsResolvers    *ebpf.Map `ebpf:"dns_resolvers"`
 	DnsRings        *ebpf.Map `ebpf:"dns_rings"`
 	DnsScratch      *ebpf.Map `ebpf:"dns_scratch"`
+	Epoch           *ebpf.Map `ebpf:"epoch"`
 	Events          *ebpf.Map `ebpf:"events"`
+	LastFlows       *ebpf.Map `ebpf:"last_flows"`
 	LostEvents      *ebpf.Map `ebpf:"lost_events"`
 	OwnAnswers      *ebpf.Map `ebpf:"own_answers"`
 	PortTables      *ebpf.Map `ebpf:"port_tables"`
@@ -520,7 +540,9 @@ func (m *egressMaps) Close() error {
 		m.DnsResolvers,
 		m.DnsRings,
 		m.DnsScratch,
+		m.Epoch,
 		m.Events,
+		m.LastFlows,
 		m.LostEvents,
 		m.OwnAnswers,
 		m.PortTables,

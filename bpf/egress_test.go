@@ -690,25 +690,57 @@ func TestAuditKeepsTheCeiling(t *testing.T) {
 }
 
 // A socket's remembered verdict is the policy's that judged it: replaced,
-// the next send on the same socket is judged by the new one.
+// the next send on the same socket is judged by the new one (unconnected:
+// by the send hook; connected: by the packet path).
+// On a shared copy (as the daemon attaches) the replacement is written to
+// the same programs and maps.
 func TestSocketCacheFollowsThePolicy(t *testing.T) {
-	root := pinRoot(t)
-	cg := testenv.Cgroup(t)
-	attachRules := func(rules string) {
-		a, err := bpf.Attach(bpf.Spec{ID: "cache", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, &bpf.Options{PinRoot: root})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Close()
+	testenv.NeedRoot(t)
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
 	}
-	attachRules("allow udp 10.1.2.3:53")
-	defer bpf.Detach(root, "cache")
+	defer ev.Close()
+	root := pinRoot(t)
+	for _, op := range []string{"udpagain", "udpconnagain", "udpagain/shared", "udpconnagain/shared"} {
+		t.Run(op, func(t *testing.T) {
+			o := &bpf.Options{PinRoot: root}
+			if strings.HasSuffix(op, "/shared") {
+				o.Events = ev
+			}
+			op = strings.TrimSuffix(op, "/shared")
+			cg := testenv.Cgroup(t)
+			attachRules := func(rules string) {
+				a, err := bpf.Attach(bpf.Spec{ID: "cache", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.Close()
+			}
+			attachRules("allow udp 10.1.2.3:53")
+			defer bpf.Detach(root, "cache")
+			first, second := twoSends(t, os.Args[0], cg, op+":10.1.2.3:53", func() {
+				attachRules("allow udp 10.1.2.3:54") // replaced: 53 no longer allowed
+			})
+			if first != "ok" || second != "EPERM" {
+				t.Errorf("sends before and after the policy changed: %q, %q; want ok, EPERM", first, second)
+			}
+		})
+	}
+}
+
+// twoSends runs the probe bin in cgroup cg with op (udpagain or
+// udpconnagain: two sends on one socket), calling between after the first
+// send, and returns the outcome of both.
+func twoSends(t *testing.T, bin, cg, op string, between func()) (first, second string) {
+	t.Helper()
 	f, err := os.Open(cg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command("ip", "netns", "exec", testenv.NetNS(t), os.Args[0], "udpagain:10.1.2.3:53")
+	// on one CPU: both sends meet what the first left on it (last_flows)
+	cmd := exec.Command("taskset", "-c", "0", "ip", "netns", "exec", testenv.NetNS(t), bin, op)
 	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
 	in, _ := cmd.StdinPipe()
@@ -718,13 +750,11 @@ func TestSocketCacheFollowsThePolicy(t *testing.T) {
 	}
 	lines := bufio.NewScanner(out)
 	lines.Scan()
-	first := lines.Text()
-	attachRules("allow udp 10.1.2.3:54") // replaced: 53 no longer allowed
+	first = lines.Text()
+	between()
 	fmt.Fprintln(in)
 	lines.Scan()
-	second := lines.Text()
+	second = lines.Text()
 	cmd.Wait()
-	if first != "ok" || second != "EPERM" {
-		t.Errorf("sends before and after the policy changed: %q, %q; want ok, EPERM", first, second)
-	}
+	return first, second
 }

@@ -24,7 +24,7 @@ const DefaultPinRoot = "/sys/fs/bpf/nriguard"
 //	    link_<hook>              the links of its egress programs (egressLinks) to its cgroup
 //	    map_v4_runs, ...         its egress tables (tablePins), in a slot of a copy's table maps
 //	    egress/                  the copy of the egress programs of an attachment with its own ring
-//	                             (prog_<hook>, map_config, map_*_tables, map_sock_verdicts, map_slots,
+//	                             (prog_<hook>, map_config, map_*_tables, map_sock_verdicts, map_epoch, map_last_flows, map_slots,
 //	                             map_events and map_lost_events: its ring)
 //	    map_exec_rules           its record of its exec rules
 //	_events/ring, _events/lost   the event ring shared by a daemon's and the hooks' attachments

@@ -177,6 +177,41 @@ func TestQualifiersJudgeTheProgramAfterExec(t *testing.T) {
 	}
 }
 
+// A verdict a socket remembers holds while its cgroup's policy does: other
+// containers' policies written to the same copy of the programs (a start,
+// a replacement, a stop) make its next send look again, and a flow a
+// qualified rule allowed goes on, connected (the packet path, which cannot
+// name the sender, finds the socket's verdict still good) and not.
+func TestRememberedVerdictsOutliveOtherPolicies(t *testing.T) {
+	testenv.NeedRoot(t)
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	_, a, _ := programs(t)
+	cg, _ := attachQualifiedWith(t, fmt.Sprintf("allow udp 10.1.2.3:5353 exe=%s; default deny", a), policy.Enforce, ev)
+	o := &bpf.Options{PinRoot: pinRoot(t), Events: ev}
+	others := func() {
+		other := testenv.Cgroup(t)
+		for _, rules := range []string{"allow tcp 10.9.9.9:1", "allow tcp 10.9.9.9:2"} {
+			b, err := bpf.Attach(bpf.Spec{ID: "o-" + filepath.Base(other), Cgroup: other, Egress: compile(t, rules, policy.Enforce)}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+		}
+		if err := bpf.Detach(o.PinRoot, "o-"+filepath.Base(other)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, op := range []string{"udpagain", "udpconnagain"} {
+		if first, second := twoSends(t, a, cg, op+":10.1.2.3:5353", others); first != "ok" || second != "ok" {
+			t.Errorf("%s: the allowed program's sends before and after other policies changed: %q, %q; want ok, ok", op, first, second)
+		}
+	}
+}
+
 // In audit mode a qualified rule's refusal is reported, naming the
 // process, and let through.
 func TestQualifiersInAuditMode(t *testing.T) {

@@ -12,6 +12,8 @@
 //	udpagain:ADDR:PORT  unconnected UDP: send, print the result, wait for a
 //	                    line on stdin, send again on the same socket
 //	                    (ADDR:PORT@UID:GID: become that user instead of waiting)
+//	udpconnagain:ADDR:PORT  the same on a connected UDP socket (send, not sendto),
+//	                    with a listener on ADDR:PORT
 //	udpsend:ADDR:PORT   unconnected UDP: sendto from an unbound socket, receive
 //	udp6send:ADDR:PORT  the same through an IPv6 socket
 //	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
@@ -121,7 +123,9 @@ func do(op string) error {
 	case "udpredirect":
 		return udpRedirect(arg)
 	case "udpagain":
-		return udpAgain(arg)
+		return udpAgain(arg, false)
+	case "udpconnagain":
+		return udpAgain(arg, true)
 	case "udpfd":
 		// send once on an inherited socket: "FD:ADDR:PORT"
 		fdText, dest, _ := strings.Cut(arg, ":")
@@ -396,7 +400,7 @@ func udpRedirect(arg string) error {
 // udpAgain sends twice from one socket, with a pause the caller ends, in
 // which it may change the policy: the second send must be judged by the new
 // one, not by what the socket remembers of the old.
-func udpAgain(arg string) error {
+func udpAgain(arg string, connected bool) error {
 	// "ADDR:PORT" or "ADDR:PORT@UID:GID": before the second send, become
 	// that user instead of waiting for a line; "ADDR:PORT>PATH": exec the
 	// probe at PATH instead, which makes the second send on the socket it
@@ -412,7 +416,20 @@ func udpAgain(arg string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	fmt.Println(result(unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))))
+	send := func() error { return unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false)) }
+	if connected {
+		// a listener: else the first datagram's port unreachable fails the
+		// second send (ECONNREFUSED) before it is made
+		if l, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err == nil {
+			defer unix.Close(l)
+			unix.Bind(l, sockaddr(ap, false))
+		}
+		if err := unix.Connect(fd, sockaddr(ap, false)); err != nil {
+			return err
+		}
+		send = func() error { _, err := unix.Write(fd, []byte("x")); return err }
+	}
+	fmt.Println(result(send()))
 	if ex {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil { // kept across exec
 			return err
@@ -427,7 +444,7 @@ func udpAgain(arg string) error {
 	} else {
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
-	return unix.Sendto(fd, []byte("x"), 0, sockaddr(ap, false))
+	return send()
 }
 
 // refused is flood's outcome.
