@@ -760,7 +760,14 @@ static __always_inline void remember(const struct config *cfg, __u64 ep, struct 
 // of a message the hook just judged, and the socket's next message, pass
 // on it without the socket's storage, two cache lines often cold. Keyed by
 // the socket's cookie (never reused) and good in one epoch only.
+//
+// A program may be interrupted on its CPU (a softirq's packet path, or a
+// preempting task on a preemptible kernel) by another that reads or writes
+// the entry: seq (odd while it is written) makes a read that overlapped a
+// write a miss, and a write that would overlap another not happen, so no
+// entry is ever a mix of two flows.
 struct last_flow {
+	__u64 seq;
 	__u64 epoch;
 	__u64 cookie;
 	__u32 addr[4];
@@ -783,12 +790,23 @@ static __always_inline struct last_flow *last_flow(void)
 	return bpf_map_lookup_elem(&last_flows, &zero);
 }
 
+#define compiler_barrier() asm volatile("" ::: "memory")
+
 // is_last tells whether a send is the flow last let through on this CPU.
-static __always_inline int is_last(const struct last_flow *l, __u64 ep, __u64 cookie, __u8 family,
+static __always_inline int is_last(const struct last_flow *l, __u64 ep, __u64 cookie, __u8 family, __u8 proto,
 				   const __u32 *addr, __u16 port_be, int l4)
 {
-	return l && l->cookie == cookie && l->epoch == ep && (!l4 || l->port == port_be) && l->addr[3] == addr[3] &&
-	       l->addr[0] == addr[0] && l->addr[1] == addr[1] && l->addr[2] == addr[2] && l->family == family;
+	if (!l)
+		return 0;
+	__u64 seq = *(volatile const __u64 *)&l->seq;
+	if (seq & 1)
+		return 0;
+	compiler_barrier();
+	int hit = l->cookie == cookie && l->epoch == ep && (!l4 || l->port == port_be) && l->addr[3] == addr[3] &&
+		  l->addr[0] == addr[0] && l->addr[1] == addr[1] && l->addr[2] == addr[2] && l->family == family &&
+		  l->proto == proto;
+	compiler_barrier();
+	return hit && *(volatile const __u64 *)&l->seq == seq;
 }
 
 // note_last makes a flow the last let through, if its verdict needs
@@ -799,12 +817,19 @@ static __always_inline void note_last(struct last_flow *l, __u64 ep, __u64 cooki
 	if (!l || (v & VERDICT_ACTION_MASK) != ACTION_ALLOW || dependent || (flags & SV_FLOWS) ||
 	    ((flags & SV_NAMES) && proto == IPPROTO_UDP && port_be == bpf_htons(53)))
 		return;
+	__u64 seq = *(volatile __u64 *)&l->seq;
+	if (seq & 1)
+		return; // this program interrupted a write of the entry
+	*(volatile __u64 *)&l->seq = seq + 1;
+	compiler_barrier();
 	l->epoch = ep;
 	l->cookie = cookie;
 	l->port = port_be;
 	l->family = family;
 	l->proto = proto;
 	__builtin_memcpy(l->addr, addr, 16);
+	compiler_barrier();
+	*(volatile __u64 *)&l->seq = seq + 2;
 }
 
 // decide judges a destination and turns the verdict into the hook's return
@@ -818,7 +843,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct bpf_sock *sk
 	__u64 ep = current_epoch(); // before the config: a config read after is as new as it
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct last_flow *l = last_flow();
-	if (is_last(l, ep, cookie, family, addr, port_be, 1) && l->proto == proto)
+	if (is_last(l, ep, cookie, family, proto, addr, port_be, 1))
 		return 1;
 	struct sock_verdict *c = sk ? bpf_sk_storage_get(&sock_verdicts, sk, 0, 0) : 0;
 	if (c && same(c, family, proto, addr, port_be) && holds(c, ep)) {
@@ -1159,7 +1184,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 			return 1;
 		__u64 cookie = bpf_get_socket_cookie(skb);
 		struct last_flow *l = last_flow();
-		if (is_last(l, ep, cookie, family, addr, port, l4))
+		if (is_last(l, ep, cookie, family, proto, addr, port, l4))
 			return 1; // the message its hook just judged, or the flow's next packet
 		// (the helper finds nothing on a request or time-wait socket)
 		struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);

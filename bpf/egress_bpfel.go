@@ -86,6 +86,7 @@ type egressFlowEvent struct {
 
 type egressLastFlow struct {
 	_      structs.HostLayout
+	Seq    uint64
 	Epoch  uint64
 	Cookie uint64
 	Addr   [4]uint32
