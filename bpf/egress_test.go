@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/cgroup"
@@ -739,13 +741,24 @@ func twoSends(t *testing.T, bin, cg, op string, between func()) (first, second s
 		t.Fatal(err)
 	}
 	defer f.Close()
-	// on one CPU: both sends meet what the first left on it (last_flows)
-	cmd := exec.Command("taskset", "-c", "0", "ip", "netns", "exec", testenv.NetNS(t), bin, op)
+	cmd := exec.Command("ip", "netns", "exec", testenv.NetNS(t), bin, op)
 	cmd.Env = append(os.Environ(), "NRIGUARD_TEST_PROBE=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
+	// on one CPU (the child inherits the forking thread's affinity): both
+	// sends meet what the first left there (last_flows)
+	runtime.LockOSThread()
+	var all, one unix.CPUSet
+	unix.SchedGetaffinity(0, &all)
+	one.Set(0)
+	unix.SchedSetaffinity(0, &one)
+	err = cmd.Start()
+	unix.SchedSetaffinity(0, &all)
+	runtime.UnlockOSThread()
+	if err != nil {
 		t.Fatal(err)
 	}
 	lines := bufio.NewScanner(out)
@@ -755,6 +768,8 @@ func twoSends(t *testing.T, bin, cg, op string, between func()) (first, second s
 	fmt.Fprintln(in)
 	lines.Scan()
 	second = lines.Text()
-	cmd.Wait()
+	if err := cmd.Wait(); first == "" || second == "" {
+		t.Fatalf("probe %s: %v %s", op, err, stderr.String())
+	}
 	return first, second
 }
