@@ -1177,25 +1177,27 @@ int ng_skb_egress(struct __sk_buff *skb)
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		l4 = 0;
 	struct bpf_sock *sk = skb->sk;
+	struct sock_verdict *c = 0;
+	__u64 cookie = 0;
 	if (!rerouted) {
 		if (l4 && proto == IPPROTO_UDP && sport == bpf_htons(53))
 			note_answer(family, addr, port); // a DNS server in a policed container
 		if (!sk)
 			return 1;
-		__u64 cookie = bpf_get_socket_cookie(skb);
+		cookie = bpf_get_socket_cookie(skb);
 		struct last_flow *l = last_flow();
 		if (is_last(l, ep, cookie, family, proto, addr, port, l4))
 			return 1; // the message its hook just judged, or the flow's next packet
 		// (the helper finds nothing on a request or time-wait socket)
-		struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
+		c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
 		if (c && c->family == family && c->addr[3] == addr[3] && c->addr[0] == addr[0] && c->addr[1] == addr[1] &&
 		    c->addr[2] == addr[2] && (!l4 || c->port == port) && holds(c, ep)) {
 			if (c->flags & SV_FLOWS) { // the flow's counts: a write to a line just read
 				__sync_fetch_and_add(&c->packets, 1);
 				__sync_fetch_and_add(&c->bytes, skb->len);
 				if (bpf_ktime_get_coarse_ns() >= c->report_at)
-					report_counts(bpf_get_local_storage(&config, 0), c, HOOK_FLOW_COUNT,
-						      bpf_get_socket_cookie(skb), bpf_skb_cgroup_id(skb));
+					report_counts(bpf_get_local_storage(&config, 0), c, HOOK_FLOW_COUNT, cookie,
+						      bpf_skb_cgroup_id(skb));
 			}
 			if ((c->flags & SV_NAMES) && l4 && proto == IPPROTO_UDP && port == bpf_htons(53))
 				note_query(skb, sk, family, addr, l4off);
@@ -1214,7 +1216,6 @@ int ng_skb_egress(struct __sk_buff *skb)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1; // a request or time-wait socket: an answer to a connection that came in
-	struct sock_verdict *c = bpf_sk_storage_get(&sock_verdicts, sk, 0, 0);
 	if (!c && sk->protocol == IPPROTO_TCP)
 		return 1; // accepted, not connected: it answers its peer
 	if (!l4) // no port to judge it by: as a socket the hooks cannot judge
@@ -1226,8 +1227,7 @@ int ng_skb_egress(struct __sk_buff *skb)
 		return stop_packet(cfg, skb, v, family, proto, addr, port, REASON_DESTINATION);
 	if ((v & VERDICT_ACTION_MASK) == ACTION_WOULD_DENY)
 		report_packet(cfg, skb, HOOK_SKB_EGRESS, v, family, proto, addr, port, REASON_DESTINATION);
-	remember(cfg, ep, sk, family, proto, addr, port, v, 0,
-		 cfg->visibility & VIS_FLOWS ? bpf_get_socket_cookie(skb) : 0);
+	remember(cfg, ep, sk, family, proto, addr, port, v, 0, cfg->visibility & VIS_FLOWS ? cookie : 0);
 	if (cfg->names && proto == IPPROTO_UDP && port == bpf_htons(53))
 		note_query(skb, sk, family, addr, l4off);
 	return 1;
