@@ -282,24 +282,24 @@ int ng_skb_ingress(struct __sk_buff *skb)
 	__u32 src[4] = {}, dst[4] = {}, off;
 	__u8 family, proto;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 *iph = data;
+		struct ip4_hdr *ip = data; // (egress.c's typed headers)
 		// (options: not read, and an answer with them teaches nothing; a
 		// fragmented datagram arrives here whole)
-		if ((void *)(iph + 20) > end || (iph[0] & 0xf) != 5)
+		if ((void *)(ip + 1) > end || (ip->ver_ihl & 0xf) != 5)
 			return 1;
 		family = AF_INET;
-		proto = iph[9];
-		__builtin_memcpy(&src[3], &iph[12], 4);
-		__builtin_memcpy(&dst[3], &iph[16], 4);
+		proto = ip->proto;
+		src[3] = ip->saddr;
+		dst[3] = ip->daddr;
 		off = 20;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 *ip6h = data;
-		if ((void *)(ip6h + 40) > end)
+		struct ip6_hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end)
 			return 1;
 		family = AF_INET6;
-		proto = ip6h[6]; // (extension headers: not read)
-		__builtin_memcpy(src, &ip6h[8], 16);
-		__builtin_memcpy(dst, &ip6h[24], 16);
+		proto = ip6->next; // (extension headers: not read)
+		__builtin_memcpy(src, ip6->saddr, 16);
+		__builtin_memcpy(dst, ip6->daddr, 16);
 		off = 40;
 	} else {
 		return 1;
