@@ -111,9 +111,15 @@ stop_containerd() {
 }
 # (grep -c prints 0 and fails when nothing matches: "|| echo 0" would print two lines)
 syncs() { local n; n=$(grep -c '"msg":"synchronized"' "$1" 2>/dev/null); echo "${n:-0}"; }
-wait_sync() { # $1 log, $2 count before
-  for i in $(seq 100); do [ "$(syncs "$1")" -gt "$2" ] && return 0; sleep 0.1; done
-  echo "plugin did not synchronize"; tail -5 "$1"; return 1
+# wait_sync LOG COUNT: until the plugin's log has more synchronizations than
+# COUNT; 60 s, as long as a cold containerd and a first load of the programs
+# can take. On failure: the plugin's log and what containerd said of NRI.
+wait_sync() {
+  for i in $(seq 600); do [ "$(syncs "$1")" -gt "$2" ] && return 0; sleep 0.1; done
+  echo "plugin did not synchronize in 60 s; its log ($1) ends:"; tail -15 "$1" 2>&1
+  echo "containerd's log, on NRI:"; grep -i 'nri\|plugin' "$E2E/logs/containerd.log" | tail -15
+  [ -s "$E2E/logs/plugin.out" ] && { echo "the plugin's stderr:"; tail -5 "$E2E/logs/plugin.out"; }
+  return 1
 }
 start_plugin() {
   local n; n=$(syncs "$PLOG")
