@@ -9,7 +9,7 @@ import (
 )
 
 // What the filter looks at, per ABI (seccomp_data: nr at 0, arch at 4,
-// args[0] at 16, little endian).
+// args[0] at 16, args[1] at 24, little endian).
 const (
 	auditArchX8664 = 0xc000003e
 	auditArchI386  = 0x40000003
@@ -99,9 +99,20 @@ func Filter() ([]bpf.RawInstruction, error) {
 	p.jump(bpf.JumpNotEqual, 0, "deny", "")
 	p.load(16)
 	for _, f := range AllowedFamilies {
-		p.jeq(uint32(f), "allow")
+		if typed(f) {
+			p.jeq(uint32(f), "type")
+		} else {
+			p.jeq(uint32(f), "allow")
+		}
 	}
 	p.label("deny")
+	p.ret(deny)
+	p.label("type") // AF_INET, AF_INET6: stream and datagram only
+	p.load(24)      // args[1], the low half (the kernel refuses high bits)
+	p.add(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: typeMask})
+	for _, t := range judgedTypes {
+		p.jeq(uint32(t), "allow")
+	}
 	p.ret(deny)
 	p.label("allow")
 	p.ret(allow)

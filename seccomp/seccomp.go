@@ -15,18 +15,53 @@ import (
 	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// A socket is judged by its family and its type: the kernel turns some
+// pairs into another kind of socket before any cgroup hook sees them
+// (socket(AF_INET, SOCK_PACKET, ...) is a packet socket, __sock_create), so
+// the family alone says too little.
+const (
+	afUnix    = 1
+	afInet    = 2
+	afInet6   = 10
+	afNetlink = 16
+
+	sockStream = 1
+	sockDgram  = 2
+	// typeMask is the type without SOCK_NONBLOCK and SOCK_CLOEXEC
+	// (SOCK_TYPE_MASK): the flags are the caller's to choose.
+	typeMask = 0xf
 )
 
 // AllowedFamilies are the socket families a policed container may use.
 var AllowedFamilies = []uint64{
-	1,  // AF_UNIX
-	2,  // AF_INET: the cgroup hooks judge it
-	10, // AF_INET6: likewise
-	16, // AF_NETLINK: routes, interfaces (changing them needs CAP_NET_ADMIN)
+	afUnix,    // any type: local
+	afInet,    // stream and datagram only: the cgroup hooks judge them
+	afInet6,   // likewise
+	afNetlink, // routes, interfaces (changing them needs CAP_NET_ADMIN)
+}
+
+// judgedTypes are the types the cgroup hooks judge under AF_INET and
+// AF_INET6; every other type there is refused (SOCK_PACKET, above, and
+// SOCK_RAW, which the hooks would refuse anyway).
+var judgedTypes = []uint64{sockStream, sockDgram}
+
+// typed tells whether a family is allowed only for judgedTypes.
+func typed(family uint64) bool { return family == afInet || family == afInet6 }
+
+// SocketAllowed tells whether a policed container may make a socket of
+// family and type (its flags included), by any call.
+func SocketAllowed(family, typ uint64) bool {
+	if !slices.Contains(AllowedFamilies, family) {
+		return false
+	}
+	return !typed(family) || slices.Contains(judgedTypes, typ&typeMask)
 }
 
 // byDomain are the calls that make sockets, filtered on their first
-// argument; refused are calls that are refused whatever their arguments.
+// two arguments; refused are calls that are refused whatever their arguments.
 var (
 	byDomain = []string{"socket", "socketpair"}
 	refused  = []string{"io_uring_setup", "socketcall"}
@@ -42,7 +77,7 @@ func refusal(name string, args ...rspec.LinuxSeccompArg) rspec.LinuxSyscall {
 func permits(a rspec.LinuxSeccompAction) bool { return a == rspec.ActAllow || a == rspec.ActLog }
 
 // Restrict returns p changed so that the calls that make sockets are
-// permitted only for AllowedFamilies, and io_uring_setup and socketcall not
+// permitted only for the sockets SocketAllowed allows, and io_uring_setup and socketcall not
 // at all; nil (no seccomp, "unconfined") becomes a policy that allows
 // everything else. Every rule of p is kept, but for those names.
 func Restrict(p *rspec.LinuxSeccomp) *rspec.LinuxSeccomp {
@@ -88,8 +123,11 @@ func Restrict(p *rspec.LinuxSeccomp) *rspec.LinuxSeccomp {
 }
 
 // onlyAllowed rewrites what a permitting rule says of name as rules that
-// permit it only for allowed domains, with one comparison per argument (runc
-// turns several comparisons of one argument into separate rules, an OR).
+// permit it only for allowed sockets, with one comparison per argument
+// (runc turns several comparisons of one argument into separate rules, an
+// OR). Under AF_INET and AF_INET6 the type is compared too; where the rule
+// already compares the type, a judged type is permitted only if that
+// comparison holds for it with any flags (fail closed).
 func onlyAllowed(r rspec.LinuxSyscall, name string) []rspec.LinuxSyscall {
 	rule := func(args ...rspec.LinuxSeccompArg) rspec.LinuxSyscall {
 		n := r
@@ -97,8 +135,31 @@ func onlyAllowed(r rspec.LinuxSyscall, name string) []rspec.LinuxSyscall {
 		n.Args = args
 		return n
 	}
-	eq := func(d uint64) rspec.LinuxSeccompArg {
-		return rspec.LinuxSeccompArg{Index: 0, Value: d, Op: rspec.OpEqualTo}
+	// the rules that permit family d, given the rule's other comparisons
+	forFamily := func(others []rspec.LinuxSeccompArg, d uint64) []rspec.LinuxSyscall {
+		if !typed(d) {
+			return []rspec.LinuxSyscall{rule(append(slices.Clone(others), familyIs(d))...)}
+		}
+		var out []rspec.LinuxSyscall
+		for _, t := range judgedTypes {
+			// a comparison of the type stays only where it holds for every
+			// form of t (its flags): then the type's own comparison says it
+			var kept []rspec.LinuxSeccompArg
+			ok := true
+			for _, a := range others {
+				if a.Index != 1 {
+					kept = append(kept, a)
+					continue
+				}
+				for _, f := range typeForms(t) {
+					ok = ok && holds(a, f)
+				}
+			}
+			if ok {
+				out = append(out, rule(append(kept, familyIs(d), typeIs(typeMask, t))...))
+			}
+		}
+		return out
 	}
 	// The rule's conditions: all of them (AND), or, if an argument has
 	// several, any one of them (OR, as runc loads it).
@@ -123,7 +184,7 @@ func onlyAllowed(r rspec.LinuxSyscall, name string) []rspec.LinuxSyscall {
 		}
 		for _, d := range AllowedFamilies {
 			if domain == nil || holds(*domain, d) {
-				out = append(out, rule(append(slices.Clone(others), eq(d))...))
+				out = append(out, forFamily(others, d)...)
 			}
 		}
 		return out
@@ -132,17 +193,29 @@ func onlyAllowed(r rspec.LinuxSyscall, name string) []rspec.LinuxSyscall {
 		for _, d := range AllowedFamilies {
 			switch {
 			case a.Index != 0:
-				out = append(out, rule(a, eq(d)))
+				out = append(out, forFamily([]rspec.LinuxSeccompArg{a}, d)...)
 			case holds(a, d):
-				out = append(out, rule(eq(d)))
+				out = append(out, forFamily(nil, d)...)
 			}
 		}
 	}
 	return out
 }
 
-// outsideAllowed refuses name for every domain but the allowed ones, one
-// comparison per rule.
+func familyIs(d uint64) rspec.LinuxSeccompArg {
+	return rspec.LinuxSeccompArg{Index: 0, Value: d, Op: rspec.OpEqualTo}
+}
+
+func typeIs(mask, t uint64) rspec.LinuxSeccompArg {
+	return rspec.LinuxSeccompArg{Index: 1, Value: mask, ValueTwo: t, Op: rspec.OpMaskedEqual}
+}
+
+// refusedTypes cover every type but judgedTypes under a typed family, as
+// masked comparisons: 0, 3, and 4-7, 8-11, 12-15 by their top two bits.
+var refusedTypes = [][2]uint64{{typeMask, 0}, {typeMask, 3}, {0xc, 4}, {0xc, 8}, {0xc, 12}}
+
+// outsideAllowed refuses name for every socket but the allowed ones, one
+// comparison per argument per rule.
 func outsideAllowed(name string) []rspec.LinuxSyscall {
 	arg := func(op rspec.LinuxSeccompOperator, v uint64) rspec.LinuxSeccompArg {
 		return rspec.LinuxSeccompArg{Index: 0, Value: v, Op: op}
@@ -154,7 +227,15 @@ func outsideAllowed(name string) []rspec.LinuxSyscall {
 			out = append(out, refusal(name, arg(rspec.OpEqualTo, d)))
 		}
 	}
-	return append(out, refusal(name, arg(rspec.OpGreaterThan, allowed[len(allowed)-1])))
+	out = append(out, refusal(name, arg(rspec.OpGreaterThan, allowed[len(allowed)-1])))
+	for _, d := range allowed {
+		if typed(d) {
+			for _, t := range refusedTypes {
+				out = append(out, refusal(name, familyIs(d), typeIs(t[0], t[1])))
+			}
+		}
+	}
+	return out
 }
 
 // holds evaluates one comparison for a value of its argument.
@@ -178,16 +259,16 @@ func holds(a rspec.LinuxSeccompArg, v uint64) bool {
 	return false
 }
 
-// Allows evaluates a call whose first argument is arg0 (the others 1, then
-// 0) against a policy as runc loads it: a rule's comparisons must all hold,
-// unless one argument has several, which runc adds as a rule each (so any
-// one holding will do); a refusing match wins over a permitting one
+// Allows evaluates a call whose first two arguments are arg0 and arg1 (the
+// others 0) against a policy as runc loads it: a rule's comparisons must all
+// hold, unless one argument has several, which runc adds as a rule each (so
+// any one holding will do); a refusing match wins over a permitting one
 // (libseccomp's precedence); with no match, the default decides.
-func Allows(p *rspec.LinuxSeccomp, name string, arg0 uint64) bool {
+func Allows(p *rspec.LinuxSeccomp, name string, arg0, arg1 uint64) bool {
 	if p == nil {
 		return true
 	}
-	args := []uint64{arg0, 1, 0, 0, 0, 0}
+	args := []uint64{arg0, arg1, 0, 0, 0, 0}
 	matched, refusedMatch := false, false
 	for _, r := range p.Syscalls {
 		if !slices.Contains(r.Names, name) {
@@ -223,21 +304,47 @@ func Allows(p *rspec.LinuxSeccomp, name string, arg0 uint64) bool {
 	return permits(p.DefaultAction)
 }
 
+// typeForms are the values of the type argument the kernel takes for a
+// type: with and without each flag.
+func typeForms(t uint64) []uint64 {
+	return []uint64{t, t | unix.SOCK_NONBLOCK, t | unix.SOCK_CLOEXEC, t | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC}
+}
+
+// socketTypes are the types Check tries, in every form.
+func socketTypes() []uint64 {
+	var out []uint64
+	for t := uint64(0); t <= typeMask; t++ {
+		out = append(out, typeForms(t)...)
+	}
+	return out
+}
+
 // notable names the families a reader will look for in Check's message.
 var notable = map[uint64]string{17: "AF_PACKET", 40: "AF_VSOCK", 44: "AF_XDP", 38: "AF_ALG", 30: "AF_TIPC", 29: "AF_CAN", 31: "AF_BLUETOOTH"}
 
+// notableTypes names the types a reader will look for in Check's message.
+var notableTypes = map[uint64]string{3: "SOCK_RAW", 5: "SOCK_SEQPACKET", 10: "SOCK_PACKET"}
+
 // Check says what a container's policy lets it do that a container under an
-// egress policy may not: socket families other than AllowedFamilies (by
-// socket or socketpair), io_uring_setup, socketcall. nil means nothing: it
-// is at least as strict as Restrict's.
+// egress policy may not: socket families other than AllowedFamilies, types
+// under AF_INET and AF_INET6 other than stream and datagram (by socket or
+// socketpair), io_uring_setup, socketcall. nil means nothing: it is at least
+// as strict as Restrict's.
 func Check(p *rspec.LinuxSeccomp) error {
 	var fams []uint64
+	typesOf := map[uint64][]uint64{}
 	for d := uint64(0); d < 64; d++ {
-		if slices.Contains(AllowedFamilies, d) {
-			continue
-		}
-		if slices.ContainsFunc(byDomain, func(n string) bool { return Allows(p, n, d) }) {
-			fams = append(fams, d)
+		for _, t := range socketTypes() {
+			if SocketAllowed(d, t) || !slices.ContainsFunc(byDomain, func(n string) bool { return Allows(p, n, d, t) }) {
+				continue
+			}
+			if !slices.Contains(AllowedFamilies, d) {
+				fams = append(fams, d)
+				break
+			}
+			if bare := t & typeMask; !slices.Contains(typesOf[d], bare) {
+				typesOf[d] = append(typesOf[d], bare)
+			}
 		}
 	}
 	var extra []string
@@ -254,8 +361,26 @@ func Check(p *rspec.LinuxSeccomp) error {
 		}
 		extra = append(extra, e)
 	}
+	for _, d := range []uint64{afInet, afInet6} {
+		ts := typesOf[d]
+		if len(ts) == 0 {
+			continue
+		}
+		slices.Sort(ts)
+		var named []string
+		for _, t := range ts {
+			if n, ok := notableTypes[t]; ok {
+				named = append(named, fmt.Sprintf("%s %d", n, t))
+			}
+		}
+		e := fmt.Sprintf("socket types %s under %s (the kernel makes SOCK_PACKET a packet socket)", ranges(ts), map[uint64]string{afInet: "AF_INET", afInet6: "AF_INET6"}[d])
+		if len(named) > 0 {
+			e += ": " + strings.Join(named, ", ")
+		}
+		extra = append(extra, e)
+	}
 	for _, n := range refused {
-		if Allows(p, n, 0) {
+		if Allows(p, n, 0, 0) {
 			extra = append(extra, n)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-func allows(p *rspec.LinuxSeccomp, name string, arg0 uint64) bool { return Allows(p, name, arg0) }
+func allows(p *rspec.LinuxSeccomp, name string, arg0 uint64) bool { return Allows(p, name, arg0, 1) }
 
 func TestRestrict(t *testing.T) {
 	allowAll := rspec.LinuxSyscall{Names: []string{"socket", "socketpair", "connect", "io_uring_setup"}, Action: rspec.ActAllow}
@@ -44,9 +44,11 @@ func TestRestrict(t *testing.T) {
 		after := Restrict(before)
 		for _, call := range []string{"socket", "socketpair"} {
 			for domain := uint64(0); domain <= 50; domain++ {
-				want := allows(before, call, domain) && slices.Contains(AllowedFamilies, domain)
-				if got := allows(after, call, domain); got != want {
-					t.Errorf("%s: %s(%d): after %v, want %v", name, call, domain, got, want)
+				for _, typ := range socketTypes() {
+					want := Allows(before, call, domain, typ) && SocketAllowed(domain, typ)
+					if got := Allows(after, call, domain, typ); got != want {
+						t.Errorf("%s: %s(%d, %#x): after %v, want %v", name, call, domain, typ, got, want)
+					}
 				}
 			}
 			if allows(after, call, 1<<32+17) || allows(after, call, 1<<63) {
@@ -78,8 +80,21 @@ func TestRestrict(t *testing.T) {
 			t.Errorf("%s, restricted: %v", name, err)
 		}
 	}
-	if err := Check(cases["containerd's default"]); err == nil || !strings.Contains(err.Error(), "17") {
+	if err := Check(cases["containerd's default"]); err == nil || !strings.Contains(err.Error(), "17") ||
+		!strings.Contains(err.Error(), "under AF_INET (the kernel makes SOCK_PACKET a packet socket): SOCK_RAW 3, SOCK_SEQPACKET 5, SOCK_PACKET 10") {
 		t.Errorf("containerd's default profile passes the check: %v", err)
+	}
+	// a profile that refuses AF_PACKET by family, as the old rewrite did,
+	// still lets socket(AF_INET, SOCK_PACKET) make a packet socket
+	familyOnly := &rspec.LinuxSeccomp{DefaultAction: rspec.ActErrno, Syscalls: []rspec.LinuxSyscall{
+		{Names: []string{"socket"}, Action: rspec.ActAllow, Args: []rspec.LinuxSeccompArg{arg(0, 2, rspec.OpEqualTo)}}}}
+	if err := Check(familyOnly); err == nil || !strings.Contains(err.Error(), "SOCK_PACKET") {
+		t.Errorf("AF_INET of any type passes the check: %v", err)
+	}
+	if !Allows(Restrict(nil), "socket", 2, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) ||
+		Allows(Restrict(nil), "socket", 2, unix.SOCK_PACKET) || Allows(Restrict(nil), "socket", 10, unix.SOCK_PACKET|unix.SOCK_CLOEXEC) ||
+		Allows(Restrict(nil), "socket", 2, unix.SOCK_RAW) || !Allows(Restrict(nil), "socket", 1, unix.SOCK_SEQPACKET) {
+		t.Error("the unconfined policy, restricted: TCP with flags refused, or SOCK_PACKET/SOCK_RAW under AF_INET allowed, or a unix seqpacket refused")
 	}
 }
 
@@ -97,11 +112,14 @@ func TestAllows(t *testing.T) {
 		arg0 uint64
 		want bool
 	}{{2, true}, {10, true}, {16, false}, {1, false}} {
-		if got := Allows(p, "socket", c.arg0); got != c.want {
+		if got := Allows(p, "socket", c.arg0, 1); got != c.want {
 			t.Errorf("socket(%d): %v, want %v", c.arg0, got, c.want)
 		}
 	}
-	if Allows(p, "read", 0) || !Allows(nil, "socket", 40) {
+	if Allows(p, "socket", 2, 2) {
+		t.Error("AND: socket(2, 2) allowed")
+	}
+	if Allows(p, "read", 0, 0) || !Allows(nil, "socket", 40, 1) {
 		t.Error("defaults")
 	}
 }
@@ -121,7 +139,7 @@ func TestFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(arch, nr uint32, arg0 uint64) bool {
+	run := func(arch, nr uint32, arg0 uint64, arg1 ...uint64) bool {
 		// The kernel loads seccomp_data's words natively; the interpreter
 		// loads packets' words big endian: write each word so that it
 		// reads back as the kernel would load it.
@@ -130,6 +148,11 @@ func TestFilter(t *testing.T) {
 		binary.BigEndian.PutUint32(data[4:], arch)
 		binary.BigEndian.PutUint32(data[16:], uint32(arg0))     // args[0], low half
 		binary.BigEndian.PutUint32(data[20:], uint32(arg0>>32)) // high half
+		typ := uint64(unix.SOCK_STREAM)
+		if len(arg1) > 0 {
+			typ = arg1[0]
+		}
+		binary.BigEndian.PutUint32(data[24:], uint32(typ)) // args[1]
 		n, err := vm.Run(data)
 		if err != nil {
 			t.Fatal(err)
@@ -140,8 +163,10 @@ func TestFilter(t *testing.T) {
 	for arch, c := range calls {
 		for _, nr := range []uint32{c.socket, c.socketpair} {
 			for d := uint64(0); d <= 50; d++ {
-				if got, want := run(arch, nr, d), slices.Contains(AllowedFamilies, d); got != want {
-					t.Errorf("arch %#x call %d family %d: allowed %v, want %v", arch, nr, d, got, want)
+				for _, typ := range socketTypes() {
+					if got, want := run(arch, nr, d, typ), SocketAllowed(d, typ); got != want {
+						t.Errorf("arch %#x call %d family %d type %#x: allowed %v, want %v", arch, nr, d, typ, got, want)
+					}
 				}
 			}
 			if run(arch, nr, 1<<32|2) {
@@ -186,7 +211,7 @@ func TestRestrictJSON(t *testing.T) {
 	if err := Check(&p); err != nil {
 		t.Errorf("restricted: %v", err)
 	}
-	if !Allows(&p, "socket", 2) || !Allows(&p, "socketpair", 1) || !Allows(&p, "read", 0) {
+	if !Allows(&p, "socket", 2, 1) || !Allows(&p, "socketpair", 1, 1) || !Allows(&p, "read", 0, 0) {
 		t.Error("allowed families or other calls lost")
 	}
 	s := string(out)

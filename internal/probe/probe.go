@@ -30,10 +30,18 @@
 //	                    it connected within 300 ms, "ETIMEDOUT" otherwise
 //	udpfd:FD:ADDR:PORT  one send on an inherited socket (udpagain:ADDR:PORT>PROBE execs it)
 //	sendn:N:ADDR:PORT   N unconnected UDP sends of 100 bytes from one socket, then close
+//	sendloop:FILE:ADDR:PORT  unconnected UDP sends until killed, writing how
+//	                    many were refused to FILE after each
+//	bg:OP               OP in a copy of the probe that outlives this one
 //	flood:N:ADDR:PORT   stop the parent (SIGSTOP), make N unconnected UDP
 //	                    sends, continue the parent; prints how many were refused
-//	socket:KIND         raw4 raw6 ping4 ping6 packet packetdgram sctp mptcp tcp
+//	socket:KIND         raw4 raw6 ping4 ping6 packet packetdgram sockpacket
+//	                    (AF_INET, SOCK_PACKET) sockpacket6 sctp mptcp tcp
 //	                    udp6 unix netlink vsock xdp alg tipc bluetooth can
+//	frame:DEV:ADDR:PORT a UDP datagram to ADDR:PORT (on lo: a local address
+//	                    not loopback) as a raw frame on DEV
+//	                    through socket(AF_INET, SOCK_PACKET), received by the
+//	                    probe itself: "ok" if it arrived
 //	socketpair:KIND     socketpair(2) of a family (unix, tipc...)
 //	iouring:...         see iouring.go
 //	resolve:..., dnswait:..., connect:...   see dns.go
@@ -50,6 +58,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,6 +180,19 @@ func do(op string) error {
 		return sendN(arg)
 	case "srh6", "rh2cmsg6", "lsrr", "lsrrcmsg", "srh6tcp", "lsrrtcp":
 		return reroute(kind, arg)
+	case "frame":
+		return frame(arg)
+	case "bg":
+		// run OP in a copy of this probe that outlives it
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(self, arg)
+		cmd.Env = os.Environ()
+		return cmd.Start()
+	case "sendloop":
+		return sendLoop(arg)
 	}
 	arg, src, _ := strings.Cut(arg, "@")
 	if src != "" {
@@ -485,6 +507,33 @@ func sendN(arg string) error {
 	return nil
 }
 
+// sendLoop sends until it is killed, and after each refused send writes
+// how many were refused so far to a file: what whoever killed it must have
+// reported.
+func sendLoop(arg string) error {
+	file, dest, ok := strings.Cut(arg, ":")
+	ap, err := netip.ParseAddrPort(bracket(dest))
+	if !ok || err != nil {
+		return fmt.Errorf("bad sendloop %q: want FILE:ADDR:PORT", arg)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(family(ap, false), unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	to := sockaddr(ap, false)
+	var buf [20]byte
+	for n := 1; ; {
+		if err := unix.Sendto(fd, []byte("x"), 0, to); errors.Is(err, unix.EPERM) {
+			f.WriteAt(strconv.AppendInt(buf[:0], int64(n), 10), 0)
+			n++
+		}
+	}
+}
+
 // flood makes n sends while its parent (the reader of their events, for
 // nriguard run) is stopped, so that the ring fills and overflows.
 func flood(arg string) error {
@@ -530,6 +579,10 @@ func socketKind(kind string) (fam, typ, proto int, err error) {
 		fam, typ, proto = unix.AF_UNIX, unix.SOCK_STREAM, 0
 	case "netlink":
 		fam, typ, proto = unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE
+	case "sockpacket": // a packet socket by another name (__sock_create)
+		fam, typ, proto = unix.AF_INET, unix.SOCK_PACKET, int(htons(unix.ETH_P_ALL))
+	case "sockpacket6":
+		fam, typ, proto = unix.AF_INET6, unix.SOCK_PACKET, int(htons(unix.ETH_P_ALL))
 	case "packetdgram":
 		fam, typ, proto = unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL))
 	case "vsock":
