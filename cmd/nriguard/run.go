@@ -271,10 +271,17 @@ func (r *runState) exec(args []string, cred *syscall.Credential, egress bool) in
 	return 1
 }
 
-// close prints what is left of the events, ends whatever the command left
-// running, and removes the attachment and the cgroup.
+// close ends whatever the command left running, prints what is left of the
+// events (the leftovers' refusals too), and removes the attachment and the
+// cgroup.
 func (r *runState) close() error {
 	var errs []error
+	// Killed first (the cgroup is removed once it is empty): a process that
+	// is gone makes no refusal after the ring has been read.
+	if err := cgroup.Remove(r.cg); err != nil {
+		errs = append(errs, err)
+	}
+	os.Remove(filepath.Dir(r.cg)) // the shared parent, when no other run uses it
 	if r.events != nil {
 		// Events are written before the syscall that caused them returns, so
 		// by now every one is in the buffer or counted lost: stop the
@@ -287,10 +294,6 @@ func (r *runState) close() error {
 		}
 		r.events.Close()
 	}
-	if err := cgroup.Remove(r.cg); err != nil {
-		errs = append(errs, err)
-	}
-	os.Remove(filepath.Dir(r.cg)) // the shared parent, when no other run uses it
 	if r.att != nil {
 		if err := r.att.Detach(); err != nil {
 			errs = append(errs, err)
