@@ -3,9 +3,12 @@ package bpf
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -22,6 +25,9 @@ type Spec struct {
 	Egress *policy.Compiled  // nil: no egress policy
 	Exec   *policy.ExecTable // nil: no exec policy
 	Owner  Owner
+	// Record is pinned with the attachment, for whoever adopts it later
+	// (ReadRecord); bpf does not read it.
+	Record []byte
 }
 
 // Owner says which kind of nriguard process made an attachment, so that
@@ -91,10 +97,12 @@ type Attachment struct {
 // meta is what detach and reconciliation need to know of an attachment:
 // what it enforces, where, which parts it has and who made it.
 type meta struct {
-	Digest [32]byte
-	Cgroup uint64
-	Parts  uint64
-	Owner  Owner
+	Version uint32 // PinVersion: first, in every version
+	_       uint32
+	Digest  [32]byte
+	Cgroup  uint64
+	Parts   uint64
+	Owner   Owner
 	// the copy of the egress programs: the id of the ring of a shared one
 	// (0: the attachment's own, in egress/), its tables' capacity, the slot
 	Ring uint32
@@ -110,7 +118,7 @@ const (
 )
 
 func (s Spec) meta(cgid uint64) meta {
-	m := meta{Cgroup: cgid, Owner: s.Owner}
+	m := meta{Version: PinVersion, Cgroup: cgid, Owner: s.Owner}
 	h := sha256.New()
 	binary.Write(h, binary.LittleEndian, cgid)
 	if s.Egress != nil {
@@ -164,6 +172,10 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 	dir := filepath.Join(o.PinRoot, spec.ID)
 	a := &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: o.PinRoot}
 	old, oldErr := readMeta(dir)
+	var other *ErrOtherVersion
+	if errors.As(oldErr, &other) {
+		return nil, fmt.Errorf("attach %s: %w: detach it first (nriguard detach %s)", spec.ID, oldErr, spec.ID)
+	}
 	if oldErr == nil && old.Digest == m.Digest && old.Owner == m.Owner && complete(dir, m.Parts) {
 		return a, nil
 	}
@@ -233,6 +245,9 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 	if err := a.pinMeta(tmp, m); err != nil {
 		return fail(err)
 	}
+	if err := a.pinRecord(tmp, spec.Record); err != nil {
+		return fail(err)
+	}
 	if eg != nil {
 		if err := eg.commit(); err != nil {
 			return fail(err)
@@ -286,6 +301,25 @@ func (a *Attachment) pinMeta(dir string, m meta) error {
 	return mm.Pin(filepath.Join(dir, pinMeta))
 }
 
+// ErrOtherVersion is an attachment pinned by a nriguard of another pin
+// version: it stays in force, but this one cannot read it.
+type ErrOtherVersion struct {
+	ID      string
+	Version uint32 // 1: before versions
+	// what version 1's meta says (0 for other versions)
+	Owner  Owner
+	Cgroup uint64
+}
+
+func (e *ErrOtherVersion) Error() string {
+	return fmt.Sprintf("%s was pinned by a nriguard of pin version %d (this one reads version %d): "+
+		"it stays in force; restart the container to bring it under this version", e.ID, e.Version, PinVersion)
+}
+
+// metaV1Size is the size of version 1's meta, which began with its digest
+// (then the cgroup id, parts and owner).
+const metaV1Size = 80
+
 func readMeta(dir string) (meta, error) {
 	var v meta
 	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinMeta), &ebpf.LoadPinOptions{ReadOnly: true})
@@ -293,8 +327,83 @@ func readMeta(dir string) (meta, error) {
 		return v, err
 	}
 	defer m.Close()
-	err = m.Lookup(uint32(0), &v)
-	return v, err
+	if m.ValueSize() != uint32(binary.Size(v)) {
+		raw := make([]byte, m.ValueSize())
+		if err := m.Lookup(uint32(0), &raw); err != nil || len(raw) < 8 {
+			return v, fmt.Errorf("%s: meta of %d bytes: %v", dir, len(raw), err)
+		}
+		other := &ErrOtherVersion{ID: filepath.Base(dir), Version: binary.LittleEndian.Uint32(raw)}
+		if len(raw) == metaV1Size {
+			other.Version = 1
+			other.Cgroup = binary.LittleEndian.Uint64(raw[32:])
+			other.Owner = Owner(binary.LittleEndian.Uint64(raw[48:]))
+		}
+		return v, other
+	}
+	if err := m.Lookup(uint32(0), &v); err != nil {
+		return v, err
+	}
+	if v.Version != PinVersion {
+		return v, &ErrOtherVersion{ID: filepath.Base(dir), Version: v.Version}
+	}
+	return v, nil
+}
+
+// recordChunk is the size of a record map's values: a record is pinned as
+// an array of them, its length in the first eight bytes.
+const recordChunk = 4096
+
+func (a *Attachment) pinRecord(dir string, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	full := binary.LittleEndian.AppendUint64(nil, uint64(len(data)))
+	full = append(full, data...)
+	n := (len(full) + recordChunk - 1) / recordChunk
+	rm, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ng_record", Type: ebpf.Array, KeySize: 4, ValueSize: recordChunk, MaxEntries: uint32(n)})
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	a.objs = append(a.objs, rm)
+	full = append(full, make([]byte, n*recordChunk-len(full))...)
+	for i := range n {
+		if err := rm.Put(uint32(i), full[i*recordChunk:(i+1)*recordChunk]); err != nil {
+			return fmt.Errorf("record: %w", err)
+		}
+	}
+	return rm.Pin(filepath.Join(dir, pinRecord))
+}
+
+// ReadRecord returns what was pinned as id's Spec.Record: nil if nothing
+// was, ErrOtherVersion if another version pinned id.
+func ReadRecord(root, id string) ([]byte, error) {
+	dir := filepath.Join(pinRootOr(root), id)
+	if _, err := readMeta(dir); err != nil {
+		return nil, err
+	}
+	rm, err := ebpf.LoadPinnedMap(filepath.Join(dir, pinRecord), &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	defer rm.Close()
+	if rm.ValueSize() != recordChunk {
+		return nil, fmt.Errorf("%s: record of %d-byte chunks, want %d", id, rm.ValueSize(), recordChunk)
+	}
+	var full []byte
+	chunk := make([]byte, recordChunk)
+	for i := range rm.MaxEntries() {
+		if err := rm.Lookup(i, &chunk); err != nil {
+			return nil, err
+		}
+		full = append(full, chunk...)
+	}
+	size := binary.LittleEndian.Uint64(full)
+	if size > uint64(len(full)-8) {
+		return nil, fmt.Errorf("%s: record of %d bytes in %d", id, size, len(full)-8)
+	}
+	return full[8 : 8+size], nil
 }
 
 // complete reports whether every pin of an attachment's parts is there.
@@ -364,7 +473,7 @@ func detach(root, id string, keep bool) error {
 
 func detachLocked(root, id string, keep bool) error {
 	dir := filepath.Join(root, id)
-	m, err := readMeta(dir)
+	m, err := readMeta(dir) // (another version's: its directory is removed, and its links with it)
 	if err == nil && m.Parts&partEgress != 0 {
 		if err := releaseEgress(root, dir, m, keep); err != nil {
 			return fmt.Errorf("detach %s: %w", id, err)
@@ -378,16 +487,75 @@ func detachLocked(root, id string, keep bool) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("detach %s: %w", id, err)
 	}
+	var other *ErrOtherVersion
+	if errors.As(err, &other) {
+		// its slot and exec entries are in shared pins of its version:
+		// those go with the last attachment of that version
+		removeOtherShared(root)
+	}
 	return nil
+}
+
+// removeOtherShared removes the shared pins of other pin versions (_egress,
+// _events, _exec of version 1; _*-vN) that no attachment of that version
+// still uses.
+func removeOtherShared(root string) {
+	used := map[uint32]bool{}
+	ids, _ := List(root)
+	for _, id := range ids {
+		var other *ErrOtherVersion
+		if _, err := readMeta(filepath.Join(root, id)); errors.As(err, &other) {
+			used[other.Version] = true
+		}
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		version, ok := sharedVersion(e.Name())
+		if ok && version != PinVersion && !used[version] {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
+}
+
+// sharedVersion is the pin version of a shared directory's name.
+func sharedVersion(name string) (uint32, bool) {
+	for _, base := range []string{"_egress", "_events", "_exec"} {
+		if name == base {
+			return 1, true
+		}
+		if rest, ok := strings.CutPrefix(name, base+"-v"); ok {
+			v, err := strconv.ParseUint(rest, 10, 32)
+			return uint32(v), err == nil
+		}
+	}
+	return 0, false
 }
 
 // OwnerOf tells which kind of process attached id (0 if unknown).
 func OwnerOf(root, id string) Owner {
 	m, err := readMeta(filepath.Join(pinRootOr(root), id))
-	if err != nil {
+	var other *ErrOtherVersion
+	if errors.As(err, &other) {
+		return other.Owner
+	} else if err != nil {
 		return 0
 	}
 	return m.Owner
+}
+
+// Pinned is the cgroup id a complete attachment of this pin version
+// holds; an error says why there is none (ErrOtherVersion: one of another
+// version).
+func Pinned(root, id string) (uint64, error) {
+	dir := filepath.Join(pinRootOr(root), id)
+	m, err := readMeta(dir)
+	if err != nil {
+		return 0, err
+	}
+	if !complete(dir, m.Parts) {
+		return 0, fmt.Errorf("%s: the attachment is incomplete", id)
+	}
+	return m.Cgroup, nil
 }
 
 // CgroupOf is the cgroup id an attachment holds, if it is complete.

@@ -632,7 +632,7 @@ func TestSharedCopies(t *testing.T) {
 	if !gone(func() bool { return len(newPrograms()) == 0 }) {
 		t.Errorf("after RemoveIdle: programs %v still loaded", newPrograms())
 	}
-	if entries, _ := os.ReadDir(filepath.Join(root, "_egress")); len(entries) != 0 {
+	if entries, _ := os.ReadDir(bpf.EgressDir(root)); len(entries) != 0 {
 		t.Errorf("after RemoveIdle: %d copies still pinned", len(entries))
 	}
 }

@@ -249,11 +249,11 @@ func TestExecGlobalProgramGoesAway(t *testing.T) {
 			t.Errorf("want one host-wide exec program for two containers: before %v, now %v", before, ourPrograms(t))
 		}
 		must(t, a.Detach())
-		if _, err := os.Stat(filepath.Join(opts.PinRoot, "_exec")); err != nil {
+		if _, err := os.Stat(bpf.ExecDir(opts.PinRoot)); err != nil {
 			t.Errorf("the exec program went away while a container still needs it: %v", err)
 		}
 		must(t, b.Detach())
-		if _, err := os.Stat(filepath.Join(opts.PinRoot, "_exec")); !os.IsNotExist(err) {
+		if _, err := os.Stat(bpf.ExecDir(opts.PinRoot)); !os.IsNotExist(err) {
 			t.Errorf("exec program still pinned after the last detach: %v", err)
 		}
 		if !gone(func() bool { return len(ourPrograms(t)) == len(before) }) {
@@ -382,7 +382,7 @@ func TestExecKeptForDaemon(t *testing.T) {
 		e, _ := policy.ParseExec("exec.nriguard.io", "allow "+probeSelf(t))
 		table, _, err := resolve.Exec("/", "exec.nriguard.io", e)
 		must(t, err)
-		execDir := filepath.Join(opts.PinRoot, "_exec")
+		execDir := bpf.ExecDir(opts.PinRoot)
 		linkID := func() link.ID {
 			lk, err := link.LoadPinnedLink(filepath.Join(execDir, "link_exec"), nil)
 			must(t, err)

@@ -17,36 +17,56 @@ import (
 // DefaultPinRoot is where attachments are pinned unless told otherwise.
 const DefaultPinRoot = "/sys/fs/bpf/nriguard"
 
+// PinVersion is the version of the pin layout: of every map and directory
+// below and of what the programs write to the rings. It changes whenever
+// one of them does. An attachment's meta carries it, and what attachments
+// share is pinned under names that end in it, so that a nriguard of
+// another version never reads pins it would misread: it leaves them in
+// force and says so (ErrOtherVersion). Version 1 was unversioned.
+const PinVersion = 2
+
 // The pin layout under a pin root, in one place:
 //
 //	<id>/                        one attachment (a container's, run-<pid>)
-//	    meta                     what it enforces (digest), where, its parts, its owner
+//	    meta                     its pin version, what it enforces (digest), where, its parts, its owner
+//	    record                   what the attacher pinned with it (engine: the decision and the
+//	                             identities resolved at its first attach), in chunks
 //	    link_<hook>              the links of its egress programs (egressLinks) to its cgroup
 //	    map_v4_runs, ...         its egress tables (tablePins), in a slot of a copy's table maps
 //	    egress/                  the copy of the egress programs of an attachment with its own ring
 //	                             (prog_<hook>, map_config, map_*_tables, map_sock_verdicts, map_epoch, map_last_flows, map_slots,
 //	                             map_events and map_lost_events: its ring)
 //	    map_exec_rules           its record of its exec rules
-//	_events/ring, _events/lost   the event ring shared by a daemon's and the hooks' attachments
-//	_exec/link_exec, map_exec_*  the host-wide exec program and its maps (execPins)
-//	_egress/r<ring>-<caps>-<n>/  a copy of the egress programs shared by the attachments that report
+//	_events-v2/ring, .../lost    the event ring shared by a daemon's and the hooks' attachments
+//	_exec-v2/link_exec, map_exec_*  the host-wide exec program and its maps (execPins)
+//	_egress-v2/r<ring>-<caps>-<n>/  a copy of the egress programs shared by the attachments that report
 //	                             to that ring and whose tables fit caps (as egress/, 1,024 slots;
 //	                             n counts the copies of a class)
 //	tmp-<pid>-<random>-<name>/   an attach under way; List removes those of dead processes
 const (
 	pinMeta       = "meta"
+	pinRecord     = "record"
 	pinExecRecord = "map_exec_rules"
 	dirPrivateSet = "egress"
 	pinPrincipals = "map_principals" // an attachment's principal table, if its policy has qualifiers
-	dirEgress     = "_egress"
 
-	dirEvents = "_events"
-	pinRing   = "ring"
-	pinLost   = "lost"
+	pinRing = "ring"
+	pinLost = "lost"
 
-	dirExec     = "_exec"
 	pinExecLink = "link_exec"
 )
+
+// What attachments share, under names of this pin version.
+var (
+	dirEgress = sharedName("_egress")
+	dirEvents = sharedName("_events")
+	dirExec   = sharedName("_exec")
+)
+
+func sharedName(base string) string { return fmt.Sprintf("%s-v%d", base, PinVersion) }
+
+// ExecDir is where the host-wide exec program is pinned under root.
+func ExecDir(root string) string { return filepath.Join(pinRootOr(root), dirExec) }
 
 // tablePins name an attachment's egress tables: IPv4 runs, IPv6 runs,
 // port runs.
@@ -57,7 +77,8 @@ var tablePins = [3]string{"map_v4_runs", "map_v6_runs", "map_port_runs"}
 var execPins = []string{"map_exec_rules", "map_exec_rings", "map_exec_losts", "map_exec_ring_users"}
 
 // validID is what an attachment's directory may be called: bpffs refuses
-// dots, and "_" names are nriguard's own.
+// dots, and "_" names are nriguard's own (shared: _egress-vN, _events-vN,
+// _exec-vN; version 1's were _egress, _events, _exec).
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
 
 func checkID(id string) error {
@@ -122,3 +143,10 @@ func List(root string) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// EgressDir is where the shared copies of the egress programs are pinned
+// under root.
+func EgressDir(root string) string { return filepath.Join(pinRootOr(root), dirEgress) }
+
+// EventsDir is where the shared event ring is pinned under root.
+func EventsDir(root string) string { return filepath.Join(pinRootOr(root), dirEvents) }

@@ -16,7 +16,6 @@ import (
 	"github.com/nriguard/nriguard/cgroup"
 	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/policy"
-	"github.com/nriguard/nriguard/resolve"
 )
 
 // Options configure an Engine.
@@ -59,6 +58,8 @@ type Engine struct {
 	idle    sync.WaitGroup
 	used    atomic.Int64 // unix nanoseconds of the last attach or detach
 
+	notes chan events.Record // policy records, for ReportEvents
+
 	mu   sync.Mutex
 	cfg  *Config
 	live map[uint64]Info // policy cgroup id -> the container, for events
@@ -99,6 +100,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		e.log.Warn("readying the egress programs ahead", "error", err)
 	}
 	e.ready = make(chan struct{}, 1)
+	e.notes = make(chan events.Record, 256)
 	if opts.Linger == 0 {
 		e.opts.Linger = time.Minute
 	}
@@ -192,53 +194,38 @@ func (e *Engine) Decide(c Container) (*Decision, error) { return Decide(e.Config
 
 // Attach holds the container's cgroup to its decision. rootDir is the
 // container's root as this process can open it (/proc/<pid>/root), against
-// which exec rules are resolved. An empty decision attaches nothing.
-func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) (err error) {
+// which the rules' files are resolved, once: what is resolved is pinned
+// with the attachment (Plan). An empty decision attaches nothing.
+func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) error {
 	if d.Empty() {
 		return nil
 	}
+	return e.attach(c, d, cgroupDir, rootDir, "")
+}
+
+func (e *Engine) attach(c Container, d *Decision, cgroupDir, rootDir, late string) (err error) {
 	if o := e.opts.Observer; o != nil {
 		start := time.Now()
 		defer func() { o.Attached(time.Since(start), err) }()
 	}
-	spec := bpf.Spec{ID: c.ID, Cgroup: cgroupDir, Owner: e.opts.Owner}
-	rules := &Ruler{}
-	if eg := d.Egress(); len(eg) > 0 {
-		compiled, rl, warnings, err := CompileEgress(d.Mode, eg, rootDir)
-		for _, w := range warnings {
+	p, err := NewPlan(c, d, rootDir, late)
+	if p != nil {
+		for _, w := range p.Warnings {
 			e.log.Warn(w, "container_id", c.ID)
 		}
-		if err != nil {
-			return err
-		}
-		compiled.Visibility = d.Visibility
-		spec.Egress, rules = compiled, rl
-	} else if d.Visibility&policy.VisFlows != 0 {
-		spec.Egress = observeOnly(d.Visibility)
 	}
-	if d.HasExec() {
-		var tables []*policy.ExecTable
-		for _, l := range d.Layers {
-			if l.Exec == nil {
-				continue
-			}
-			t, warnings, err := resolve.Exec(rootDir, l.Key, l.Exec)
-			for _, w := range warnings {
-				e.log.Warn(w, "container_id", c.ID)
-			}
-			if err != nil {
-				return err
-			}
-			tables = append(tables, t)
-			rules.AddExec(l.Exec, t)
-		}
-		spec.Exec = policy.IntersectExec(d.Mode, tables...)
+	if err != nil {
+		return err
 	}
-	if d.Visibility&policy.VisExecs != 0 {
-		if spec.Exec == nil { // a policed container without exec rules: every exec allowed, and seen
-			spec.Exec = &policy.ExecTable{Default: policy.Allowed}
-		}
-		spec.Exec.Execs = true
+	return e.Apply(p, cgroupDir)
+}
+
+// Apply attaches a plan to the container's cgroup and pins it with its
+// record.
+func (e *Engine) Apply(p *Plan, cgroupDir string) error {
+	spec, err := p.Spec(cgroupDir, e.opts.Owner)
+	if err != nil {
+		return err
 	}
 	e.used.Store(time.Now().UnixNano())
 	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: e.opts.PinRoot, Events: e.events, Keep: e.opts.Daemon, SharedEvents: !e.opts.Daemon})
@@ -250,28 +237,57 @@ func (e *Engine) Attach(c Container, d *Decision, cgroupDir, rootDir string) (er
 	if spec.Egress != nil {
 		e.wakeReady()
 	}
-	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, rules: rules}
-	e.mu.Lock()
-	e.live[a.CgroupID], e.ids[c.ID] = info, a.CgroupID
-	e.mu.Unlock()
+	e.name(a.CgroupID, p.info())
+	c, d := p.Container, p.Decision
 	e.log.Info("attached", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace,
 		"cgroup", cgroupDir, "mode", d.ModeOf, "visibility", d.Visibility.String(), "layers", d.Layers, "kernel_memory", memory)
 	return nil
+}
+
+// name makes events of the policed cgroup name the container.
+func (e *Engine) name(cgid uint64, info Info) {
+	e.mu.Lock()
+	e.live[cgid], e.ids[info.ID] = info, cgid
+	e.mu.Unlock()
 }
 
 // Adopt takes as its own an attachment another process made for c (the
 // hook, on the hook path), so that its events name c; false if there is
 // none.
 func (e *Engine) Adopt(c Container) bool {
-	cgid, ok := bpf.CgroupOf(e.opts.PinRoot, c.ID)
-	if !ok {
+	_, err := e.adopt(c)
+	if err != nil {
 		return false
 	}
-	e.mu.Lock()
-	e.live[cgid], e.ids[c.ID] = Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}, cgid
-	e.mu.Unlock()
 	e.log.Info("attached by the hook", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace)
 	return true
+}
+
+// adopt names c's pinned attachment in events, with the rules its record
+// names; it returns the plan the attachment was made from (nil for an
+// attachment without a record). An error says there is no complete
+// attachment of this pin version.
+func (e *Engine) adopt(c Container) (*Plan, error) {
+	cgid, err := bpf.Pinned(e.opts.PinRoot, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	info := Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace}
+	var p *Plan
+	data, err := bpf.ReadRecord(e.opts.PinRoot, c.ID)
+	if err == nil && data != nil {
+		p, err = planFromRecord(data)
+	}
+	if err != nil {
+		// in force, but its rules cannot be named
+		e.log.Warn("the record pinned with an attachment does not read: its events will not name their rules", "container_id", c.ID, "error", err)
+		p = nil
+	}
+	if p != nil {
+		info.rules = p.Rules
+	}
+	e.name(cgid, info)
+	return p, nil
 }
 
 // Detach removes whatever is attached for the container id. Outside a
@@ -309,43 +325,44 @@ func (e *Engine) Detach(id string) error {
 	return nil
 }
 
-// Running is a container the runtime reports as running, with what is needed
-// to attach to it.
-type Running struct {
+// Known is a container the runtime reports in a state other than stopped
+// (created, running, paused), with what is needed to attach to it.
+type Known struct {
 	Container
-	Pid uint32
+	Pid     uint32 // 0: none known
+	Running bool   // running or paused: its program has run
+	// LabelsErr says why its labels (image labels) could not be read: its
+	// decision cannot be made again.
+	LabelsErr error
 }
 
-// Reconcile makes the pins match the running containers: it attaches what is
-// missing (attaching what is already there is a no-op) and detaches what
-// this owner attached for containers that are gone. It returns what it did.
-func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs error) {
+// Reconcile makes the pins match the containers the runtime knows, after a
+// restart of nriguard or of the runtime:
+//
+//   - a container with an attachment is adopted from what was pinned for
+//     it: nothing is resolved again inside it, so a file it changed since
+//     its start stays what it was judged as then. If its decision now
+//     differs (the node settings changed), the pinned policy stays in
+//     force and that is reported.
+//   - a running container without one, whose decision is not empty,
+//     started while nriguard was away: it is attached now, late, and that
+//     is reported (its seccomp policy could not be restricted, and its
+//     files were resolved after it had run).
+//   - this owner's attachments of containers the runtime no longer knows
+//     are detached. A container the runtime still knows is never detached,
+//     whether or not its labels can be read.
+//
+// What cannot be done is reported (a policy record, a log line naming the
+// container), never silently skipped.
+func (e *Engine) Reconcile(known []Known) (attached, removed []string, errs error) {
 	keep := map[string]bool{}
-	for _, r := range running {
-		keep[r.ID] = true
-		d, err := e.Decide(r.Container)
-		if err != nil || d.Empty() || r.Pid == 0 {
-			if err != nil {
-				errs = errors.Join(errs, fmt.Errorf("container %s: %w", r.ID, err))
-			}
-			continue
+	for _, k := range known {
+		keep[k.ID] = true
+		if did, err := e.reconcileOne(k); err != nil {
+			errs = errors.Join(errs, fmt.Errorf("container %s: %w", k.ID, err))
+		} else if did {
+			attached = append(attached, k.ID)
 		}
-		_, had := bpf.CgroupOf(e.opts.PinRoot, r.ID)
-		cg, err := cgroup.OfPid(int(r.Pid))
-		if err == nil {
-			err = e.Attach(r.Container, d, cg, fmt.Sprintf("/proc/%d/root", r.Pid))
-		}
-		if err != nil {
-			errs = errors.Join(errs, fmt.Errorf("container %s: %w", r.ID, err))
-			continue
-		}
-		if !had && len(d.Egress()) > 0 {
-			// it started while nriguard was away: too late for its seccomp policy
-			e.log.Warn("a running container got its egress policy late: its seccomp policy could not be restricted, "+
-				"so sockets the cgroup hooks cannot judge (AF_PACKET, AF_VSOCK, io_uring...) are not refused for it; restart it to have them refused",
-				"container_id", r.ID, "container", r.Name, "pod", r.Pod)
-		}
-		attached = append(attached, r.ID)
 	}
 	ids, err := bpf.List(e.opts.PinRoot)
 	if err != nil {
@@ -364,6 +381,94 @@ func (e *Engine) Reconcile(running []Running) (attached, removed []string, errs 
 	return attached, removed, errs
 }
 
+// reconcileOne adopts or attaches one known container; true if it attached.
+func (e *Engine) reconcileOne(k Known) (bool, error) {
+	p, err := e.adopt(k.Container)
+	var other *bpf.ErrOtherVersion
+	switch {
+	case errors.As(err, &other):
+		e.Report(k.Container, events.ReasonUnadoptable, other.Error())
+		return false, nil
+	case err == nil:
+		if k.LabelsErr != nil || p == nil {
+			return false, nil // adopted as pinned
+		}
+		d, derr := e.Decide(k.Container)
+		if derr != nil {
+			e.Report(k.Container, events.ReasonKept, "its labels are now refused ("+derr.Error()+"): the policy attached at its start stays in force")
+		} else if d.Digest() != p.Decision.Digest() {
+			e.Report(k.Container, events.ReasonKept, "its policy changed since its start (node settings): the policy attached then stays in force; restart it to apply the new one")
+		}
+		return false, nil
+	}
+	// no attachment
+	if k.LabelsErr != nil {
+		if k.Running {
+			e.Report(k.Container, events.ReasonUndecided, "its labels cannot be read ("+k.LabelsErr.Error()+"): it runs without a policy")
+		}
+		return false, nil
+	}
+	d, err := e.Decide(k.Container)
+	if err != nil {
+		if k.Running {
+			e.Report(k.Container, events.ReasonUndecided, "its labels are refused ("+err.Error()+"): it runs without a policy")
+		}
+		return false, err
+	}
+	if d.Empty() || !k.Running {
+		return false, nil // a created container gets its policy when it starts
+	}
+	if k.Pid == 0 {
+		e.Report(k.Container, events.ReasonUndecided, "the runtime gives no process for it: it runs without its policy")
+		return false, nil
+	}
+	late := "it started while nriguard was away"
+	if len(d.Egress()) > 0 {
+		late += ": its seccomp policy could not be restricted, so sockets the cgroup hooks cannot judge (AF_PACKET, AF_VSOCK, io_uring...) are not refused for it"
+	}
+	if d.HasExec() || hasExe(d) {
+		late += "; the files its rules name were resolved after it had run"
+	}
+	cg, err := cgroup.OfPid(int(k.Pid))
+	if err == nil {
+		err = e.attach(k.Container, d, cg, fmt.Sprintf("/proc/%d/root", k.Pid), late)
+	}
+	if err != nil {
+		e.Report(k.Container, events.ReasonUndecided, "its policy could not be attached ("+err.Error()+"): it runs without it")
+		return false, err
+	}
+	e.Report(k.Container, events.ReasonLate, late+"; restart it to have all of its policy")
+	return true, nil
+}
+
+// hasExe tells whether an egress rule of d names programs.
+func hasExe(d *Decision) bool {
+	for _, e := range d.Egress() {
+		for _, r := range e.Rules {
+			if r.Quals.ExePattern() != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Report says something about a container's policy that nriguard could not
+// do as asked: a log line naming it, and a policy record in the event
+// stream (a daemon's), which metrics count.
+func (e *Engine) Report(c Container, reason, what string) {
+	e.log.Warn(what, "reason", reason, "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace)
+	if e.notes == nil {
+		return
+	}
+	r := events.Record{V: events.Version, Time: time.Now(), Kind: events.KindPolicy, Reason: reason, Message: what,
+		ContainerID: c.ID, Container: c.Name, Pod: c.Pod, Namespace: c.Namespace}
+	select {
+	case e.notes <- r:
+	default: // a reader that has stopped reading: the log line says it
+	}
+}
+
 // Policed counts the containers with a policy attached.
 func (e *Engine) Policed() int {
 	e.mu.Lock()
@@ -374,8 +479,8 @@ func (e *Engine) Policed() int {
 // PinRoot is where the engine pins attachments.
 func (e *Engine) PinRoot() string { return e.opts.PinRoot }
 
-// name fills in the container of a record from the policed cgroup.
-func (e *Engine) name(r *events.Record) {
+// nameRecord fills in the container of a record from the policed cgroup.
+func (e *Engine) nameRecord(r *events.Record) {
 	if r.PolicyCgroup == 0 {
 		return
 	}
@@ -406,9 +511,32 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer, also ...func(*ev
 		<-ctx.Done()
 		rd.Close()
 	}()
-	var rec events.Record
+	var mu sync.Mutex // one writer at a time: the ring's reader, the policy records'
 	var buf []byte
 	var writeErr string
+	write := func(rec *events.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		buf = rec.AppendJSON(buf[:0])
+		for _, f := range also {
+			f(rec, buf)
+		}
+		if _, err := w.Write(buf); err != nil && err.Error() != writeErr {
+			writeErr = err.Error()
+			e.log.Error("writing events", "error", err)
+		}
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case rec := <-e.notes:
+				write(&rec)
+			}
+		}
+	}()
+	var rec events.Record
 	for {
 		if err := rd.Read(&rec); errors.Is(err, ringbuf.ErrClosed) {
 			return nil
@@ -423,16 +551,9 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer, also ...func(*ev
 		case events.KindDecodeError:
 			e.log.Warn("an event record did not decode", "error", rec.Error)
 		default:
-			e.name(&rec)
+			e.nameRecord(&rec)
 		}
-		buf = rec.AppendJSON(buf[:0])
-		for _, f := range also {
-			f(&rec, buf)
-		}
-		if _, err := w.Write(buf); err != nil && err.Error() != writeErr {
-			writeErr = err.Error()
-			e.log.Error("writing events", "error", err)
-		}
+		write(&rec)
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/nriguard/nriguard/policy"
 )
 
 // A handoff carries a decision from the NRI plugin to the OCI hook the
@@ -21,34 +19,12 @@ import (
 // DefaultHandoffDir is where the plugin leaves decisions for its hook.
 const DefaultHandoffDir = "/run/nriguard/handoff"
 
-// handoff is a decision as a file: the rules' text, parsed again by the
-// hook (the parse is the contract), with the layers' order and sources.
-type handoff struct {
-	ID, Name, Pod, Namespace string
-	Mode                     policy.Mode
-	ModeOf                   string
-	Visibility               policy.Visibility
-	Layers                   []handoffLayer
-}
-
-type handoffLayer struct {
-	Kind   string
-	Layer  policy.Layer
-	Source string
-	Key    string
-	Text   string
-}
-
 // WriteHandoff leaves c's decision in dir for the hook.
 func WriteHandoff(dir string, c Container, d *Decision) error {
 	if err := checkHandoffID(c.ID); err != nil {
 		return err
 	}
-	h := handoff{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, Mode: d.Mode, ModeOf: d.ModeOf, Visibility: d.Visibility}
-	for _, l := range d.Layers {
-		h.Layers = append(h.Layers, handoffLayer{l.Kind, l.Layer, l.Source, l.Key, l.Text})
-	}
-	data, err := json.Marshal(h)
+	data, err := json.Marshal(textOf(c, d))
 	if err != nil {
 		return err
 	}
@@ -73,26 +49,14 @@ func ReadHandoff(dir, id string) (Container, *Decision, error) {
 	} else if err != nil {
 		return Container{}, nil, err
 	}
-	var h handoff
+	var h decisionText
 	if err := json.Unmarshal(data, &h); err != nil {
 		return Container{}, nil, fmt.Errorf("the decision for container %s: %w", id, err)
 	}
 	if h.ID != id {
 		return Container{}, nil, fmt.Errorf("the decision in %s is for container %q", filepath.Join(dir, id), h.ID)
 	}
-	d := &Decision{Mode: h.Mode, ModeOf: h.ModeOf, Visibility: h.Visibility}
-	for _, hl := range h.Layers {
-		l := Layer{Kind: hl.Kind, Layer: hl.Layer, Source: hl.Source, Key: hl.Key, Text: hl.Text}
-		k, ok := kindNamed(hl.Kind)
-		if !ok {
-			return Container{}, nil, fmt.Errorf("the decision for container %s: unknown kind %q", id, hl.Kind)
-		}
-		if err := k.parse(hl.Key, hl.Text, &l); err != nil {
-			return Container{}, nil, err
-		}
-		d.Layers = append(d.Layers, l)
-	}
-	return Container{ID: h.ID, Name: h.Name, Pod: h.Pod, Namespace: h.Namespace}, d, nil
+	return h.parse()
 }
 
 // RemoveHandoff removes what the plugin left for container id, if anything.
@@ -109,13 +73,4 @@ func checkHandoffID(id string) error {
 		return fmt.Errorf("invalid container id %q", id)
 	}
 	return nil
-}
-
-func kindNamed(name string) (kind, bool) {
-	for _, k := range kinds {
-		if k.name == name {
-			return k, true
-		}
-	}
-	return kind{}, false
 }

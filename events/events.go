@@ -35,6 +35,10 @@ const (
 	// why (dns-unsolicited, dns-resolver, dns-truncated). The answer itself
 	// was delivered.
 	KindDNS = "dns"
+	// KindPolicy is nriguard's own word about a container's policy: what it
+	// could not do as the container's labels ask (Reason says what,
+	// Message says why, in words).
+	KindPolicy = "policy"
 	// KindLost says how many records of LostKind found no room in a ring
 	// buffer since the last such record: they are not coming.
 	KindLost = "lost"
@@ -48,6 +52,23 @@ const (
 	Allowed   = "allowed"    // let through (flow and exec records: visibility)
 	Denied    = "denied"     // refused
 	WouldDeny = "would-deny" // refused by a policy in audit mode: let through
+)
+
+// Reasons of policy records.
+const (
+	// ReasonLate: the container ran before its policy was attached (it
+	// started while nriguard was away): its seccomp policy could not be
+	// restricted, and its files were resolved after it had run.
+	ReasonLate = "late"
+	// ReasonKept: its decision changed since its start (node settings); the
+	// policy attached then stays in force.
+	ReasonKept = "kept"
+	// ReasonUndecided: it runs, and its policy could not be decided or
+	// attached: it runs without it.
+	ReasonUndecided = "undecided"
+	// ReasonUnadoptable: its attachment was pinned by a nriguard of another
+	// pin version: in force, but its events are not read.
+	ReasonUnadoptable = "unadoptable"
 )
 
 // Lost kinds.
@@ -136,10 +157,13 @@ type Record struct {
 
 	// decode_error
 	Error string `json:"error,omitempty"`
+
+	// policy: what nriguard could not do, in words
+	Message string `json:"message,omitempty"`
 }
 
 // AppendJSON appends r as one line of JSON, as encoding/json would write it
-// but for uid and gid in lost and decode_error records (the tests hold it to
+// but for uid and gid in records about no process (the tests hold it to
 // that), without reflection: a daemon writes many.
 func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `{"v":`...)
@@ -157,7 +181,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = uint(b, "pid", uint64(r.PID), true)
 	b = uint(b, "tid", uint64(r.TID), true)
 	b = uint(b, "ppid", uint64(r.PPID), true)
-	if r.Kind != KindLost && r.Kind != KindDecodeError {
+	if r.AboutAProcess() {
 		b = uint(b, "uid", uint64(r.UID), false)
 		b = uint(b, "gid", uint64(r.GID), false)
 	}
@@ -184,7 +208,14 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = str(b, "lost_kind", r.LostKind, true)
 	b = uint(b, "count", r.Count, true)
 	b = str(b, "error", r.Error, true)
+	b = str(b, "message", r.Message, true)
 	return append(b, '}', '\n')
+}
+
+// AboutAProcess tells whether the record is about what a process did (and
+// so has its uid and gid): not lost, decode_error or policy records.
+func (r *Record) AboutAProcess() bool {
+	return r.Kind != KindLost && r.Kind != KindDecodeError && r.Kind != KindPolicy
 }
 
 func uint(b []byte, name string, v uint64, omitEmpty bool) []byte {

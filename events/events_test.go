@@ -14,7 +14,7 @@ import (
 // AppendJSON writes what encoding/json would, for any record.
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	strs := []string{"", KindLost, KindDecodeError, "curl", "a\"b\\c", "<&>", "tab\there", "\x00\x1f\x7f", "é ü 中", "\xff\xfe bad utf8", "\u2028\u2029", "/usr/bin/x y"}
+	strs := []string{"", KindLost, KindDecodeError, KindPolicy, "curl", "a\"b\\c", "<&>", "tab\there", "\x00\x1f\x7f", "é ü 中", "\xff\xfe bad utf8", "\u2028\u2029", "/usr/bin/x y"}
 	s := func() string { return strs[r.IntN(len(strs))] }
 	n := func() uint64 {
 		if r.IntN(3) == 0 {
@@ -28,14 +28,14 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 			ContainerID: s(), Container: s(), Pod: s(), Namespace: s(),
 			PID: uint32(n()), TID: uint32(n()), PPID: uint32(n()), UID: uint32(n()), GID: uint32(n()), Comm: s(),
 			CgroupID: n(), PolicyCgroup: n(), Proto: s(), Dest: s(), Port: uint16(n()), Family: s(), SockType: s(),
-			Reason: s(), Filename: s(), File: s(), Enforcement: s(), LostKind: s(), Count: n(), Error: s(),
+			Reason: s(), Filename: s(), File: s(), Enforcement: s(), LostKind: s(), Count: n(), Error: s(), Message: s(),
 		}
 		want, err := json.Marshal(&rec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, '\n')
-		if rec.Kind == KindLost || rec.Kind == KindDecodeError { // no process: no uid and gid
+		if !rec.AboutAProcess() { // no process: no uid and gid
 			want = regexp.MustCompile(`,"uid":\d+,"gid":\d+`).ReplaceAll(want, nil)
 		}
 		if got := rec.AppendJSON(nil); !bytes.Equal(got, want) {
@@ -44,7 +44,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-var kinds = []string{KindConnect, KindSendmsg, KindSocket, KindPacket, KindExec, KindLost, KindDecodeError}
+var kinds = []string{KindConnect, KindSendmsg, KindSocket, KindPacket, KindExec, KindFlow, KindDNS, KindPolicy, KindLost, KindDecodeError}
 
 // docs/events.md shows an example of every kind; each one decodes into a
 // Record with no unknown field and is written back byte for byte, so the

@@ -23,6 +23,7 @@ type Metrics struct {
 	decisions, flows, execs *prometheus.CounterVec
 	flowPackets, flowBytes  *prometheus.CounterVec
 	lost                    *prometheus.CounterVec
+	policy                  *prometheus.CounterVec
 	dns                     *prometheus.CounterVec
 	decodeErrors            prometheus.Counter
 	attach, detach          prometheus.Histogram
@@ -56,6 +57,7 @@ func New(g Gauges) *Metrics {
 	m.flowBytes = f("flow_bytes_total", "Bytes allowed flows sent, IP headers included (visibility: flows).", containerLabels...)
 	m.execs = f("execs_total", "Execs in policed containers: refused ones always, allowed ones with visibility: execs.", append([]string{"verdict"}, containerLabels...)...)
 	m.dns = f("dns_answers_ignored_total", "DNS answers to policed containers that taught nothing, by reason (dns-unsolicited, dns-resolver, dns-own-server, dns-truncated, dns-tcp).", append([]string{"reason"}, containerLabels...)...)
+	m.policy = f("policy_reports_total", "What nriguard could not do as a container's labels ask, by reason (late, kept, undecided, unadoptable: docs/events.md, policy records).", "reason")
 	m.lost = f("lost_events_total", "Records that found no room in a kernel ring, by kind (egress, exec).", "kind")
 	m.decodeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "nriguard_decode_errors_total", Help: "Ring records that did not decode."})
 	buckets := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1}
@@ -89,6 +91,8 @@ func (m *Metrics) Observe(r *events.Record) {
 		m.lost.WithLabelValues(r.LostKind).Add(float64(r.Count))
 	case r.Kind == events.KindDecodeError:
 		m.decodeErrors.Inc()
+	case r.Kind == events.KindPolicy:
+		m.policy.WithLabelValues(r.Reason).Inc()
 	case r.Kind == events.KindDNS:
 		m.dns.WithLabelValues(append([]string{r.Reason}, c...)...).Inc()
 	case r.Kind == events.KindFlow:

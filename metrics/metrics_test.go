@@ -78,6 +78,7 @@ func TestMetrics(t *testing.T) {
 		web(events.Record{Kind: events.KindDNS, Reason: "dns-unsolicited"}),
 		{Kind: events.KindLost, LostKind: "egress", Count: 12},
 		{Kind: events.KindDecodeError},
+		web(events.Record{Kind: events.KindPolicy, Reason: events.ReasonLate}),
 	} {
 		m.Observe(&r)
 	}
@@ -111,6 +112,7 @@ func TestMetrics(t *testing.T) {
 		{"nriguard_execs_total", with("verdict", "denied"), 1},
 		{"nriguard_lost_events_total", map[string]string{"kind": "egress"}, 12},
 		{"nriguard_decode_errors_total", nil, 1},
+		{"nriguard_policy_reports_total", map[string]string{"reason": "late"}, 1},
 		{"nriguard_attach_seconds", nil, 1},
 		{"nriguard_attach_failures_total", nil, 1},
 		{"nriguard_detach_seconds", nil, 1},

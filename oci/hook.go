@@ -128,8 +128,16 @@ func attachState(eng *engine.Engine, st *specs.State, spec *specs.Spec, c engine
 	if err != nil {
 		return err
 	}
-	// At createRuntime the init process has not pivoted into the rootfs yet:
-	// resolve exec rules in the rootfs the spec names.
+	return eng.Attach(c, d, cg, containerRoot(st, spec))
+}
+
+// containerRoot is the container's root as the container will see it, at
+// createRuntime: its init process has made its mount namespace (the
+// rootfs and the volumes mounted in it) but not yet pivoted into the
+// rootfs, so the rootfs is at the spec's path inside that namespace, which
+// /proc/<pid>/root enters. (The same path in the host's namespace shows
+// neither the volumes nor what a mount shadows.)
+func containerRoot(st *specs.State, spec *specs.Spec) string {
 	root := "/"
 	if spec.Root != nil && spec.Root.Path != "" {
 		root = spec.Root.Path
@@ -137,7 +145,7 @@ func attachState(eng *engine.Engine, st *specs.State, spec *specs.Spec, c engine
 			root = filepath.Join(st.Bundle, root)
 		}
 	}
-	return eng.Attach(c, d, cg, root)
+	return filepath.Join(fmt.Sprintf("/proc/%d/root", st.Pid), root)
 }
 
 func readSpec(bundle string) (*specs.Spec, error) {

@@ -89,28 +89,28 @@ func (p *Plugin) Configure(_ context.Context, config, runtime, version string) (
 	return 0, nil
 }
 
-// Synchronize reconciles the pins with the running containers: on every
-// (re)connection, after a restart of nriguard or of the runtime.
+// Synchronize reconciles the pins with the containers the runtime knows:
+// on every (re)connection, after a restart of nriguard or of the runtime.
+// Every container that has not stopped is passed on, also when its labels
+// cannot be read: its attachment stays (engine.Reconcile).
 func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
 	podOf := map[string]*api.PodSandbox{}
 	for _, pod := range pods {
 		podOf[pod.GetId()] = pod
 	}
-	var running []engine.Running
+	var known []engine.Known
 	for _, c := range ctrs {
-		if c.GetState() != api.ContainerState_CONTAINER_RUNNING {
+		state := c.GetState()
+		if state == api.ContainerState_CONTAINER_STOPPED {
 			continue
 		}
 		ec, err := p.container(ctx, podOf[c.GetPodSandboxId()], c)
-		if err != nil {
-			p.log.Error("synchronize: image labels", "container_id", c.GetId(), "error", err)
-			continue
-		}
-		running = append(running, engine.Running{Container: ec, Pid: p.pidOf(c)})
+		running := state == api.ContainerState_CONTAINER_RUNNING || state == api.ContainerState_CONTAINER_PAUSED
+		known = append(known, engine.Known{Container: ec, Pid: p.pidOf(c), Running: running, LabelsErr: err})
 	}
 	p.sweepHandoffs()
-	attached, removed, err := p.eng.Reconcile(running)
-	p.log.Info("synchronized", "running", len(running), "attached", len(attached), "removed", len(removed))
+	attached, removed, err := p.eng.Reconcile(known)
+	p.log.Info("synchronized", "known", len(known), "attached", len(attached), "removed", len(removed))
 	if err != nil {
 		p.log.Error("synchronize", "error", err)
 	}

@@ -55,6 +55,7 @@ type runtime struct {
 	updateFn adaptation.UpdateFn
 	dir      string
 	conns    []net.Conn
+	stops    []func() // the in-process plugins started on it
 }
 
 func newRuntime(t testing.TB) *runtime {
@@ -163,10 +164,22 @@ func startPluginOn(t testing.TB, rt *runtime, root, config string, linger time.D
 			stub.WithDialer(rt.dial))
 		close(done)
 	}()
-	t.Cleanup(func() { cancel(); <-done; eng.Close() })
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; eng.Close() }) }
+	t.Cleanup(stop)
+	rt.stops = append(rt.stops, stop)
 	rt.waitSync()
 	rt.waitRegistered()
 	return eng
+}
+
+// stopPlugins stops the in-process plugins started on rt, as a plugin
+// that exits (its attachments stay pinned).
+func (rt *runtime) stopPlugins() {
+	for _, stop := range rt.stops {
+		stop()
+	}
+	rt.stops = nil
 }
 
 // waitRegistered waits until requests reach the plugin: the runtime adds a
@@ -384,7 +397,7 @@ func TestExecProgramLingers(t *testing.T) {
 	rt, root := newRuntime(t), pinRoot(t)
 	startPluginLinger(t, rt, root, "", 400*time.Millisecond)
 	self, _ := os.Executable()
-	execDir := filepath.Join(root, "_exec")
+	execDir := bpf.ExecDir(root)
 	c := rt.newContainer("app", map[string]string{"exec.nriguard.io": "allow " + self}, nil)
 	must(t, rt.create(c))
 	must(t, rt.start(c))
@@ -508,6 +521,49 @@ func TestPluginKilledAndRestarted(t *testing.T) {
 	}
 	if got := probe(t, a, "tcp:10.1.2.3:8080", "tcp:10.1.2.3:8081") + " " + probe(t, c, "tcp:10.1.2.3:8081"); got != "ok EPERM EPERM" {
 		t.Errorf("after restart: got %q, want ok EPERM EPERM", got)
+	}
+}
+
+// A container's files are resolved once, at its start: a file the container
+// rewrites after that stays refused, whatever restarts (the plugin, the
+// runtime): a restarted plugin adopts the container from what was pinned
+// for it and resolves nothing inside it again.
+func TestRestartsKeepTheIdentities(t *testing.T) {
+	rt, root := newRuntime(t), pinRoot(t)
+	startPlugin(t, rt, root, "")
+	self, _ := os.Executable()
+	bb, err := exec.LookPath("busybox")
+	must(t, err)
+	tool := filepath.Join(t.TempDir(), "tool")
+	data, err := os.ReadFile(bb)
+	must(t, err)
+	must(t, os.WriteFile(tool, data, 0o755))
+	label := map[string]string{"exec.nriguard.io": "allow " + self + "; allow " + tool,
+		"egress.nriguard.io": "allow tcp 10.1.2.3:8080 exe=" + tool}
+	c := rt.newContainer("app", label, nil)
+	must(t, rt.create(c))
+	must(t, rt.start(c))
+	run := func() string { return strings.Join(testenv.Probe(t, "", c.cg, "", "exec:"+tool+":busybox"), " ") }
+	if got := run(); got != "exit 1" && got != "ran" {
+		t.Fatalf("the allowed tool before it is changed: %q, want it to run", got)
+	}
+	must(t, os.WriteFile(tool, data, 0o755)) // rewritten in place: another program now
+	if got := run(); got != "denied" {
+		t.Fatalf("the rewritten tool: %q, want denied", got)
+	}
+	rt.stopPlugins()
+	startPlugin(t, rt, root, "")
+	if got := run(); got != "denied" {
+		t.Errorf("after a plugin restart, the rewritten tool: %q, want denied (the restart resolved it again)", got)
+	}
+	rt.stopPlugins()
+	rt.restart()
+	startPlugin(t, rt, root, "")
+	if got := run(); got != "denied" {
+		t.Errorf("after a runtime and plugin restart, the rewritten tool: %q, want denied", got)
+	}
+	if !pinned(root, c.c.Id) {
+		t.Error("the container's attachment is gone")
 	}
 }
 

@@ -237,10 +237,11 @@ func (r *resolver) identify(fd int) (policy.FileID, policy.Stamp, error) {
 }
 
 // mountInfoOf is the mount table in which root's mounts are: a process's
-// own when root is /proc/<pid>/root, else this one's.
+// own when root is /proc/<pid>/root (or a directory below it: a rootfs
+// before its pivot), else this one's.
 func mountInfoOf(root string) string {
 	if rest, ok := strings.CutPrefix(root, "/proc/"); ok {
-		if pid, tail, _ := strings.Cut(rest, "/"); tail == "root" {
+		if pid, tail, _ := strings.Cut(rest, "/"); tail == "root" || strings.HasPrefix(tail, "root/") {
 			if _, err := strconv.Atoi(pid); err == nil {
 				return "/proc/" + pid + "/mountinfo"
 			}

@@ -150,7 +150,7 @@ func TestStamps(t *testing.T) {
 			t.Errorf("%s: stamp %+v (%v), want %+v", rel, got, ok, want)
 		}
 	}
-	if mountInfoOf("/proc/42/root") != "/proc/42/mountinfo" || mountInfoOf("/") != "/proc/self/mountinfo" || mountInfoOf("/proc/x/root") != "/proc/self/mountinfo" {
+	if mountInfoOf("/proc/42/root") != "/proc/42/mountinfo" || mountInfoOf("/proc/42/root/var/lib/x/merged") != "/proc/42/mountinfo" || mountInfoOf("/proc/42/rootx") != "/proc/self/mountinfo" || mountInfoOf("/") != "/proc/self/mountinfo" || mountInfoOf("/proc/x/root") != "/proc/self/mountinfo" {
 		t.Error("mountInfoOf")
 	}
 }

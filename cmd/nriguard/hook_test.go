@@ -108,8 +108,8 @@ func TestHookLeavesNothing(t *testing.T) {
 	if r := hook(t, root, "createRuntime", string(state)); r.code != 0 {
 		t.Fatalf("createRuntime: exit %d %q", r.code, r.other)
 	}
-	for _, p := range []string{"hooked/meta", "_events/ring"} {
-		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+	for _, p := range []string{filepath.Join(root, "hooked/meta"), filepath.Join(bpf.EventsDir(root), "ring")} {
+		if _, err := os.Stat(p); err != nil {
 			t.Errorf("after createRuntime: %v", err)
 		}
 	}

@@ -224,8 +224,13 @@ func assertNothingLeft(t *testing.T) {
 func TestRunKilledThenDetach(t *testing.T) {
 	port := freePort(t)
 	cmd := exec.Command(bin(t), "run", "--egress", "allow udp 127.0.0.1:53", "--", "sleep", "300")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	// (a file, not a pipe: the command, left running, holds it open)
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +246,8 @@ func TestRunKilledThenDetach(t *testing.T) {
 		if i > 3000 { // 30 s: a cold machine's first load of the programs is slow
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("nriguard run never pinned its attachment; it printed %q", stderr.String())
+			out, _ := os.ReadFile(stderr.Name())
+			t.Fatalf("nriguard run never pinned its attachment; it printed %q", out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -252,17 +252,17 @@ external() {
 
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-  # the shared egress programs (_egress) and the exec program (_exec) stay a
+  # the shared egress programs (_egress-v2) and the exec program (_exec-v2) stay a
   # minute for the next container
-  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$\|^_egress$')"
+  check "all removed: no attachments left" test -z "$(ls $PINS | grep -v '^_')"
   check "all removed: no nriguard program attached to any cgroup" test "$(bpftool cgroup tree "$CGV2" | grep -c ' ng_')" = 0
   check "all removed: only the plugin's shared egress programs (8 a copy) and the lingering exec program are loaded" \
-    test "$(bpftool prog show | grep -c ' ng_')" = $((8 * $(ls $PINS/_egress 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec$')))
+    test "$(bpftool prog show | grep -c ' ng_')" = $((8 * $(ls $PINS/_egress-v* 2>/dev/null | wc -l) + $(ls $PINS | grep -c '^_exec-v')))
   kill "$(cat "$E2E/plugin.pid")"; rm -f "$E2E/plugin.pid" # one mode at a time
   sleep 0.5
   check "plugin stopped: no nriguard programs in the kernel" test "$(bpftool prog show | grep -c ' ng_')" = 0
-  check "plugin stopped: it took the idle exec program with it" test ! -e "$PINS/_exec"
-  check "plugin stopped: it took the idle egress programs with it" test ! -e "$PINS/_egress"
+  check "plugin stopped: it took the idle exec program with it" test -z "$(ls -d $PINS/_exec-* 2>/dev/null)"
+  check "plugin stopped: it took the idle egress programs with it" test -z "$(ls -d $PINS/_egress-* 2>/dev/null)"
   stop_containerd
 }
 
@@ -289,7 +289,7 @@ preregistered() {
   check "pre-registered: an invalid container annotation is refused" has 'egress.nriguard.io: rule 1' "$out"
   for c in $(crictl ps -aq); do cr rm -f "$c" >/dev/null; done
   for p in $(crictl pods -q); do cr rmp -f "$p" >/dev/null; done
-  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_events$\|^_exec$\|^_egress$')"
+  check "pre-registered: all removed, no attachments left" test -z "$(ls $PINS | grep -v '^_')"
   stop_containerd
   rm -f "$E2E/nri/plugins/10-nriguard"
 }

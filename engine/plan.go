@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/policy"
+	"github.com/nriguard/nriguard/resolve"
+)
+
+// A Plan is what a decision attaches to one container: its rules compiled
+// into the kernel's tables, with the files they name resolved once, at the
+// container's first attach. The plan's record is pinned with the
+// attachment, so that whoever adopts it later builds the same plan from it
+// (planFromRecord) without resolving again. Every path that attaches —
+// the NRI plugin, the OCI hook, nriguard run — makes one with NewPlan.
+type Plan struct {
+	Container Container // its ID, Name, Pod and Namespace
+	Decision  *Decision
+	Egress    *policy.Compiled  // nil: no egress policy (or visibility)
+	Exec      *policy.ExecTable // nil: no exec policy (or visibility)
+	Rules     *Ruler            // names the rules that decide its events
+	Warnings  []string          // rules that name no file
+	rec       record
+}
+
+// NewPlan resolves d's rules inside root (the container's root as this
+// process can open it: /proc/<pid>/root) and compiles them. late, if not
+// empty, says why the container has already run (recorded and reported).
+func NewPlan(c Container, d *Decision, root, late string) (*Plan, error) {
+	p := &Plan{Container: c, Decision: d, rec: record{V: recordVersion, Decision: textOf(c, d), Late: late}}
+	var err error
+	if eg := d.Egress(); len(eg) > 0 {
+		var w []string
+		p.rec.Programs, w, err = resolvePrograms(eg, root)
+		p.Warnings = append(p.Warnings, w...)
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range d.Layers {
+		if l.Exec == nil {
+			continue
+		}
+		t, w, err := resolve.Exec(root, l.Key, l.Exec)
+		p.Warnings = append(p.Warnings, w...)
+		if err != nil {
+			return nil, err
+		}
+		p.rec.Exec = append(p.rec.Exec, t)
+	}
+	return p, p.compile()
+}
+
+// planFromRecord is the plan an attachment was made from, from what was
+// pinned with it: nothing is resolved.
+func planFromRecord(data []byte) (*Plan, error) {
+	rec, err := decodeRecord(data)
+	if err != nil {
+		return nil, err
+	}
+	c, d, err := rec.Decision.parse()
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Container: c, Decision: d, rec: *rec}
+	return p, p.compile()
+}
+
+// compile makes the tables from the decision and the recorded identities.
+func (p *Plan) compile() error {
+	d := p.Decision
+	p.Rules = &Ruler{}
+	if eg := d.Egress(); len(eg) > 0 {
+		c, rl, err := compileEgress(d.Mode, eg, p.rec.Programs)
+		if err != nil {
+			return err
+		}
+		c.Visibility = d.Visibility
+		p.Egress, p.Rules = c, rl
+	} else if d.Visibility&policy.VisFlows != 0 {
+		p.Egress = observeOnly(d.Visibility)
+	}
+	var tables []*policy.ExecTable
+	i := 0
+	for _, l := range d.Layers {
+		if l.Exec == nil {
+			continue
+		}
+		if i >= len(p.rec.Exec) {
+			return errors.New("the record has fewer exec tables than the decision has layers")
+		}
+		tables = append(tables, p.rec.Exec[i])
+		p.Rules.AddExec(l.Exec, p.rec.Exec[i])
+		i++
+	}
+	if len(tables) > 0 {
+		p.Exec = policy.IntersectExec(d.Mode, tables...)
+	}
+	if d.Visibility&policy.VisExecs != 0 && (p.Egress != nil || p.Exec != nil) {
+		if p.Exec == nil { // a policed container without exec rules: every exec allowed, and seen
+			p.Exec = &policy.ExecTable{Default: policy.Allowed}
+		}
+		p.Exec.Execs = true
+	}
+	return nil
+}
+
+// Late says why the container had run before its policy was attached
+// ("" if it had not).
+func (p *Plan) Late() string { return p.rec.Late }
+
+// Spec is what bpf attaches for the plan to cgroupDir, its record
+// included.
+func (p *Plan) Spec(cgroupDir string, owner bpf.Owner) (bpf.Spec, error) {
+	if p.rec.Attached.IsZero() {
+		p.rec.Attached = time.Now().UTC().Truncate(time.Second)
+	}
+	data, err := p.rec.encode()
+	if err != nil {
+		return bpf.Spec{}, fmt.Errorf("record: %w", err)
+	}
+	return bpf.Spec{ID: p.Container.ID, Cgroup: cgroupDir, Egress: p.Egress, Exec: p.Exec, Owner: owner, Record: data}, nil
+}
+
+// info names the plan's container in events.
+func (p *Plan) info() Info {
+	c := p.Container
+	return Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, rules: p.Rules}
+}
