@@ -62,14 +62,14 @@ go_install() {
 build_containerd() {
   stamped containerd-$CONTAINERD_VERSION && return
   step containerd "building containerd $CONTAINERD_VERSION (containerd, ctr, its runc shim) from its Go module" \
-    "about 80 s with cold Go caches on 2 idle cores" \
+    "80 s with cold Go caches on 2 idle cores, 3-4 min on busy ones" \
     go_install $CONTAINERD_VERSION github.com/containerd/containerd/v2/cmd/{containerd,ctr,containerd-shim-runc-v2}
   touch "$CACHE/bin/.containerd-$CONTAINERD_VERSION"
 }
 
 build_crictl() {
   stamped crictl-$CRICTL_VERSION && return
-  step crictl "building crictl $CRICTL_VERSION from its Go module" "about 25 s cold" \
+  step crictl "building crictl $CRICTL_VERSION from its Go module" "25 s cold on idle cores, up to a minute on busy ones" \
     go_install $CRICTL_VERSION sigs.k8s.io/cri-tools/cmd/crictl
   touch "$CACHE/bin/.crictl-$CRICTL_VERSION"
 }
