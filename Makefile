@@ -4,8 +4,11 @@ export CGO_ENABLED = 0
 
 .PHONY: all build install deps generate check-generated lint vet unit unit-nonroot fuzz vmtest e2e k8s-prebuild test bench demo demo-run clean
 
-# Tools the build installs itself, cached with a version stamp (scripts/deps.sh).
-TOOLS := /var/cache/nriguard-e2e/bin
+# Tools the build installs itself, cached with a version stamp (scripts/deps.sh,
+# test/e2e/setup.sh); CACHE=DIR puts them elsewhere (an empty DIR: a cold run).
+CACHE ?= /var/cache/nriguard-e2e
+export CACHE
+TOOLS := $(CACHE)/bin
 
 all: build
 
@@ -71,7 +74,9 @@ bench: deps
 	$(GO) run ./test/bench
 
 # nriguard guarding a real containerd: a labelled pod, allowed/denied traffic, a denied exec, teardown.
-demo: deps
+# Provisions only what it runs (test/e2e/setup.sh demo): runc, containerd, crictl, nriguard, images.
+demo:
+	@scripts/deps.sh demo
 	@test/e2e/demo.sh
 
 # The standalone mode: nriguard run on one command.
