@@ -25,6 +25,16 @@ HEAD
 }
 want=$(render)   # a chart that does not render stops here (set -e), with helm's error
 if [ "${1:-}" = --check ]; then
+  # the chart is well formed with its defaults, and with values that take
+  # every other branch of its templates
+  other=(--namespace guard --set metrics.address=::1 --set metrics.enabled=false --set "ceiling.exec=allow /usr/"
+    --set toleration.admissionPolicy=false --set "settings.default_egress=allow tcp any:443" --set "extraArgs={--debug}"
+    --set nodeSelector.a=b --set priorityClassName= --set resources=null --set tolerations=null)
+  for n in 0 1; do
+    [ $n = 0 ] && args=() || args=("${other[@]}")
+    "$HELM" lint --quiet --strict install/helm/nriguard "${args[@]}" > /dev/null ||
+      { "$HELM" lint --strict install/helm/nriguard "${args[@]}"; echo "manifests: helm lint install/helm/nriguard ${args[*]} failed"; exit 1; }
+  done
   if ! d=$(diff -u "$out" - <<<"$want"); then
     printf '%s\n' "$d" | head -40
     echo "manifests: $out is not what the chart install/helm/nriguard renders: run 'make manifests' and commit it"
