@@ -337,10 +337,12 @@ k8s_e2e() {
   check "k8s: ... the pod does not carry it" test -z "$(kc get pod -n $K8S_NS web -o jsonpath='{.metadata.annotations}' | grep -o "$TOLERATE")"
 
   # the operator's choice: a namespace whose pods may start without nriguard
+  local gen; gen=$(kc get ds -n kube-system nriguard -o jsonpath='{.metadata.generation}')
   out=$(hm upgrade nriguard "$CHART" -n kube-system --reuse-values --set "toleration.namespaces={$K8S_NS}" 2>&1)
   check "k8s: helm upgrade --set toleration.namespaces={$K8S_NS}: deployed" has '^STATUS: deployed' "$out"
   check "k8s: ... a pod there may carry $TOLERATE now (a dry run is admitted)" vap_says '^pod/vapprobe created (server dry run)$'
-  check "k8s: ... the plugin's pod is the one before (its settings did not change)" same "$p" "$(wait_plugin)"
+  check "k8s: ... the DaemonSet is unchanged (generation $gen): its pods are not replaced" \
+    same "$gen" "$(kc get ds -n kube-system nriguard -o jsonpath='{.metadata.generation}')"
 
   # an invalid annotation: the parser's message in kubectl describe
   k8s_pod bad '{egress.nriguard.io: "allow tcp 10.0.0.0/33"}' | kc apply -f - >/dev/null

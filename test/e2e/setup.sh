@@ -49,8 +49,7 @@ fi
 "$REPO/test/e2e/build-containerd17.sh"
 # Kubernetes (kubelet, API server, scheduler, controller-manager, kubectl), cached
 "$REPO/test/e2e/build-k8s.sh"
-# helm, which installs nriguard's chart on that node (after Kubernetes: it
-# reuses the k8s.io packages that build compiled), cached
+# helm, which installs nriguard's chart on that node, cached
 "$REPO/scripts/build-helm.sh"
 (cd "$REPO" && CGO_ENABLED=0 go build -o "$NG" ./cmd/nriguard && CGO_ENABLED=0 go build -o "$E2E/bin/ngprobe" ./test/ngprobe && go build -o "$E2E/bin/promscrape" ./test/promscrape)
 # the images (a tenth of a second): made again every time, with this ngprobe
