@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: all build install deps generate check-generated lint vet unit unit-nonroot fuzz vmtest e2e k8s-prebuild test bench demo demo-run clean
+.PHONY: all build install deps helm manifests generate check-generated lint vet unit unit-nonroot fuzz vmtest e2e k8s-prebuild test bench demo demo-run clean
 
 # Tools the build installs itself, cached with a version stamp (scripts/deps.sh,
 # test/e2e/setup.sh); CACHE=DIR puts them elsewhere (an empty DIR: a cold run).
@@ -21,6 +21,14 @@ install: build
 deps:
 	@scripts/deps.sh
 
+# helm, built from its Go module and cached with a version stamp (scripts/build-helm.sh).
+helm:
+	@scripts/build-helm.sh
+
+# install/kubernetes/daemonset.yaml: the Helm chart (install/helm/nriguard) rendered with its defaults.
+manifests:
+	@scripts/manifests.sh
+
 # Rebuild the BPF objects and their Go bindings (needs clang; the results are committed).
 generate: deps
 	$(GO) generate ./bpf/...
@@ -29,9 +37,11 @@ generate: deps
 check-generated: generate
 	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: generated files are stale: run 'make generate' and commit"; exit 1; }
 
-# No build outputs committed; gofmt, go vet and staticcheck clean.
+# No build outputs committed; gofmt, go vet and staticcheck clean; the
+# manifest in install/kubernetes/ is what the chart renders.
 lint: deps vet
 	@scripts/check-tree.sh
+	@scripts/manifests.sh --check
 	$(TOOLS)/staticcheck ./...
 
 vet:

@@ -4,9 +4,12 @@
 # containerd 2.x the e2e builds, and nriguard installed as docs/install.md
 # tells an operator: its image built from install/kubernetes/Dockerfile and
 # imported, the containerd drop-in (install/containerd/nriguard.toml) with the
-# validator that makes nriguard required, `kubectl apply -f install/kubernetes/`.
+# validator that makes nriguard required, and the Helm chart
+# (install/helm/nriguard, `helm install` with its default values: what
+# install/kubernetes/daemonset.yaml is, `make lint` checks) with its
+# admission policy for the toleration annotation.
 # containerd serves its default sockets (/run/containerd/containerd.sock,
-# /var/run/nri/nri.sock) so that the manifest applies unchanged; its root and
+# /var/run/nri/nri.sock) so that the chart's defaults hold; its root and
 # state stay under $K8S. Test pods use the node's network (no CNI here).
 
 K8S=$E2E/k8s
@@ -15,7 +18,16 @@ K8S_NODE=nriguard-e2e-node
 K8S_CGROOT=nriguard-e2e-kubelet   # the kubelet's own cgroupRoot (see below)
 K8S_NS=nriguard-e2e
 K8S_SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
-kc() { "$KBIN/kubectl" --kubeconfig "$K8S/kubeconfig" "$@"; }
+# kubectl and helm (scripts/build-helm.sh) keep their discovery cache and
+# state under $K8S: nothing in $HOME (~/.kube/cache, ~/.cache/helm)
+kc() { KUBECACHEDIR=$K8S/kube-cache "$KBIN/kubectl" --kubeconfig "$K8S/kubeconfig" "$@"; }
+hm() {
+  KUBECACHEDIR=$K8S/kube-cache HELM_CACHE_HOME=$K8S/helm/cache HELM_CONFIG_HOME=$K8S/helm/config \
+    HELM_DATA_HOME=$K8S/helm/data "$CACHE/bin/helm" --kubeconfig "$K8S/kubeconfig" "$@"
+}
+CHART=$REPO/install/helm/nriguard
+VAP=nriguard-toleration   # the chart's ValidatingAdmissionPolicy and its binding (release nriguard)
+TOLERATE=tolerate-missing-plugins.nriguard.io
 kcr() { crictl --config "$K8S/crictl.yaml" "$@" 2>/dev/null; }
 # every cgroup hierarchy's mount point (v1 ones and v2; pure v2 hosts have one)
 cg_hiers() { awk '$3=="cgroup" || $3=="cgroup2" {print $2}' /proc/mounts; }
@@ -195,11 +207,11 @@ k8s_stop() {
   true
 }
 
-k8s_pod() { # name, annotations (YAML flow map), [extra container lines]
+k8s_pod() { # name, annotations (YAML flow map), [extra container lines]; namespace $PODNS or $K8S_NS
   cat <<EOF
 apiVersion: v1
 kind: Pod
-metadata: {name: $1, namespace: $K8S_NS, annotations: $2}
+metadata: {name: $1, namespace: ${PODNS:-$K8S_NS}, annotations: $2}
 spec:
   hostNetwork: true                   # the node's network: nothing is set up per pod
   terminationGracePeriodSeconds: 1
@@ -227,6 +239,24 @@ wait_plugin() { # the DaemonSet's plugin has synchronized with containerd
   done
   return 1
 }
+# the objects helm installed, against the committed manifest (after its
+# header; helm get manifest ends with blank lines)
+noblanktail() { awk 'NF { for (; n > 0; n--) print ""; print; next } { n++ }'; }
+release_is_manifest() {
+  diff <(sed -n '/^---$/,$p' "$REPO/install/kubernetes/daemonset.yaml" | noblanktail) <(hm get manifest nriguard -n kube-system 2>&1 | noblanktail)
+}
+# vap_says PATTERN: a server-side dry run of a pod carrying the toleration in
+# $PODNS (or $K8S_NS) gets PATTERN from the API server (admission runs on dry
+# runs); waits for it, 20 s: a new or changed policy takes a moment to apply
+vap_says() {
+  local out
+  for i in $(seq 40); do
+    out=$(k8s_pod vapprobe "{$TOLERATE: \"true\"}" | kc create --dry-run=server -f - 2>&1)
+    grep -q -- "$1" <<<"$out" && return 0
+    sleep 0.5
+  done
+  echo "$out"; return 1
+}
 described() { # pod, pattern: waits for the pattern in kubectl describe
   local out
   for i in $(seq 60); do out=$(kc describe pod -n $K8S_NS "$1" 2>&1); grep -q -- "$2" <<<"$out" && return 0; sleep 0.5; done
@@ -234,12 +264,17 @@ described() { # pod, pattern: waits for the pattern in kubectl describe
 }
 
 k8s_e2e() {
-  say "Kubernetes $("$KBIN/kubectl" version --client 2>/dev/null | awk '/Client/{print $3}'): a real node, nriguard's DaemonSet (install/kubernetes/)"
+  say "Kubernetes $("$KBIN/kubectl" version --client 2>/dev/null | awk '/Client/{print $3}'): a real node, nriguard's DaemonSet (helm install install/helm/nriguard)"
   if ! k8s_start; then bad "k8s: the node came up"; k8s_logs; k8s_stop; return; fi
   local out p p2 srv_lines
 
-  kc apply -f "$REPO/install/kubernetes/" >/dev/null
-  if p=$(wait_plugin); then ok "k8s: kubectl apply -f install/kubernetes/: the DaemonSet's pod $p runs and synchronized"
+  # the chart with its default values, as an operator installs it
+  out=$(hm install nriguard "$CHART" --namespace kube-system 2>&1)
+  check "k8s: helm $(hm version --template "{{.Version}}" 2>&1) install nriguard install/helm/nriguard -n kube-system: deployed" has '^STATUS: deployed' "$out"
+  # what was installed is the committed manifest, object for object (make
+  # lint holds the file to the chart; this, the file to what ran)
+  check "k8s: the release's manifest is install/kubernetes/daemonset.yaml" release_is_manifest
+  if p=$(wait_plugin); then ok "k8s: the DaemonSet's pod $p runs and synchronized"
   else
     bad "k8s: the DaemonSet's plugin synchronized"; ngpod
     kc describe pod -n kube-system -l app=nriguard | sed -n '/^Events:/,$p' | tail -5
@@ -247,6 +282,22 @@ k8s_e2e() {
     k8s_logs; k8s_stop; return
   fi
   kc create namespace $K8S_NS >/dev/null
+
+  # the chart's admission policy: only nriguard's namespace (kube-system) may
+  # carry the toleration annotation with the default values
+  check "k8s: the chart's admission policy $VAP is in force (a dry run in $K8S_NS is refused)" vap_says "ValidatingAdmissionPolicy '$VAP'"
+  out=$(k8s_pod tolerated "{$TOLERATE: \"true\"}" | kc create -f - 2>&1)
+  echo "   kubectl create: $out"
+  check "k8s: a pod carrying $TOLERATE in $K8S_NS is refused at creation, naming the policy and why" \
+    has "pods \"tolerated\" is forbidden: ValidatingAdmissionPolicy '$VAP' with binding '$VAP' denied request: pod annotation $TOLERATE (start while nriguard is missing, without a policy) is allowed only in namespaces kube-system, not in $K8S_NS" "$out"
+  check "k8s: ... it was not created" has NotFound "$(kc get pod -n $K8S_NS tolerated 2>&1)"
+  out=$(k8s_pod tolerated "{$TOLERATE/container.client: \"true\"}" | kc create -f - 2>&1)
+  check "k8s: ... so is a pod carrying it for one container ($TOLERATE/container.client, which the validator reads too)" \
+    has "ValidatingAdmissionPolicy '$VAP' with binding '$VAP' denied request: pod annotation $TOLERATE/container.client " "$out"
+  out=$(PODNS=kube-system k8s_pod tolerated "{$TOLERATE: \"true\"}" | kc create -f - 2>&1)
+  check "k8s: a pod carrying it in kube-system, the release's namespace, is admitted" has '^pod/tolerated created$' "$out"
+  check "k8s: ... and runs" wait_ready tolerated kube-system
+  kc delete pod -n kube-system tolerated --wait=false >/dev/null 2>&1
 
   # one pod: a server on the node's network, a policed client, and per-container keys
   srv_lines='  - {name: server, image: "localhost/e2e/busybox:latest", imagePullPolicy: Never,
@@ -278,6 +329,21 @@ k8s_e2e() {
   check "k8s: metrics on the node's loopback (metrics_addr in the ConfigMap)" \
     has 'nriguard_decisions_total.*denied' "$("$E2E/bin/promscrape" http://127.0.0.1:9964/metrics nriguard_ 2>&1)"
 
+  # the policy holds for updates too: the annotation cannot be added later
+  # (a sandbox the kubelet makes again, after a node's reboot, would read it)
+  out=$(kc annotate pod -n $K8S_NS web "$TOLERATE=true" 2>&1)
+  check "k8s: adding $TOLERATE to a running pod in $K8S_NS is refused (an update), naming the policy" \
+    has "ValidatingAdmissionPolicy '$VAP' with binding '$VAP' denied request: pod annotation $TOLERATE " "$out"
+  check "k8s: ... the pod does not carry it" test -z "$(kc get pod -n $K8S_NS web -o jsonpath='{.metadata.annotations}' | grep -o "$TOLERATE")"
+
+  # the operator's choice: a namespace whose pods may start without nriguard
+  local gen; gen=$(kc get ds -n kube-system nriguard -o jsonpath='{.metadata.generation}')
+  out=$(hm upgrade nriguard "$CHART" -n kube-system --reuse-values --set "toleration.namespaces={$K8S_NS}" 2>&1)
+  check "k8s: helm upgrade --set toleration.namespaces={$K8S_NS}: deployed" has '^STATUS: deployed' "$out"
+  check "k8s: ... a pod there may carry $TOLERATE now (a dry run is admitted)" vap_says '^pod/vapprobe created (server dry run)$'
+  check "k8s: ... the DaemonSet is unchanged (generation $gen): its pods are not replaced" \
+    same "$gen" "$(kc get ds -n kube-system nriguard -o jsonpath='{.metadata.generation}')"
+
   # an invalid annotation: the parser's message in kubectl describe
   k8s_pod bad '{egress.nriguard.io: "allow tcp 10.0.0.0/33"}' | kc apply -f - >/dev/null
   check "k8s: an invalid annotation: kubectl describe shows the parser's message" described bad 'egress.nriguard.io: rule 1.*invalid prefix length 33'
@@ -296,7 +362,7 @@ k8s_e2e() {
   echo "   kubectl describe pod late: $(kc describe pod -n $K8S_NS late | grep -m1 'Error:' | sed 's/^ *//' | cut -c1-400)"
   check "k8s: ... it is CreateContainerError" waits_phase late CreateContainerError
   k8s_pod tolerant '{tolerate-missing-plugins.nriguard.io: "true"}' | kc apply -f - >/dev/null
-  check "k8s: nriguard missing: a pod that tolerates it starts" wait_ready tolerant
+  check "k8s: nriguard missing: a pod that tolerates it starts (its namespace in toleration.namespaces)" wait_ready tolerant
   kc patch ds -n kube-system nriguard --type json -p '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]' >/dev/null
   if p=$(wait_plugin); then ok "k8s: nriguard back ($p)"; else bad "k8s: nriguard back"; p=none; fi
   check "k8s: the refused pod starts once nriguard is back (kubelet retry)" wait_ready late $K8S_NS 120s
@@ -325,8 +391,10 @@ k8s_e2e() {
   for i in $(seq 60); do left=""; for id in $ids; do [ -e "$PINS/$id" ] && left+=" $id"; done; [ -z "$left" ] && break; sleep 0.5; done
   check "k8s: pods deleted: none of their containers is pinned" test -z "$left"
   k8s_logs
-  kc delete -f "$REPO/install/kubernetes/" --wait=true --timeout=60s >/dev/null 2>&1
+  out=$(hm uninstall nriguard -n kube-system --wait --timeout 60s 2>&1)
+  check "k8s: helm uninstall nriguard" has 'release "nriguard" uninstalled' "$out"
   for i in $(seq 60); do pgrep -x nriguard >/dev/null || break; sleep 0.5; done
-  check "k8s: kubectl delete -f install/kubernetes/: the plugin is gone" test -z "$(pgrep -x nriguard)"
+  check "k8s: ... the plugin is gone" test -z "$(pgrep -x nriguard)"
+  check "k8s: ... and so is its admission policy" has NotFound "$(kc get validatingadmissionpolicy $VAP 2>&1)"
   k8s_stop
 }

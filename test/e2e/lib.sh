@@ -15,7 +15,7 @@ METRICS=127.0.0.1:19964
 scrape() { "$E2E/bin/promscrape" "http://$METRICS/metrics" nriguard_; }
 # the cgroup v2 hierarchy: its own mount in hybrid mode
 CGV2=/sys/fs/cgroup; [ -d /sys/fs/cgroup/unified ] && CGV2=/sys/fs/cgroup/unified
-OUTSIDE="/var/lib/containers /run/crio /var/lib/crio /etc/crio /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard /run/nri /var/lib/kubelet /var/run/kubernetes /var/log/containers /var/log/pods"
+OUTSIDE="/var/lib/containers /run/crio /var/lib/crio /etc/crio /run/containers /run/libpod /run/containerd /etc/cni /var/lib/cni /var/lib/nerdctl /var/log/nriguard /run/nriguard /run/nri /var/lib/kubelet /var/run/kubernetes /var/log/containers /var/log/pods $HOME/.kube $HOME/.cache/helm $HOME/.config/helm"
 
 PASS=0; FAIL=0
 ok()   { echo "PASS: $*"; PASS=$((PASS+1)); }

@@ -133,6 +133,7 @@ else
   run_script build-crio.sh
   run_script build-containerd17.sh
   run_script build-k8s.sh
+  "$REPO/scripts/build-helm.sh" || { echo "setup: failed: scripts/build-helm.sh"; exit 1; } # installs the chart on that node
 fi
 [ ${#CACHED[@]} -eq 0 ] || echo "${P}already built (in $CACHE/bin): ${CACHED[*]}"
 build_nriguard
