@@ -69,15 +69,17 @@ vmtest: deps
 e2e: deps
 	@test/e2e/run.sh all
 
-# The Kubernetes build for the e2e (1,754 CPU-s with cold caches) runs in the
-# background beside the tests before it; the e2e's setup waits for it.
+# The Kubernetes build for the e2e (1,754 CPU-s with cold caches) and helm's
+# (240) run in the background beside the tests before them; make lint and
+# the e2e's setup wait for them.
 k8s-prebuild:
+	@scripts/build-helm.sh --background
 	@test/e2e/build-k8s.sh --background
 
 # (fuzzing by count, not by time: go1.26's fuzzer can fail a target with
 # "context deadline exceeded" as a -fuzztime duration ends, golang/go#75804;
 # it did here once, in a cold run; 300,000 inputs take 5-10 s a target)
-test: deps k8s-prebuild check-generated lint unit unit-nonroot vmtest e2e
+test: deps k8s-prebuild check-generated vet unit unit-nonroot vmtest lint e2e
 	$(MAKE) fuzz FUZZTIME=300000x
 
 bench: deps

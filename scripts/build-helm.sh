@@ -13,8 +13,18 @@ TOOLS=${CACHE:-/var/cache/nriguard-e2e}/bin
 stamp=$TOOLS/.helm-$HELM_VERSION
 [ -e "$stamp" ] && [ -x "$TOOLS/helm" ] && exit 0
 mkdir -p "$TOOLS"
+if [ "${1:-}" = --background ]; then
+  # (make test: niced, beside the unit tests; make lint waits on the lock)
+  echo "build-helm: building in the background (log: $TOOLS/.helm-build.log)"
+  setsid nohup nice -n 19 "$0" > "$TOOLS/.helm-build.log" 2>&1 < /dev/null &
+  sleep 0.2 # (it takes the lock before anyone waits on it)
+  exit 0
+fi
 exec 9> "$TOOLS/.helm.lock"   # one build at a time (make lint and the e2e's setup may race)
-flock 9
+if ! flock -n 9; then
+  echo "build-helm: waiting for the build already running (log: $TOOLS/.helm-build.log)"
+  flock 9
+fi
 [ -e "$stamp" ] && [ -x "$TOOLS/helm" ] && exit 0
 echo "build-helm: building helm $HELM_VERSION from helm.sh/helm/v4 (a few minutes with cold Go caches)"
 # static, and the version as helm's Makefile sets it (else it says v4.3)
