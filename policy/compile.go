@@ -88,9 +88,6 @@ type Compiled struct {
 	// resolved the patterns).
 	ProgramFiles map[FileID]ProgramFile
 
-	// Visibility is what the container reports besides refusals (set by
-	// whoever attaches, from the node's settings and the pod's labels).
-	Visibility Visibility
 
 	// Names are the DNS names allow rules give (of one layer only), sorted:
 	// an address learned for one decides a flow its port runs call
@@ -124,11 +121,20 @@ const Dependent = 1 << 31
 // IDRun starts a run of user or group ids of one class (the run's index).
 type IDRun struct{ Start uint32 }
 
+// PrincipalClass is who makes a flow, as the tables class it: the class of
+// the program it runs (Programs; 0: a file no exe= names), of its uid
+// (UIDRuns) and of its gid (GIDRuns). The datapath keys its overrides by
+// it (bpf packs it as nriguard.h's ng_layout says).
+type PrincipalClass struct {
+	Program, UID, GID uint32
+}
+
 // Override is the class whose port runs apply to a principal class on a
 // dependent address class.
 type Override struct {
-	Class, Program, UID, GID uint32
-	Effective                uint32
+	Class uint32 // the dependent address class
+	PrincipalClass
+	Effective uint32
 }
 
 // Programs lists the program classes a policy's exe= qualifiers make: each
@@ -177,237 +183,304 @@ func Compile(mode Mode, layers ...*Egress) *Compiled {
 // principal class that some of those rules hold for gets the class of the
 // table resolved for it.
 func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error) {
-	type layer struct {
-		e        *Egress
-		byPrefix map[netip.Prefix][]*Rule
+	k, err := gather(mode, progs, layers)
+	if err != nil {
+		return nil, err
 	}
-	ls := make([]layer, len(layers))
-	// Every named prefix of every layer, and the /0s, which always exist so
-	// that every lookup finds a class.
-	union := map[netip.Prefix]bool{
-		netip.PrefixFrom(netip.IPv4Unspecified(), 0): true,
-		netip.PrefixFrom(netip.IPv6Unspecified(), 0): true,
+	for _, p := range k.prefixes() {
+		k.classify(p)
 	}
+	if err := k.nameClasses(); err != nil {
+		return nil, err
+	}
+	k.finish()
+	return k.c, nil
+}
+
+// compiler is CompileFor at work: the layers' rules by prefix, and the
+// tables made so far.
+type compiler struct {
+	mode         Mode
+	progs        Programs
+	layers       []*Egress
+	byPrefix     []map[netip.Prefix][]*Rule // per layer: its rules by the prefix they name
+	names        int                        // the layer with DNS names, or -1
+	union        map[netip.Prefix]bool      // every named prefix, and the /0s
+	lens4, lens6 []int                      // prefix lengths in use, longest first
+	classOf      map[string]uint32          // a table's key -> its class
+	v4, v6       []prefixClass
+	c            *Compiled
+	// of the prefix being classified: each layer's rules on its chain, and
+	// the qualified ones among them
+	chains    [][][]*Rule
+	qualified []*Rule
+}
+
+// gather is the first stage: every prefix the layers name (and the /0s,
+// which always exist so that every lookup finds a class), the uid and gid
+// runs the qualifiers cut, the layer with DNS names, the verdict for
+// sockets the hooks cannot judge, and the prefix lengths in use.
+func gather(mode Mode, progs Programs, layers []*Egress) (*compiler, error) {
+	k := &compiler{mode: mode, progs: progs, layers: layers, names: -1, classOf: map[string]uint32{},
+		byPrefix: make([]map[netip.Prefix][]*Rule, len(layers)), chains: make([][][]*Rule, len(layers)),
+		union: map[netip.Prefix]bool{
+			netip.PrefixFrom(netip.IPv4Unspecified(), 0): true,
+			netip.PrefixFrom(netip.IPv6Unspecified(), 0): true,
+		}}
 	sockets := Verdict{Action: Deny, Layer: numLayers}
 	var uids, gids []IDRange
-	names := -1 // the layer with DNS names
 	for i, e := range layers {
 		if e.HasNames() {
 			if e.Layer == LayerCeiling {
 				return nil, fmt.Errorf("the node's ceiling gives DNS names: a ceiling may name addresses only")
 			}
-			if names >= 0 {
-				return nil, fmt.Errorf("DNS names are given by the %s and the %s layers: a container's policy may name them in one layer only", layers[names].Layer, e.Layer)
+			if k.names >= 0 {
+				return nil, fmt.Errorf("DNS names are given by the %s and the %s layers: a container's policy may name them in one layer only", layers[k.names].Layer, e.Layer)
 			}
-			names = i
+			k.names = i
 		}
-		ls[i] = layer{e, map[netip.Prefix][]*Rule{}}
+		k.byPrefix[i] = map[netip.Prefix][]*Rule{}
 		for j := range e.Rules {
 			r := &e.Rules[j]
 			for _, p := range r.prefixes() {
-				ls[i].byPrefix[p] = append(ls[i].byPrefix[p], r)
-				union[p] = true
+				k.byPrefix[i][p] = append(k.byPrefix[i][p], r)
+				k.union[p] = true
 			}
 			uids, gids = append(uids, r.Quals.UIDs...), append(gids, r.Quals.GIDs...)
 		}
 		sockets = refusal(sockets, Verdict{Action: Deny, Layer: e.Layer})
 	}
-	c := &Compiled{Sockets: sockets.inMode(mode), Programs: len(progs) + 1}
+	k.c = &Compiled{Sockets: sockets.inMode(mode), Programs: len(progs) + 1}
 	var err error
-	if c.UIDRuns, err = idRuns("uid", uids); err != nil {
+	if k.c.UIDRuns, err = idRuns("uid", uids); err != nil {
 		return nil, err
 	}
-	if c.GIDRuns, err = idRuns("gid", gids); err != nil {
+	if k.c.GIDRuns, err = idRuns("gid", gids); err != nil {
 		return nil, err
 	}
-	// who stands for every principal of a class: its program's patterns,
-	// the first id of its uid and gid runs
-	who := func(pc, uc, gc int) *Principal {
-		p := &Principal{UID: c.UIDRuns[uc].Start, GID: c.GIDRuns[gc].Start}
-		if pc > 0 {
-			pats := progs[pc-1]
-			p.Exe = func(pattern string) bool { return slices.Contains(pats, pattern) }
-		}
-		return p
-	}
-	// Prefix lengths in use, per family, longest first: the only lengths an
-	// ancestor can have.
-	var lens4, lens6 []int
+	// the only lengths an ancestor of a prefix can have
 	seen := map[[2]int]bool{}
-	for p := range union {
+	for p := range k.union {
 		fam := 4
 		if p.Addr().Is6() {
 			fam = 6
 		}
-		if k := [2]int{p.Bits(), fam}; !seen[k] {
-			seen[k] = true
+		if key := [2]int{p.Bits(), fam}; !seen[key] {
+			seen[key] = true
 			if fam == 4 {
-				lens4 = append(lens4, k[0])
+				k.lens4 = append(k.lens4, key[0])
 			} else {
-				lens6 = append(lens6, k[0])
+				k.lens6 = append(k.lens6, key[0])
 			}
 		}
 	}
-	slices.SortFunc(lens4, func(a, b int) int { return b - a })
-	slices.SortFunc(lens6, func(a, b int) int { return b - a })
+	slices.SortFunc(k.lens4, func(a, b int) int { return b - a })
+	slices.SortFunc(k.lens6, func(a, b int) int { return b - a })
+	return k, nil
+}
 
-	var v4, v6 []prefixClass
-	classOf := map[string]uint32{}
-	// intern gives a table its class, adding its port runs the first time
-	intern := func(key string, tables *[len(transports)][]interval) uint32 {
-		class, ok := classOf[key]
-		if !ok {
-			class = uint32(len(classOf))
-			classOf[key] = class
-			for i, proto := range transports {
-				for _, iv := range tables[i] {
-					c.Ports = append(c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v, Nameable: iv.nameable})
-				}
-			}
-		}
-		return class
+// prefixes are the named prefixes in order.
+func (k *compiler) prefixes() []netip.Prefix {
+	ps := make([]netip.Prefix, 0, len(k.union))
+	for p := range k.union {
+		ps = append(ps, p)
 	}
-	prefixes := make([]netip.Prefix, 0, len(union))
-	for p := range union {
-		prefixes = append(prefixes, p)
-	}
-	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
 		if x := a.Addr().Compare(b.Addr()); x != 0 {
 			return x
 		}
 		return a.Bits() - b.Bits()
 	})
-	chains := make([][][]*Rule, len(ls))
-	var qualified []*Rule // the qualified rules on a prefix's chains
-	for _, p := range prefixes {
-		lens := lens4
-		if p.Addr().Is6() {
-			lens = lens6
+	return ps
+}
+
+// intern gives a table its class, adding its port runs the first time.
+func (k *compiler) intern(key string, tables *[len(transports)][]interval) uint32 {
+	class, ok := k.classOf[key]
+	if !ok {
+		class = uint32(len(k.classOf))
+		k.classOf[key] = class
+		for i, proto := range transports {
+			for _, iv := range tables[i] {
+				k.c.Ports = append(k.c.Ports, PortRun{Class: class, Proto: proto.IPProto(), Port: uint16(iv.lo), Verdict: iv.v, Nameable: iv.nameable})
+			}
 		}
-		qualified = qualified[:0]
-		for li, l := range ls {
-			chains[li] = chains[li][:0]
-			for _, n := range lens {
-				if n > p.Bits() {
+	}
+	return class
+}
+
+// chainsOf finds, for each layer, its rules on the prefixes that contain p
+// (longest first), and the qualified rules among them.
+func (k *compiler) chainsOf(p netip.Prefix) {
+	lens := k.lens4
+	if p.Addr().Is6() {
+		lens = k.lens6
+	}
+	k.qualified = k.qualified[:0]
+	for li := range k.layers {
+		k.chains[li] = k.chains[li][:0]
+		for _, n := range lens {
+			if n > p.Bits() {
+				continue
+			}
+			if rules := k.byPrefix[li][netip.PrefixFrom(p.Addr(), n).Masked()]; len(rules) > 0 {
+				k.chains[li] = append(k.chains[li], rules)
+				for _, r := range rules {
+					if r.Quals.Any() {
+						k.qualified = append(k.qualified, r)
+					}
+				}
+			}
+		}
+	}
+}
+
+// tablesFor is the table of the prefix whose chains are found, for one
+// principal (nil: one no qualifier names): each layer's resolved, and
+// intersected; and its key.
+func (k *compiler) tablesFor(w *Principal) ([len(transports)][]interval, string) {
+	var tables [len(transports)][]interval
+	for li, l := range k.layers {
+		for i, proto := range transports {
+			t := resolve(k.chains[li], proto, l.Default, l.Layer, w, li == k.names)
+			if li == 0 {
+				tables[i] = t
+			} else {
+				tables[i] = intersect(tables[i], t)
+			}
+		}
+	}
+	for i := range transports {
+		tables[i] = inMode(tables[i], k.mode)
+	}
+	return tables, tableKey(&tables)
+}
+
+// representative stands for every principal of a principal class: its
+// program's patterns, the first id of its uid and gid runs.
+func (k *compiler) representative(pc PrincipalClass) *Principal {
+	p := &Principal{UID: k.c.UIDRuns[pc.UID].Start, GID: k.c.GIDRuns[pc.GID].Start}
+	if pc.Program > 0 {
+		pats := k.progs[pc.Program-1]
+		p.Exe = func(pattern string) bool { return slices.Contains(pats, pattern) }
+	}
+	return p
+}
+
+// classify is the second stage, for each prefix: the class of its table,
+// and if qualified rules on its chain make it depend on who sends, a
+// dependent class with the overrides of the principal classes they hold
+// for.
+func (k *compiler) classify(p netip.Prefix) {
+	k.chainsOf(p)
+	base, baseKey := k.tablesFor(nil)
+	class := k.intern(baseKey, &base)
+	if len(k.qualified) > 0 {
+		if overrides := k.overrides(class); len(overrides) > 0 {
+			class = k.dependent(baseKey, &base, overrides)
+		}
+	}
+	if p.Addr().Is4() {
+		k.v4 = append(k.v4, prefixClass{p, class})
+	} else {
+		k.v6 = append(k.v6, prefixClass{p, class})
+	}
+}
+
+// overrides are, for every principal class some of the qualified rules on
+// the chain hold for, the class of the table resolved for it where that
+// differs from the base class (principal classes for which the same rules
+// hold share it).
+func (k *compiler) overrides(base uint32) []Override {
+	var out []Override
+	effective := map[string]uint32{} // by which qualified rules hold
+	var holding []byte
+	for pc := range k.c.Programs {
+		for uc := range k.c.UIDRuns {
+			for gc := range k.c.GIDRuns {
+				who := PrincipalClass{uint32(pc), uint32(uc), uint32(gc)}
+				w := k.representative(who)
+				holding = holding[:0]
+				any := false
+				for _, r := range k.qualified {
+					h := r.Quals.holds(w)
+					holding = append(holding, byte(boolInt(h)))
+					any = any || h
+				}
+				if !any {
 					continue
 				}
-				if rules := l.byPrefix[netip.PrefixFrom(p.Addr(), n).Masked()]; len(rules) > 0 {
-					chains[li] = append(chains[li], rules)
-					for _, r := range rules {
-						if r.Quals.Any() {
-							qualified = append(qualified, r)
-						}
-					}
+				eff, ok := effective[string(holding)]
+				if !ok {
+					t, key := k.tablesFor(w)
+					eff = k.intern(key, &t)
+					effective[string(holding)] = eff
+				}
+				if eff != base {
+					out = append(out, Override{PrincipalClass: who, Effective: eff})
 				}
 			}
-		}
-		// the tables of p for one principal (nil: one no qualifier names)
-		tablesFor := func(w *Principal) ([len(transports)][]interval, string) {
-			var tables [len(transports)][]interval
-			for li, l := range ls {
-				for i, proto := range transports {
-					t := resolve(chains[li], proto, l.e.Default, l.e.Layer, w, li == names)
-					if li == 0 {
-						tables[i] = t
-					} else {
-						tables[i] = intersect(tables[i], t)
-					}
-				}
-			}
-			for i := range transports {
-				tables[i] = inMode(tables[i], mode)
-			}
-			return tables, tableKey(&tables)
-		}
-		base, baseKey := tablesFor(nil)
-		var class uint32
-		if len(qualified) == 0 {
-			class = intern(baseKey, &base)
-		} else {
-			baseClass := intern(baseKey, &base)
-			var overrides []Override
-			effective := map[string]uint32{} // by which qualified rules hold
-			var holds []byte
-			for pc := range c.Programs {
-				for uc := range c.UIDRuns {
-					for gc := range c.GIDRuns {
-						w := who(pc, uc, gc)
-						holds = holds[:0]
-						any := false
-						for _, r := range qualified {
-							h := r.Quals.holds(w)
-							holds = append(holds, byte(boolInt(h)))
-							any = any || h
-						}
-						if !any {
-							continue
-						}
-						eff, ok := effective[string(holds)]
-						if !ok {
-							t, key := tablesFor(w)
-							eff = intern(key, &t)
-							effective[string(holds)] = eff
-						}
-						if eff != baseClass {
-							overrides = append(overrides, Override{Program: uint32(pc), UID: uint32(uc), GID: uint32(gc), Effective: eff})
-						}
-					}
-				}
-			}
-			if len(overrides) == 0 {
-				class = baseClass
-			} else {
-				// a class of its own: its overrides are p's
-				var key strings.Builder
-				key.WriteString("dependent:")
-				key.WriteString(baseKey)
-				for _, o := range overrides {
-					fmt.Fprintf(&key, "/%d,%d,%d=%d", o.Program, o.UID, o.GID, o.Effective)
-				}
-				k := key.String()
-				if cl, ok := classOf[k]; ok {
-					class = cl
-				} else {
-					class = intern(k, &base)
-					for _, o := range overrides {
-						o.Class = class
-						c.Overrides = append(c.Overrides, o)
-					}
-				}
-				class |= Dependent
-			}
-		}
-		if p.Addr().Is4() {
-			v4 = append(v4, prefixClass{p, class})
-		} else {
-			v6 = append(v6, prefixClass{p, class})
 		}
 	}
-	if names >= 0 {
-		// each name's port runs: allow where its rules reach, else deny
-		byName := map[string][]*Rule{}
-		for j := range layers[names].Rules {
-			if r := &layers[names].Rules[j]; r.Name != "" {
-				byName[r.Name] = append(byName[r.Name], r)
-			}
-		}
-		for n, rules := range byName {
-			var t [len(transports)][]interval
-			for i, proto := range transports {
-				t[i] = resolve([][]*Rule{rules}, proto, Deny, layers[names].Layer, nil, false)
-			}
-			c.Names = append(c.Names, NameClass{Pattern: n, Class: intern("name:"+tableKey(&t), &t)})
-		}
-		slices.SortFunc(c.Names, func(a, b NameClass) int { return strings.Compare(a.Pattern, b.Pattern) })
-		if len(c.Names) > MaxNames {
-			return nil, fmt.Errorf("the %s layer names %d DNS names: at most %d", layers[names].Layer, len(c.Names), MaxNames)
+	return out
+}
+
+// dependent is the class of a table whose overrides these are: equal
+// tables with equal overrides share one.
+func (k *compiler) dependent(baseKey string, base *[len(transports)][]interval, overrides []Override) uint32 {
+	var key strings.Builder
+	key.WriteString("dependent:")
+	key.WriteString(baseKey)
+	for _, o := range overrides {
+		fmt.Fprintf(&key, "/%d,%d,%d=%d", o.Program, o.UID, o.GID, o.Effective)
+	}
+	if class, ok := k.classOf[key.String()]; ok {
+		return class | Dependent
+	}
+	class := k.intern(key.String(), base)
+	for _, o := range overrides {
+		o.Class = class
+		k.c.Overrides = append(k.c.Overrides, o)
+	}
+	return class | Dependent
+}
+
+// nameClasses is the third stage: each DNS name's port runs, allow where
+// its rules reach, else deny.
+func (k *compiler) nameClasses() error {
+	if k.names < 0 {
+		return nil
+	}
+	l := k.layers[k.names]
+	byName := map[string][]*Rule{}
+	for j := range l.Rules {
+		if r := &l.Rules[j]; r.Name != "" {
+			byName[r.Name] = append(byName[r.Name], r)
 		}
 	}
-	c.Classes = len(classOf)
-	for _, r := range runs(v4) {
+	for n, rules := range byName {
+		var t [len(transports)][]interval
+		for i, proto := range transports {
+			t[i] = resolve([][]*Rule{rules}, proto, Deny, l.Layer, nil, false)
+		}
+		k.c.Names = append(k.c.Names, NameClass{Pattern: n, Class: k.intern("name:"+tableKey(&t), &t)})
+	}
+	slices.SortFunc(k.c.Names, func(a, b NameClass) int { return strings.Compare(a.Pattern, b.Pattern) })
+	if len(k.c.Names) > MaxNames {
+		return fmt.Errorf("the %s layer names %d DNS names: at most %d", l.Layer, len(k.c.Names), MaxNames)
+	}
+	return nil
+}
+
+// finish is the last stage: the address runs, everything in the order the
+// datapath searches it, and the resolvers of the layer with names.
+func (k *compiler) finish() {
+	c := k.c
+	c.Classes = len(k.classOf)
+	for _, r := range runs(k.v4) {
 		c.V4 = append(c.V4, Run4{Start: uint32(be128(r.start)[1]), Class: r.class})
 	}
-	for _, r := range runs(v6) {
+	for _, r := range runs(k.v6) {
 		x := be128(r.start)
 		c.V6 = append(c.V6, Run6{Hi: x[0], Lo: x[1], Class: r.class})
 	}
@@ -417,16 +490,18 @@ func CompileFor(mode Mode, progs Programs, layers ...*Egress) (*Compiled, error)
 	slices.SortFunc(c.Overrides, func(a, b Override) int {
 		return cmp.Or(cmp.Compare(a.Class, b.Class), cmp.Compare(a.Program, b.Program), cmp.Compare(a.UID, b.UID), cmp.Compare(a.GID, b.GID))
 	})
-	if names >= 0 {
-		for _, r := range layers[names].Rules {
-			if r.Action == Allow && r.Proto != TCP && r.Name == "" && !r.AnyDest && r.Dest.Bits() == r.Dest.Addr().BitLen() &&
-				!r.Quals.Any() && r.MatchesPort(53) && c.Lookup(UDP, r.Dest.Addr(), 53).Action == Allow && !slices.Contains(c.Resolvers, r.Dest.Addr()) {
-				c.Resolvers = append(c.Resolvers, r.Dest.Addr())
-			}
-		}
-		slices.SortFunc(c.Resolvers, netip.Addr.Compare)
+	if k.names < 0 {
+		return
 	}
-	return c, nil
+	// a resolver is an address the names' layer allows exactly on udp 53,
+	// which the whole policy lets through
+	for _, r := range k.layers[k.names].Rules {
+		if r.Action == Allow && r.Proto != TCP && r.Name == "" && !r.AnyDest && r.Dest.Bits() == r.Dest.Addr().BitLen() &&
+			!r.Quals.Any() && r.MatchesPort(53) && c.Lookup(UDP, r.Dest.Addr(), 53).Action == Allow && !slices.Contains(c.Resolvers, r.Dest.Addr()) {
+			c.Resolvers = append(c.Resolvers, r.Dest.Addr())
+		}
+	}
+	slices.SortFunc(c.Resolvers, netip.Addr.Compare)
 }
 
 // tableKey writes a port table as a key: equal tables, equal keys.
@@ -693,7 +768,7 @@ func resolve(chain [][]*Rule, proto Proto, def Action, layer Layer, who *Princip
 }
 
 // Lookup answers a flow the way the datapath does, from the tables alone,
-// for a maker no qualifier names: the last address run that starts at or
+// for a sender no qualifier names: the last address run that starts at or
 // before the address, then the last port run at or before (class,
 // protocol, port). A miss (no run: impossible with the compiler's tables)
 // denies, as the datapath does.
@@ -701,26 +776,26 @@ func (c *Compiled) Lookup(proto Proto, addr netip.Addr, port uint16) Verdict {
 	return c.lookup(proto, addr, port, nil)
 }
 
-// Maker is a principal as the datapath knows it: its program's class (the
-// file's, from CompileFor's Programs; 0 for a file no exe= names, or one
-// changed since) and its user and group.
-type Maker struct {
+// Sender is who makes a flow as the datapath sees it: its program's class
+// (the file's, from CompileFor's Programs; 0 for a file no exe= names, or
+// one changed since) and its user and group.
+type Sender struct {
 	Program  uint32
 	UID, GID uint32
 }
 
 // LookupFor is Lookup for a flow made by m: on a Dependent class, the
 // override of m's principal class, if any, picks the port runs.
-func (c *Compiled) LookupFor(proto Proto, addr netip.Addr, port uint16, m Maker) Verdict {
+func (c *Compiled) LookupFor(proto Proto, addr netip.Addr, port uint16, m Sender) Verdict {
 	return c.lookup(proto, addr, port, &m)
 }
 
-func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Maker) Verdict {
+func (c *Compiled) lookup(proto Proto, addr netip.Addr, port uint16, m *Sender) Verdict {
 	v, _ := c.lookupRun(proto, addr, port, m)
 	return v
 }
 
-func (c *Compiled) lookupRun(proto Proto, addr netip.Addr, port uint16, m *Maker) (Verdict, bool) {
+func (c *Compiled) lookupRun(proto Proto, addr netip.Addr, port uint16, m *Sender) (Verdict, bool) {
 	failClosed := Verdict{Action: Deny}
 	addr = addr.Unmap()
 	var class uint32
@@ -743,7 +818,7 @@ func (c *Compiled) lookupRun(proto Proto, addr netip.Addr, port uint16, m *Maker
 	if class&Dependent != 0 {
 		class &^= Dependent
 		if m != nil {
-			want := Override{Class: class, Program: m.Program, UID: idClass(c.UIDRuns, m.UID), GID: idClass(c.GIDRuns, m.GID)}
+			want := Override{Class: class, PrincipalClass: PrincipalClass{m.Program, idClass(c.UIDRuns, m.UID), idClass(c.GIDRuns, m.GID)}}
 			if i, ok := slices.BinarySearchFunc(c.Overrides, want, func(o, w Override) int {
 				return cmp.Or(cmp.Compare(o.Class, w.Class), cmp.Compare(o.Program, w.Program), cmp.Compare(o.UID, w.UID), cmp.Compare(o.GID, w.GID))
 			}); ok {

@@ -222,7 +222,7 @@ func TestCompileQualifiersMatchDecide(t *testing.T) {
 		}
 		for _, f := range policytest.Flows(r, &all, 100) {
 			for range 4 {
-				m := policy.Maker{Program: uint32(r.IntN(len(progs) + 1)), UID: policytest.IDs[r.IntN(len(policytest.IDs))], GID: policytest.IDs[r.IntN(len(policytest.IDs))]}
+				m := policy.Sender{Program: uint32(r.IntN(len(progs) + 1)), UID: policytest.IDs[r.IntN(len(policytest.IDs))], GID: policytest.IDs[r.IntN(len(policytest.IDs))]}
 				who := policy.Principal{UID: m.UID, GID: m.GID}
 				if m.Program > 0 {
 					pats := progs[m.Program-1]

@@ -55,7 +55,6 @@ func (c *Compiled) Digest() [32]byte {
 		f := c.ProgramFiles[id]
 		d.int(uint64(id.Dev), id.Ino, uint64(f.Stamp.Sec), uint64(f.Stamp.Nsec), uint64(f.Class))
 	}
-	d.int(uint64(c.Visibility))
 	return d.sum()
 }
 
@@ -64,9 +63,6 @@ func (t *ExecTable) Digest() [32]byte {
 	d := digester{sha256.New()}
 	d.str("exec")
 	d.verdict(t.Default)
-	if t.Execs {
-		d.str("execs seen")
-	}
 	ids := sortedIDs(t.Files)
 	d.int(uint64(len(ids)))
 	for _, id := range ids {

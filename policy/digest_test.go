@@ -18,7 +18,7 @@ func TestDigestCoversEveryField(t *testing.T) {
 		UIDRuns:      []IDRun{{0}, {1000}},
 		GIDRuns:      []IDRun{{0}, {50}},
 		Programs:     2,
-		Overrides:    []Override{{Class: 1, Program: 1, UID: 1, GID: 0, Effective: 2}},
+		Overrides:    []Override{{Class: 1, PrincipalClass: PrincipalClass{Program: 1, UID: 1, GID: 0}, Effective: 2}},
 		ProgramFiles: map[FileID]ProgramFile{{Dev: 1, Ino: 5}: {Stamp: Stamp{Sec: 6, Nsec: 7}, Class: 1}},
 		Names:        []NameClass{{Pattern: "api.example.com", Class: 1}},
 		Resolvers:    []netip.Addr{netip.MustParseAddr("10.96.0.10")},

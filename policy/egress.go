@@ -134,7 +134,7 @@ type Match struct {
 }
 
 // Decide is the reference decision, written straight from the contract in
-// docs/policy.md, for a flow whose maker no qualifier names: among the
+// docs/policy.md, for a flow whose sender no qualifier names: among the
 // rules that match the protocol, destination and port, the one with the
 // most specific prefix decides; on the same prefix a deny beats an allow;
 // no match gives the default. It is linear in the rule count and exists to

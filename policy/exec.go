@@ -102,8 +102,6 @@ type ExecTable struct {
 	// each file for anyone (0: the default), for naming it in events; not
 	// enforced, and not kept by IntersectExec.
 	Rules map[FileID]int
-	// Execs reports the execs it allows too (visibility: execs).
-	Execs bool
 }
 
 // CondVerdict is a verdict for the processes whose real uid and gid fall

@@ -60,7 +60,7 @@ func FuzzParseEgress(f *testing.F) {
 			}
 		}
 		// with programs and users: two program classes over the policy's
-		// exe= patterns, and a few makers
+		// exe= patterns, and a few senders
 		var pats []string
 		for _, r := range e.Rules {
 			if p := r.Quals.ExePattern(); p != "" {
@@ -73,7 +73,7 @@ func FuzzParseEgress(f *testing.F) {
 			return // too many uid runs: refused with a message
 		}
 		for _, fl := range flows {
-			for _, m := range []policy.Maker{{}, {Program: 1, UID: 1000, GID: 50}, {Program: 2, UID: 0}, {UID: 65534, GID: 65534}} {
+			for _, m := range []policy.Sender{{}, {Program: 1, UID: 1000, GID: 50}, {Program: 2, UID: 0}, {UID: 65534, GID: 65534}} {
 				who := policy.Principal{UID: m.UID, GID: m.GID}
 				if m.Program > 0 {
 					set := progs[m.Program-1]

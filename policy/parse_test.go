@@ -290,7 +290,7 @@ func TestQualifiers(t *testing.T) {
 	}
 }
 
-// On the same prefix a rule about the flow's maker beats one about
+// On the same prefix a rule about the flow's sender beats one about
 // everyone; a more specific prefix still beats both.
 func TestDecideWithQualifiers(t *testing.T) {
 	e, err := ParseEgress(key, `deny tcp 10.0.0.0/8

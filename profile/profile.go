@@ -40,8 +40,8 @@ type dest struct {
 	port  uint16
 }
 
-// maker is who reached a destination: the program ("" unknown) and user.
-type maker struct {
+// sender is who reached a destination: the program ("" unknown) and user.
+type sender struct {
 	exe      string
 	uid, gid uint32
 }
@@ -50,7 +50,7 @@ type maker struct {
 type container struct {
 	key      Workload // as the records name it
 	id       string
-	dests    map[dest]map[maker]bool // -> who reached it
+	dests    map[dest]map[sender]bool // -> who reached it
 	programs map[string]bool         // exec'd, as the paths passed to execve
 	files    map[string]string       // exe_file -> path, from exec records
 	refused  int                     // refusals in enforce mode: not learned
@@ -82,7 +82,7 @@ func (l *Learner) Add(r *events.Record) {
 	c := l.containers[r.ContainerID]
 	if c == nil {
 		c = &container{key: Workload{r.Namespace, r.Pod, r.Container}, id: r.ContainerID,
-			dests: map[dest]map[maker]bool{}, programs: map[string]bool{}, files: map[string]string{}}
+			dests: map[dest]map[sender]bool{}, programs: map[string]bool{}, files: map[string]string{}}
 		l.containers[r.ContainerID] = c
 	}
 	if r.Verdict == events.Denied {
@@ -113,7 +113,7 @@ func (l *Learner) Add(r *events.Record) {
 			c.files[r.File] = prog
 		}
 	case events.KindFlow, events.KindConnect, events.KindSendmsg:
-		if r.Kind == events.KindFlow && r.Phase != "new" {
+		if r.Kind == events.KindFlow && r.Phase != events.PhaseNew {
 			return // counts: the flow was learned from its first record
 		}
 		a, err := netip.ParseAddr(r.Dest)
@@ -123,13 +123,13 @@ func (l *Learner) Add(r *events.Record) {
 		l.Records++
 		d := dest{r.Proto, a.Unmap(), r.Port}
 		if c.dests[d] == nil {
-			c.dests[d] = map[maker]bool{}
+			c.dests[d] = map[sender]bool{}
 		}
 		exe := r.Exe
 		if exe == "" {
 			exe = c.files[r.ExeFile] // the process had gone: its file, as an exec named it
 		}
-		c.dests[d][maker{exe, r.UID, r.GID}] = true
+		c.dests[d][sender{exe, r.UID, r.GID}] = true
 	case events.KindSocket:
 		c.ignore(fmt.Sprintf("a %s %s socket: no rule allows it (only TCP and UDP flows are judged)", r.Proto, r.SockType))
 	}
@@ -151,7 +151,7 @@ type Profile struct {
 	Refused int // refusals seen (enforce mode): not learned
 	Notes   []string
 
-	reached  map[dest]map[maker]bool
+	reached  map[dest]map[sender]bool
 	programs map[string]bool
 }
 
@@ -169,9 +169,9 @@ func (l *Learner) Profiles(o Options) []Profile {
 			exe   string
 		}
 		byGroup := map[group][]netip.Addr{}
-		for d, makers := range c.dests {
+		for d, senders := range c.dests {
 			exes := map[string]bool{}
-			for m := range makers {
+			for m := range senders {
 				exes[m.exe] = true
 			}
 			exe := ""
@@ -279,8 +279,8 @@ func (p Profile) Annotations() map[string]string {
 // rules nothing used (never used). Either policy may be nil: not compared.
 func (p Profile) Diff(eg *policy.Egress, ex *policy.Exec) (wouldAdd, neverUsed []string) {
 	used := map[int]bool{}
-	for d, makers := range p.reached {
-		for m := range makers {
+	for d, senders := range p.reached {
+		for m := range senders {
 			if eg == nil {
 				break
 			}
