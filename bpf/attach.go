@@ -25,6 +25,9 @@ type Spec struct {
 	Egress *policy.Compiled  // nil: no egress policy
 	Exec   *policy.ExecTable // nil: no exec policy
 	Owner  Owner
+	// Visibility is what the cgroup reports besides refusals: its allowed
+	// flows (with Egress) and execs (with Exec).
+	Visibility policy.Visibility
 	// Record is pinned with the attachment, for whoever adopts it later
 	// (ReadRecord); bpf does not read it.
 	Record []byte
@@ -135,6 +138,7 @@ func (s Spec) meta(cgid uint64) meta {
 		h.Write(d[:])
 	}
 	binary.Write(h, binary.LittleEndian, m.Parts)
+	binary.Write(h, binary.LittleEndian, uint64(s.Visibility))
 	copy(m.Digest[:], h.Sum(nil))
 	return m
 }
@@ -153,6 +157,38 @@ func Attach(spec Spec, opts *Options) (a *Attachment, err error) {
 	return a, err
 }
 
+// attaching is an attach under way: what it attaches, where, the
+// attachment it replaces, and the steps to undo if it does not commit.
+type attaching struct {
+	spec Spec
+	o    Options
+	cgid uint64
+	old  *meta  // the attachment pinned under the same id, if any
+	dir  string // where the attachment is pinned once it holds
+	tmp  string // where it is pinned until then
+	undo []func()
+}
+
+// onUndo adds a step to take back if the attach fails.
+func (x *attaching) onUndo(f func()) { x.undo = append(x.undo, f) }
+
+// rollback takes back what the attach did, last step first; after commit
+// it does nothing.
+func (x *attaching) rollback() {
+	for i := len(x.undo) - 1; i >= 0; i-- {
+		x.undo[i]()
+	}
+	x.undo = nil
+}
+
+func (x *attaching) commit() { x.undo = nil }
+
+// hadExec tells whether the replaced attachment held this cgroup's exec
+// rules: then the new ones are written over them, not withdrawn on failure.
+func (x *attaching) hadExec() bool {
+	return x.old != nil && x.old.Parts&partExec != 0 && x.old.Cgroup == x.cgid
+}
+
 func attach(spec Spec, opts *Options) (*Attachment, error) {
 	o := opts.get()
 	if err := checkID(spec.ID); err != nil {
@@ -169,83 +205,56 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 		return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
 	}
 	m := spec.meta(cgid)
-	dir := filepath.Join(o.PinRoot, spec.ID)
-	a := &Attachment{ID: spec.ID, Dir: dir, CgroupID: cgid, root: o.PinRoot}
-	old, oldErr := readMeta(dir)
+	x := &attaching{spec: spec, o: o, cgid: cgid, dir: filepath.Join(o.PinRoot, spec.ID), tmp: tmpDir(o.PinRoot, spec.ID)}
+	a := &Attachment{ID: spec.ID, Dir: x.dir, CgroupID: cgid, root: o.PinRoot}
+	old, err := readMeta(x.dir)
 	var other *ErrOtherVersion
-	if errors.As(oldErr, &other) {
-		return nil, fmt.Errorf("attach %s: %w: detach it first (nriguard detach %s)", spec.ID, oldErr, spec.ID)
+	switch {
+	case errors.As(err, &other):
+		return nil, fmt.Errorf("attach %s: %w: detach it first (nriguard detach %s)", spec.ID, err, spec.ID)
+	case err == nil && old.Digest == m.Digest && old.Owner == m.Owner && complete(x.dir, m.Parts):
+		return a, nil // attached already
+	case err == nil:
+		x.old = &old
 	}
-	if oldErr == nil && old.Digest == m.Digest && old.Owner == m.Owner && complete(dir, m.Parts) {
-		return a, nil
-	}
-	if o.Events == nil && o.SharedEvents {
-		ev, err := SharedEvents(o.PinRoot)
-		if err != nil {
-			return nil, fmt.Errorf("attach %s: %w", spec.ID, err)
-		}
-		a.objs = append(a.objs, ev.Ring, ev.Lost)
-		o.Events = ev
-	}
-	hadExec := oldErr == nil && old.Parts&partExec != 0 && old.Cgroup == cgid
-
-	tmp := tmpDir(o.PinRoot, spec.ID)
-	var record *ebpf.Map
-	var eg *egressPart
-	published, ok := false, false
-	defer func() {
-		if ok {
-			return
-		}
-		if published && !hadExec {
-			withdrawExec(o.PinRoot, cgid, record, o.Keep)
-		}
-		if eg != nil {
-			eg.undo(a.links, o.Keep)
-		}
-		a.close()
-		os.RemoveAll(tmp)
-	}()
 	fail := func(err error) (*Attachment, error) {
 		return nil, fmt.Errorf("attach %s to %s: %w", spec.ID, spec.Cgroup, err)
 	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
+	defer x.rollback()
+	x.onUndo(a.close)
+	if x.o.Events == nil && x.o.SharedEvents {
+		ev, err := SharedEvents(o.PinRoot)
+		if err != nil {
+			return fail(err)
+		}
+		a.objs = append(a.objs, ev.Ring, ev.Lost)
+		x.o.Events = ev
+	}
+	if err := os.Mkdir(x.tmp, 0o700); err != nil {
 		return fail(err)
 	}
+	x.onUndo(func() { os.RemoveAll(x.tmp) })
+	var eg *egressPart
 	if spec.Egress != nil {
-		if eg, err = a.attachEgress(spec, cgid, o, old, oldErr == nil, dir, tmp); err != nil {
+		if eg, err = a.attachEgress(x); err != nil {
 			return fail(err)
 		}
 		m.Slot, m.Caps, m.Copy = eg.slot, eg.set.caps, eg.copy
 		if eg.shared {
-			m.Ring = o.Events.ringID()
+			m.Ring = x.o.Events.ringID()
 		}
-	} else if err := a.ownEvents(o.Events); err != nil {
+	} else if err := a.ownEvents(x.o.Events); err != nil {
 		return fail(err)
 	}
 	if spec.Exec != nil {
-		if record, err = newExecRecord(spec.Exec); err != nil {
+		if err := a.attachExec(x); err != nil {
 			return fail(err)
 		}
-		a.objs = append(a.objs, record)
-		if err := record.Pin(filepath.Join(tmp, pinExecRecord)); err != nil {
-			return fail(err)
-		}
-		var oldRecord *ebpf.Map
-		if hadExec {
-			if oldRecord, err = ebpf.LoadPinnedMap(filepath.Join(dir, pinExecRecord), nil); err == nil {
-				defer oldRecord.Close()
-			}
-		}
-		if err := publishExec(o.PinRoot, o.ExecBackend, cgid, record, oldRecord, spec.Exec.Default, spec.Exec.Execs, a.Events); err != nil {
-			return fail(err)
-		}
-		published = true
 	}
-	if err := a.pinMeta(tmp, m); err != nil {
+	if err := a.pinMeta(x.tmp, m); err != nil {
 		return fail(err)
 	}
-	if err := a.pinRecord(tmp, spec.Record); err != nil {
+	if err := a.pinRecord(x.tmp, spec.Record); err != nil {
 		return fail(err)
 	}
 	if eg != nil {
@@ -254,24 +263,51 @@ func attach(spec Spec, opts *Options) (*Attachment, error) {
 		}
 	}
 	// The new policy is in force: now retire the old one and take the name.
-	if oldErr == nil && old.Parts&partExec != 0 && (spec.Exec == nil || old.Cgroup != cgid) {
-		withdrawPinned(o.PinRoot, dir, old.Cgroup, false)
+	if x.old != nil && x.old.Parts&partExec != 0 && (spec.Exec == nil || x.old.Cgroup != cgid) {
+		withdrawPinned(o.PinRoot, x.dir, x.old.Cgroup, false)
 	}
-	if oldErr == nil && old.Parts&partEgress != 0 {
+	if x.old != nil && x.old.Parts&partEgress != 0 {
 		if eg != nil && eg.reused {
-			eg.set.give(old.Slot) // the same copy and cgroup: the links stay
+			eg.set.giveBack(x.old.Slot) // the same copy and cgroup: the links stay
 		} else {
-			releaseEgress(o.PinRoot, dir, old, o.Keep)
+			releaseEgress(o.PinRoot, x.dir, *x.old, o.Keep)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fail(fmt.Errorf("replace %s: %w", dir, err))
+	if err := os.RemoveAll(x.dir); err != nil {
+		return fail(fmt.Errorf("replace %s: %w", x.dir, err))
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := os.Rename(x.tmp, x.dir); err != nil {
 		return fail(err)
 	}
-	ok = true
+	x.commit()
 	return a, nil
+}
+
+// attachExec makes the attachment's record of its exec rules, pins it and
+// publishes the rules in the host-wide table.
+func (a *Attachment) attachExec(x *attaching) error {
+	record, err := newExecRecord(x.spec.Exec)
+	if err != nil {
+		return err
+	}
+	a.objs = append(a.objs, record)
+	if err := record.Pin(filepath.Join(x.tmp, pinExecRecord)); err != nil {
+		return err
+	}
+	var oldRecord *ebpf.Map
+	if x.hadExec() {
+		if oldRecord, err = ebpf.LoadPinnedMap(filepath.Join(x.dir, pinExecRecord), nil); err == nil {
+			defer oldRecord.Close()
+		}
+	}
+	target := execTarget{root: x.o.PinRoot, backend: x.o.ExecBackend, cgid: x.cgid, events: a.Events}
+	if err := publishExec(target, x.spec.Exec, x.spec.Visibility&policy.VisExecs != 0, record, oldRecord); err != nil {
+		return err
+	}
+	if !x.hadExec() {
+		x.onUndo(func() { withdrawExec(x.o.PinRoot, x.cgid, record, x.o.Keep) })
+	}
+	return nil
 }
 
 // ownEvents gives an exec-only attachment its event ring and lost counters.

@@ -1,6 +1,7 @@
 package bpf_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -124,4 +125,39 @@ func TestAttackIOUring(t *testing.T) {
 		"iouring:socket:ping4", "EPERM",
 		"iouring:socket:tcp", "ok",
 	)
+}
+
+// A TCP socket the hooks never judged passes the packet path only if it
+// was accepted here (its SYN-ACK left from a listener of the cgroup): a
+// connection made before the policy was attached (a container that started
+// while nriguard was away) is judged by its destination from then on, both
+// ways; an accepted one answers its peer, also across a replaced policy.
+func TestTCPNeverJudged(t *testing.T) {
+	testenv.NeedRoot(t)
+	root := pinRoot(t)
+	ev, err := bpf.NewEventMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	opts := &bpf.Options{PinRoot: root, Events: ev} // a shared copy, as the daemon's
+	put := func(id, cg, rules string) {
+		a, err := bpf.Attach(bpf.Spec{ID: id, Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		t.Cleanup(func() { bpf.Detach(root, id) })
+	}
+	cg := testenv.Cgroup(t)
+	first, second := twoSends(t, os.Args[0], cg, "tcpagain:10.1.2.3:7020", func() { put("late", cg, "allow tcp 10.1.9.9:80") })
+	if first != "ok" || second != "ETIMEDOUT" {
+		t.Errorf("a connection made before the policy: %q, then %q; want ok, then ETIMEDOUT (refused on the way out)", first, second)
+	}
+	cg = testenv.Cgroup(t)
+	put("accepted", cg, "allow tcp 10.1.2.3:7021")
+	first, second = twoSends(t, os.Args[0], cg, "tcpagain:10.1.2.3:7021", func() { put("accepted", cg, "allow tcp 10.1.2.3:7021; allow udp 10.1.9.9:53") })
+	if first != "ok" || second != "ok" {
+		t.Errorf("a connection accepted under the policy, across its replacement: %q, then %q; want ok, ok", first, second)
+	}
 }

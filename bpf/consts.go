@@ -1,5 +1,10 @@
 package bpf
 
+import (
+	"github.com/nriguard/nriguard/events"
+	"github.com/nriguard/nriguard/policy"
+)
+
 // The constants nriguard.h defines, as bpf2go generated them, under the
 // names the rest of the package uses.
 const (
@@ -34,10 +39,20 @@ const (
 	visExecsShift   = uint(egressNgVerdictBitsSETTINGS_VIS_EXECS_SHIFT)
 
 	visFlows = uint8(egressNgVisibilityVIS_FLOWS)
+
+	portClassShift  = uint(egressNgLayoutPORT_CLASS_SHIFT)
+	portProtoShift  = uint(egressNgLayoutPORT_PROTO_SHIFT)
+	idStepsGIDShift = uint(egressNgLayoutID_STEPS_GID_SHIFT)
 )
 
+// principalKey is an override's key in a principal table: who makes a
+// flow, as its classes (ng_layout).
+func principalKey(p policy.PrincipalClass) uint64 {
+	return uint64(p.Program)<<egressNgLayoutPRINCIPAL_PROGRAM_SHIFT | uint64(p.UID)<<egressNgLayoutPRINCIPAL_UID_SHIFT | uint64(p.GID)
+}
+
 // hookKinds names each program's events (events.Kind*).
-var hookKinds = map[egressNgHook]string{
+var hookKinds = map[egressNgHook]events.Kind{
 	egressNgHookHOOK_CONNECT4:     "connect",
 	egressNgHookHOOK_CONNECT6:     "connect",
 	egressNgHookHOOK_SENDMSG4:     "sendmsg",

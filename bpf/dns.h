@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// Learning the addresses of DNS names from answers (part of egress.c; the
-// Go reference is package dnsanswer, docs/design.md "DNS names").
+// Rules by DNS name: their maps, the lookup of learned addresses, the
+// packet path's notes, and learning the addresses from answers (the Go
+// reference is package dnsanswer, docs/design.md "DNS names").
 //
 // ng_skb_ingress runs on every packet a policed cgroup's sockets receive,
 // before the socket can read it: an answer's addresses are in the
@@ -19,6 +20,198 @@
 // connections to a DNS server over TCP (which teach nothing) are reported;
 // every packet passes: this is not an ingress policy.
 #pragma once
+
+// Rules by DNS name (docs/design.md, "DNS names"). The names a policy
+// allows, in wire form and lower case (a wildcard's: the name after "*.",
+// wild set), by cgroup and policy generation: each with the class whose
+// port runs say where its addresses may be reached, and its index in the
+// policy's names (events name it).
+struct name_key {
+	__u64 cgroup;
+	__u32 gen;
+	__u8 wild;
+	__u8 len;
+	__u8 pad[2];
+	// zero past len; room for a label's copy past DNS_MAX_NAME
+	__u8 name[DNS_MAX_NAME + 66];
+};
+
+struct name_val {
+	__u32 class;
+	__u32 index;
+	// the kernel's: how many addresses the name was given (numbering
+	// them in its ring, dns_rings), and how many live ones it let go
+	// because it had DNS_NAME_CAP
+	__u64 next;
+	__u64 evicted;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct name_key);
+	__type(value, struct name_val);
+	__uint(max_entries, DNS_NAMES_MAX);
+} dns_names SEC(".maps");
+
+// The addresses learned from trusted answers to questions a policy's names
+// match, by cgroup and generation: for which names, until when.
+struct learned_key {
+	__u64 cgroup;
+	__u32 gen;
+	__u32 family;
+	__u32 addr[4]; // IPv4 in addr[3]
+};
+
+struct learned_slot {
+	__u64 expires; // coarse monotonic ns; 0: empty
+	__u32 class;
+	__u32 index;
+	__u32 seq; // its number among the name's addresses (name_val.next)
+	__u32 pad;
+};
+
+struct learned_val {
+	struct learned_slot s[DNS_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct learned_key);
+	__type(value, struct learned_val);
+	__uint(max_entries, DNS_LEARNED_MAX);
+} dns_learned SEC(".maps");
+
+// The resolvers a cgroup's policy names (policy.Compiled.Resolvers), by
+// cgroup and generation: only their answers teach.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct learned_key);
+	__type(value, __u8);
+	__uint(max_entries, DNS_NAMES_MAX);
+} dns_resolvers SEC(".maps");
+
+// Each name's last DNS_NAME_CAP addresses, by their number modulo the cap:
+// a name's new address takes the place of its oldest, which stops
+// answering for it.
+struct ring_key {
+	__u64 cgroup;
+	__u32 gen;
+	__u32 index; // the name's
+	__u32 slot;
+	__u32 pad;
+};
+
+struct ring_val {
+	struct learned_key k;
+	__u32 seq;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ring_key);
+	__type(value, struct ring_val);
+	__uint(max_entries, DNS_LEARNED_MAX);
+} dns_rings SEC(".maps");
+
+// named judges a flow the tables refuse only by the default of the layer
+// with names (VERDICT_NAMEABLE): a name an unexpired learning of the
+// address stands for, whose port runs allow the flow, lets it pass.
+static __always_inline __u32 named(const struct config *cfg, __u32 family, const __u32 *addr, __u32 proto,
+				   __u32 port_be, __u32 v)
+{
+	v &= ~VERDICT_NAMEABLE;
+	struct learned_key k = { .cgroup = cfg->cgroup, .gen = cfg->gen, .family = family };
+	__builtin_memcpy(k.addr, addr, 16);
+	struct learned_val *l = bpf_map_lookup_elem(&dns_learned, &k);
+	if (!l)
+		return v;
+	__u64 now = bpf_ktime_get_coarse_ns();
+#pragma unroll
+	for (int i = 0; i < DNS_SLOTS; i++) {
+		if (l->s[i].expires <= now)
+			continue;
+		__u32 w = verdict(cfg, l->s[i].class, proto, port_be);
+		if ((w & VERDICT_ACTION_MASK) == ACTION_ALLOW)
+			return ACTION_ALLOW | (l->s[i].index + 1) << VERDICT_NAME_SHIFT;
+	}
+	return v;
+}
+
+// The DNS queries a socket awaits answers to: sent to which address, with
+// which id (the packet path notes them; ng_skb_ingress takes each answer
+// off). Only sockets that ask have this storage.
+struct dns_query {
+	__u32 addr[4];
+	__u16 id;
+	__u8 family;
+	__u8 used;
+};
+
+struct sock_queries {
+	struct dns_query q[DNS_QUERIES];
+	__u32 next;
+	__u32 pad;
+	__u64 reported; // when an unsolicited answer to it was last reported
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_queries);
+} sock_queries SEC(".maps");
+
+// note_query notes a DNS query a socket sends (UDP to port 53), over the
+// oldest of the queries it awaits.
+static __always_inline void note_query(struct __sk_buff *skb, struct bpf_sock *sk, __u8 family, const __u32 *addr,
+				       __u32 l4off)
+{
+	__u16 id;
+	if (bpf_skb_load_bytes(skb, l4off + 8, &id, 2))
+		return; // no DNS header: nothing to answer
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	struct sock_queries *q = bpf_sk_storage_get(&sock_queries, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!q)
+		return; // its answer will teach nothing, and be reported
+	__u32 i = q->next++ & (DNS_QUERIES - 1);
+	__builtin_memcpy(q->q[i].addr, addr, 16);
+	q->q[i].id = id;
+	q->q[i].family = family;
+	q->q[i].used = 1;
+}
+
+// Where policed containers' DNS servers send answers (from UDP port 53):
+// an answer to such an address and port teaches nothing, whatever the
+// policy trusts (ng_skb_ingress). Not by id: one datagram may carry many
+// answers (UDP_SEGMENT), and one answer may reach many sockets (broadcast).
+struct own_answer {
+	__u32 family;
+	__u16 port; // the answer's destination port
+	__u16 pad;
+	__u32 addr[4]; // its destination
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct own_answer);
+	__type(value, __u8);
+	__uint(max_entries, DNS_OWN_ANSWERS);
+} own_answers SEC(".maps");
+
+static __always_inline void note_answer(__u8 family, const __u32 *addr, __u16 port)
+{
+	struct own_answer k = { .family = family, .port = port };
+	__builtin_memcpy(k.addr, addr, 16);
+	__u8 one = 1;
+	bpf_map_update_elem(&own_answers, &k, &one, BPF_ANY);
+}
 
 struct dns_hdr {
 	__u16 id, flags, qdcount, ancount, nscount, arcount;
@@ -272,8 +465,9 @@ static __always_inline void answer_from(const struct config *cfg, struct __sk_bu
 	report_packet(cfg, skb, HOOK_SKB_INGRESS, ACTION_ALLOW, family, proto, src, bpf_htons(53), reason);
 }
 
-SEC("cgroup_skb/ingress")
-int ng_skb_ingress(struct __sk_buff *skb)
+// learn_from reads a packet a policed cgroup's socket receives: an
+// answer that teaches is learned from, one that does not is reported.
+static __always_inline int learn_from(struct __sk_buff *skb)
 {
 	struct config *cfg = bpf_get_local_storage(&config, 0);
 	if (!cfg->names)

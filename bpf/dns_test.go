@@ -388,8 +388,7 @@ func countA(rrs []dnsmessage.Resource) int {
 func TestDNSFlowRecordsNameTheName(t *testing.T) {
 	cg := testenv.Cgroup(t)
 	c := compile(t, dnsPolicy, policy.Enforce)
-	c.Visibility = policy.VisFlows
-	a, err := bpf.Attach(bpf.Spec{ID: "dnsflows", Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
+	a, err := bpf.Attach(bpf.Spec{ID: "dnsflows", Cgroup: cg, Egress: c, Visibility: policy.VisFlows}, &bpf.Options{PinRoot: pinRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

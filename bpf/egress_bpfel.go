@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type egressAcceptKey struct {
+	_      structs.HostLayout
+	Local  [4]uint32
+	Remote [4]uint32
+	Lport  uint16
+	Rport  uint16
+	Family uint8
+	Pad    [3]uint8
+}
+
 type egressConfig struct {
 	_             structs.HostLayout
 	Cgroup        uint64
@@ -183,6 +193,17 @@ const (
 	egressNgLayerLAYER_DEFAULT egressNgLayer = 5
 )
 
+type egressNgLayout uint32
+
+const (
+	egressNgLayoutPORT_CLASS_SHIFT        egressNgLayout = 17
+	egressNgLayoutPORT_PROTO_SHIFT        egressNgLayout = 16
+	egressNgLayoutPRINCIPAL_PROGRAM_SHIFT egressNgLayout = 40
+	egressNgLayoutPRINCIPAL_UID_SHIFT     egressNgLayout = 20
+	egressNgLayoutID_STEPS_GID_SHIFT      egressNgLayout = 4
+	egressNgLayoutID_STEPS_MASK           egressNgLayout = 15
+)
+
 type egressNgLimits uint32
 
 const (
@@ -350,6 +371,7 @@ type egressSockVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	egressMapAccepting         = "accepting"
 	egressMapConfig            = "config"
 	egressMapDnsLearned        = "dns_learned"
 	egressMapDnsNames          = "dns_names"
@@ -383,6 +405,7 @@ const (
 	egressVarUnusedFlowEvent   = "unused_flow_event"
 	egressVarUnusedHook        = "unused_hook"
 	egressVarUnusedLayer       = "unused_layer"
+	egressVarUnusedLayout      = "unused_layout"
 	egressVarUnusedLimits      = "unused_limits"
 	egressVarUnusedPkey        = "unused_pkey"
 	egressVarUnusedPkeyKind    = "unused_pkey_kind"
@@ -451,6 +474,7 @@ type egressProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressMapSpecs struct {
+	Accepting       *ebpf.MapSpec `ebpf:"accepting"`
 	Config          *ebpf.MapSpec `ebpf:"config"`
 	DnsLearned      *ebpf.MapSpec `ebpf:"dns_learned"`
 	DnsNames        *ebpf.MapSpec `ebpf:"dns_names"`
@@ -482,6 +506,7 @@ type egressVariableSpecs struct {
 	UnusedFlowEvent   *ebpf.VariableSpec `ebpf:"unused_flow_event"`
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
+	UnusedLayout      *ebpf.VariableSpec `ebpf:"unused_layout"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
 	UnusedPkey        *ebpf.VariableSpec `ebpf:"unused_pkey"`
 	UnusedPkeyKind    *ebpf.VariableSpec `ebpf:"unused_pkey_kind"`
@@ -514,6 +539,7 @@ func (o *egressObjects) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressMaps struct {
+	Accepting       *ebpf.Map `ebpf:"accepting"`
 	Config          *ebpf.Map `ebpf:"config"`
 	DnsLearned      *ebpf.Map `ebpf:"dns_learned"`
 	DnsNames        *ebpf.Map `ebpf:"dns_names"`
@@ -535,6 +561,7 @@ type egressMaps struct {
 
 func (m *egressMaps) Close() error {
 	return _EgressClose(
+		m.Accepting,
 		m.Config,
 		m.DnsLearned,
 		m.DnsNames,
@@ -567,6 +594,7 @@ type egressVariables struct {
 	UnusedFlowEvent   *ebpf.Variable `ebpf:"unused_flow_event"`
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
+	UnusedLayout      *ebpf.Variable `ebpf:"unused_layout"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
 	UnusedPkey        *ebpf.Variable `ebpf:"unused_pkey"`
 	UnusedPkeyKind    *ebpf.Variable `ebpf:"unused_pkey_kind"`

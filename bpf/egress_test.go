@@ -207,7 +207,7 @@ func TestAuditAndEvents(t *testing.T) {
 	}
 	for i, w := range want {
 		e := evs[i]
-		if e.Kind != w.kind || e.Proto != w.proto || e.Dest != w.dest || e.Port != w.port || e.Verdict != "would-deny" || e.Layer != "label" {
+		if string(e.Kind) != w.kind || e.Proto != w.proto || e.Dest != w.dest || e.Port != w.port || e.Verdict != "would-deny" || e.Layer != "label" {
 			t.Errorf("event %d: got %+v, want %+v would-deny by the label", i, e, w)
 		}
 		if e.PID == 0 || e.Comm == "" || e.CgroupID == 0 || time.Since(e.Time).Abs() > time.Minute {
@@ -685,7 +685,7 @@ func TestAuditKeepsTheCeiling(t *testing.T) {
 	expect(t, cg, "tcp:10.1.9.9:80", "EPERM", "tcp:10.1.2.3:8081", "ok", "socket:raw4", "EPERM")
 	want := []struct{ verdict, layer, kind string }{{"denied", "ceiling", "connect"}, {"would-deny", "label", "connect"}, {"denied", "ceiling", "socket"}}
 	for i, e := range waitEvents(t, rd, 3) {
-		if e.Verdict != want[i].verdict || e.Layer != want[i].layer || e.Kind != want[i].kind {
+		if e.Verdict != want[i].verdict || e.Layer != want[i].layer || string(e.Kind) != want[i].kind {
 			t.Errorf("event %d: %s %s by %q, want %+v", i, e.Kind, e.Verdict, e.Layer, want[i])
 		}
 	}

@@ -22,7 +22,7 @@ func TestUndecodableRecordDoesNotEndTheStream(t *testing.T) {
 	testenv.WriteRingRecord(t, a.Events.Ring, make([]byte, 64))   // a header of no known kind
 	expect(t, cg, "tcp:10.1.2.3:8081", "EPERM")                   // a real one after them
 	recs := waitEvents(t, rd, 3)
-	for i, want := range []string{events.KindDecodeError, events.KindDecodeError, events.KindConnect} {
+	for i, want := range []events.Kind{events.KindDecodeError, events.KindDecodeError, events.KindConnect} {
 		if recs[i].Kind != want {
 			t.Errorf("record %d: %+v, want kind %s", i, recs[i], want)
 		}

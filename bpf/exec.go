@@ -311,13 +311,24 @@ func fileKeys(rec *ebpf.Map) ([]execFileKey, []execRuleValue, error) {
 	return keys[:got], vals[:got], nil
 }
 
-// publishExec puts a container's rules into the host table, then its
+// execTarget is where a cgroup's exec rules go: the host-wide exec set
+// under a pin root (loaded for backend if it is not there), and the ring
+// its events go to.
+type execTarget struct {
+	root, backend string
+	cgid          uint64
+	events        EventMaps
+}
+
+// publishExec puts a container's rules (rec, made from t) into the host
+// table, then its
 // settings, which make the program judge its cgroup: its files first, so
 // that no allowed program is refused for a moment. Rules a replaced policy
 // of the same cgroup had and this one has not are taken out after. The
 // caller holds the host lock.
-func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Verdict, execs bool, ev EventMaps) error {
-	g, err := openExecGlobal(root, true, be)
+func publishExec(to execTarget, t *policy.ExecTable, execs bool, rec, old *ebpf.Map) error {
+	cgid := to.cgid
+	g, err := openExecGlobal(to.root, true, to.backend)
 	if err != nil {
 		return err
 	}
@@ -334,14 +345,14 @@ func publishExec(root, be string, cgid uint64, rec, old *ebpf.Map, def policy.Ve
 		withdrawFiles(g, cgid, rec)
 		return fmt.Errorf("exec rules: %w", err)
 	}
-	idx, err := g.useRing(ev)
+	idx, err := g.useRing(to.events)
 	if err != nil {
 		withdrawFiles(g, cgid, rec)
 		return err
 	}
 	var prev execRuleValue
 	hadPrev := g.rules.Lookup(settingsKey(cgid), &prev) == nil
-	settings := execRuleValue{Verdict: verdictValue(def) | idx<<ringShift}
+	settings := execRuleValue{Verdict: verdictValue(t.Default) | idx<<ringShift}
 	if execs {
 		settings.Verdict |= 1 << visExecsShift
 	}

@@ -69,6 +69,17 @@ const (
 	execNgLayerLAYER_DEFAULT execNgLayer = 5
 )
 
+type execNgLayout uint32
+
+const (
+	execNgLayoutPORT_CLASS_SHIFT        execNgLayout = 17
+	execNgLayoutPORT_PROTO_SHIFT        execNgLayout = 16
+	execNgLayoutPRINCIPAL_PROGRAM_SHIFT execNgLayout = 40
+	execNgLayoutPRINCIPAL_UID_SHIFT     execNgLayout = 20
+	execNgLayoutID_STEPS_GID_SHIFT      execNgLayout = 4
+	execNgLayoutID_STEPS_MASK           execNgLayout = 15
+)
+
 type execNgLimits uint32
 
 const (
@@ -170,6 +181,7 @@ const (
 	execVarUnusedFlowEvent   = "unused_flow_event"
 	execVarUnusedHook        = "unused_hook"
 	execVarUnusedLayer       = "unused_layer"
+	execVarUnusedLayout      = "unused_layout"
 	execVarUnusedLimits      = "unused_limits"
 	execVarUnusedPkeyKind    = "unused_pkey_kind"
 	execVarUnusedReason      = "unused_reason"
@@ -247,6 +259,7 @@ type execVariableSpecs struct {
 	UnusedFlowEvent   *ebpf.VariableSpec `ebpf:"unused_flow_event"`
 	UnusedHook        *ebpf.VariableSpec `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
+	UnusedLayout      *ebpf.VariableSpec `ebpf:"unused_layout"`
 	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
 	UnusedPkeyKind    *ebpf.VariableSpec `ebpf:"unused_pkey_kind"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
@@ -302,6 +315,7 @@ type execVariables struct {
 	UnusedFlowEvent   *ebpf.Variable `ebpf:"unused_flow_event"`
 	UnusedHook        *ebpf.Variable `ebpf:"unused_hook"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
+	UnusedLayout      *ebpf.Variable `ebpf:"unused_layout"`
 	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
 	UnusedPkeyKind    *ebpf.Variable `ebpf:"unused_pkey_kind"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`

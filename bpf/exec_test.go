@@ -507,9 +507,12 @@ func TestExecVisibility(t *testing.T) {
 			table, _, err := resolve.Exec("/", "exec.nriguard.io", e)
 			must(t, err)
 			x := policy.IntersectExec(policy.Enforce, table)
-			x.Execs = execs
+			vis := policy.VisOff
+			if execs {
+				vis = policy.VisExecs
+			}
 			cg := testenv.Cgroup(t)
-			a, err := bpf.Attach(bpf.Spec{ID: "xv-" + filepath.Base(cg), Cgroup: cg, Exec: x}, opts)
+			a, err := bpf.Attach(bpf.Spec{ID: "xv-" + filepath.Base(cg), Cgroup: cg, Exec: x, Visibility: vis}, opts)
 			must(t, err)
 			rd, err := bpf.NewEventReader(a.Events)
 			must(t, err)

@@ -104,7 +104,23 @@ enum ng_class_bits {
 	CLASS_DEPENDENT_SHIFT = 31,
 };
 
-// The kinds of entry of a container's principal table (egress.c).
+// Bit layouts of the keys the loader packs and the programs take apart.
+enum ng_layout {
+	// a port run's start (tables.h): class << PORT_CLASS_SHIFT | protocol
+	// (0 TCP, 1 UDP) << PORT_PROTO_SHIFT | port
+	PORT_CLASS_SHIFT = 17,
+	PORT_PROTO_SHIFT = 16,
+	// an override's key in a principal table (principals.h, pkey.b):
+	// program class << PRINCIPAL_PROGRAM_SHIFT | uid class <<
+	// PRINCIPAL_UID_SHIFT | gid class
+	PRINCIPAL_PROGRAM_SHIFT = 40,
+	PRINCIPAL_UID_SHIFT = 20,
+	// config.id_steps: the uid runs' steps in the low bits (ID_STEPS_MASK),
+	// the gid runs' above ID_STEPS_GID_SHIFT
+	ID_STEPS_GID_SHIFT = 4,
+	ID_STEPS_MASK = 0xf,
+};
+// The kinds of entry of a container's principal table (principals.h).
 enum ng_pkey_kind {
 	PKEY_EXE = 1, // a file the policy's exe= qualifiers name -> its program class
 	PKEY_OVERRIDE = 2, // (address class, program, uid, gid classes) -> the class that applies
@@ -244,6 +260,7 @@ const enum ng_event_kind unused_event_kind __attribute__((used)) = 0;
 const enum ng_action unused_action __attribute__((used)) = 0;
 const enum ng_class_bits unused_class_bits __attribute__((used)) = 0;
 const enum ng_pkey_kind unused_pkey_kind __attribute__((used)) = 0;
+const enum ng_layout unused_layout __attribute__((used)) = 0;
 const enum ng_layer unused_layer __attribute__((used)) = 0;
 const enum ng_verdict_bits unused_verdict_bits __attribute__((used)) = 0;
 const enum ng_limits unused_limits __attribute__((used)) = 0;

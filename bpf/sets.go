@@ -47,15 +47,17 @@ type egressPart struct {
 	copy    uint32 // which copy of its size class, if shared
 	cgid    uint64
 	compile *policy.Compiled
+	vis     policy.Visibility
 }
 
 // attachEgress gives the cgroup a slot in a copy of the programs with its
-// tables, and attaches the programs, unless the attachment it replaces
-// (old, in dir) has the same copy on the same cgroup: then its links are
-// pinned again in tmp and the switch is left to commit. The caller holds
-// the host lock.
-func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, hadOld bool, dir, tmp string) (e *egressPart, err error) {
-	e = &egressPart{cgid: cgid, compile: spec.Egress}
+// tables, and attaches the programs, unless the attachment it replaces has
+// the same copy on the same cgroup: then its links are pinned again and
+// the switch is left to commit. Its undo goes with x. The caller holds the
+// host lock.
+func (a *Attachment) attachEgress(x *attaching) (e *egressPart, err error) {
+	spec, cgid, o, dir, tmp := x.spec, x.cgid, x.o, x.dir, x.tmp
+	e = &egressPart{cgid: cgid, compile: spec.Egress, vis: spec.Visibility}
 	caps := sizeClass(spec.Egress)
 	var reuse bool
 	if o.Events != nil {
@@ -66,7 +68,7 @@ func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, h
 			if e.set, e.dir, err = sharedSet(o.PinRoot, o.Events, caps, e.copy); err != nil {
 				return nil, err
 			}
-			e.slot, reuse, err = e.set.take()
+			e.slot, reuse, err = e.set.takeSlot()
 			if !errors.Is(err, errFull) || e.copy+1 == maxCopies {
 				break
 			}
@@ -95,17 +97,12 @@ func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, h
 		}
 	}
 	if !e.shared {
-		if e.slot, reuse, err = e.set.take(); err != nil {
+		if e.slot, reuse, err = e.set.takeSlot(); err != nil {
 			return nil, err
 		}
 	}
-	e.reused = hadOld && e.shared && old.Parts&partEgress != 0 && old.Cgroup == cgid && old.setDir(o.PinRoot, dir) == e.dir
-	part := e // the return value is nil on failure
-	defer func() {
-		if err != nil {
-			part.undo(a.links, o.Keep)
-		}
-	}()
+	e.reused = x.old != nil && e.shared && x.old.Parts&partEgress != 0 && x.old.Cgroup == cgid && x.old.setDir(o.PinRoot, dir) == e.dir
+	x.onUndo(func() { e.undo(a.links, o.Keep) })
 	if e.tables, err = e.set.tables(e.slot, reuse, spec.Egress); err != nil {
 		return nil, err
 	}
@@ -126,7 +123,7 @@ func (a *Attachment) attachEgress(spec Spec, cgid uint64, o Options, old meta, h
 		}
 	}
 	if !e.reused {
-		return e, e.set.attach(spec.Cgroup, tmp, cgid, e.slot, spec.Egress, &a.links)
+		return e, e.set.attach(spec.Cgroup, tmp, cgid, e.slot, spec.Egress, spec.Visibility, &a.links)
 	}
 	for _, l := range egressLinks {
 		lk, err := link.LoadPinnedLink(filepath.Join(dir, l.pin), nil)
@@ -154,7 +151,7 @@ func (e *egressPart) commit() error {
 	if !e.reused {
 		return nil
 	}
-	return e.set.configure(e.cgid, e.slot, e.compile)
+	return e.set.configure(e.cgid, e.slot, e.compile, e.vis)
 }
 
 // undo takes back what attachEgress did: the programs off the cgroup
@@ -167,7 +164,7 @@ func (e *egressPart) undo(links []link.Link, keep bool) {
 		}
 		e.set.unconfigure(e.cgid, e.slot)
 	}
-	if n, err := e.set.give(e.slot); e.shared && err == nil && n == 0 && !keep {
+	if n, err := e.set.giveBack(e.slot); e.shared && err == nil && n == 0 && !keep {
 		removeSet(e.dir)
 	}
 }
@@ -223,13 +220,13 @@ type openSet struct {
 func openShared(dir string, programs bool, caps [3]uint32) (*egressSet, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(dir, "map_slots"), &st); err != nil {
-		forget(dir)
+		closeOpenSet(dir)
 		return nil, err
 	}
 	if o, ok := openSets[dir]; ok && o.ino == st.Ino && (o.programs || !programs) {
 		return o.set, nil
 	}
-	forget(dir)
+	closeOpenSet(dir)
 	s, err := openEgressSet(dir, programs, caps)
 	if err != nil {
 		return nil, err
@@ -238,7 +235,9 @@ func openShared(dir string, programs bool, caps [3]uint32) (*egressSet, error) {
 	return s, nil
 }
 
-func forget(dir string) {
+// closeOpenSet closes this process's handles on the copy in dir, if it
+// has some.
+func closeOpenSet(dir string) {
 	if o, ok := openSets[dir]; ok {
 		o.set.Close()
 		delete(openSets, dir)
@@ -272,7 +271,7 @@ func releaseEgress(root, dir string, m meta, keep bool) error {
 		return nil // gone with its programs
 	}
 	s.unconfigure(m.Cgroup, m.Slot)
-	n, err := s.give(m.Slot)
+	n, err := s.giveBack(m.Slot)
 	if err != nil {
 		return err
 	}
@@ -319,7 +318,7 @@ func RemoveIdle(root string) (bool, error) {
 // removeSet unpins a shared copy (its programs go with their last link),
 // and _egress/ with its last copy.
 func removeSet(dir string) error {
-	forget(dir)
+	closeOpenSet(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := policy.Compile(policy.Enforce)
-	if err := s.configure(cgid, 3, c); err != nil {
+	if err := s.configure(cgid, 3, c, policy.VisOff); err != nil {
 		t.Fatal(err)
 	}
 	if got := testenv.Probe(t, testenv.NetNS(t), cg, "", ops...); got[0] != "EPERM" || got[1] != "EPERM" {
@@ -51,7 +51,7 @@ func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 	}
 	e, _ := policy.ParseEgress("test", "allow tcp 10.1.2.3:8080; allow udp 10.1.2.3:53")
 	c = policy.Compile(policy.Enforce, e)
-	if slot, reuse, err := s.take(); err != nil || slot != 0 || reuse {
+	if slot, reuse, err := s.takeSlot(); err != nil || slot != 0 || reuse {
 		t.Fatalf("take: slot %d, reuse %v, %v; want slot 0, new", slot, reuse, err)
 	}
 	tables, err := s.tables(0, false, c)
@@ -60,13 +60,13 @@ func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 	}
 	defer closeAll(tables[:])
 	// slot 3 has no tables: still denied
-	if err := s.configure(cgid, 3, c); err != nil {
+	if err := s.configure(cgid, 3, c, policy.VisOff); err != nil {
 		t.Fatal(err)
 	}
 	if got := testenv.Probe(t, testenv.NetNS(t), cg, "", ops...); got[0] != "EPERM" || got[1] != "EPERM" {
 		t.Errorf("configured with a slot without tables: got %q, want EPERM for both", got)
 	}
-	if err := s.configure(cgid, 0, c); err != nil {
+	if err := s.configure(cgid, 0, c, policy.VisOff); err != nil {
 		t.Fatal(err)
 	}
 	if got := testenv.Probe(t, testenv.NetNS(t), cg, "", ops...); got[0] != "ok" || got[1] != "ok" {
@@ -92,7 +92,7 @@ func TestSlotsReused(t *testing.T) {
 	c := policy.Compile(policy.Enforce)
 	take := func(wantReuse bool) uint32 {
 		t.Helper()
-		slot, reuse, err := s.take()
+		slot, reuse, err := s.takeSlot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func TestSlotsReused(t *testing.T) {
 	}
 	give := func(slot uint32) {
 		t.Helper()
-		if _, err := s.give(slot); err != nil {
+		if _, err := s.giveBack(slot); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -123,7 +123,7 @@ func TestSlotsReused(t *testing.T) {
 	if c := take(false); c == a || c == b {
 		t.Errorf("took slot %d with %d and %d in use, want the third", c, a, b)
 	}
-	if _, _, err := s.take(); err == nil {
+	if _, _, err := s.takeSlot(); err == nil {
 		t.Error("took a slot when all were in use")
 	}
 	if n, _ := s.used(); n != 3 {

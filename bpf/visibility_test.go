@@ -97,8 +97,7 @@ func attachSeen(t *testing.T, rules string, mode policy.Mode, vis policy.Visibil
 	t.Helper()
 	cg := testenv.Cgroup(t)
 	c := compile(t, rules, mode)
-	c.Visibility = vis
-	a, err := bpf.Attach(bpf.Spec{ID: "v-" + filepath.Base(cg), Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot(t)})
+	a, err := bpf.Attach(bpf.Spec{ID: "v-" + filepath.Base(cg), Cgroup: cg, Egress: c, Visibility: vis}, &bpf.Options{PinRoot: pinRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

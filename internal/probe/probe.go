@@ -17,6 +17,8 @@
 //	udpsend:ADDR:PORT   unconnected UDP: sendto from an unbound socket, receive
 //	udp6send:ADDR:PORT  the same through an IPv6 socket
 //	sendmmsg:A:P,B:Q    one sendmmsg with a message to each; prints how many went
+//	tcpagain:ADDR:PORT  TCP to a listener of its own, a byte each way, print the
+//	                    result, wait for a line on stdin, a byte each way again
 //	tfo:ADDR:PORT       TCP fast open: sendto(MSG_FASTOPEN) without connect
 //	cgroup:DIR          move this process into cgroup DIR
 //	user:UID:GID        become that user and group (no supplementary groups)
@@ -135,6 +137,8 @@ func do(op string) error {
 		return udpAgain(arg, false)
 	case "udpconnagain":
 		return udpAgain(arg, true)
+	case "tcpagain":
+		return tcpAgain(arg)
 	case "udpfd":
 		// send once on an inherited socket: "FD:ADDR:PORT"
 		fdText, dest, _ := strings.Cut(arg, ":")
@@ -322,6 +326,57 @@ func tcpRoundTrip(ap netip.AddrPort, v6, fastOpen bool) error {
 		return fmt.Errorf("nothing arrived: %v", err)
 	}
 	return nil
+}
+
+// tcpAgain: a TCP connection from this probe to a listener of its own on
+// ADDR:PORT and a byte each way; the result; then, after a line on stdin,
+// a byte each way again on the same connection: "ok", or ETIMEDOUT if one
+// did not arrive within 500 ms (a packet refused on its way out is
+// retransmitted, not failed).
+func tcpAgain(arg string) error {
+	ap, err := netip.ParseAddrPort(bracket(arg))
+	if err != nil {
+		return err
+	}
+	lfd, err := listener(ap, unix.SOCK_STREAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+	fd, err := client(ap, false, unix.SOCK_STREAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sockaddr(ap, false)); err != nil {
+		return err
+	}
+	cfd, _, err := unix.Accept(lfd)
+	if err != nil {
+		return fmt.Errorf("accept: %w", err)
+	}
+	defer unix.Close(cfd)
+	for _, s := range []int{fd, cfd} {
+		unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 500000})
+	}
+	exchange := func() error {
+		buf := make([]byte, 1)
+		for _, p := range [][2]int{{fd, cfd}, {cfd, fd}} {
+			if _, err := unix.Write(p[0], []byte("x")); err != nil {
+				return err
+			}
+			if n, err := unix.Read(p[1], buf); n != 1 {
+				if err == unix.EAGAIN || err == nil {
+					return unix.ETIMEDOUT
+				}
+				return err
+			}
+		}
+		return nil
+	}
+	fmt.Println(result(exchange()))
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	return exchange()
 }
 
 func udpRoundTrip(ap netip.AddrPort, v6, connected bool) error {
