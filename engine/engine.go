@@ -66,12 +66,6 @@ type Engine struct {
 	ids  map[string]uint64
 }
 
-// Info names a container in events and logs.
-type Info struct {
-	ID, Name, Pod, Namespace string
-	rules                    *Ruler // names the rules that decide its events
-}
-
 // New makes an engine. A daemon's events go to one ring buffer pinned under
 // the pin root, so that containers attached by an earlier run keep
 // reporting to the next one.
@@ -237,7 +231,7 @@ func (e *Engine) Apply(p *Plan, cgroupDir string) error {
 	if spec.Egress != nil {
 		e.wakeReady()
 	}
-	e.name(a.CgroupID, p.info())
+	e.name(a.CgroupID, p.Info())
 	c, d := p.Container, p.Decision
 	e.log.Info("attached", "container_id", c.ID, "container", c.Name, "pod", c.Pod, "namespace", c.Namespace,
 		"cgroup", cgroupDir, "mode", d.ModeOf, "visibility", d.Visibility.String(), "layers", d.Layers, "kernel_memory", memory)
@@ -354,19 +348,22 @@ type Known struct {
 //
 // What cannot be done is reported (a policy record, a log line naming the
 // container), never silently skipped.
-func (e *Engine) Reconcile(known []Known) (attached, removed []string, errs error) {
+func (e *Engine) Reconcile(known []Known) (r Reconciled, errs error) {
 	keep := map[string]bool{}
 	for _, k := range known {
 		keep[k.ID] = true
-		if did, err := e.reconcileOne(k); err != nil {
+		switch did, err := e.reconcileOne(k); {
+		case err != nil:
 			errs = errors.Join(errs, fmt.Errorf("container %s: %w", k.ID, err))
-		} else if did {
-			attached = append(attached, k.ID)
+		case did == adopted:
+			r.Adopted = append(r.Adopted, k.ID)
+		case did == attachedLate:
+			r.Attached = append(r.Attached, k.ID)
 		}
 	}
 	ids, err := bpf.List(e.opts.PinRoot)
 	if err != nil {
-		return attached, removed, errors.Join(errs, err)
+		return r, errors.Join(errs, err)
 	}
 	for _, id := range ids {
 		if keep[id] || bpf.OwnerOf(e.opts.PinRoot, id) != e.opts.Owner {
@@ -376,22 +373,35 @@ func (e *Engine) Reconcile(known []Known) (attached, removed []string, errs erro
 			errs = errors.Join(errs, err)
 			continue
 		}
-		removed = append(removed, id)
+		r.Removed = append(r.Removed, id)
 	}
-	return attached, removed, errs
+	return r, errs
 }
 
-// reconcileOne adopts or attaches one known container; true if it attached.
-func (e *Engine) reconcileOne(k Known) (bool, error) {
+// Reconciled is what Reconcile did: the containers it adopted as they were
+// pinned, those it attached late, and the ids it detached.
+type Reconciled struct{ Adopted, Attached, Removed []string }
+
+// What reconcileOne did with a container.
+type reconciled int
+
+const (
+	nothing      reconciled = iota // nothing to do, or nothing that could be done (reported)
+	adopted                        // its attachment adopted as pinned
+	attachedLate                   // attached now: it started without its policy
+)
+
+// reconcileOne adopts or attaches one known container.
+func (e *Engine) reconcileOne(k Known) (reconciled, error) {
 	p, err := e.adopt(k.Container)
 	var other *bpf.ErrOtherVersion
 	switch {
 	case errors.As(err, &other):
 		e.Report(k.Container, events.ReasonUnadoptable, other.Error())
-		return false, nil
+		return nothing, nil
 	case err == nil:
 		if k.LabelsErr != nil || p == nil {
-			return false, nil // adopted as pinned
+			return adopted, nil // as pinned
 		}
 		d, derr := e.Decide(k.Container)
 		if derr != nil {
@@ -399,28 +409,28 @@ func (e *Engine) reconcileOne(k Known) (bool, error) {
 		} else if d.Digest() != p.Decision.Digest() {
 			e.Report(k.Container, events.ReasonKept, "its policy changed since its start (node settings): the policy attached then stays in force; restart it to apply the new one")
 		}
-		return false, nil
+		return adopted, nil
 	}
 	// no attachment
 	if k.LabelsErr != nil {
 		if k.Running {
 			e.Report(k.Container, events.ReasonUndecided, "its labels cannot be read ("+k.LabelsErr.Error()+"): it runs without a policy")
 		}
-		return false, nil
+		return nothing, nil
 	}
 	d, err := e.Decide(k.Container)
 	if err != nil {
 		if k.Running {
 			e.Report(k.Container, events.ReasonUndecided, "its labels are refused ("+err.Error()+"): it runs without a policy")
 		}
-		return false, err
+		return nothing, err
 	}
 	if d.Empty() || !k.Running {
-		return false, nil // a created container gets its policy when it starts
+		return nothing, nil // a created container gets its policy when it starts
 	}
 	if k.Pid == 0 {
 		e.Report(k.Container, events.ReasonUndecided, "the runtime gives no process for it: it runs without its policy")
-		return false, nil
+		return nothing, nil
 	}
 	late := "it started while nriguard was away"
 	if len(d.Egress()) > 0 {
@@ -435,10 +445,10 @@ func (e *Engine) reconcileOne(k Known) (bool, error) {
 	}
 	if err != nil {
 		e.Report(k.Container, events.ReasonUndecided, "its policy could not be attached ("+err.Error()+"): it runs without it")
-		return false, err
+		return nothing, err
 	}
 	e.Report(k.Container, events.ReasonLate, late+"; restart it to have all of its policy")
-	return true, nil
+	return attachedLate, nil
 }
 
 // hasExe tells whether an egress rule of d names programs.
@@ -479,19 +489,18 @@ func (e *Engine) Policed() int {
 // PinRoot is where the engine pins attachments.
 func (e *Engine) PinRoot() string { return e.opts.PinRoot }
 
-// nameRecord fills in the container of a record from the policed cgroup.
-func (e *Engine) nameRecord(r *events.Record) {
+// NameRecord fills in the container of a record from the policed cgroup:
+// the containers this engine attached or adopted.
+func (e *Engine) NameRecord(r *events.Record) {
 	if r.PolicyCgroup == 0 {
 		return
 	}
 	e.mu.Lock()
 	info, ok := e.live[r.PolicyCgroup]
 	e.mu.Unlock()
-	if !ok {
-		return
+	if ok {
+		info.NameRecord(r)
 	}
-	r.ContainerID, r.Container, r.Pod, r.Namespace = info.ID, info.Name, info.Pod, info.Namespace
-	info.rules.Rule(r)
 }
 
 // ReportEvents writes a daemon's events as JSON lines (the events schema)
@@ -551,7 +560,7 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer, also ...func(*ev
 		case events.KindDecodeError:
 			e.log.Warn("an event record did not decode", "error", rec.Error)
 		default:
-			e.nameRecord(&rec)
+			e.NameRecord(&rec)
 		}
 		write(&rec)
 	}
@@ -559,9 +568,8 @@ func (e *Engine) ReportEvents(ctx context.Context, w io.Writer, also ...func(*ev
 
 // observeOnly is the egress "policy" of a container that is observed, not
 // policed: every flow and every socket allowed, and reported.
-func observeOnly(v policy.Visibility) *policy.Compiled {
+func observeOnly() *policy.Compiled {
 	c := policy.Compile(policy.Enforce, &policy.Egress{Default: policy.Allow, Layer: policy.LayerDefault})
 	c.Sockets = policy.Allowed // (no seccomp restriction either: nothing is refused)
-	c.Visibility = v
 	return c
 }

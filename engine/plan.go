@@ -78,10 +78,9 @@ func (p *Plan) compile() error {
 		if err != nil {
 			return err
 		}
-		c.Visibility = d.Visibility
 		p.Egress, p.Rules = c, rl
 	} else if d.Visibility&policy.VisFlows != 0 {
-		p.Egress = observeOnly(d.Visibility)
+		p.Egress = observeOnly()
 	}
 	var tables []*policy.ExecTable
 	i := 0
@@ -99,11 +98,8 @@ func (p *Plan) compile() error {
 	if len(tables) > 0 {
 		p.Exec = policy.IntersectExec(d.Mode, tables...)
 	}
-	if d.Visibility&policy.VisExecs != 0 && (p.Egress != nil || p.Exec != nil) {
-		if p.Exec == nil { // a policed container without exec rules: every exec allowed, and seen
-			p.Exec = &policy.ExecTable{Default: policy.Allowed}
-		}
-		p.Exec.Execs = true
+	if d.Visibility&policy.VisExecs != 0 && (p.Egress != nil || p.Exec != nil) && p.Exec == nil {
+		p.Exec = &policy.ExecTable{Default: policy.Allowed} // without exec rules: every exec allowed, and seen
 	}
 	return nil
 }
@@ -122,11 +118,11 @@ func (p *Plan) Spec(cgroupDir string, owner bpf.Owner) (bpf.Spec, error) {
 	if err != nil {
 		return bpf.Spec{}, fmt.Errorf("record: %w", err)
 	}
-	return bpf.Spec{ID: p.Container.ID, Cgroup: cgroupDir, Egress: p.Egress, Exec: p.Exec, Owner: owner, Record: data}, nil
+	return bpf.Spec{ID: p.Container.ID, Cgroup: cgroupDir, Egress: p.Egress, Exec: p.Exec, Visibility: p.Decision.Visibility, Owner: owner, Record: data}, nil
 }
 
-// info names the plan's container in events.
-func (p *Plan) info() Info {
+// Info names the plan's container, and the rules that decide, in events.
+func (p *Plan) Info() Info {
 	c := p.Container
 	return Info{ID: c.ID, Name: c.Name, Pod: c.Pod, Namespace: c.Namespace, rules: p.Rules}
 }

@@ -64,13 +64,13 @@ func TestReconcileFailsClosedAndSays(t *testing.T) {
 	imageGone := errors.New("image not found")
 
 	// the image of the attached container is gone: it stays attached
-	_, removed, err := eng.Reconcile([]Known{
+	r, err := eng.Reconcile([]Known{
 		{Container: attached, Pid: pid, Running: true, LabelsErr: imageGone},
 		{Container: late, Pid: pid2, Running: true},
 		{Container: unknown, Pid: pid3, Running: true, LabelsErr: imageGone},
 	})
-	if err != nil || len(removed) != 0 {
-		t.Fatalf("reconcile: removed %v, %v", removed, err)
+	if err != nil || len(r.Removed) != 0 || fmt.Sprint(r.Adopted, r.Attached) != "[c-attached] [c-late]" {
+		t.Fatalf("reconcile: %+v, %v; want c-attached adopted, c-late attached, nothing removed", r, err)
 	}
 	if _, err := bpf.Pinned(eng.PinRoot(), attached.ID); err != nil {
 		t.Errorf("a running container whose labels cannot be read lost its attachment: %v", err)
@@ -90,14 +90,14 @@ func TestReconcileFailsClosedAndSays(t *testing.T) {
 
 	// the node's settings change: the pinned policy stays, and that is said
 	eng.SetConfig(mustConfig(t, "ceiling_egress: deny any 10.1.9.9"))
-	if _, _, err := eng.Reconcile([]Known{{Container: attached, Pid: pid, Running: true}, {Container: late, Pid: pid2, Running: true}}); err != nil {
+	if _, err := eng.Reconcile([]Known{{Container: attached, Pid: pid, Running: true}, {Container: late, Pid: pid2, Running: true}}); err != nil {
 		t.Fatal(err)
 	}
 	until(t, out, func(recs []events.Record) bool { return policyRecord(recs, attached.ID, events.ReasonKept) })
 
 	// the runtime no longer knows it: detached
-	_, removed, err = eng.Reconcile(nil)
-	if err != nil || fmt.Sprint(removed) != "[c-attached c-late]" {
-		t.Errorf("reconcile of nothing: removed %v, %v; want both attachments", removed, err)
+	r, err = eng.Reconcile(nil)
+	if err != nil || fmt.Sprint(r.Removed) != "[c-attached c-late]" {
+		t.Errorf("reconcile of nothing: removed %v, %v; want both attachments", r.Removed, err)
 	}
 }

@@ -65,7 +65,7 @@ func (rl *Ruler) Rule(r *events.Record) {
 	}
 	switch r.Kind {
 	case events.KindFlow:
-		if r.Phase != "new" {
+		if r.Phase != events.PhaseNew {
 			return // counts: the flow's first record named its rule
 		}
 		fallthrough
@@ -126,7 +126,7 @@ func (rl *Ruler) nameRule(r *events.Record) {
 		return
 	}
 	r.DNSName = rl.names[r.NameIndex-1].Pattern
-	if r.Phase != "" && r.Phase != "new" {
+	if r.Phase != "" && r.Phase != events.PhaseNew {
 		return // counts: the flow's first record named its rule
 	}
 	for _, e := range rl.egress {

@@ -15,36 +15,49 @@ import (
 // added within a version; none is removed or changes meaning.
 const Version = 1
 
+// Kind is what a record is about.
+type Kind string
+
 // Kinds of record.
 const (
-	KindConnect = "connect" // a connect() (TCP, connected UDP, TCP fast open)
-	KindSendmsg = "sendmsg" // an unconnected UDP message
-	KindSocket  = "socket"  // a socket() of a type the policy cannot judge
-	KindExec    = "exec"    // an exec
+	KindConnect Kind = "connect" // a connect() (TCP, connected UDP, TCP fast open)
+	KindSendmsg Kind = "sendmsg" // an unconnected UDP message
+	KindSocket  Kind = "socket"  // a socket() of a type the policy cannot judge
+	KindExec    Kind = "exec"    // an exec
 	// KindPacket is a packet the packet path stopped: its real destination
 	// was not the one judged at connect or send, or it carried options that
 	// reroute it (Reason says which).
-	KindPacket = "packet"
+	KindPacket Kind = "packet"
 	// KindFlow is visibility (docs/events.md): a flow a policy allowed
 	// (Phase new, with its process), and then what its socket sent to that
 	// destination (Phase count, 10 s apart at most while it sends and when
 	// the socket turns to another destination; end when it is closed).
-	KindFlow = "flow"
+	KindFlow Kind = "flow"
 	// KindDNS is a DNS answer to a policed container that taught nothing
 	// (docs/policy.md, "Rules by DNS name"): Dest is its sender; Reason says
 	// why (dns-unsolicited, dns-resolver, dns-truncated). The answer itself
 	// was delivered.
-	KindDNS = "dns"
+	KindDNS Kind = "dns"
 	// KindPolicy is nriguard's own word about a container's policy: what it
 	// could not do as the container's labels ask (Reason says what,
 	// Message says why, in words).
-	KindPolicy = "policy"
+	KindPolicy Kind = "policy"
 	// KindLost says how many records of LostKind found no room in a ring
 	// buffer since the last such record: they are not coming.
-	KindLost = "lost"
+	KindLost Kind = "lost"
 	// KindDecodeError is a ring record that could not be read; the stream
 	// goes on after it.
-	KindDecodeError = "decode_error"
+	KindDecodeError Kind = "decode_error"
+)
+
+// Phase is where a flow record stands in its flow.
+type Phase string
+
+// Phases of flow records.
+const (
+	PhaseNew   Phase = "new"   // the flow's first record, with its process
+	PhaseCount Phase = "count" // what it sent since its last record
+	PhaseEnd   Phase = "end"   // its socket was closed
 )
 
 // Verdicts of decisions.
@@ -81,7 +94,7 @@ const (
 type Record struct {
 	V       int       `json:"v"`
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"`
+	Kind    Kind      `json:"kind"`
 	Verdict string    `json:"verdict,omitempty"`
 	// Layer is the layer of the container's policy that refused: ceiling,
 	// profile, label, image or default; absent when the policy is one
@@ -146,7 +159,7 @@ type Record struct {
 
 	// flow: new, count or end; the socket (its cookie: the records of one
 	// flow share it); what it sent since the flow's previous record
-	Phase   string `json:"phase,omitempty"`
+	Phase   Phase  `json:"phase,omitempty"`
 	Socket  uint64 `json:"socket,omitempty"`
 	Packets uint64 `json:"packets,omitempty"`
 	Bytes   uint64 `json:"bytes,omitempty"`
@@ -171,7 +184,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `,"time":"`...)
 	b = r.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	b = str(b, "kind", r.Kind, false)
+	b = str(b, "kind", string(r.Kind), false)
 	b = str(b, "verdict", r.Verdict, true)
 	b = str(b, "layer", r.Layer, true)
 	b = str(b, "container_id", r.ContainerID, true)
@@ -201,7 +214,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = str(b, "filename", r.Filename, true)
 	b = str(b, "file", r.File, true)
 	b = str(b, "enforcement", r.Enforcement, true)
-	b = str(b, "phase", r.Phase, true)
+	b = str(b, "phase", string(r.Phase), true)
 	b = uint(b, "socket", r.Socket, true)
 	b = uint(b, "packets", r.Packets, true)
 	b = uint(b, "bytes", r.Bytes, true)

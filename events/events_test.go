@@ -14,7 +14,7 @@ import (
 // AppendJSON writes what encoding/json would, for any record.
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
-	strs := []string{"", KindLost, KindDecodeError, KindPolicy, "curl", "a\"b\\c", "<&>", "tab\there", "\x00\x1f\x7f", "é ü 中", "\xff\xfe bad utf8", "\u2028\u2029", "/usr/bin/x y"}
+	strs := []string{"", string(KindLost), string(KindDecodeError), string(KindPolicy), "curl", "a\"b\\c", "<&>", "tab\there", "\x00\x1f\x7f", "é ü 中", "\xff\xfe bad utf8", "\u2028\u2029", "/usr/bin/x y"}
 	s := func() string { return strs[r.IntN(len(strs))] }
 	n := func() uint64 {
 		if r.IntN(3) == 0 {
@@ -24,7 +24,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	for range 5000 {
 		rec := Record{
-			V: Version, Time: time.Unix(int64(r.Uint32()), int64(r.IntN(1e9))).UTC(), Kind: s(), Verdict: s(), Layer: s(),
+			V: Version, Time: time.Unix(int64(r.Uint32()), int64(r.IntN(1e9))).UTC(), Kind: Kind(s()), Verdict: s(), Layer: s(),
 			ContainerID: s(), Container: s(), Pod: s(), Namespace: s(),
 			PID: uint32(n()), TID: uint32(n()), PPID: uint32(n()), UID: uint32(n()), GID: uint32(n()), Comm: s(),
 			CgroupID: n(), PolicyCgroup: n(), Proto: s(), Dest: s(), Port: uint16(n()), Family: s(), SockType: s(),
@@ -44,7 +44,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-var kinds = []string{KindConnect, KindSendmsg, KindSocket, KindPacket, KindExec, KindFlow, KindDNS, KindPolicy, KindLost, KindDecodeError}
+var kinds = []Kind{KindConnect, KindSendmsg, KindSocket, KindPacket, KindExec, KindFlow, KindDNS, KindPolicy, KindLost, KindDecodeError}
 
 // docs/events.md shows an example of every kind; each one decodes into a
 // Record with no unknown field and is written back byte for byte, so the
@@ -55,7 +55,7 @@ func TestDocumentedExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllSubmatch(doc, -1)
-	seen := map[string]bool{}
+	seen := map[Kind]bool{}
 	for _, b := range blocks {
 		for _, line := range strings.Split(strings.TrimSpace(string(b[1])), "\n") {
 			dec := json.NewDecoder(strings.NewReader(line))

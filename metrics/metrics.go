@@ -96,7 +96,7 @@ func (m *Metrics) Observe(r *events.Record) {
 	case r.Kind == events.KindDNS:
 		m.dns.WithLabelValues(append([]string{r.Reason}, c...)...).Inc()
 	case r.Kind == events.KindFlow:
-		if r.Phase == "new" {
+		if r.Phase == events.PhaseNew {
 			m.flows.WithLabelValues(c...).Inc()
 		}
 		m.flowPackets.WithLabelValues(c...).Add(float64(r.Packets))
@@ -104,10 +104,10 @@ func (m *Metrics) Observe(r *events.Record) {
 	case r.Kind == events.KindExec:
 		m.execs.WithLabelValues(append([]string{r.Verdict}, c...)...).Inc()
 		if r.Verdict != events.Allowed {
-			m.decisions.WithLabelValues(append([]string{r.Kind, r.Verdict}, c...)...).Inc()
+			m.decisions.WithLabelValues(append([]string{string(r.Kind), r.Verdict}, c...)...).Inc()
 		}
 	default:
-		m.decisions.WithLabelValues(append([]string{r.Kind, r.Verdict}, c...)...).Inc()
+		m.decisions.WithLabelValues(append([]string{string(r.Kind), r.Verdict}, c...)...).Inc()
 	}
 }
 

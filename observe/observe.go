@@ -60,7 +60,7 @@ func (f Filter) Match(r *events.Record) bool {
 	}
 	return (f.Namespace == "" || f.Namespace == r.Namespace) && (f.Pod == "" || f.Pod == r.Pod) &&
 		(f.Container == "" || f.Container == r.Container || f.Container == r.ContainerID) &&
-		(f.Verdict == "" || f.Verdict == r.Verdict) && (f.Kind == "" || f.Kind == r.Kind)
+		(f.Verdict == "" || f.Verdict == r.Verdict) && (f.Kind == "" || f.Kind == string(r.Kind))
 }
 
 // Hub hands each published record to the readers whose filter it matches.

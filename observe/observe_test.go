@@ -17,7 +17,7 @@ import (
 // reader follows the stream at path with filter q, counting what it gets.
 type reader struct {
 	got, lost, other int
-	kinds            map[string]int
+	kinds            map[events.Kind]int
 	done             chan struct{}
 }
 
@@ -35,7 +35,7 @@ func follow(t *testing.T, path, q string, wait <-chan struct{}) (*reader, func()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("status %d, type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	r := &reader{kinds: map[string]int{}, done: make(chan struct{})}
+	r := &reader{kinds: map[events.Kind]int{}, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		if wait != nil {

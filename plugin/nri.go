@@ -109,8 +109,8 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 		known = append(known, engine.Known{Container: ec, Pid: p.pidOf(c), Running: running, LabelsErr: err})
 	}
 	p.sweepHandoffs()
-	attached, removed, err := p.eng.Reconcile(known)
-	p.log.Info("synchronized", "known", len(known), "attached", len(attached), "removed", len(removed))
+	r, err := p.eng.Reconcile(known)
+	p.log.Info("synchronized", "known", len(known), "adopted", len(r.Adopted), "attached", len(r.Attached), "removed", len(r.Removed))
 	if err != nil {
 		p.log.Error("synchronize", "error", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/events"
 )
 
@@ -60,10 +61,10 @@ func followPinned(ctx context.Context, p *eventPrinter, who string) int {
 }
 
 type eventPrinter struct {
-	root   string
-	owners map[uint64]string
-	buf    []byte
-	out    func(r *events.Record, line []byte) // nil: the line to stdout
+	root  string
+	namer *engine.PinnedNamer
+	buf   []byte
+	out   func(r *events.Record, line []byte) // nil: the line to stdout
 }
 
 // follow prints one ring's records until ctx ends or the pin names another
@@ -75,7 +76,10 @@ func (p *eventPrinter) follow(ctx context.Context, maps *bpf.EventMaps) error {
 	}
 	defer rd.Close()
 	id := maps.RingID()
-	p.owners = nil // ids may name other cgroups now
+	if p.namer == nil {
+		p.namer = engine.NewPinnedNamer(p.root)
+	}
+	p.namer.Forget() // ids may name other cgroups now
 	var rec events.Record
 	checked := time.Now()
 	for ctx.Err() == nil {
@@ -90,7 +94,7 @@ func (p *eventPrinter) follow(ctx context.Context, maps *bpf.EventMaps) error {
 			if bpf.SharedEventsID(p.root) != id {
 				break // replaced, or gone with the last attachment
 			}
-			p.owners = nil // a quiet second: look at the pins afresh
+			p.namer.Forget() // a quiet second: look at the pins afresh
 			continue
 		} else if err != nil {
 			return err
@@ -103,17 +107,10 @@ func (p *eventPrinter) follow(ctx context.Context, maps *bpf.EventMaps) error {
 	return nil
 }
 
-// print names the container from the pins' meta (attachments made since
-// the last look are looked up again) and writes the record.
+// print names the container from the pins (attachments made since the
+// last look are looked up again) and writes the record.
 func (p *eventPrinter) print(r *events.Record) {
-	if r.PolicyCgroup != 0 {
-		id, ok := p.owners[r.PolicyCgroup]
-		if !ok {
-			p.owners = bpf.CgroupOwners(p.root)
-			id = p.owners[r.PolicyCgroup]
-		}
-		r.ContainerID = id
-	}
+	p.namer.NameRecord(r)
 	p.buf = r.AppendJSON(p.buf[:0])
 	if p.out != nil {
 		p.out(r, p.buf)

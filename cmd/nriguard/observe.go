@@ -154,7 +154,7 @@ func whatOf(r *events.Record) string {
 	default:
 		s = fmt.Sprintf("%s %s", r.Proto, net.JoinHostPort(r.Dest, fmt.Sprint(r.Port)))
 	}
-	if r.Phase != "" && r.Phase != "new" {
+	if r.Phase != "" && r.Phase != events.PhaseNew {
 		s += fmt.Sprintf(" %s: %d packets, %d bytes", r.Phase, r.Packets, r.Bytes)
 	}
 	if r.Rule != "" {

@@ -24,7 +24,6 @@ import (
 	"github.com/nriguard/nriguard/engine"
 	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/policy"
-	"github.com/nriguard/nriguard/resolve"
 	"github.com/nriguard/nriguard/seccomp"
 )
 
@@ -90,62 +89,48 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 2
 	}
-	spec := bpf.Spec{Owner: bpf.OwnerRun}
-	rules := &engine.Ruler{}
+	// One decision, made and attached as every path does (engine.Plan); the
+	// command sees the host's filesystem, so its rules' files are resolved
+	// against "/".
+	d := &engine.Decision{Mode: m, ModeOf: m.String(), Visibility: vis}
 	if *egress != "" {
-		var e *policy.Egress
+		l := engine.Layer{Kind: "egress", Source: egressKey, Key: egressKey, Text: *egress}
 		if egressKey == "--egress" {
-			e, err = policy.ParseEgress(egressKey, *egress)
+			l.Egress, err = policy.ParseEgress(egressKey, *egress)
 		} else {
-			e, err = policy.ParseEgressFile(egressKey, *egress)
+			l.Egress, err = policy.ParseEgressFile(egressKey, *egress)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
 		}
-		// The command sees the host's filesystem: exe= paths are the host's.
-		c, rl, warnings, err := engine.CompileEgress(m, []*policy.Egress{e}, "/")
-		rules = rl
-		for _, w := range warnings {
-			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "nriguard run:", err)
-			return 2
-		}
-		spec.Egress = c
+		d.Layers = append(d.Layers, l)
+	} else {
+		d.Visibility &^= policy.VisFlows // no egress programs for an exec policy alone
 	}
 	if *execRules != "" {
-		var x *policy.Exec
+		l := engine.Layer{Kind: "exec", Source: execKey, Key: execKey, Text: *execRules}
 		if execKey == "--exec" {
-			x, err = policy.ParseExec(execKey, *execRules)
+			l.Exec, err = policy.ParseExec(execKey, *execRules)
 		} else {
-			x, err = policy.ParseExecFile(execKey, *execRules)
+			l.Exec, err = policy.ParseExecFile(execKey, *execRules)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nriguard run:", err)
 			return 2
 		}
-		// The command sees the host's filesystem: its root is "/".
-		table, warnings, err := resolve.Exec("/", execKey, x)
-		for _, w := range warnings {
+		d.Layers = append(d.Layers, l)
+	}
+	id := fmt.Sprintf("run-%d", os.Getpid())
+	plan, err := engine.NewPlan(engine.Container{ID: id}, d, "/", "")
+	if plan != nil {
+		for _, w := range plan.Warnings {
 			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "nriguard run:", err)
-			return 2
-		}
-		spec.Exec = policy.IntersectExec(m, table)
-		rules.AddExec(x, table)
 	}
-	if spec.Egress != nil {
-		spec.Egress.Visibility = vis
-	}
-	if vis&policy.VisExecs != 0 && (spec.Egress != nil || spec.Exec != nil) {
-		if spec.Exec == nil { // no exec rules: every exec allowed, and seen
-			spec.Exec = &policy.ExecTable{Default: policy.Allowed}
-		}
-		spec.Exec.Execs = true
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard run:", err)
+		return 2
 	}
 	var cred *syscall.Credential
 	if *userSpec != "" {
@@ -159,12 +144,12 @@ func run(args []string) int {
 	// EPIPE instead. (Handled, not ignored: the command gets the default
 	// back at exec.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	r, err := startRun(spec, rules)
+	r, err := startRun(plan)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 1
 	}
-	code := r.exec(cmdArgs, cred, spec.Egress != nil)
+	code := r.exec(cmdArgs, cred, len(d.Egress()) > 0)
 	if err := r.close(); err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		if code == 0 {
@@ -182,21 +167,23 @@ type runState struct {
 	done   sync.WaitGroup
 	out    io.Writer
 	buf    []byte
-	rules  *engine.Ruler
+	namer  engine.Info // its own events: the command's
 }
 
-func startRun(spec bpf.Spec, rules *engine.Ruler) (*runState, error) {
+func startRun(plan *engine.Plan) (*runState, error) {
 	root, err := cgroup.Root()
 	if err != nil {
 		return nil, err
 	}
-	r := &runState{id: fmt.Sprintf("run-%d", os.Getpid()), out: os.Stderr, rules: rules}
+	r := &runState{id: plan.Container.ID, out: os.Stderr, namer: plan.Info()}
 	r.cg = filepath.Join(root, "nriguard", r.id)
 	if err := os.MkdirAll(r.cg, 0o755); err != nil {
 		return nil, fmt.Errorf("make cgroup: %w", err)
 	}
-	spec.ID, spec.Cgroup = r.id, r.cg
-	r.att, err = bpf.Attach(spec, nil)
+	spec, err := plan.Spec(r.cg, bpf.OwnerRun)
+	if err == nil {
+		r.att, err = bpf.Attach(spec, nil) // with a ring of its own
+	}
 	if err != nil {
 		cgroup.Remove(r.cg)
 		return nil, err
@@ -219,8 +206,7 @@ func startRun(spec bpf.Spec, rules *engine.Ruler) (*runState, error) {
 }
 
 func (r *runState) print(rec *events.Record) {
-	rec.ContainerID = r.id
-	r.rules.Rule(rec)
+	r.namer.NameRecord(rec)
 	r.buf = rec.AppendJSON(r.buf[:0])
 	r.out.Write(r.buf)
 }

@@ -41,13 +41,12 @@ func delivery(base, pinRoot, home string) error {
 		return err
 	}
 	c := policy.Compile(policy.Enforce, e)
-	c.Visibility = policy.VisFlows
 	ev, err := bpf.NewEventMaps()
 	if err != nil {
 		return err
 	}
 	defer ev.Close()
-	a, err := bpf.Attach(bpf.Spec{ID: "bench-delivery", Cgroup: cg, Egress: c}, &bpf.Options{PinRoot: pinRoot, Events: ev})
+	a, err := bpf.Attach(bpf.Spec{ID: "bench-delivery", Cgroup: cg, Egress: c, Visibility: policy.VisFlows}, &bpf.Options{PinRoot: pinRoot, Events: ev})
 	if err != nil {
 		return err
 	}

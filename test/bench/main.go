@@ -275,12 +275,11 @@ func datapath(sizes []*size, base, pinRoot, home string, cleanups *[]func()) err
 	{
 		s := largest
 		c := *s.compiled
-		c.Visibility = policy.VisFlows
 		cg, err := mkcg("visibility")
 		if err != nil {
 			return err
 		}
-		a, err := bpf.Attach(bpf.Spec{ID: "bench-visibility", Cgroup: cg, Egress: &c}, &bpf.Options{PinRoot: pinRoot})
+		a, err := bpf.Attach(bpf.Spec{ID: "bench-visibility", Cgroup: cg, Egress: &c, Visibility: policy.VisFlows}, &bpf.Options{PinRoot: pinRoot})
 		if err != nil {
 			return err
 		}
