@@ -44,6 +44,22 @@ podman_e2e() {
   # podman's profile refuses what it does not allow with ENOSYS: so does its restricted copy
   check "podman: AF_VSOCK, AF_PACKET and io_uring refused (nriguard's profile); tcp allowed" \
     same "ENOSYS ENOSYS ENOSYS ok" "$(echo $($P exec cli /bin/ngprobe socket:vsock socket:packetdgram iouring:setup socket:tcp 2>&1))"
+  echo "   podman: without a policy (srv): a frame through socket(AF_INET, SOCK_PACKET): $($P exec srv /bin/ngprobe frame:lo:$HOSTIP:18098 2>&1)"
+  check "podman: socket(AF_INET, SOCK_PACKET) refused (nriguard's profile), no frame sent" \
+    same "ENOSYS ENOSYS" "$(echo $($P exec cli /bin/ngprobe frame:lo:$HOSTIP:18098 socket:sockpacket 2>&1))"
+  # exec rules are resolved in the container's own mount namespace: a file
+  # of a volume (invisible where the hook runs) is the file denied
+  mkdir -p "$E2E/vol" && cp /bin/busybox "$E2E/vol/tool" && cp /bin/busybox "$E2E/vol/other"
+  $P run -d $R --name vol -v "$E2E/vol:/data" --annotation 'exec.nriguard.io=deny /data/tool; default allow' \
+    localhost/e2e/busybox:latest sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
+  local vid; vid=$($P inspect vol --format '{{.Id}}')
+  out=$($P exec vol /data/tool echo hi 2>&1); local rc=$?
+  check "podman: a volume's file the exec rules deny never runs (exit $rc)" test "$rc" = 137 -a -z "$(grep -x hi <<<"$out")"
+  check "podman: another file of the volume runs" hasline hi "$($P exec vol /data/other echo hi 2>&1)"
+  sleep 0.2
+  check "podman: the volume file's refusal is reported" \
+    test -n "$(jq -c --arg id "$vid" 'select(.container_id==$id and .kind=="exec" and .verdict=="denied" and .filename=="/data/tool")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
+  $P rm -f vol >/dev/null 2>&1
   out=$($P run $R --rm --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' localhost/e2e/busybox:latest true 2>&1)
   check "podman: a labelled container whose seccomp profile allows other socket families is refused, saying why" \
     has 'lets it make sockets the hooks cannot judge: socket families .*AF_VSOCK 40' "$out"

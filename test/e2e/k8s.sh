@@ -315,6 +315,14 @@ k8s_e2e() {
   check "k8s: kubectl exec: a program outside the exec policy never runs" test -z "$(grep -x hi <<<"$out")"
   check "k8s: ... refused by nriguard (its exec event)" has '"kind":"exec".*"verdict":"denied".*"pod":"web"' "$(kc logs -n kube-system "$p")"
   check "k8s: kubectl exec: an allowed program runs" hasline hi "$(kc exec -n $K8S_NS web -c client -- /bin/echo hi 2>&1)"
+  # a program dropped into an allowed directory after the start is not an
+  # allowed program, and no restart makes it one (identities are taken once)
+  kc exec -n $K8S_NS web -c client -- cp /bin/busybox /bin/dropped >/dev/null 2>&1
+  refused_dropped() { # the exit status, not the absence of output
+    local out rc; out=$(kc exec -n $K8S_NS web -c client -- /bin/dropped echo hi 2>&1); rc=$?
+    [ "$rc" != 0 ] && ! grep -qx hi <<<"$out" || { echo "exit $rc: $out"; return 1; }
+  }
+  check "k8s: a program copied into /bin/ (allowed) after the start is refused" refused_dropped
   check "k8s: the denial is in the plugin's log (kubectl logs), with pod and namespace" \
     has "\"verdict\":\"denied\".*\"pod\":\"web\".*\"namespace\":\"$K8S_NS\"" "$(kc logs -n kube-system "$p" | grep '"kind":"connect"')"
   # the stream on the host's /run/nriguard/observe.sock (a hostPath), as docs/install.md says
@@ -379,8 +387,10 @@ k8s_e2e() {
   local cid; cid=$(kc get pod -n $K8S_NS web -o jsonpath='{.status.containerStatuses[?(@.name=="client")].containerID}')
   check "k8s: after the restart: web's client is still attached (nriguard list)" has "^${cid#containerd://} *NRI plugin" "$("$NG" list 2>&1)"
   out=$(kc logs -n kube-system "$p2" 2>&1)
-  check "k8s: ... and the new plugin took it over (synchronized: attached)" has '"msg":"synchronized".*"attached":[1-9]' "$out"
-  check "k8s: ... as pinned before, not as new (no late-policy warning)" test -z "$(grep 'got its egress policy late' <<<"$out")"
+  check "k8s: ... and the new plugin adopted it as pinned (synchronized: adopted)" has '"msg":"synchronized".*"adopted":[1-9]' "$out"
+  check "k8s: ... not as new (no late policy)" test -z "$(grep '"reason":"late"' <<<"$out")"
+  check "k8s: after the rollout: the program dropped into /bin/ is still refused (nothing resolved again)" refused_dropped
+  check "k8s: ... its refusal is in the new plugin's events" has '"kind":"exec".*"verdict":"denied".*"pod":"web".*"filename":"/bin/dropped"' "$(kc logs -n kube-system "$p2" 2>&1)"
 
   # deleting pods leaves nothing pinned
   local ids; ids=$(kcr ps -a -q --label io.kubernetes.pod.namespace=$K8S_NS)

@@ -33,6 +33,9 @@ SETTINGS_BEFORE=$(host_settings)
 rm -f "$E2E/.made-outside.done"
 for d in $OUTSIDE; do [ -e "$d" ] || echo "$d"; done > "$E2E/.made-outside"
 write_configs
+# the host's own IPv4 address (not loopback): where the frame attacks send
+HOSTIP=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1)
+[ -n "$HOSTIP" ] || { echo "e2e: this machine has no global IPv4 address: the SOCK_PACKET checks need one"; exit 1; }
 # ---------------------------------------------------------------------------
 external() {
   say "external plugin: nriguard plugin --socket $E2E/nri.sock"
@@ -82,6 +85,13 @@ external() {
   check "client: AF_VSOCK, AF_XDP, AF_PACKET, io_uring refused; tcp, unix, netlink allowed" \
     same "EPERM EPERM EPERM EPERM EPERM ok ok ok" "$(probe $CLI socket:vsock socket:xdp socket:packetdgram iouring:setup iouring:socket:packet socket:tcp socket:unix socket:netlink)"
   check "client: 0.0.0.0 is judged as the local host it reaches" same "EPERM EPERM" "$(probe $CLI tcp:0.0.0.0:18091 udpsend:0.0.0.0:18092)"
+  # socket(AF_INET, SOCK_PACKET) is a packet socket by another name: a raw
+  # frame on lo to the host's own address (not loopback: a frame from
+  # loopback is a martian), received by the probe itself
+  check "server (no labels): a hand-built frame through socket(AF_INET, SOCK_PACKET) reaches its destination (the attack works without a policy)" \
+    same "ok" "$(probe $SRV frame:lo:$HOSTIP:18098)"
+  check "client: socket(AF_INET, SOCK_PACKET) refused, no frame sent (CAP_NET_RAW kept: containerd's default)" \
+    same "EPERM EPERM" "$(probe $CLI frame:lo:$HOSTIP:18098 socket:sockpacket)"
   check "client: an IPv4 source route to an allowed address is refused" same "EPERM" "$(probe $CLI lsrr:127.0.0.2:127.0.0.1:18083)"
   check "client: the packet path reported it" event '.kind=="packet" and .reason=="routing-option" and .container=="client"'
 
@@ -201,7 +211,23 @@ external() {
   check "client's cgroup had nriguard programs attached before; it is gone now" test ! -d "$CG"
 
   say "plugin killed while containers run"
+  # a program its exec rules allow, rewritten inside the container: refused
+  # now, and it stays refused whatever restarts (identities are taken once)
+  REW=$(cr create "$POD" "$(ctrcfg rewriter busybox "$LOOP" '{"exec.nriguard.io":"allow /bin/; allow /opt/bin/tool"}')" "$PCFG") && cr start "$REW" >/dev/null
+  check "rewrite: the allowed program runs before it is changed" hasline hi "$(cr exec $REW /opt/bin/tool echo hi 2>&1)"
+  cr exec $REW sh -c 'cp /opt/bin/tool /tmp/t && cat /tmp/t > /opt/bin/tool' >/dev/null 2>&1
+  refused_tool() { # the exit status and the event, not the absence of output
+    local out rc; out=$(cr exec $REW /opt/bin/tool echo hi 2>&1); rc=$?
+    [ "$rc" != 0 ] && ! grep -qx hi <<<"$out" && grep -q 'exit code 137\|Operation not permitted\|operation not permitted' <<<"$out" ||
+      { echo "exit $rc: $out"; return 1; }
+  }
+  check "rewrite: the rewritten program is refused" refused_tool
   kill -9 "$(cat "$E2E/plugin.pid")"; sleep 0.3
+  # the image whose labels are part of a running container's policy goes
+  # while nriguard is away: its container stays held (never detached for
+  # labels it cannot read)
+  cr rmi localhost/e2e/labelled:latest >/dev/null 2>&1
+  check "plugin dead: the labelled image is removed" test -z "$(crictl images -q localhost/e2e/labelled:latest 2>/dev/null)"
   out=$(conn $CLI2 18081); check "plugin dead: client2 18081 still denied" denied "$out"
   # containerd 2.4.2 embeds NRI v0.12.3: the first request after the plugin
   # died still counts it as present and skips it (fail open, once); the
@@ -216,15 +242,21 @@ external() {
   check "plugin restarted: synchronized, stale pins removed" test ! -e "$PINS/$CLI2"
   if [ -n "${LATE:-}" ]; then
     check "plugin restarted: the container that slipped through is attached now" test -e "$PINS/$LATE/meta"
+    check "plugin restarted: and reported as late (a policy record)" \
+      event '.kind=="policy" and .reason=="late" and .container_id=="'$LATE'"'
     cr rm -f "$LATE" >/dev/null
   fi
-  check "plugin restarted: running containers still enforced" denied "$(conn $AUD 18080 2>/dev/null; conn $LAB 18080)"
+  check "plugin restarted: running containers still enforced (one of them of an image removed meanwhile)" denied "$(conn $AUD 18080 2>/dev/null; conn $LAB 18080)"
+  check "plugin restarted: the rewritten program is still refused (the restart resolved nothing again)" refused_tool
+  ctr -a "$E2E/ctrd/containerd.sock" -n k8s.io images import --all-platforms "$E2E/images.tar" >/dev/null
 
   say "containerd restarted"
   n=$(grep -c '"msg":"connected"' "$PLOG")
   stop_containerd; start_containerd
   for i in $(seq 100); do [ "$(grep -c '"msg":"connected"' "$PLOG")" -gt "$n" ] && break; sleep 0.1; done
   check "plugin reconnected by itself" test "$(grep -c '"msg":"connected"' "$PLOG")" -gt "$n"
+  check "containerd restarted: the rewritten program is still refused" refused_tool
+  check "containerd restarted: its refusal is reported" event '.kind=="exec" and .verdict=="denied" and .container=="rewriter" and .filename=="/opt/bin/tool"'
   NEW=$(run_ctr "$POD" "$PCFG" client busybox "$LOOP")
   out=$(conn $NEW 18080); check "a container started after the restart is covered" denied "$out"
 

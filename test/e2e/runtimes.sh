@@ -30,6 +30,8 @@ hookpath_checks() {
   out=$(cr exec "$CLI" /opt/bin/tool echo hi 2>&1); check "$R: client: a program not allowed never runs" test -z "$(grep -x hi <<<"$out")"
   out=$(cr exec "$CLI" arping -c1 -w1 -I lo 127.0.0.1 2>&1); check "$R: client: AF_PACKET refused (seccomp, from nriguard-runc)" denied "$out"
   check "$R: client: AF_VSOCK and io_uring refused, TCP allowed" same "EPERM EPERM ok" "$(probe "$CLI" socket:vsock iouring:setup socket:tcp)"
+  echo "   $R: without a policy (server): a frame through socket(AF_INET, SOCK_PACKET): $(probe "$SRV" frame:lo:$HOSTIP:18098)"
+  check "$R: client: socket(AF_INET, SOCK_PACKET) refused, no frame sent" same "EPERM EPERM" "$(probe "$CLI" frame:lo:$HOSTIP:18098 socket:sockpacket)"
   check "$R: client: CAP_NET_RAW (bit 13) taken away" \
     test $(( 0x$(cr exec "$CLI" grep CapBnd /proc/self/status | awk '{print $2}') >> 13 & 1 )) = 0
   check "$R: server (no labels): 18080 reachable, nothing pinned" has hello18080 "$(conn "$SRV" 18080; test ! -e "$PINS/$SRV" || echo pinned)"
