@@ -474,7 +474,7 @@ func TestDNSDetachForgets(t *testing.T) {
 	})
 	expect(t, cg, "resolve:10.1.2.3,v.example.org,a,80", "ENETUNREACH")
 	count := func() (names, learned int) {
-		sets, _ := filepath.Glob(filepath.Join(root, "_egress", "*"))
+		sets, _ := filepath.Glob(filepath.Join(bpf.EgressDir(root), "*"))
 		for _, dir := range sets {
 			// (an address learned is in the name's ring too)
 			for file, n := range map[string]*int{"map_dns_names": &names, "map_dns_resolvers": &names, "map_dns_learned": &learned, "map_dns_rings": &learned} {

@@ -64,8 +64,11 @@ var setSlots uint32 = 1024
 
 // loadEgressSet loads one copy of the egress programs with tables of the
 // given capacity and slots for as many containers, writing to ev (nil: a
-// ring of its own).
-func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, error) {
+// ring of its own). Only a copy for policies that name DNS names has room
+// in its DNS maps: their buckets are most of a copy's memory (4 MiB each
+// for the learned addresses and their rings), and a copy without names
+// never reads them.
+func loadEgressSet(ev *EventMaps, caps [3]uint32, names bool, slots uint32) (*egressSet, error) {
 	cs, err := egressSpec()
 	if err != nil {
 		return nil, err
@@ -76,6 +79,11 @@ func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, err
 		cs.Maps[name].InnerMap.MaxEntries = caps[i]
 	}
 	cs.Maps[egressMapPrincipalTables].MaxEntries = slots // one per slot too
+	if !names {
+		for _, name := range []string{egressMapDnsNames, egressMapDnsLearned, egressMapDnsRings, egressMapDnsResolvers, egressMapOwnAnswers} {
+			cs.Maps[name].MaxEntries = 1
+		}
+	}
 	co := ebpf.CollectionOptions{}
 	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.

@@ -39,7 +39,7 @@ const PinVersion = 2
 //	    map_exec_rules           its record of its exec rules
 //	_events-v2/ring, .../lost    the event ring shared by a daemon's and the hooks' attachments
 //	_exec-v2/link_exec, map_exec_*  the host-wide exec program and its maps (execPins)
-//	_egress-v2/r<ring>-<caps>-<n>/  a copy of the egress programs shared by the attachments that report
+//	_egress-v2/r<ring>-<caps>[-names]-<n>/  a copy of the egress programs shared by the attachments that report
 //	                             to that ring and whose tables fit caps (as egress/, 1,024 slots;
 //	                             n counts the copies of a class)
 //	tmp-<pid>-<random>-<name>/   an attach under way; List removes those of dead processes

@@ -15,13 +15,17 @@ import (
 
 // Where the copies of the egress programs live. Attachments that report to
 // one ring (the shared one of a daemon and the OCI hooks) share a copy per
-// size class, pinned under <root>/_egress/r<ring>-<caps>: the first
+// size class (and DNS names or not), pinned under <root>/_egress-vN/r<ring>-<caps>[-names]-<n>: the first
 // container of a class loads it, the others only fill their tables and
 // attach. An attachment with a ring of its own (nriguard run) has a private
 // copy with one slot, pinned in its own directory (egress/).
 
-func sharedSetDir(root string, ring uint32, caps [3]uint32, n uint32) string {
-	return filepath.Join(root, dirEgress, fmt.Sprintf("r%d-%d-%d-%d-%d", ring, caps[0], caps[1], caps[2], n))
+func sharedSetDir(root string, ring uint32, caps [3]uint32, names bool, n uint32) string {
+	dns := ""
+	if names {
+		dns = "-names"
+	}
+	return filepath.Join(root, dirEgress, fmt.Sprintf("r%d-%d-%d-%d%s-%d", ring, caps[0], caps[1], caps[2], dns, n))
 }
 
 // maxCopies bounds the copies of one size class (setSlots containers
@@ -33,7 +37,7 @@ func (m meta) setDir(root, dir string) string {
 	if m.Ring == 0 {
 		return filepath.Join(dir, dirPrivateSet)
 	}
-	return sharedSetDir(root, m.Ring, m.Caps, m.Copy)
+	return sharedSetDir(root, m.Ring, m.Caps, m.Parts&partNames != 0, m.Copy)
 }
 
 // egressPart is an attachment's share of a copy: its slot and tables.
@@ -58,14 +62,14 @@ type egressPart struct {
 func (a *Attachment) attachEgress(x *attaching) (e *egressPart, err error) {
 	spec, cgid, o, dir, tmp := x.spec, x.cgid, x.o, x.dir, x.tmp
 	e = &egressPart{cgid: cgid, compile: spec.Egress, vis: spec.Visibility}
-	caps := sizeClass(spec.Egress)
+	caps, names := sizeClass(spec.Egress), len(spec.Egress.Names) > 0
 	var reuse bool
 	if o.Events != nil {
 		e.shared = true
 		a.Events = *o.Events
 		// the first copy of the class with a free slot
 		for e.copy = 0; ; e.copy++ {
-			if e.set, e.dir, err = sharedSet(o.PinRoot, o.Events, caps, e.copy); err != nil {
+			if e.set, e.dir, err = sharedSet(o.PinRoot, o.Events, caps, names, e.copy); err != nil {
 				return nil, err
 			}
 			e.slot, reuse, err = e.set.takeSlot()
@@ -77,7 +81,7 @@ func (a *Attachment) attachEgress(x *attaching) (e *egressPart, err error) {
 			return nil, err
 		}
 	} else {
-		if e.set, err = loadEgressSet(nil, caps, 1); err != nil {
+		if e.set, err = loadEgressSet(nil, caps, names, 1); err != nil {
 			return nil, err
 		}
 		e.dir = filepath.Join(tmp, dirPrivateSet)
@@ -172,8 +176,8 @@ func (e *egressPart) undo(links []link.Link, keep bool) {
 // sharedSet returns the copy for ev's ring and a size class pinned under
 // root, loading and pinning it first if there is none. The caller holds
 // the host lock, and does not close it.
-func sharedSet(root string, ev *EventMaps, caps [3]uint32, n uint32) (*egressSet, string, error) {
-	dir := sharedSetDir(root, ev.ringID(), caps, n)
+func sharedSet(root string, ev *EventMaps, caps [3]uint32, names bool, n uint32) (*egressSet, string, error) {
+	dir := sharedSetDir(root, ev.ringID(), caps, names, n)
 	if s, err := openShared(dir, true, caps); err == nil {
 		return s, dir, nil
 	}
@@ -181,7 +185,7 @@ func sharedSet(root string, ev *EventMaps, caps [3]uint32, n uint32) (*egressSet
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return nil, "", err
 	}
-	s, err := loadEgressSet(ev, caps, setSlots)
+	s, err := loadEgressSet(ev, caps, names, setSlots)
 	if err != nil {
 		os.Remove(filepath.Dir(dir)) // (if no copy is there: a failure leaves nothing)
 		return nil, "", err
@@ -345,7 +349,7 @@ func PrepareShared(root string, ev *EventMaps, ready int) error {
 	s := &egressSet{caps: caps}
 	defer s.Close()
 	err := WithHostLock(func() error {
-		shared, d, err := sharedSet(root, ev, caps, 0)
+		shared, d, err := sharedSet(root, ev, caps, false, 0)
 		if err != nil {
 			return err
 		}

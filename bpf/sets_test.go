@@ -20,7 +20,7 @@ import (
 // after a detach, nothing is let through on stale settings.
 func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 	testenv.NeedRoot(t)
-	s, err := loadEgressSet(nil, [3]uint32{TableCap, TableCap, TableCap}, 4)
+	s, err := loadEgressSet(nil, [3]uint32{TableCap, TableCap, TableCap}, false, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 func TestSlotsReused(t *testing.T) {
 	testenv.NeedRoot(t)
 	big := [3]uint32{1 << 17, 1 << 17, 1 << 17} // 6 MiB of tables a slot: the budget keeps one idle
-	s, err := loadEgressSet(nil, big, 3)
+	s, err := loadEgressSet(nil, big, false, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
