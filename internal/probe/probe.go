@@ -32,6 +32,8 @@
 //	                    it connected within 300 ms, "ETIMEDOUT" otherwise
 //	udpfd:FD:ADDR:PORT  one send on an inherited socket (udpagain:ADDR:PORT>PROBE execs it)
 //	sendn:N:ADDR:PORT   N unconnected UDP sends of 100 bytes from one socket, then close
+//	connectn:N:ADDR:PORT  N TCP connects to a listener of its own, each accepted
+//	                    and both ends closed
 //	sendloop:FILE:ADDR:PORT  unconnected UDP sends until killed, writing how
 //	                    many were refused to FILE after each
 //	bg:OP               OP in a copy of the probe that outlives this one
@@ -182,6 +184,8 @@ func do(op string) error {
 		return flood(arg)
 	case "sendn":
 		return sendN(arg)
+	case "connectn":
+		return connectN(arg)
 	case "srh6", "rh2cmsg6", "lsrr", "lsrrcmsg", "srh6tcp", "lsrrtcp":
 		return reroute(kind, arg)
 	case "frame":
@@ -587,6 +591,45 @@ func sendLoop(arg string) error {
 			n++
 		}
 	}
+}
+
+// connectN makes n TCP connections to a listener of its own on ADDR:PORT,
+// accepting and closing each: a workload of many short flows.
+func connectN(arg string) error {
+	nText, dest, _ := strings.Cut(arg, ":")
+	n, err := strconv.Atoi(nText)
+	if err != nil {
+		return fmt.Errorf("bad count %q", nText)
+	}
+	ap, err := netip.ParseAddrPort(bracket(dest))
+	if err != nil {
+		return err
+	}
+	lfd, err := listener(ap, unix.SOCK_STREAM)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+	to := sockaddr(ap, false)
+	for range n {
+		fd, err := unix.Socket(family(ap, false), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		// closed with a reset: no TIME_WAIT to run out of ports with
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		if err := unix.Connect(fd, to); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		cfd, _, err := unix.Accept(lfd)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		unix.Close(cfd)
+	}
+	return nil
 }
 
 // flood makes n sends while its parent (the reader of their events, for

@@ -40,7 +40,7 @@ var (
 	execN   = flag.Int("execs", 300, "fork+exec per round and configuration")
 	sizesF  = flag.String("sizes", "10,1000,100000", "policy sizes in prefixes")
 	peersF  = flag.Bool("peers", true, "measure nftables and iptables+ipset beside nriguard (the same rules)")
-	only    = flag.String("only", "", "run only these parts (datapath, delivery, memory, attach, exec), comma separated")
+	only    = flag.String("only", "", "run only these parts (datapath, delivery, memory, attach, run, exec), comma separated")
 	// for a quick look at one change: the report's other figures are then 0
 	workloadsF = flag.String("workloads", "", "measure only the datapath workloads whose name matches this regexp")
 	configsF   = flag.String("configs", "", "measure only the configurations (beyond no policy and the floor) whose name matches this regexp")
@@ -147,6 +147,11 @@ func runBench() error {
 	}
 	if want("attach") {
 		if err := attachLatency(base, pinRoot); err != nil {
+			return err
+		}
+	}
+	if want("run") {
+		if err := runDefault(base); err != nil {
 			return err
 		}
 	}
