@@ -24,48 +24,11 @@ static __always_inline __u64 current_epoch(void)
 	return e ? *e : 0;
 }
 
-// What a remembered verdict needs of its config to answer a send alone.
-enum sv_flags {
-	SV_FLOWS = 1, // config.visibility has VIS_FLOWS
-	SV_NAMES = 2, // config.names
-	SV_READS_EXE = 4, // config.reads_exe
-	SV_ACCEPTED = 8, // an accepted TCP socket: it answers its peer, whatever the policy
-};
-
 static __always_inline __u8 sv_flags(const struct config *cfg)
 {
 	return ((cfg->visibility & VIS_FLOWS) ? SV_FLOWS : 0) | (cfg->names ? SV_NAMES : 0) |
 	       (cfg->reads_exe ? SV_READS_EXE : 0);
 }
-
-// What the hooks last let a socket send to: the packet path trusts a packet
-// to that destination without a lookup.
-struct sock_verdict {
-	__u64 epoch; // the copy's epoch when it was judged (read before the config)
-	__u32 gen; // config.gen when it was judged: whose flow its counts are
-	__u32 addr[4]; // IPv4 in addr[3]
-	__u16 port; // network order
-	__u8 family;
-	__u8 proto;
-	__u32 verdict; // allow, or would-deny
-	// the verdict depended on who sent (a qualified rule): it answers only
-	// a send by the same who (another process of the socket, or the same
-	// after a change of user or exec, is judged as itself)
-	__u8 dependent;
-	__u8 flags; // sv_flags, of the config it was judged under
-	__u8 pad[2];
-	struct ident who;
-	// visibility: what the socket sent to this destination since the last
-	// record of its counts, and when the next is due (coarse monotonic ns)
-	__u64 packets, bytes, report_at;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sock_verdict);
-} sock_verdicts SEC(".maps");
 
 // (report.h, which needs struct sock_verdict)
 static __always_inline void report_counts(const struct config *cfg, struct sock_verdict *c, __u8 hook,
@@ -128,8 +91,10 @@ static __always_inline void remember(const struct config *cfg, __u64 ep, struct 
 	c->flags = sv_flags(cfg);
 	c->verdict = v;
 	c->dependent = dependent;
-	if (dependent)
+	if (dependent) {
 		c->who = m->id;
+		c->cgroup = cfg->cgroup;
+	}
 	c->family = family;
 	c->proto = proto;
 	c->port = port_be;

@@ -64,6 +64,8 @@ var hookKinds = map[egressNgHook]events.Kind{
 	egressNgHookHOOK_SOCK_RELEASE: "flow",
 	egressNgHookHOOK_FLOW_COUNT:   "flow",
 	egressNgHookHOOK_SKB_INGRESS:  "dns",
+	egressNgHookHOOK_WRITE_LSM:    events.KindWrite,
+	egressNgHookHOOK_SEND_LSM:     events.KindSendmsg,
 }
 
 // reasons names why the packet path stopped a packet.
@@ -74,5 +76,6 @@ var reasons = map[uint8]string{
 	uint8(egressNgReasonREASON_DNS_RESOLVER):    "dns-resolver",
 	uint8(egressNgReasonREASON_DNS_TRUNCATED):   "dns-truncated",
 	uint8(egressNgReasonREASON_DNS_OWN):         "dns-own-server",
+	uint8(egressNgReasonREASON_OTHER_SENDER):    "other-sender",
 	uint8(egressNgReasonREASON_DNS_TCP):         "dns-tcp",
 }

@@ -126,10 +126,14 @@ func decodeEvent(raw []byte, offset time.Duration, r *events.Record) (exeIno uin
 		}
 		r.Filename = cstring(x.Filename[:])
 		r.File = fileName(x.Dev, x.Ino)
+		r.PPID = x.Ppid
+		if r.Kind == events.KindWrite { // the file written, not the writer's program
+			r.Enforcement = "eperm"
+			break
+		}
 		// the program that runs: for a #! script its interpreter, which is
 		// the file judged (the script's path is in Filename)
 		exeIno = x.Ino
-		r.PPID = x.Ppid
 		if r.Verdict == events.Allowed {
 			break
 		}

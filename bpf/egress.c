@@ -20,11 +20,14 @@
 #include "nriguard.h" // what the programs and the Go side agree on
 #include "inode.h" // a file's identity, in every kernel's layout
 #include "packet.h" // headers, protocol numbers
+#include "ring.h" // the event ring
 #include "config.h" // a policed cgroup's config
 #include "tables.h" // the policy's tables and their searches
-#include "principals.h" // who makes a flow
+#include "sender.h" // who sends
+#include "principals.h" // the sender's classes
+#include "verdicts.h" // what a socket was let through to
 #include "cache.h" // the socket cache
-#include "report.h" // the event ring and its records
+#include "report.h" // the records the programs write
 #include "dns.h" // rules by DNS name
 
 // lookup4 and lookup6 judge a destination for the process m stands for

@@ -180,6 +180,8 @@ const (
 	egressNgHookHOOK_SOCK_RELEASE egressNgHook = 9
 	egressNgHookHOOK_FLOW_COUNT   egressNgHook = 10
 	egressNgHookHOOK_SKB_INGRESS  egressNgHook = 11
+	egressNgHookHOOK_WRITE_LSM    egressNgHook = 12
+	egressNgHookHOOK_SEND_LSM     egressNgHook = 13
 )
 
 type egressNgLayer uint32
@@ -245,6 +247,7 @@ const (
 	egressNgReasonREASON_DNS_TRUNCATED   egressNgReason = 5
 	egressNgReasonREASON_DNS_OWN         egressNgReason = 6
 	egressNgReasonREASON_DNS_TCP         egressNgReason = 7
+	egressNgReasonREASON_OTHER_SENDER    egressNgReason = 8
 )
 
 type egressNgVerdictBits uint32
@@ -362,6 +365,7 @@ type egressSockVerdict struct {
 		Ino  uint64
 		Sec  int64
 	}
+	Cgroup   uint64
 	Packets  uint64
 	Bytes    uint64
 	ReportAt uint64

@@ -20,6 +20,7 @@
 #define EPERM 1
 #define SIGKILL 9
 #define MAX_CGROUP_LEVEL 32
+#define FMODE_WRITE 0x2
 
 #include "nriguard.h"
 #include "inode.h"
@@ -268,6 +269,109 @@ int BPF_PROG(ng_exec_lsm, struct linux_binprm *bprm, int ret)
 	if (judge(bprm, HOOK_EXEC_LSM, bpf_get_current_task_btf()))
 		return -EPERM;
 	return 0;
+}
+
+// The write guard (BPF LSM only): a process of a policed cgroup may not
+// open for writing, or truncate, a file a policy of its cgroup (or of a
+// policed ancestor) allows it to run. Every write path to a file's content
+// needs a file opened for writing (write, pwrite, writable shared mappings,
+// copy_file_range, splice, sendfile, fallocate, io_uring) or a truncate by
+// path, whatever name it is reached by (a hard link is the same inode): so
+// on this backend an allowed program stays the program its rule named,
+// also where its change time would not show a write (a memory filesystem,
+// coarse timestamps).
+
+struct path {
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct inode *d_inode;
+} __attribute__((preserve_access_index));
+
+struct file___guard {
+	struct inode *f_inode;
+	unsigned int f_mode;
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+// The walk of the writer's cgroup levels for a policy that allows the file.
+struct guard_walk {
+	struct file_key fk;
+	__u32 depth;
+	__u64 cgid; // the innermost level that allows it
+	__u32 settings;
+};
+
+static long guard_step(__u64 i, struct guard_walk *w)
+{
+	int level = i + 1;
+	if (level > w->depth)
+		return 1;
+	struct rule_key k = { .cgroup = bpf_get_current_ancestor_cgroup_id(level) };
+	struct rule_value *settings = bpf_map_lookup_elem(&exec_rules, &k);
+	if (!settings)
+		return 0;
+	k.ino = w->fk.ino;
+	k.dev = w->fk.dev;
+	struct rule_value *v = bpf_map_lookup_elem(&exec_rules, &k);
+	// allowed to someone: its own verdict, or one of its cells (uid=, gid=)
+	if (v && ((v->verdict & VERDICT_ACTION_MASK) == ACTION_ALLOW || (v->verdict >> VERDICT_CELLS_SHIFT))) {
+		w->cgid = k.cgroup;
+		w->settings = settings->verdict;
+	}
+	return 0;
+}
+
+// guarded refuses, and reports, a write to inode by the current process if
+// a policy of its cgroup allows the file to run.
+static __always_inline int guarded(struct inode *inode, struct path *path)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct guard_walk w = {
+		.fk = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev },
+		.depth = task->cgroups->dfl_cgrp->level,
+	};
+	if (!w.fk.ino)
+		return 0;
+	bpf_loop(MAX_CGROUP_LEVEL, guard_step, &w, 0);
+	if (!w.cgid)
+		return 0;
+	__u32 ring_idx = w.settings >> SETTINGS_RING_SHIFT & SETTINGS_RING_MASK;
+	void *ring = bpf_map_lookup_elem(&exec_rings, &ring_idx);
+	struct exec_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : 0;
+	if (!e) {
+		void *lost = bpf_map_lookup_elem(&exec_losts, &ring_idx);
+		if (lost)
+			count_lost(lost, EV_KIND_EXEC);
+		return -EPERM;
+	}
+	fill_hdr(&e->h, w.cgid, EV_KIND_EXEC, HOOK_WRITE_LSM, ACTION_DENY | (LAYER_NONE << VERDICT_LAYER_SHIFT));
+	e->ppid = task->real_parent->tgid;
+	e->dev = w.fk.dev;
+	e->ino = w.fk.ino;
+	e->filename[0] = 0;
+	if (path)
+		bpf_d_path(path, e->filename, sizeof(e->filename));
+	bpf_ringbuf_submit(e, 0);
+	return -EPERM;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(ng_guard_open, struct file *file, int ret)
+{
+	struct file___guard *f = (void *)file;
+	if (ret || !(f->f_mode & FMODE_WRITE))
+		return ret;
+	return guarded(f->f_inode, &f->f_path);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(ng_guard_truncate, const struct path *path, int ret)
+{
+	if (ret)
+		return ret;
+	return guarded(path->dentry->d_inode, (struct path *)path);
 }
 
 char __license[] SEC("license") = "GPL";

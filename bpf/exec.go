@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -52,7 +54,7 @@ func probeBackend() (string, error) {
 }
 
 func tryLoad(prog string) error {
-	o, err := loadExecProgram(prog)
+	o, err := loadExecPrograms(prog)
 	if err != nil {
 		return err
 	}
@@ -64,8 +66,15 @@ func tryLoad(prog string) error {
 // table of every container's rules, the rings events go to with their lost
 // counters, and the registry of those rings.
 type execGlobalObjs struct {
-	program                    *ebpf.Program
-	rules, rings, losts, users *ebpf.Map // users: the registry (ringUse by index)
+	programs                   []*ebpf.Program // the backend's program; with BPF LSM, the write guard's too
+	rules, rings, losts, users *ebpf.Map       // users: the registry (ringUse by index)
+}
+
+// backendPrograms are what each backend loads and attaches, in order, with
+// the names their links are pinned under.
+var backendPrograms = map[string][]struct{ prog, pin string }{
+	BackendLSM:  {{execProgNgExecLsm, pinExecLink}, {execProgNgGuardOpen, "link_guard_open"}, {execProgNgGuardTruncate, "link_guard_truncate"}},
+	BackendKill: {{execProgNgExecKill, pinExecLink}},
 }
 
 // ringUse is an entry of the ring registry: which ring an index of
@@ -76,29 +85,35 @@ type ringUse struct {
 }
 
 func (o *execGlobalObjs) close() {
-	o.program.Close()
+	for _, p := range o.programs {
+		p.Close()
+	}
 	for _, m := range []*ebpf.Map{o.rules, o.rings, o.losts, o.users} {
 		m.Close()
 	}
 }
 
-func loadExecProgram(name string) (*execGlobalObjs, error) {
+// loadExecPrograms loads the named programs of exec.c, which share its
+// maps.
+func loadExecPrograms(names ...string) (*execGlobalObjs, error) {
 	cs, err := execSpec()
 	if err != nil {
 		return nil, err
 	}
 	cs = cs.Copy()
 	for n := range cs.Programs {
-		if n != name {
+		if !slices.Contains(names, n) {
 			delete(cs.Programs, n)
 		}
 	}
 	coll, err := ebpf.NewCollection(cs)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", name, err)
+		return nil, fmt.Errorf("load %s: %w", strings.Join(names, ", "), err)
 	}
-	o := &execGlobalObjs{program: coll.DetachProgram(name), rules: coll.DetachMap(execMapExecRules),
-		rings: coll.DetachMap(execMapExecRings), losts: coll.DetachMap(execMapExecLosts)}
+	o := &execGlobalObjs{rules: coll.DetachMap(execMapExecRules), rings: coll.DetachMap(execMapExecRings), losts: coll.DetachMap(execMapExecLosts)}
+	for _, n := range names {
+		o.programs = append(o.programs, coll.DetachProgram(n))
+	}
 	coll.Close()
 	return o, nil
 }
@@ -131,39 +146,44 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 			return nil, err
 		}
 	}
-	var prog string
-	switch be {
-	case BackendLSM:
-		prog = execProgNgExecLsm
-	case BackendKill:
-		prog = execProgNgExecKill
-	default:
+	progs, ok := backendPrograms[be]
+	if !ok {
 		return nil, fmt.Errorf("unknown exec backend %q: expected %s or %s", be, BackendLSM, BackendKill)
 	}
-	if o, err = loadExecProgram(prog); err != nil {
+	var names []string
+	for _, p := range progs {
+		names = append(names, p.prog)
+	}
+	if o, err = loadExecPrograms(names...); err != nil {
 		return nil, err
 	}
 	if o.users, err = ebpf.NewMap(&ebpf.MapSpec{Name: "ng_ring_users", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxRings}); err != nil {
 		o.close()
 		return nil, err
 	}
-	var lk link.Link
-	if be == BackendLSM {
-		lk, err = link.AttachLSM(link.LSMOptions{Program: o.program})
-	} else {
-		lk, err = link.AttachTracing(link.TracingOptions{Program: o.program})
-	}
-	if err != nil {
-		o.close()
-		return nil, fmt.Errorf("attach the %s exec program: %w", be, err)
-	}
-	defer lk.Close()
-	tmp := tmpDir(root, "exec")
-	err = os.Mkdir(tmp, 0o700)
-	for _, pin := range []struct {
+	type pinned struct {
 		name string
 		obj  interface{ Pin(string) error }
-	}{{pinExecLink, lk}, {execPins[0], o.rules}, {execPins[1], o.rings}, {execPins[2], o.losts}, {execPins[3], o.users}} {
+	}
+	var pins []pinned
+	for i, p := range o.programs {
+		var lk link.Link
+		if be == BackendLSM {
+			lk, err = link.AttachLSM(link.LSMOptions{Program: p})
+		} else {
+			lk, err = link.AttachTracing(link.TracingOptions{Program: p})
+		}
+		if err != nil { // (the links made so far go with their deferred closes)
+			o.close()
+			return nil, fmt.Errorf("attach the %s exec program %s: %w", be, progs[i].prog, err)
+		}
+		defer lk.Close()
+		pins = append(pins, pinned{progs[i].pin, lk})
+	}
+	pins = append(pins, pinned{execPins[0], o.rules}, pinned{execPins[1], o.rings}, pinned{execPins[2], o.losts}, pinned{execPins[3], o.users})
+	tmp := tmpDir(root, "exec")
+	err = os.Mkdir(tmp, 0o700)
+	for _, pin := range pins {
 		if err == nil {
 			err = pin.obj.Pin(filepath.Join(tmp, pin.name))
 		}
@@ -176,8 +196,10 @@ func openExecGlobal(root string, create bool, be string) (*execGlobalObjs, error
 		o.close()
 		return nil, fmt.Errorf("pin the exec program: %w", err)
 	}
-	o.program.Close()
-	o.program = nil
+	for _, p := range o.programs {
+		p.Close()
+	}
+	o.programs = nil
 	return o, nil
 }
 

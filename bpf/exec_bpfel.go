@@ -56,6 +56,8 @@ const (
 	execNgHookHOOK_SOCK_RELEASE execNgHook = 9
 	execNgHookHOOK_FLOW_COUNT   execNgHook = 10
 	execNgHookHOOK_SKB_INGRESS  execNgHook = 11
+	execNgHookHOOK_WRITE_LSM    execNgHook = 12
+	execNgHookHOOK_SEND_LSM     execNgHook = 13
 )
 
 type execNgLayer uint32
@@ -121,6 +123,7 @@ const (
 	execNgReasonREASON_DNS_TRUNCATED   execNgReason = 5
 	execNgReasonREASON_DNS_OWN         execNgReason = 6
 	execNgReasonREASON_DNS_TCP         execNgReason = 7
+	execNgReasonREASON_OTHER_SENDER    execNgReason = 8
 )
 
 type execNgVerdictBits uint32
@@ -172,6 +175,8 @@ const (
 	execMapExecRules         = "exec_rules"
 	execProgNgExecKill       = "ng_exec_kill"
 	execProgNgExecLsm        = "ng_exec_lsm"
+	execProgNgGuardOpen      = "ng_guard_open"
+	execProgNgGuardTruncate  = "ng_guard_truncate"
 	execVarUnusedAction      = "unused_action"
 	execVarUnusedClassBits   = "unused_class_bits"
 	execVarUnusedEventHdr    = "unused_event_hdr"
@@ -233,8 +238,10 @@ type execSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execProgramSpecs struct {
-	NgExecKill *ebpf.ProgramSpec `ebpf:"ng_exec_kill"`
-	NgExecLsm  *ebpf.ProgramSpec `ebpf:"ng_exec_lsm"`
+	NgExecKill      *ebpf.ProgramSpec `ebpf:"ng_exec_kill"`
+	NgExecLsm       *ebpf.ProgramSpec `ebpf:"ng_exec_lsm"`
+	NgGuardOpen     *ebpf.ProgramSpec `ebpf:"ng_guard_open"`
+	NgGuardTruncate *ebpf.ProgramSpec `ebpf:"ng_guard_truncate"`
 }
 
 // execMapSpecs contains maps before they are loaded into the kernel.
@@ -329,14 +336,18 @@ type execVariables struct {
 //
 // It can be passed to loadExecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execPrograms struct {
-	NgExecKill *ebpf.Program `ebpf:"ng_exec_kill"`
-	NgExecLsm  *ebpf.Program `ebpf:"ng_exec_lsm"`
+	NgExecKill      *ebpf.Program `ebpf:"ng_exec_kill"`
+	NgExecLsm       *ebpf.Program `ebpf:"ng_exec_lsm"`
+	NgGuardOpen     *ebpf.Program `ebpf:"ng_guard_open"`
+	NgGuardTruncate *ebpf.Program `ebpf:"ng_guard_truncate"`
 }
 
 func (p *execPrograms) Close() error {
 	return _ExecClose(
 		p.NgExecKill,
 		p.NgExecLsm,
+		p.NgGuardOpen,
+		p.NgGuardTruncate,
 	)
 }
 

@@ -179,3 +179,38 @@ func TestExecIdentityAcrossFilesystems(t *testing.T) {
 		}
 	})
 }
+
+// A program a policy allows, written by a process of its container by
+// every write path there is: with BPF LSM the write is refused (the write
+// guard: the open for writing, or the truncate, fails with EPERM) and the
+// program still runs; on the SIGKILL backend the write happens and the file
+// is not the program the rule named any more (its change time moved).
+func TestAllowedProgramWrittenEveryWay(t *testing.T) {
+	backends(t, func(t *testing.T, opts *bpf.Options) {
+		T := execFixture(t)
+		p := func(rel string) string { return filepath.Join(T, rel) }
+		for _, method := range []string{"write", "pwrite", "mmap", "copyrange", "splice", "sendfile", "fallocate", "truncate", "link", "iouring"} {
+			t.Run(method, func(t *testing.T) {
+				file := p("usr/bin/w-" + method)
+				copyFile(t, p("usr/bin/allowed"), file)
+				cg := testenv.Cgroup(t)
+				attachExec(t, opts, cg, fmt.Sprintf("allow %s; allow %s", file, probeSelf(t)), policy.Enforce)
+				got := testenv.Probe(t, "", cg, "", "overwrite:"+method+":"+file+":"+p("usr/bin/other"), "exec:"+file)
+				want := "ok denied" // the write happens; the file is another program now
+				if opts.ExecBackend == bpf.BackendLSM {
+					want = "EPERM ran" // the write is refused; the program runs
+				}
+				if strings.Join(got, " ") != want {
+					t.Errorf("%s of an allowed program from its container, then exec: %q, want %q", method, got, want)
+				}
+			})
+		}
+		// a file the policy only refuses may be written (it stays refused)
+		cg := testenv.Cgroup(t)
+		copyFile(t, p("usr/bin/other"), p("usr/bin/w-denied"))
+		attachExec(t, opts, cg, fmt.Sprintf("deny %s; allow %s; default allow", p("usr/bin/w-denied"), probeSelf(t)), policy.Enforce)
+		if got := strings.Join(testenv.Probe(t, "", cg, "", "overwrite:write:"+p("usr/bin/w-denied")+":"+p("usr/bin/allowed"), "exec:"+p("usr/bin/w-denied")), " "); got != "ok denied" {
+			t.Errorf("a denied file written from its container, then exec: %q, want ok denied", got)
+		}
+	})
+}

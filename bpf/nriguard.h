@@ -17,6 +17,8 @@ enum ng_hook {
 	HOOK_SOCK_RELEASE = 9, // cgroup/sock_release: a flow's last counts
 	HOOK_FLOW_COUNT = 10, // a flow's counts since its last record (the packet path, or a new destination)
 	HOOK_SKB_INGRESS = 11, // cgroup_skb/ingress: DNS answers that teach nothing
+	HOOK_WRITE_LSM = 12, // lsm/file_open, lsm/path_truncate: a write to a program a policy allows, EPERM
+	HOOK_SEND_LSM = 13, // lsm/socket_sendmsg: a send on a flow allowed for another sender, EPERM
 };
 
 // What a policed cgroup reports besides refusals (config.visibility in
@@ -47,6 +49,9 @@ enum ng_reason {
 	// a connection to a DNS server over TCP (its SYN-ACK): its answers
 	// teach nothing
 	REASON_DNS_TCP = 7,
+	// a send on a flow a rule allowed for another program or user (the
+	// per-send check, HOOK_SEND_LSM)
+	REASON_OTHER_SENDER = 8,
 };
 
 // Which record follows the header; also the index of the lost counter a

@@ -275,3 +275,37 @@ func TestQualifiedRulesMatchReference(t *testing.T) {
 		}
 	}
 }
+
+// A flow a rule allowed for its sender is that sender's, whatever holds the
+// socket afterwards: another program it execs, another user it becomes,
+// another process that takes it with pidfd_getfd; over TCP and connected
+// UDP, IPv4 and IPv6. With BPF LSM each of their sends is refused (the
+// per-send check); without, a connected socket's sends run no hook and the
+// allowance goes with the socket (docs/policy.md, "Who sends": the test
+// says what it sees and skips).
+func TestAllowanceStaysWithTheSender(t *testing.T) {
+	_, a, b := programs(t)
+	ns := testenv.NetNS(t)
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, dst := range []string{"10.1.2.3:7030", "[2001:db8::1]:7031"} {
+			cg, _ := attachQualified(t, fmt.Sprintf("allow %s %s exe=%s; default deny", proto, dst, a), policy.Enforce)
+			for _, c := range []struct{ mode, path string }{{"exec", b}, {"user", ""}, {"getfd", b}} {
+				op := fmt.Sprintf("handoff:%s:%s:%s", c.mode, proto, dst)
+				if c.path != "" {
+					op += ":" + c.path
+				}
+				got := strings.Join(testenv.ProbeWith(t, a, ns, cg, "", op), " ")
+				if !bpf.SendCheck() {
+					t.Logf("%s %s to %s, without BPF LSM: %q (the allowance went with the socket)", proto, c.mode, dst, got)
+					continue
+				}
+				if got != "ok EPERM" {
+					t.Errorf("%s allowed for %s, then %s: %q, want ok EPERM", proto, filepath.Base(a), c.mode, got)
+				}
+			}
+		}
+	}
+	if !bpf.SendCheck() {
+		t.Skip("needs BPF LSM, which this kernel refuses, for the per-send check (make vmtest runs it)")
+	}
+}

@@ -3,14 +3,6 @@
 // room in it), and the records the programs write to it.
 #pragma once
 
-// The loader may replace both with maps shared by all containers.
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, EVENT_RING_SIZE);
-} events SEC(".maps");
-
-struct lost_counters lost_events SEC(".maps");
-
 static __always_inline void report_flow(const struct config *cfg, __u8 hook, __u32 verdict, __u8 family,
 					__u8 proto, __u8 type, const void *addr, __u16 port, __u64 cookie)
 {

@@ -39,14 +39,14 @@ func resolvePrograms(layers []*policy.Egress, root string) (map[policy.FileID]re
 	if len(patterns) == 0 {
 		return nil, nil, nil
 	}
-	byFile, stamps, warnings, err := resolve.Programs(root, "exe=", patterns)
+	byFile, stamps, weak, warnings, err := resolve.Programs(root, "exe=", patterns)
 	if err != nil {
 		return nil, warnings, err
 	}
 	out := make(map[policy.FileID]resolvedProgram, len(byFile))
 	for id, pats := range byFile {
 		slices.Sort(pats)
-		out[id] = resolvedProgram{Stamp: stamps[id], Patterns: pats}
+		out[id] = resolvedProgram{Stamp: stamps[id], Patterns: pats, Weak: weak[id]}
 	}
 	return out, warnings, nil
 }

@@ -211,6 +211,10 @@ func (e *Engine) attach(c Container, d *Decision, cgroupDir, rootDir, late strin
 	if err != nil {
 		return err
 	}
+	be, _ := bpf.ExecBackend()
+	if err := p.CheckBinding(be == bpf.BackendLSM, false); err != nil {
+		return err
+	}
 	return e.Apply(p, cgroupDir)
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nriguard/nriguard/bpf"
@@ -102,6 +103,91 @@ func (p *Plan) compile() error {
 		p.Exec = &policy.ExecTable{Default: policy.Allowed} // without exec rules: every exec allowed, and seen
 	}
 	return nil
+}
+
+// CheckBinding refuses a plan whose rules allow a file that nriguard
+// cannot bind to its content (policy.Weakness). Where writes to the
+// programs exec rules allow are refused from the container (guarded: the
+// BPF LSM backend's write guard), only an overlay's file, and only for a
+// command on the host, whose layers it can reach (host); elsewhere, and
+// for exe= programs (which the guard does not know), a file on a memory
+// filesystem or one that keeps change times to the second too. The error
+// names the label, the rule and why.
+func (p *Plan) CheckBinding(guarded, host bool) error {
+	refusedIf := func(guarded bool) func(policy.Weakness) bool {
+		return func(w policy.Weakness) bool {
+			if w.Why == "" {
+				return false
+			}
+			if w.Why == policy.WeakOverlay {
+				return host
+			}
+			return !guarded
+		}
+	}
+	refused := refusedIf(guarded)
+	backend := "with BPF LSM"
+	if !guarded {
+		backend = "without BPF LSM (the tracepoint and SIGKILL backend), where writes to it cannot be refused"
+	}
+	i := 0
+	for _, l := range p.Decision.Layers {
+		if l.Exec == nil {
+			continue
+		}
+		t := p.rec.Exec[i]
+		i++
+		for id, w := range t.Weak {
+			if !refused(w) || !allows(t, id) {
+				continue
+			}
+			pos := t.Rules[id]
+			rule := "a qualified rule"
+			if pos > 0 && pos <= len(l.Exec.Rules) {
+				rule = fmt.Sprintf("rule %d %q", pos, l.Exec.Rules[pos-1].Text)
+			}
+			return fmt.Errorf("%s: %s allows a file nriguard cannot bind to its content on this node, %s: %s; name a file on another filesystem (docs/policy.md, \"What the program is\")",
+				l.Key, rule, backend, w.Explain())
+		}
+	}
+	backend = "for an exe= rule (writes to it are not refused)"
+	for _, f := range p.rec.Programs {
+		if !refusedIf(false)(f.Weak) {
+			continue
+		}
+		for _, l := range p.Decision.Egress() {
+			for _, r := range l.Rules {
+				if slices.Contains(f.Patterns, r.Quals.ExePattern()) {
+					return fmt.Errorf("%s: rule %d %q names a program nriguard cannot bind to its content on this node, %s: %s; name a file on another filesystem (docs/policy.md, \"What the program is\")",
+						layerKey(p.Decision, l), r.Pos, r.Text, backend, f.Weak.Explain())
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// allows tells whether a layer's table lets id run for anyone.
+func allows(t *policy.ExecTable, id policy.FileID) bool {
+	if t.Files[id].Action == policy.Allow {
+		return true
+	}
+	for _, c := range t.Conds[id] {
+		if c.Verdict.Action == policy.Allow {
+			return true
+		}
+	}
+	return false
+}
+
+// layerKey is the key of the layer whose egress rules e are.
+func layerKey(d *Decision, e *policy.Egress) string {
+	for _, l := range d.Layers {
+		if l.Egress == e {
+			return l.Key
+		}
+	}
+	return "egress"
 }
 
 // Late says why the container had run before its policy was attached

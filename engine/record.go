@@ -98,6 +98,7 @@ type record struct {
 type resolvedProgram struct {
 	Stamp    policy.Stamp
 	Patterns []string
+	Weak     policy.Weakness // Why "" if none
 }
 
 const recordVersion = 1

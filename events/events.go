@@ -24,6 +24,9 @@ const (
 	KindSendmsg Kind = "sendmsg" // an unconnected UDP message
 	KindSocket  Kind = "socket"  // a socket() of a type the policy cannot judge
 	KindExec    Kind = "exec"    // an exec
+	// KindWrite is a write to a program a policy allows, refused (BPF LSM:
+	// docs/policy.md, "What the program is").
+	KindWrite Kind = "write"
 	// KindPacket is a packet the packet path stopped: its real destination
 	// was not the one judged at connect or send, or it carried options that
 	// reroute it (Reason says which).

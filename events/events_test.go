@@ -44,7 +44,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-var kinds = []Kind{KindConnect, KindSendmsg, KindSocket, KindPacket, KindExec, KindFlow, KindDNS, KindPolicy, KindLost, KindDecodeError}
+var kinds = []Kind{KindConnect, KindSendmsg, KindSocket, KindPacket, KindExec, KindWrite, KindFlow, KindDNS, KindPolicy, KindLost, KindDecodeError}
 
 // docs/events.md shows an example of every kind; each one decodes into a
 // Record with no unknown field and is written back byte for byte, so the

@@ -86,6 +86,42 @@ type Stamp struct {
 	Nsec uint32
 }
 
+// Weakness is why a file's change time may not follow its content: where
+// its filesystem lets a write leave it alone. An allow rule that names such
+// a file can bind it to its content only where writes to it are refused
+// (the BPF LSM backend).
+type Weakness struct {
+	Path string // as the rule's resolution reached it
+	Why  string // WeakShm, WeakOverlay or WeakCoarse
+}
+
+// Weaknesses.
+const (
+	// tmpfs, ramfs, hugetlbfs: a page read and then written through a
+	// shared mapping changes no time of the file
+	WeakShm = "shm"
+	// an overlay: a write to a layer's file from outside the overlay (where
+	// the layers are reachable: the host) leaves the overlay's cached times
+	WeakOverlay = "overlay"
+	// a filesystem that keeps change times to the second (ext4 with
+	// 128-byte inodes, say): a rewrite within the second of the attach
+	// leaves it as recorded
+	WeakCoarse = "coarse"
+)
+
+// Explain says what the weakness lets a writer do, in words.
+func (w Weakness) Explain() string {
+	switch w.Why {
+	case WeakShm:
+		return w.Path + " is on a memory filesystem (tmpfs), where a write through a shared mapping does not change the file's change time"
+	case WeakOverlay:
+		return w.Path + " is on an overlay, whose layers a process of the host can write without changing the overlay's change time"
+	case WeakCoarse:
+		return w.Path + "'s filesystem keeps change times to the second, so a rewrite within the second of the attach would not show"
+	}
+	return w.Path + ": " + w.Why
+}
+
 // ExecTable is an exec policy resolved against one container's filesystem:
 // the verdict for each file the rules name, with its stamp, and the default
 // for the rest. A file whose stamp no longer matches is judged as a file the
@@ -102,6 +138,9 @@ type ExecTable struct {
 	// each file for anyone (0: the default), for naming it in events; not
 	// enforced, and not kept by IntersectExec.
 	Rules map[FileID]int
+	// Weak are the files whose change time may not follow their content
+	// (Weakness), as resolved; not enforced, not kept by IntersectExec.
+	Weak map[FileID]Weakness
 }
 
 // CondVerdict is a verdict for the processes whose real uid and gid fall

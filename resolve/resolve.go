@@ -69,16 +69,25 @@ func Exec(root, key string, e *policy.Exec) (*policy.ExecTable, []string, error)
 	t := policy.NewExecTable(e.Layer, e.Default, files, r.stamps)
 	t.SetConds(e.Layer, conds)
 	t.Rules = rules
+	for id := range files {
+		if w, ok := r.weak[id]; ok {
+			if t.Weak == nil {
+				t.Weak = map[policy.FileID]policy.Weakness{}
+			}
+			t.Weak[id] = w
+		}
+	}
 	return t, r.warnings, nil
 }
 
 // Programs resolves exe= patterns (Qualifiers.ExePattern) inside root as
 // exec rules would resolve them: for every file one names, the patterns
-// that name it, and its stamp.
-func Programs(root, key string, patterns []string) (map[policy.FileID][]string, map[policy.FileID]policy.Stamp, []string, error) {
+// that name it, its stamp, and its weakness if it has one.
+func Programs(root, key string, patterns []string) (byFile map[policy.FileID][]string, stamps map[policy.FileID]policy.Stamp,
+	weak map[policy.FileID]policy.Weakness, warnings []string, err error) {
 	r, err := newResolver(root, key)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer r.close()
 	out := map[policy.FileID][]string{}
@@ -86,13 +95,13 @@ func Programs(root, key string, patterns []string) (map[policy.FileID][]string, 
 		rule := &policy.ExecRule{Action: policy.Allow, Path: path.Clean(pat), Dir: strings.HasSuffix(pat, "/") || pat == "/", Text: "exe=" + pat}
 		r.cands = map[policy.FileID][]cand{}
 		if err := r.rule(rule); err != nil {
-			return nil, nil, r.warnings, err
+			return nil, nil, nil, r.warnings, err
 		}
 		for id := range r.cands {
 			out[id] = append(out[id], pat)
 		}
 	}
-	return out, r.stamps, r.warnings, nil
+	return out, r.stamps, r.weak, r.warnings, nil
 }
 
 // cand is a rule that names a file: how specifically (a file rule beats a
@@ -170,6 +179,7 @@ type resolver struct {
 	key      string
 	cands    map[policy.FileID][]cand
 	stamps   map[policy.FileID]policy.Stamp
+	weak     map[policy.FileID]policy.Weakness
 	mounts   map[int]uint32 // mount id -> device, kernel encoding
 	warnings []string
 	files    int
@@ -186,7 +196,8 @@ func newResolver(root, key string) (*resolver, error) {
 		unix.Close(rootFD)
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	return &resolver{rootFD: rootFD, key: key, cands: map[policy.FileID][]cand{}, stamps: map[policy.FileID]policy.Stamp{}, mounts: mounts}, nil
+	return &resolver{rootFD: rootFD, key: key, cands: map[policy.FileID][]cand{}, stamps: map[policy.FileID]policy.Stamp{},
+		weak: map[policy.FileID]policy.Weakness{}, mounts: mounts}, nil
 }
 
 func (r *resolver) close() { unix.Close(r.rootFD) }
@@ -195,13 +206,16 @@ func (r *resolver) errorf(format string, args ...any) error {
 	return &policy.Error{Key: r.key, Pos: r.cur.Pos, Rule: r.cur.Text, Msg: fmt.Sprintf(format, args...)}
 }
 
-// add records the open file fd for the current rule.
-func (r *resolver) add(fd int, specificity int) error {
+// add records the open file fd (at path p) for the current rule.
+func (r *resolver) add(fd int, p string, specificity int) error {
 	id, stamp, err := r.identify(fd)
 	if err != nil {
 		return r.errorf("%v", err)
 	}
 	r.stamps[id] = stamp
+	if w := weakness(fd, stamp); w != "" {
+		r.weak[id] = policy.Weakness{Path: p, Why: w}
+	}
 	r.cands[id] = append(r.cands[id], cand{specificity, r.cur})
 	return nil
 }
@@ -234,6 +248,34 @@ func (r *resolver) identify(fd int) (policy.FileID, policy.Stamp, error) {
 		return policy.FileID{}, policy.Stamp{}, err
 	}
 	return policy.FileID{Dev: dev, Ino: ino}, policy.Stamp{Sec: stx.Ctime.Sec, Nsec: stx.Ctime.Nsec}, nil
+}
+
+// Filesystems whose files' change times do not follow their content.
+const (
+	tmpfsMagic     = 0x01021994
+	ramfsMagic     = 0x858458f6
+	hugetlbfsMagic = 0x958458f6
+	overlayMagic   = 0x794c7630
+)
+
+// weakness says why a file's change time may not follow its content, if it
+// may not: the exec hook would then take new content for the file a rule
+// named (docs/policy.md, "What the program is").
+func weakness(fd int, stamp policy.Stamp) string {
+	var fs unix.Statfs_t
+	if unix.Fstatfs(fd, &fs) != nil {
+		return ""
+	}
+	switch uint32(fs.Type) {
+	case tmpfsMagic, ramfsMagic, hugetlbfsMagic:
+		return policy.WeakShm
+	case overlayMagic:
+		return policy.WeakOverlay
+	}
+	if stamp.Nsec == 0 {
+		return policy.WeakCoarse
+	}
+	return ""
 }
 
 // mountInfoOf is the mount table in which root's mounts are: a process's
@@ -307,7 +349,7 @@ func (r *resolver) rule(rule *policy.ExecRule) error {
 		if isScript(fd) {
 			return r.errorf("%s is a #! script: a script runs as its interpreter, which is what is judged; name the interpreter instead", rule.Path)
 		}
-		return r.add(fd, fileRule)
+		return r.add(fd, rule.Path, fileRule)
 	}
 	fd, err := r.openIn(rule.Path, unix.O_RDONLY|unix.O_DIRECTORY)
 	if errors.Is(err, unix.ENOENT) {
@@ -377,7 +419,7 @@ func (r *resolver) file(p string, specificity int) error {
 	if r.files++; r.files > MaxFiles {
 		return r.errorf("covers more than %d files: name narrower directories", MaxFiles)
 	}
-	return r.add(fd, specificity)
+	return r.add(fd, p, specificity)
 }
 
 func isScript(fd int) bool {

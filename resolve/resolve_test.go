@@ -205,7 +205,7 @@ func TestExecQualifiers(t *testing.T) {
 // that name it.
 func TestPrograms(t *testing.T) {
 	root := fixture(t)
-	files, stamps, warnings, err := Programs(root, "egress.nriguard.io", []string{"/bin/curl", "/usr/bin/", "/nowhere"})
+	files, stamps, _, warnings, err := Programs(root, "egress.nriguard.io", []string{"/bin/curl", "/usr/bin/", "/nowhere"})
 	must(t, err)
 	curl, nc := id(t, root+"/usr/bin/curl"), id(t, root+"/usr/bin/nc")
 	if strings.Join(files[curl], ",") != "/bin/curl,/usr/bin/" || strings.Join(files[nc], ",") != "/usr/bin/" {
@@ -213,5 +213,64 @@ func TestPrograms(t *testing.T) {
 	}
 	if _, ok := stamps[curl]; !ok || len(warnings) != 1 {
 		t.Errorf("stamps %v, warnings %q: want curl's stamp and one warning (/nowhere)", stamps, warnings)
+	}
+}
+
+var sink byte
+
+// A file whose change time may not follow its content is told apart when
+// it is resolved: on tmpfs (where, as checked here, a write through a
+// shared mapping of pages read first changes no time of the file), not on
+// an ordinary disk filesystem.
+func TestWeakness(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "nriguard-weak")
+	if err != nil {
+		t.Skipf("needs /dev/shm (tmpfs): %v", err)
+	}
+	defer os.RemoveAll(shm)
+	prog := filepath.Join(shm, "tool")
+	must(t, os.WriteFile(prog, []byte("\x7fELF one program"), 0o755))
+	var before, after unix.Stat_t
+	must(t, unix.Stat(prog, &before))
+	// the premise: a mapped write after a read fault leaves the times
+	fd, err := unix.Open(prog, unix.O_RDWR, 0)
+	must(t, err)
+	m, err := unix.Mmap(fd, 0, 16, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	must(t, err)
+	sink += m[0] // read first: the page is mapped without a write fault
+	copy(m, "\x7fELF other prog!")
+	unix.Munmap(m)
+	unix.Close(fd)
+	must(t, unix.Stat(prog, &after))
+	data, _ := os.ReadFile(prog)
+	if string(data) != "\x7fELF other prog!" || after.Ctim != before.Ctim {
+		t.Logf("on this kernel a mapped write to tmpfs changed the change time (%v -> %v): the weakness is a precaution here", before.Ctim, after.Ctim)
+	} else {
+		t.Logf("premise holds: new content %q, change time %v as before", data, after.Ctim)
+	}
+	e, err := policy.ParseExec("exec.nriguard.io", "allow /tool")
+	must(t, err)
+	table, _, err := Exec(shm, "exec.nriguard.io", e)
+	must(t, err)
+	if len(table.Weak) != 1 {
+		t.Fatalf("a file on tmpfs: weaknesses %v, want one", table.Weak)
+	}
+	for _, w := range table.Weak {
+		if w.Why != policy.WeakShm || w.Path != "/tool" || !strings.Contains(w.Explain(), "memory filesystem") {
+			t.Errorf("a file on tmpfs: %+v (%s)", w, w.Explain())
+		}
+	}
+	root := fixture(t)
+	var fs unix.Statfs_t
+	must(t, unix.Statfs(root, &fs))
+	if fs.Type == tmpfsMagic {
+		t.Skip("the test's temporary directory is on tmpfs: no disk filesystem to compare with")
+	}
+	e, err = policy.ParseExec("exec.nriguard.io", "allow /usr/bin/curl")
+	must(t, err)
+	table, _, err = Exec(root, "exec.nriguard.io", e)
+	must(t, err)
+	if len(table.Weak) != 0 {
+		t.Errorf("a file on a disk filesystem with fine change times: weaknesses %v, want none", table.Weak)
 	}
 }

@@ -128,6 +128,11 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "nriguard run: warning:", w)
 		}
 	}
+	if err == nil {
+		// the command sees the host: an overlay's layers too
+		be, _ := bpf.ExecBackend()
+		err = plan.CheckBinding(be == bpf.BackendLSM, true)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nriguard run:", err)
 		return 2

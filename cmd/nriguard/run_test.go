@@ -195,6 +195,47 @@ func TestRunRejectsBadInput(t *testing.T) {
 	assertNothingLeft(t)
 }
 
+// A program on tmpfs cannot be bound to its content on the SIGKILL backend
+// (a write through a shared mapping changes no time of the file: the exec
+// hook would take new bytes for the allowed program), nor one on an
+// overlay for a command on the host (it can reach the layers): the policy
+// is refused, saying why. With BPF LSM the write guard refuses such writes,
+// and only the overlay is refused (make vmtest runs the guard).
+func TestRunRefusesProgramsItCannotBind(t *testing.T) {
+	testenv.NeedRoot(t)
+	shm, err := os.MkdirTemp("/dev/shm", "nriguard-run")
+	if err != nil {
+		t.Skipf("needs /dev/shm (tmpfs): %v", err)
+	}
+	defer os.RemoveAll(shm)
+	tool := filepath.Join(shm, "tool")
+	data, err := os.ReadFile(probeBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tool, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	be, err := bpf.ExecBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--exec", "allow " + tool}, {"--egress", "allow tcp 127.0.0.1:9 exe=" + tool}} {
+		r := runCmd(t, exec.Command(bin(t), append(append([]string{"run"}, args...), "--", "true")...))
+		if be == bpf.BackendLSM && args[0] == "--exec" {
+			if strings.Contains(strings.Join(r.other, "\n"), "memory filesystem") {
+				t.Errorf("%q with BPF LSM (the write guard): refused: %q", args, r.other)
+			}
+			continue
+		}
+		if r.code != 2 || !strings.Contains(strings.Join(r.other, "\n"), "is on a memory filesystem (tmpfs)") ||
+			!strings.Contains(strings.Join(r.other, "\n"), "rule 1") {
+			t.Errorf("%q on the %s backend: exit %d, stderr %q; want exit 2 naming the rule and tmpfs", args, be, r.code, r.other)
+		}
+	}
+	assertNothingLeft(t)
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -73,6 +73,7 @@ func iouring(arg string) error {
 
 const (
 	ioringOpSendmsg = 9
+	ioringOpWrite   = 23
 	ioringOpConnect = 16
 	ioringOpSocket  = 45
 

@@ -50,6 +50,10 @@
 //	iouring:...         see iouring.go
 //	resolve:..., dnswait:..., connect:...   see dns.go
 //	exec:PATH, execin:DIR:PATH, memfd:SRC   see exec.go
+//	handoff:MODE:PROTO:ADDR:PORT[:PATH]  see handoff.go: a connected socket
+//	                    handed to another program or user, who sends on it
+//	overwrite:METHOD:PATH:FROM  see overwrite.go: a file's bytes replaced by
+//	                    one write path (write, mmap, splice, io_uring...)
 //	batch               flows "tcp|udp ADDR PORT" on stdin: allow or deny each
 //
 // A result is "ok", an errno name such as "EPERM", or for batch "allow"/"deny".
@@ -186,6 +190,14 @@ func do(op string) error {
 		return sendN(arg)
 	case "connectn":
 		return connectN(arg)
+	case "overwrite":
+		return overwrite(arg)
+	case "handoff":
+		return handoff(arg)
+	case "handoffsend":
+		return handoffSend(arg)
+	case "handoffgrab":
+		return handoffGrab(arg)
 	case "srh6", "rh2cmsg6", "lsrr", "lsrrcmsg", "srh6tcp", "lsrrtcp":
 		return reroute(kind, arg)
 	case "frame":
