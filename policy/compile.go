@@ -88,7 +88,6 @@ type Compiled struct {
 	// resolved the patterns).
 	ProgramFiles map[FileID]ProgramFile
 
-
 	// Names are the DNS names allow rules give (of one layer only), sorted:
 	// an address learned for one decides a flow its port runs call
 	// Nameable.

@@ -51,10 +51,10 @@ type container struct {
 	key      Workload // as the records name it
 	id       string
 	dests    map[dest]map[sender]bool // -> who reached it
-	programs map[string]bool         // exec'd, as the paths passed to execve
-	files    map[string]string       // exe_file -> path, from exec records
-	refused  int                     // refusals in enforce mode: not learned
-	ignored  []string                // what could not be learned, said once each
+	programs map[string]bool          // exec'd, as the paths passed to execve
+	files    map[string]string        // exe_file -> path, from exec records
+	refused  int                      // refusals in enforce mode: not learned
+	ignored  []string                 // what could not be learned, said once each
 }
 
 // Learner gathers the records of a workload.
