@@ -49,16 +49,18 @@ podman_e2e() {
     same "ENOSYS ENOSYS" "$(echo $($P exec cli /bin/ngprobe frame:lo:$HOSTIP:18098 socket:sockpacket 2>&1))"
   # exec rules are resolved in the container's own mount namespace: a file
   # of a volume (invisible where the hook runs) is the file denied
-  mkdir -p "$E2E/vol" && cp /bin/busybox "$E2E/vol/tool" && cp /bin/busybox "$E2E/vol/other"
+  # (busybox runs the applet its name says: a/echo is tool, b/echo is other)
+  mkdir -p "$E2E/vol/a" "$E2E/vol/b" && cp /bin/busybox "$E2E/vol/tool" && cp /bin/busybox "$E2E/vol/other" &&
+    ln -sf ../tool "$E2E/vol/a/echo" && ln -sf ../other "$E2E/vol/b/echo"
   $P run -d $R --name vol -v "$E2E/vol:/data" --annotation 'exec.nriguard.io=deny /data/tool; default allow' \
     localhost/e2e/busybox:latest sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
   local vid; vid=$($P inspect vol --format '{{.Id}}')
-  out=$($P exec vol /data/tool echo hi 2>&1); local rc=$?
+  out=$($P exec vol /data/a/echo hi 2>&1); local rc=$?
   check "podman: a volume's file the exec rules deny never runs (exit $rc)" test "$rc" = 137 -a -z "$(grep -x hi <<<"$out")"
-  check "podman: another file of the volume runs" hasline hi "$($P exec vol /data/other echo hi 2>&1)"
+  check "podman: another file of the volume runs" hasline hi "$($P exec vol /data/b/echo hi 2>&1)"
   sleep 0.2
   check "podman: the volume file's refusal is reported" \
-    test -n "$(jq -c --arg id "$vid" 'select(.container_id==$id and .kind=="exec" and .verdict=="denied" and .filename=="/data/tool")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
+    test -n "$(jq -c --arg id "$vid" 'select(.container_id==$id and .kind=="exec" and .verdict=="denied" and .filename=="/data/a/echo")' "$E2E/logs/hook-events.jsonl" 2>/dev/null)"
   $P rm -f vol >/dev/null 2>&1
   out=$($P run $R --rm --annotation 'egress.nriguard.io=allow tcp 127.0.0.1:18081' localhost/e2e/busybox:latest true 2>&1)
   check "podman: a labelled container whose seccomp profile allows other socket families is refused, saying why" \
