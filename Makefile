@@ -61,7 +61,8 @@ fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseExec -fuzztime $${FUZZTIME:-60s}
 	$(GO) test ./dnsanswer -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s}
 
-# The exec tests under BPF LSM, in Debian's 6.1 kernel under qemu (this kernel refuses BPF LSM).
+# The kernel suite (bpf/) under qemu in Debian's 5.10, 6.1 and 6.12 kernels, with BPF LSM (which
+# this kernel refuses) and without (docs/kernels.md).
 vmtest: deps
 	@scripts/vmtest.sh
 

@@ -278,19 +278,21 @@ func TestDNSForgedAnswers(t *testing.T) {
 }
 
 // The addresses are in the table before the program that asked reads the
-// answer: a connect made at once after each of 10,000 lookups, each to an
-// address never given before, is allowed every time.
+// answer: a connect made at once after each of 10,000 lookups (1,000 under
+// an emulated CPU), each to an address never given before, is allowed every
+// time.
 func TestDNSNoRace(t *testing.T) {
+	n := testenv.Count(t, 10000, 1000)
 	cg, _ := attach(t, dnsPolicy, policy.Enforce)
-	var n uint32
+	var seq uint32
 	startDNS(t, func(q dnsmessage.Question, h dnsmessage.Header) []byte {
-		n++
-		a := netip.AddrFrom4([4]byte{198, 18, byte(n >> 8), byte(n)})
+		seq++
+		a := netip.AddrFrom4([4]byte{198, 18, byte(seq >> 8), byte(seq)})
 		return answerWith(q, h, false, rrA(q.Name, 300, a.String()))
 	})
-	got := testenv.Probe(t, testenv.NetNS(t), cg, "", "resolve:10.1.2.3,race.example.org,a,80,10000")
-	if len(got) != 1 || got[0] != "10000 10000 0" {
-		t.Fatalf("10000 lookups, each followed by a connect: %q answered, connected, refused; want \"10000 10000 0\"", got)
+	got := testenv.Probe(t, testenv.NetNS(t), cg, "", fmt.Sprintf("resolve:10.1.2.3,race.example.org,a,80,%d", n))
+	if want := fmt.Sprintf("%d %d 0", n, n); len(got) != 1 || got[0] != want {
+		t.Fatalf("%d lookups, each followed by a connect: %q answered, connected, refused; want %q", n, got, want)
 	}
 }
 
@@ -386,13 +388,8 @@ func countA(rrs []dnsmessage.Resource) int {
 // readers turn into the name (engine.Ruler); the flow's counts carry it
 // too.
 func TestDNSFlowRecordsNameTheName(t *testing.T) {
-	cg := testenv.Cgroup(t)
 	c := compile(t, dnsPolicy, policy.Enforce)
-	a, err := bpf.Attach(bpf.Spec{ID: "dnsflows", Cgroup: cg, Egress: c, Visibility: policy.VisFlows}, &bpf.Options{PinRoot: pinRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Detach()
+	cg, a := attachCompiled(t, c, policy.VisFlows)
 	rd, err := bpf.NewEventReader(a.Events)
 	if err != nil {
 		t.Fatal(err)
@@ -429,9 +426,10 @@ func TestDNSFlowRecordsNameTheName(t *testing.T) {
 // attaching the same policy again (a restarted plugin) keeps them.
 func TestDNSLearnedSurvivesRestart(t *testing.T) {
 	cg := testenv.Cgroup(t)
-	root := pinRoot(t)
+	opts := sharedCopy(t) // the plugin's way
+	root := opts.PinRoot
 	spec := bpf.Spec{ID: "dnsrestart", Cgroup: cg, Egress: compile(t, dnsPolicy, policy.Enforce)}
-	a, err := bpf.Attach(spec, &bpf.Options{PinRoot: root})
+	a, err := bpf.Attach(spec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +438,7 @@ func TestDNSLearnedSurvivesRestart(t *testing.T) {
 	})
 	expect(t, cg, "resolve:10.1.2.3,w.example.org,a,80", "ENETUNREACH")
 	a.Close() // the plugin goes; the pins stay
-	if a, err = bpf.Attach(spec, &bpf.Options{PinRoot: root}); err != nil {
+	if a, err = bpf.Attach(spec, opts); err != nil {
 		t.Fatal(err)
 	}
 	defer bpf.Detach(root, "dnsrestart")
@@ -451,14 +449,8 @@ func TestDNSLearnedSurvivesRestart(t *testing.T) {
 // A container that goes takes its names and what was learned for them out
 // of the copy of the programs it shared; a replaced policy starts afresh.
 func TestDNSDetachForgets(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	root := pinRoot(t)
-	opts := &bpf.Options{PinRoot: root, Events: ev}
+	opts := sharedCopy(t)
+	root := opts.PinRoot
 	cg, other := testenv.Cgroup(t), testenv.Cgroup(t)
 	cgid, _ := cgroup.ID(cg)
 	for i, c := range []string{cg, other} {
@@ -519,27 +511,20 @@ func TestDNSDetachForgets(t *testing.T) {
 // path too, on a private copy of the programs and on a shared one (where
 // the old attachment's links stay).
 func TestDNSNamesAddedByReplace(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	t.Run("private", func(t *testing.T) { testNamesAddedByReplace(t, nil) })
-	t.Run("shared", func(t *testing.T) { testNamesAddedByReplace(t, ev) })
+	t.Run("private", func(t *testing.T) { testNamesAddedByReplace(t, &bpf.Options{PinRoot: pinRoot(t)}) })
+	t.Run("shared", func(t *testing.T) { testNamesAddedByReplace(t, sharedCopy(t)) })
 }
 
-func testNamesAddedByReplace(t *testing.T, ev *bpf.EventMaps) {
+func testNamesAddedByReplace(t *testing.T, opts *bpf.Options) {
 	cg := testenv.Cgroup(t)
-	root := pinRoot(t)
 	for _, rules := range []string{"allow udp 10.1.2.3:53; allow tcp 192.0.2.0/24:22", dnsPolicy} {
-		a, err := bpf.Attach(bpf.Spec{ID: "dnsreplace", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, &bpf.Options{PinRoot: root, Events: ev})
+		a, err := bpf.Attach(bpf.Spec{ID: "dnsreplace", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		a.Close()
 	}
-	defer bpf.Detach(root, "dnsreplace")
+	defer bpf.Detach(opts.PinRoot, "dnsreplace")
 	startDNS(t, func(q dnsmessage.Question, h dnsmessage.Header) []byte {
 		return answerWith(q, h, false, rrA(q.Name, 60, "192.0.2.34"))
 	})
@@ -589,15 +574,10 @@ func TestDNSOwnServer(t *testing.T) {
 // A name answers for its 256 most recently learned addresses: the 257th
 // takes the place of the first, which is refused from then on and counted.
 func TestDNSNameCap(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	root := pinRoot(t)
+	opts := sharedCopy(t)
+	root := opts.PinRoot
 	cg := testenv.Cgroup(t)
-	a, err := bpf.Attach(bpf.Spec{ID: "dnscap", Cgroup: cg, Egress: compile(t, dnsPolicy, policy.Enforce)}, &bpf.Options{PinRoot: root, Events: ev})
+	a, err := bpf.Attach(bpf.Spec{ID: "dnscap", Cgroup: cg, Egress: compile(t, dnsPolicy, policy.Enforce)}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,16 +612,11 @@ func TestDNSNameCap(t *testing.T) {
 // flows to those addresses go on, new ones may start; a name it dropped
 // lets nothing through any more.
 func TestDNSReplaceCarriesLearned(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	root := pinRoot(t)
+	opts := sharedCopy(t)
+	root := opts.PinRoot
 	cg := testenv.Cgroup(t)
 	put := func(rules string) {
-		a, err := bpf.Attach(bpf.Spec{ID: "dnscarry", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, &bpf.Options{PinRoot: root, Events: ev})
+		a, err := bpf.Attach(bpf.Spec{ID: "dnscarry", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

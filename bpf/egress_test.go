@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +28,11 @@ import (
 	"github.com/nriguard/nriguard/policy/policytest"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func TestMain(m *testing.M) {
+	code := testenv.Main(m)
+	releaseSharedCopy()
+	os.Exit(code)
+}
 
 // pinRoot keeps the tests' pins apart from a running nriguard's.
 func pinRoot(t *testing.T) string {
@@ -47,11 +52,109 @@ func compile(t testing.TB, rules string, mode policy.Mode) *policy.Compiled {
 	return policy.Compile(mode, e)
 }
 
-// attach holds a fresh cgroup to rules and detaches when the test ends.
+// The suite's shared copy of the egress programs. Loading and verifying a
+// copy takes 10-20 ms of CPU here but seconds under an emulated CPU (make
+// vmtest: 6-20 s each, most of the suite's time when every test loaded its
+// own), so the tests that need no programs of their own attach to one copy
+// that reports to one ring, as the daemon attaches containers: it is loaded
+// once for the whole run. An anchor attachment holds a slot of it, so it
+// stays loaded between tests; a larger size class gets a copy of its own,
+// loaded when a test needs it. Tests about private copies (nriguard run's),
+// about loading, sharing and removing copies, or about a ring of their own
+// make their own.
+var suite struct {
+	sync.Once
+	root   string
+	ev     *bpf.EventMaps
+	anchor string // the anchor's cgroup
+	err    error
+}
+
+// sharedCopy returns the options that attach to the suite's copy, made on
+// first use, with its ring drained: a test reads only its own records, and
+// no losses of earlier tests.
+func sharedCopy(t *testing.T) *bpf.Options {
+	t.Helper()
+	testenv.NeedRoot(t)
+	suite.Do(func() {
+		suite.root = fmt.Sprintf("/sys/fs/bpf/nriguard-test-%d-shared", os.Getpid())
+		if suite.ev, suite.err = bpf.NewEventMaps(); suite.err != nil {
+			return
+		}
+		root, err := cgroup.Root()
+		if err != nil {
+			suite.err = err
+			return
+		}
+		suite.anchor = filepath.Join(root, "nriguard-test", fmt.Sprintf("shared-anchor-%d", os.Getpid()))
+		if suite.err = os.MkdirAll(suite.anchor, 0o755); suite.err != nil {
+			return
+		}
+		// two copies stay loaded: one for policies without DNS names, one
+		// for those with (each has a copy of its own)
+		for id, rules := range map[string]string{"anchor": "allow tcp 10.9.9.9:1", "anchor-names": "allow udp 10.9.9.9:53; allow tcp anchor.test:1"} {
+			cg := filepath.Join(suite.anchor, id)
+			if suite.err = os.MkdirAll(cg, 0o755); suite.err != nil {
+				return
+			}
+			e, _ := policy.ParseEgress(id, rules)
+			a, err := bpf.Attach(bpf.Spec{ID: id, Cgroup: cg, Egress: policy.Compile(policy.Enforce, e)},
+				&bpf.Options{PinRoot: suite.root, Events: suite.ev})
+			if err != nil {
+				suite.err = err
+				return
+			}
+			a.Close()
+		}
+	})
+	if suite.err != nil {
+		t.Fatalf("the suite's shared copy of the programs: %v", suite.err)
+	}
+	rd, err := bpf.NewEventReader(*suite.ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.Drain()
+	rd.Close()
+	for k := range suite.ev.Lost.MaxEntries() {
+		if err := suite.ev.Lost.Put(k, uint64(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &bpf.Options{PinRoot: suite.root, Events: suite.ev}
+}
+
+// releaseSharedCopy removes the suite's copy, its anchor and ring.
+func releaseSharedCopy() {
+	if suite.ev == nil {
+		return
+	}
+	bpf.Detach(suite.root, "anchor") // a copy goes with its last user
+	bpf.Detach(suite.root, "anchor-names")
+	bpf.RemoveIdle(suite.root)
+	if suite.anchor != "" {
+		cgroup.Remove(suite.anchor)
+		os.Remove(filepath.Dir(suite.anchor))
+	}
+	suite.ev.Close()
+	os.RemoveAll(suite.root)
+}
+
+// attach holds a fresh cgroup to rules, on the suite's shared copy of the
+// programs, and detaches when the test ends.
 func attach(t *testing.T, rules string, mode policy.Mode) (string, *bpf.Attachment) {
 	t.Helper()
+	return attachCompiled(t, compile(t, rules, mode))
+}
+
+func attachCompiled(t *testing.T, c *policy.Compiled, vis ...policy.Visibility) (string, *bpf.Attachment) {
+	t.Helper()
 	cg := testenv.Cgroup(t)
-	a, err := bpf.Attach(bpf.Spec{ID: "t-" + filepath.Base(cg), Cgroup: cg, Egress: compile(t, rules, mode)}, &bpf.Options{PinRoot: pinRoot(t)})
+	spec := bpf.Spec{ID: "t-" + filepath.Base(cg), Cgroup: cg, Egress: c}
+	for _, v := range vis {
+		spec.Visibility |= v
+	}
+	a, err := bpf.Attach(spec, sharedCopy(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,15 +743,9 @@ func TestSharedCopies(t *testing.T) {
 // A policy replaced on the same copy and cgroup keeps the links and takes
 // a new slot: the switch is one write of the cgroup's config.
 func TestReplaceOnSharedCopy(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	root := pinRoot(t)
+	opts := sharedCopy(t)
+	root := opts.PinRoot
 	cg := testenv.Cgroup(t)
-	opts := &bpf.Options{PinRoot: root, Events: ev}
 	for _, rules := range []string{"allow tcp 10.1.2.3:8080", "allow tcp 10.1.2.3:9090"} {
 		a, err := bpf.Attach(bpf.Spec{ID: "replace-shared", Cgroup: cg, Egress: compile(t, rules, policy.Enforce)}, opts)
 		if err != nil {
@@ -671,12 +768,7 @@ func TestAuditKeepsTheCeiling(t *testing.T) {
 	ceiling.Layer = policy.LayerCeiling
 	label, _ := policy.ParseEgress("egress.nriguard.io", "allow tcp 10.1.2.3:8080; allow tcp 10.1.9.9")
 	label.Layer = policy.LayerLabel
-	cg := testenv.Cgroup(t)
-	a, err := bpf.Attach(bpf.Spec{ID: "audit-ceiling", Cgroup: cg, Egress: policy.Compile(policy.Audit, ceiling, label)}, &bpf.Options{PinRoot: pinRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Detach()
+	cg, a := attachCompiled(t, policy.Compile(policy.Audit, ceiling, label))
 	rd, err := bpf.NewEventReader(a.Events)
 	if err != nil {
 		t.Fatal(err)
@@ -697,18 +789,11 @@ func TestAuditKeepsTheCeiling(t *testing.T) {
 // On a shared copy (as the daemon attaches) the replacement is written to
 // the same programs and maps.
 func TestSocketCacheFollowsThePolicy(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
-	root := pinRoot(t)
 	for _, op := range []string{"udpagain", "udpconnagain", "udpagain/shared", "udpconnagain/shared"} {
 		t.Run(op, func(t *testing.T) {
-			o := &bpf.Options{PinRoot: root}
+			o := &bpf.Options{PinRoot: pinRoot(t)} // a private copy, replaced by another
 			if strings.HasSuffix(op, "/shared") {
-				o.Events = ev
+				o = sharedCopy(t)
 			}
 			op = strings.TrimSuffix(op, "/shared")
 			cg := testenv.Cgroup(t)
@@ -720,7 +805,7 @@ func TestSocketCacheFollowsThePolicy(t *testing.T) {
 				a.Close()
 			}
 			attachRules("allow udp 10.1.2.3:53")
-			defer bpf.Detach(root, "cache")
+			defer bpf.Detach(o.PinRoot, "cache")
 			first, second := twoSends(t, os.Args[0], cg, op+":10.1.2.3:53", func() {
 				attachRules("allow udp 10.1.2.3:54") // replaced: 53 no longer allowed
 			})

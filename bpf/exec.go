@@ -44,7 +44,7 @@ func probeBackend() (string, error) {
 	default:
 		return "", fmt.Errorf("%s=%q: expected %s or %s", BackendEnv, v, BackendLSM, BackendKill)
 	}
-	if err := tryLoad(execProgNgExecLsm); err == nil {
+	if err := ProbeExecBackend(BackendLSM); err == nil {
 		return BackendLSM, nil
 	}
 	if err := tryLoad(execProgNgExecKill); err != nil {
@@ -495,15 +495,40 @@ func others(reg []ringUse, idx uint32) uint32 {
 	return n
 }
 
-// ProbeExecBackend reports whether a backend's program loads on this kernel.
+// ProbeExecBackend reports whether a backend works on this kernel: its
+// program loads, and for BPF LSM, the kernel runs BPF LSM programs.
 func ProbeExecBackend(be string) error {
 	switch be {
 	case BackendLSM:
-		return tryLoad(execProgNgExecLsm)
+		if err := tryLoad(execProgNgExecLsm); err != nil {
+			return err
+		}
+		return lsmActive()
 	case BackendKill:
 		return tryLoad(execProgNgExecKill)
 	}
 	return fmt.Errorf("unknown exec backend %q", be)
+}
+
+// lsmFile lists the active LSMs, in the order the kernel calls them.
+var lsmFile = "/sys/kernel/security/lsm"
+
+// lsmActive reports whether BPF LSM is among the kernel's active LSMs. A
+// kernel built with BPF LSM loads and attaches lsm/ programs whether or not
+// it was booted with bpf in lsm= (or CONFIG_LSM), but calls them only if
+// it was: there, an exec policy on BPF LSM would never be enforced (make
+// vmtest boots Debian's 6.1 without it to show the fallback is chosen).
+// Where the list cannot be read, BPF LSM is not trusted either.
+func lsmActive() error {
+	b, err := os.ReadFile(lsmFile)
+	if err != nil {
+		return fmt.Errorf("cannot tell whether BPF LSM is active: %w", err)
+	}
+	lsms := strings.TrimSpace(string(b))
+	if !slices.Contains(strings.Split(lsms, ","), "bpf") {
+		return fmt.Errorf("BPF LSM is not active: the kernel's LSMs are %q (bpf is not in lsm= or CONFIG_LSM)", lsms)
+	}
+	return nil
 }
 
 // withdrawPinned takes the exec rules recorded in an attachment's directory

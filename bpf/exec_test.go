@@ -539,3 +539,23 @@ func TestExecVisibility(t *testing.T) {
 		}
 	})
 }
+
+// The exec backend nriguard picks by itself (bpf.ExecBackend: BPF LSM where
+// its program loads, else the tracepoint and SIGKILL) is named in the log;
+// make vmtest says which one each kernel must get
+// (NRIGUARD_EXPECT_EXEC_BACKEND): BPF LSM where lsm= names bpf, the
+// fallback where it does not.
+func TestExecBackendChosen(t *testing.T) {
+	testenv.NeedRoot(t)
+	if v := os.Getenv(bpf.BackendEnv); v != "" {
+		t.Skipf("%s=%s chooses the backend instead of the probe", bpf.BackendEnv, v)
+	}
+	be, err := bpf.ExecBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("exec backend chosen on this kernel: %s", be)
+	if want := os.Getenv("NRIGUARD_EXPECT_EXEC_BACKEND"); want != "" && be != want {
+		t.Errorf("exec backend %s, want %s here", be, want)
+	}
+}

@@ -47,14 +47,15 @@ func programs(t *testing.T) (dir, a, b string) {
 }
 
 // attachQualified compiles rules with their exe= patterns resolved on this
-// host, and attaches them to a fresh cgroup, with programs of its own.
+// host, and attaches them to a fresh cgroup, on the suite's shared copy of
+// the programs.
 func attachQualified(t *testing.T, rules string, mode policy.Mode) (string, *bpf.Attachment) {
-	return attachQualifiedWith(t, rules, mode, nil)
+	return attachQualifiedWith(t, rules, mode, true)
 }
 
-// attachQualifiedWith is attachQualified on the shared copies of the
-// programs that report to ev (as the daemon attaches), if ev is not nil.
-func attachQualifiedWith(t *testing.T, rules string, mode policy.Mode, ev *bpf.EventMaps) (string, *bpf.Attachment) {
+// attachQualifiedWith is attachQualified on the suite's shared copy (as the
+// daemon attaches) if shared, else on programs of its own.
+func attachQualifiedWith(t *testing.T, rules string, mode policy.Mode, shared bool) (string, *bpf.Attachment) {
 	t.Helper()
 	e, err := policy.ParseEgress("egress.nriguard.io", rules)
 	if err != nil {
@@ -69,9 +70,10 @@ func attachQualifiedWith(t *testing.T, rules string, mode policy.Mode, ev *bpf.E
 		t.Fatal("no principal tables compiled")
 	}
 	cg := testenv.Cgroup(t)
-	o := &bpf.Options{PinRoot: pinRoot(t), Events: ev}
-	if ev != nil {
-		// another container holds the copy's first slot, as in the daemon
+	o := &bpf.Options{PinRoot: pinRoot(t)}
+	if shared {
+		o = sharedCopy(t)
+		// another container shares the copy, as in the daemon
 		other := testenv.Cgroup(t)
 		b, err := bpf.Attach(bpf.Spec{ID: "q-" + filepath.Base(other), Cgroup: other, Egress: compile(t, "allow tcp 10.9.9.9:1", policy.Enforce)}, o)
 		if err != nil {
@@ -91,19 +93,11 @@ func attachQualifiedWith(t *testing.T, rules string, mode policy.Mode, ev *bpf.E
 // for no one else: another program (a copy of an allowed one), another
 // user, on connect and unconnected UDP, IPv4 and IPv6, from a child cgroup.
 func TestQualifiersInTheKernel(t *testing.T) {
-	t.Run("own", func(t *testing.T) { testQualifiersInTheKernel(t, nil) })
-	t.Run("shared", func(t *testing.T) {
-		testenv.NeedRoot(t)
-		ev, err := bpf.NewEventMaps()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ev.Close()
-		testQualifiersInTheKernel(t, ev)
-	})
+	t.Run("own", func(t *testing.T) { testQualifiersInTheKernel(t, false) })
+	t.Run("shared", func(t *testing.T) { testQualifiersInTheKernel(t, true) })
 }
 
-func testQualifiersInTheKernel(t *testing.T, ev *bpf.EventMaps) {
+func testQualifiersInTheKernel(t *testing.T, shared bool) {
 	dir, a, b := programs(t)
 	cg, _ := attachQualifiedWith(t, fmt.Sprintf(`allow tcp 10.1.2.3:8080 exe=%s
 allow tcp 10.1.2.3:8081 uid=65534
@@ -111,7 +105,7 @@ deny tcp 10.1.9.9 exe=%s
 allow tcp 10.1.9.9
 allow udp 10.1.2.3:5353 exe=%s/ uid=0
 allow tcp [2001:db8::1]:443 exe=%s gid=65534
-default deny`, a, b, dir, b), policy.Enforce, ev)
+default deny`, a, b, dir, b), policy.Enforce, shared)
 	ns := testenv.NetNS(t)
 	child := filepath.Join(cg, "child")
 	if err := os.Mkdir(child, 0o755); err != nil {
@@ -183,15 +177,9 @@ func TestQualifiersJudgeTheProgramAfterExec(t *testing.T) {
 // qualified rule allowed goes on, connected (the packet path, which cannot
 // name the sender, finds the socket's verdict still good) and not.
 func TestRememberedVerdictsOutliveOtherPolicies(t *testing.T) {
-	testenv.NeedRoot(t)
-	ev, err := bpf.NewEventMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.Close()
 	_, a, _ := programs(t)
-	cg, _ := attachQualifiedWith(t, fmt.Sprintf("allow udp 10.1.2.3:5353 exe=%s; default deny", a), policy.Enforce, ev)
-	o := &bpf.Options{PinRoot: pinRoot(t), Events: ev}
+	cg, _ := attachQualifiedWith(t, fmt.Sprintf("allow udp 10.1.2.3:5353 exe=%s; default deny", a), policy.Enforce, true)
+	o := sharedCopy(t) // the same copy
 	others := func() {
 		other := testenv.Cgroup(t)
 		for _, rules := range []string{"allow tcp 10.9.9.9:1", "allow tcp 10.9.9.9:2"} {

@@ -91,13 +91,13 @@ func TestVisibilityAuditCounts(t *testing.T) {
 	}
 }
 
-// attachSeen attaches rules with visibility vis to a fresh cgroup, with a
-// reader of the attachment's events.
+// attachSeen attaches rules with visibility vis to a fresh cgroup (on the
+// suite's shared copy), with a reader of the attachment's events.
 func attachSeen(t *testing.T, rules string, mode policy.Mode, vis policy.Visibility) (string, *bpf.EventReader) {
 	t.Helper()
 	cg := testenv.Cgroup(t)
 	c := compile(t, rules, mode)
-	a, err := bpf.Attach(bpf.Spec{ID: "v-" + filepath.Base(cg), Cgroup: cg, Egress: c, Visibility: vis}, &bpf.Options{PinRoot: pinRoot(t)})
+	a, err := bpf.Attach(bpf.Spec{ID: "v-" + filepath.Base(cg), Cgroup: cg, Egress: c, Visibility: vis}, sharedCopy(t))
 	if err != nil {
 		t.Fatal(err)
 	}

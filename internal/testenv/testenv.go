@@ -225,3 +225,22 @@ func removeBuilt() {
 		os.RemoveAll(filepath.Dir(buildPath))
 	}
 }
+
+// EmulatedEnv is set (to 1) by make vmtest's VM init: the CPU is emulated
+// (qemu TCG), tens of times slower than the host's.
+const EmulatedEnv = "NRIGUARD_EMULATED"
+
+// Emulated tells whether the tests run on an emulated CPU (EmulatedEnv).
+func Emulated() bool { return os.Getenv(EmulatedEnv) == "1" }
+
+// Count is how many times a test repeats a check: full, or under an
+// emulated CPU the smaller emulated, which it says in the test's log. The
+// check itself is the same; only the number of rounds changes.
+func Count(t testing.TB, full, emulated int) int {
+	t.Helper()
+	if !Emulated() || emulated >= full {
+		return full
+	}
+	t.Logf("emulated CPU (%s=1): %d rounds instead of %d", EmulatedEnv, emulated, full)
+	return emulated
+}
