@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/cilium/ebpf/rlimit"
+
 	"github.com/nriguard/nriguard/bpf"
 	"github.com/nriguard/nriguard/oci"
 )
@@ -53,6 +55,11 @@ func main() {
 		// it: keep it the only thread that runs this goroutine.
 		runtime.LockOSThread()
 		os.Exit(runChild(os.Args[2:]))
+	}
+	// Before 5.11 the kernel charges BPF maps to RLIMIT_MEMLOCK (64 KiB by
+	// default): lift it there (nothing to do on newer kernels).
+	if err := rlimit.RemoveMemlock(); err != nil {
+		fmt.Fprintln(os.Stderr, "nriguard: raising RLIMIT_MEMLOCK for BPF maps:", err)
 	}
 	if len(os.Args) < 2 && os.Getenv("NRI_PLUGIN_SOCKET") != "" {
 		// Started by the runtime from its plugin_path (/opt/nri/plugins/
