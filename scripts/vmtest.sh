@@ -124,7 +124,7 @@ fetch_kernel() { # kernel name, package regex, suite
     *.xz) xz -dc "$ko" > "$K/overlay.ko" ;;
     *.zst) zstd -qdc "$ko" > "$K/overlay.ko" ;;
     ?*) cp "$ko" "$K/overlay.ko" ;;
-    *) echo "vmtest: $pkg has no overlay module: the overlay cases will skip there" ;;
+    *) echo "vmtest: $pkg has no overlay module: the overlay cases will fail there" ;;
   esac
   echo "$pkg" > "$K/package"
   echo "$rel" > "$K/release"
@@ -173,7 +173,7 @@ mount -t bpf bpf /sys/fs/bpf
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 exec >/dev/ttyS1 2>&1
 rel=$(uname -r)
-insmod /lib/modules/$rel/overlay.ko || echo "vmtest: no overlayfs module for $rel: the overlay cases will skip"
+insmod /lib/modules/$rel/overlay.ko || echo "vmtest: no overlayfs module for $rel: the overlay cases will fail"
 lsms=$(cat /sys/kernel/security/lsm)
 echo "VMTEST-KERNEL: $rel"
 echo "VMTEST-LSMS: $lsms"
