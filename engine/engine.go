@@ -88,10 +88,13 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		e.release()
 		return nil, err
 	}
-	// Readied in the background from the start: a runtime gives a plugin
-	// that it starts itself a few seconds to register (containerd: 5 s by
-	// default), which a cold start on a loaded node can miss; a container
-	// that comes first readies what it needs itself.
+	// before the runtime can send a container: the first does not wait
+	// (a runtime that starts the plugin itself must give it the time this
+	// takes to register: install/containerd/nriguard.toml gives 15 s)
+	if err := bpf.PrepareShared(opts.PinRoot, e.events, readySlots); err != nil {
+		// each attach tries itself, and refuses its container if it cannot
+		e.log.Warn("readying the egress programs ahead", "error", err)
+	}
 	e.ready = make(chan struct{}, 1)
 	e.notes = make(chan events.Record, 256)
 	if opts.Linger == 0 {
@@ -101,7 +104,6 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	e.idle.Add(2)
 	go e.removeIdle()
 	go e.keepReady()
-	e.wakeReady()
 	return e, nil
 }
 

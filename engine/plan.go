@@ -111,7 +111,7 @@ func (p *Plan) compile() error {
 // BPF LSM backend's write guard), only an overlay's file, and only for a
 // command on the host, whose layers it can reach (host); elsewhere, and
 // for exe= programs (which the guard does not know), a file on a memory
-// filesystem or one that keeps change times to the second too. The error
+// filesystem too. The error
 // names the label, the rule and why.
 func (p *Plan) CheckBinding(guarded, host bool) error {
 	refusedIf := func(guarded bool) func(policy.Weakness) bool {

@@ -49,7 +49,6 @@ func BenchmarkPluginLatency(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/gap=%s/live=%d", bc.name, bc.gap, live), func(b *testing.B) {
 				rt, root := newRuntime(b), pinRoot(b)
 				startPlugin(b, rt, root, "")
-				waitReadied(b, root)
 				label := func(i int) map[string]string {
 					l := map[string]string{"egress.nriguard.io": fmt.Sprintf("allow tcp 10.1.2.3:%d; allow udp 10.96.0.10:53", 1000+i%60000)}
 					if bc.exec {
@@ -148,16 +147,4 @@ func pct(xs []float64, p int) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
-}
-
-// waitReadied waits until the plugin's pool of slots is ready, as it is a
-// moment after a start, before the burst.
-func waitReadied(b *testing.B, root string) {
-	for i := 0; i < 500; i++ {
-		if n, err := bpf.ReadySlots(root); err == nil && n >= 32 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	b.Fatal("the pool of ready slots never filled")
 }

@@ -92,7 +92,7 @@ type Stamp struct {
 // (the BPF LSM backend).
 type Weakness struct {
 	Path string // as the rule's resolution reached it
-	Why  string // WeakShm, WeakOverlay or WeakCoarse
+	Why  string // WeakShm or WeakOverlay
 }
 
 // Weaknesses.
@@ -103,10 +103,6 @@ const (
 	// an overlay: a write to a layer's file from outside the overlay (where
 	// the layers are reachable: the host) leaves the overlay's cached times
 	WeakOverlay = "overlay"
-	// a filesystem that keeps change times to the second (ext4 with
-	// 128-byte inodes, say): a rewrite within the second of the attach
-	// leaves it as recorded
-	WeakCoarse = "coarse"
 )
 
 // Explain says what the weakness lets a writer do, in words.
@@ -116,8 +112,6 @@ func (w Weakness) Explain() string {
 		return w.Path + " is on a memory filesystem (tmpfs), where a write through a shared mapping does not change the file's change time"
 	case WeakOverlay:
 		return w.Path + " is on an overlay, whose layers a process of the host can write without changing the overlay's change time"
-	case WeakCoarse:
-		return w.Path + "'s filesystem keeps change times to the second, so a rewrite within the second of the attach would not show"
 	}
 	return w.Path + ": " + w.Why
 }

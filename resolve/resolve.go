@@ -272,9 +272,6 @@ func weakness(fd int, stamp policy.Stamp) string {
 	case overlayMagic:
 		return policy.WeakOverlay
 	}
-	if stamp.Nsec == 0 {
-		return policy.WeakCoarse
-	}
 	return ""
 }
 
