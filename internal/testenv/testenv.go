@@ -102,6 +102,14 @@ func makeNetNS(name string) error {
 		{"ip", "-n", name, "link", "set", "lo", "up"},
 		// ping sockets are off by default; TCP fast open for client and server
 		{"ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647", "net.ipv4.tcp_fastopen=3"},
+		// the rerouting attacks' premise: without a policy their packets
+		// reach the final hop. By default a source route and a segment
+		// routing header are refused on receipt, and the next hop's lookup
+		// refuses a local source on lo (accept_local): that proves nothing.
+		{"ip", "netns", "exec", name, "sysctl", "-qw",
+			"net.ipv4.conf.all.accept_source_route=1", "net.ipv4.conf.lo.accept_source_route=1",
+			"net.ipv4.conf.all.accept_local=1", "net.ipv4.conf.lo.accept_local=1",
+			"net.ipv6.conf.all.seg6_enabled=1", "net.ipv6.conf.lo.seg6_enabled=1"},
 	}
 	for _, a := range Addresses {
 		cmds = append(cmds, []string{"ip", "-n", name, "addr", "add", a, "dev", "lo"})
