@@ -66,16 +66,10 @@ var setSlots uint32 = 1024
 // given capacity and slots for as many containers, writing to ev (nil: a
 // ring of its own).
 func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, error) {
-	cs, err := egressSpec()
+	cs, err := sizedEgressSpec(caps, slots)
 	if err != nil {
 		return nil, err
 	}
-	cs = cs.Copy()
-	for i, name := range []string{egressMapV4Tables, egressMapV6Tables, egressMapPortTables} {
-		cs.Maps[name].MaxEntries = slots
-		cs.Maps[name].InnerMap.MaxEntries = caps[i]
-	}
-	cs.Maps[egressMapPrincipalTables].MaxEntries = slots // one per slot too
 	co := ebpf.CollectionOptions{}
 	if ev != nil {
 		// A shared ring buffer is sized by whoever made it.
@@ -101,6 +95,22 @@ func loadEgressSet(ev *EventMaps, caps [3]uint32, slots uint32) (*egressSet, err
 		return nil, err
 	}
 	return s, nil
+}
+
+// sizedEgressSpec is a copy of the egress programs' spec with tables of
+// capacity caps and slots for as many containers.
+func sizedEgressSpec(caps [3]uint32, slots uint32) (*ebpf.CollectionSpec, error) {
+	cs, err := egressSpec()
+	if err != nil {
+		return nil, err
+	}
+	cs = cs.Copy()
+	for i, name := range []string{egressMapV4Tables, egressMapV6Tables, egressMapPortTables} {
+		cs.Maps[name].MaxEntries = slots
+		cs.Maps[name].InnerMap.MaxEntries = caps[i]
+	}
+	cs.Maps[egressMapPrincipalTables].MaxEntries = slots // one per slot too
+	return cs, nil
 }
 
 // setMaps are the maps a set pins, by name.
