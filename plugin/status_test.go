@@ -174,6 +174,24 @@ func TestStatusFromThePlugin(t *testing.T) {
 		t.Errorf("attachments %v: want web, late and old", attached)
 	}
 
+	// it said once, at start, what the node offers
+	var features map[string]any
+	for deadline := time.Now().Add(10 * time.Second); features == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		data, _ := os.ReadFile(logs)
+		for _, line := range strings.Split(string(data), "\n") {
+			var l struct {
+				Msg      string
+				Features map[string]any
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "node features" {
+				features = l.Features
+			}
+		}
+	}
+	if features["egress_hooks"] != true || features["cgroup_v2"] != true || len(features) < 7 {
+		t.Errorf("the plugin's node features log line: features %v, want each named, the egress hooks and cgroup v2 present", features)
+	}
+
 	// killed, its socket left behind: down
 	plug.Process.Kill()
 	plug.Wait()

@@ -106,11 +106,13 @@ func runPlugin(args []string) int {
 	started := time.Now()
 	be, beErr := bpf.ExecBackend()
 	log.Info("starting", "version", version, "preregistered", preregistered, "exec_backend", be, "exec_backend_error", beErr)
-	node := bpf.Features()
-	logFeatures(log, node)
-	if met != nil {
-		met.SetNode(featureMap(node), node.ExecBackend)
-	}
+	go func() { // (it loads programs to see which load: not before the runtime hears of the plugin)
+		node := bpf.Features()
+		logFeatures(log, node)
+		if met != nil {
+			met.SetNode(featureMap(node), node.ExecBackend)
+		}
+	}()
 
 	var images plugin.ImageLabeler
 	if cfg.HonoursImageLabels() {
