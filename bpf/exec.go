@@ -31,7 +31,8 @@ var execSpec = sync.OnceValues(loadExec)
 var backend = sync.OnceValues(probeBackend)
 
 // ExecBackend returns the exec backend this kernel supports, probing once:
-// BPF LSM where a BPF LSM program loads, the SIGKILL backend otherwise.
+// BPF LSM where a BPF LSM program loads and BPF LSM is known to be active,
+// the SIGKILL backend otherwise.
 func ExecBackend() (string, error) { return backend() }
 
 func probeBackend() (string, error) {
@@ -42,7 +43,7 @@ func probeBackend() (string, error) {
 	default:
 		return "", fmt.Errorf("%s=%q: expected %s or %s", BackendEnv, v, BackendLSM, BackendKill)
 	}
-	if err := tryLoad(execProgNgExecLsm); err == nil {
+	if err := ProbeExecBackend(BackendLSM); err == nil {
 		return BackendLSM, nil
 	}
 	if err := tryLoad(execProgNgExecKill); err != nil {
@@ -473,11 +474,16 @@ func others(reg []ringUse, idx uint32) uint32 {
 	return n
 }
 
-// ProbeExecBackend reports whether a backend's program loads on this kernel.
+// ProbeExecBackend reports whether a backend can enforce exec rules on
+// this kernel: whether its program loads, and for BPF LSM whether LSM
+// programs run here at all (lsmActive).
 func ProbeExecBackend(be string) error {
 	switch be {
 	case BackendLSM:
-		return tryLoad(execProgNgExecLsm)
+		if err := tryLoad(execProgNgExecLsm); err != nil {
+			return err
+		}
+		return lsmActive()
 	case BackendKill:
 		return tryLoad(execProgNgExecKill)
 	}

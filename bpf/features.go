@@ -2,9 +2,9 @@ package bpf
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -52,8 +52,17 @@ type featureProbe struct {
 // probing is what several probes share, found once.
 type probing struct {
 	egress func() (egress, names error) // whether the egress programs load
+	pinned bool                         // a copy of them is pinned: they loaded
 	lsms   []string                     // the active LSMs (nil: unknown)
 	lsmErr error
+}
+
+// loaded says how the egress programs were seen to load.
+func (p *probing) loaded() string {
+	if p.pinned {
+		return "loaded (a copy is pinned)"
+	}
+	return "load"
 }
 
 // What each guarantee rests on (docs/install.md, "Watching": nriguard
@@ -77,7 +86,7 @@ var featureProbes = []featureProbe{
 			if err, _ := p.egress(); err != nil {
 				return false, err.Error(), nil
 			}
-			return true, "cgroup sock_create, connect4/6, sendmsg4/6, sock_release and cgroup_skb/egress programs load", nil
+			return true, "cgroup sock_create, connect4/6, sendmsg4/6, sock_release and cgroup_skb/egress programs " + p.loaded(), nil
 		},
 		with:    "a denied connect, sendto/sendmsg or socket() fails with EPERM before a packet exists; the packet path (cgroup_skb/egress) stops packets whose real destination is not the one judged",
 		without: "no egress policy can be attached: a container with egress rules is refused",
@@ -91,7 +100,7 @@ var featureProbes = []featureProbe{
 			case names != nil:
 				return false, names.Error(), nil
 			}
-			return true, "the cgroup_skb/ingress program loads", nil
+			return true, "the cgroup_skb/ingress program " + p.loaded(), nil
 		},
 		with: "rules by DNS name: the addresses are learned in the kernel (cgroup_skb/ingress) from the answers the container's own lookups get from the resolver its policy names, before the program that asked reads them",
 		// (it is one object with the egress programs: without it they do not load either)
@@ -126,7 +135,7 @@ var featureProbes = []featureProbe{
 			if err := ProbeExecBackend(BackendLSM); err != nil {
 				return false, err.Error(), nil
 			}
-			return true, "lsm/bprm_check_security loads", nil
+			return true, "lsm/bprm_check_security loads, and BPF LSM is active", nil
 		},
 		with:    "a denied exec fails with EPERM: the program never runs",
 		without: "exec rules cannot make execve fail with EPERM",
@@ -152,9 +161,11 @@ var execGuarantees = map[string]string{
 }
 
 // Features probes this node, loading (and unloading) nriguard's programs
-// to see which load: it needs root. What one probe cannot find is said in
-// its Detail; Features itself does not fail.
-func Features() NodeFeatures {
+// to see which load: it needs root. A copy of the egress programs pinned
+// under pinRoot has loaded already (loading one takes seconds of the
+// verifier's time on some kernels): it is not loaded again. What one probe
+// cannot find is said in its Detail; Features itself does not fail.
+func Features(pinRoot string) NodeFeatures {
 	var n NodeFeatures
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -163,7 +174,13 @@ func Features() NodeFeatures {
 	if l, err := cgroup.CurrentLayout(); err == nil {
 		n.CgroupV2, n.Hybrid = l.V2, l.Hybrid()
 	}
-	p := &probing{egress: sync.OnceValues(probeEgress)}
+	p := &probing{pinned: pinnedCopy(pinRootOr(pinRoot))}
+	p.egress = sync.OnceValues(func() (error, error) {
+		if p.pinned {
+			return nil, nil
+		}
+		return probeEgress()
+	})
 	p.lsms, p.lsmErr = activeLSMs()
 	for _, fp := range featureProbes {
 		f := Feature{Name: fp.name, Guarantee: fp.without}
@@ -181,17 +198,6 @@ func Features() NodeFeatures {
 	n.ExecBackend, _ = ExecBackend()
 	n.ExecGuarantee = execGuarantees[n.ExecBackend]
 	return n
-}
-
-// activeLSMs reads the kernel's list of active security modules.
-func activeLSMs() ([]string, error) {
-	data, err := os.ReadFile("/sys/kernel/security/lsm")
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, errors.New("securityfs is not mounted at /sys/kernel/security")
-	} else if err != nil {
-		return nil, err
-	}
-	return strings.Split(strings.TrimSpace(string(data)), ","), nil
 }
 
 // probeEgress loads a copy of the egress programs (one slot, the default
@@ -219,4 +225,23 @@ func probeEgress() (egress, names error) {
 		return nil, nil
 	}
 	return load(func(n string) bool { return n != egressProgNgSkbIngress }), load(func(n string) bool { return n == egressProgNgSkbIngress })
+}
+
+// pinnedCopy tells whether a complete copy of this version's egress
+// programs is pinned under root: they loaded on this kernel.
+func pinnedCopy(root string) bool {
+	copies, _ := os.ReadDir(filepath.Join(root, dirEgress))
+	for _, c := range copies {
+		complete := true
+		for _, l := range egressLinks {
+			if _, err := os.Stat(filepath.Join(root, dirEgress, c.Name(), progPin(l.pin))); err != nil {
+				complete = false
+				break
+			}
+		}
+		if complete {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -10,10 +11,12 @@ import (
 )
 
 // Features says of each feature what loading nriguard's programs on this
-// kernel shows, and in words what holds with it or without it.
+// kernel shows, and in words what holds with it or without it; the exec
+// backend is LSM only where BPF LSM is active (make vmtest boots a kernel
+// with it and one without).
 func TestFeatures(t *testing.T) {
 	testenv.NeedRoot(t)
-	n := Features()
+	n := Features(fmt.Sprintf("/sys/fs/bpf/nriguard-featurestest-%d", os.Getpid())) // no copy pinned there: the probe loads one
 	got := map[string]Feature{}
 	for _, f := range n.Features {
 		got[f.Name] = f
@@ -43,6 +46,11 @@ func TestFeatures(t *testing.T) {
 	}
 	if be, _ := ExecBackend(); n.ExecBackend != be || n.ExecGuarantee != execGuarantees[be] {
 		t.Errorf("exec backend %q (%q), want %q", n.ExecBackend, n.ExecGuarantee, be)
+	}
+	// an LSM program loads wherever the kernel has BPF LSM, and runs only
+	// where it is active: the backend that would refuse nothing is never chosen
+	if n.ExecBackend == BackendLSM && os.Getenv(BackendEnv) == "" && !got["bpf_lsm"].Present {
+		t.Errorf("exec backend lsm, but BPF LSM is not active (%s): its program would never run", got["bpf_lsm"].Detail)
 	}
 	t.Logf("kernel %s, cgroup v2 %s (hybrid %v), exec backend %s, active LSMs %v (%v)", n.Kernel, n.CgroupV2, n.Hybrid, n.ExecBackend, lsms, lsmErr)
 	for _, f := range n.Features {

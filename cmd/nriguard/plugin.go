@@ -107,7 +107,7 @@ func runPlugin(args []string) int {
 	be, beErr := bpf.ExecBackend()
 	log.Info("starting", "version", version, "preregistered", preregistered, "exec_backend", be, "exec_backend_error", beErr)
 	go func() { // (it loads programs to see which load: not before the runtime hears of the plugin)
-		node := bpf.Features()
+		node := bpf.Features(*pinRoot)
 		logFeatures(log, node)
 		if met != nil {
 			met.SetNode(featureMap(node), node.ExecBackend)

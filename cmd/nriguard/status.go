@@ -80,7 +80,7 @@ func runStatus(args []string) int {
 			doc.SharedMemory += p.Memory
 		}
 	}
-	doc.Node = bpf.Features()
+	doc.Node = bpf.Features(*pinRoot)
 	doc.Plugin = askPlugin(*socket)
 	if *format == "json" {
 		out, _ := json.MarshalIndent(doc, "", "  ")
