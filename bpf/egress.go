@@ -69,20 +69,9 @@ var setSlots uint32 = 1024
 // for the learned addresses and their rings), and a copy without names
 // never reads them.
 func loadEgressSet(ev *EventMaps, caps [3]uint32, names bool, slots uint32) (*egressSet, error) {
-	cs, err := egressSpec()
+	cs, err := sizedEgressSpec(caps, names, slots)
 	if err != nil {
 		return nil, err
-	}
-	cs = cs.Copy()
-	for i, name := range []string{egressMapV4Tables, egressMapV6Tables, egressMapPortTables} {
-		cs.Maps[name].MaxEntries = slots
-		cs.Maps[name].InnerMap.MaxEntries = caps[i]
-	}
-	cs.Maps[egressMapPrincipalTables].MaxEntries = slots // one per slot too
-	if !names {
-		for _, name := range []string{egressMapDnsNames, egressMapDnsLearned, egressMapDnsRings, egressMapDnsResolvers, egressMapOwnAnswers} {
-			cs.Maps[name].MaxEntries = 1
-		}
 	}
 	co := ebpf.CollectionOptions{}
 	if ev != nil {
@@ -109,6 +98,28 @@ func loadEgressSet(ev *EventMaps, caps [3]uint32, names bool, slots uint32) (*eg
 		return nil, err
 	}
 	return s, nil
+}
+
+// sizedEgressSpec is a copy of the egress programs' spec with tables of
+// capacity caps and slots for as many containers, with room in its DNS
+// maps only where its policies name DNS names.
+func sizedEgressSpec(caps [3]uint32, names bool, slots uint32) (*ebpf.CollectionSpec, error) {
+	cs, err := egressSpec()
+	if err != nil {
+		return nil, err
+	}
+	cs = cs.Copy()
+	for i, name := range []string{egressMapV4Tables, egressMapV6Tables, egressMapPortTables} {
+		cs.Maps[name].MaxEntries = slots
+		cs.Maps[name].InnerMap.MaxEntries = caps[i]
+	}
+	cs.Maps[egressMapPrincipalTables].MaxEntries = slots // one per slot too
+	if !names {
+		for _, name := range []string{egressMapDnsNames, egressMapDnsLearned, egressMapDnsRings, egressMapDnsResolvers, egressMapOwnAnswers} {
+			cs.Maps[name].MaxEntries = 1
+		}
+	}
+	return cs, nil
 }
 
 // setMaps are the maps a set pins, by name.

@@ -33,7 +33,8 @@ var execSpec = sync.OnceValues(loadExec)
 var backend = sync.OnceValues(probeBackend)
 
 // ExecBackend returns the exec backend this kernel supports, probing once:
-// BPF LSM where a BPF LSM program loads, the SIGKILL backend otherwise.
+// BPF LSM where a BPF LSM program loads and BPF LSM is known to be active,
+// the SIGKILL backend otherwise.
 func ExecBackend() (string, error) { return backend() }
 
 func probeBackend() (string, error) {
@@ -495,8 +496,9 @@ func others(reg []ringUse, idx uint32) uint32 {
 	return n
 }
 
-// ProbeExecBackend reports whether a backend works on this kernel: its
-// program loads, and for BPF LSM, the kernel runs BPF LSM programs.
+// ProbeExecBackend reports whether a backend can enforce exec rules on
+// this kernel: whether its program loads, and for BPF LSM whether LSM
+// programs run here at all (lsmActive).
 func ProbeExecBackend(be string) error {
 	switch be {
 	case BackendLSM:
@@ -508,27 +510,6 @@ func ProbeExecBackend(be string) error {
 		return tryLoad(execProgNgExecKill)
 	}
 	return fmt.Errorf("unknown exec backend %q", be)
-}
-
-// lsmFile lists the active LSMs, in the order the kernel calls them.
-var lsmFile = "/sys/kernel/security/lsm"
-
-// lsmActive reports whether BPF LSM is among the kernel's active LSMs. A
-// kernel built with BPF LSM loads and attaches lsm/ programs whether or not
-// it was booted with bpf in lsm= (or CONFIG_LSM), but calls them only if
-// it was: there, an exec policy on BPF LSM would never be enforced (make
-// vmtest boots Debian's 6.1 without it to show the fallback is chosen).
-// Where the list cannot be read, BPF LSM is not trusted either.
-func lsmActive() error {
-	b, err := os.ReadFile(lsmFile)
-	if err != nil {
-		return fmt.Errorf("cannot tell whether BPF LSM is active: %w", err)
-	}
-	lsms := strings.TrimSpace(string(b))
-	if !slices.Contains(strings.Split(lsms, ","), "bpf") {
-		return fmt.Errorf("BPF LSM is not active: the kernel's LSMs are %q (bpf is not in lsm= or CONFIG_LSM)", lsms)
-	}
-	return nil
 }
 
 // withdrawPinned takes the exec rules recorded in an attachment's directory

@@ -13,8 +13,9 @@ import (
 
 // Memory is what the kernel charges (the memlock fdinfo reports: the maps'
 // entries and the programs' images) for the objects pinned in dir and its
-// subdirectories: an attachment's own maps (its tables, exec record, meta)
-// and, for one with its own ring, its private copy of the egress programs.
+// subdirectories: an attachment's own maps (its tables, exec record, meta,
+// record) and, for one with its own ring, its private copy of the egress
+// programs; in the shared ring's directory, the ring and its counters.
 // The programs of a shared copy are not an attachment's: SharedMemory
 // counts them once.
 func Memory(dir string) (int64, error) {
@@ -32,7 +33,7 @@ func Memory(dir string) (int64, error) {
 				return 0, err
 			}
 			total += n
-		case strings.HasPrefix(e.Name(), "map_") || e.Name() == pinMeta:
+		case strings.HasPrefix(e.Name(), "map_") || e.Name() == pinMeta || e.Name() == pinRecord || e.Name() == pinRing || e.Name() == pinLost:
 			m, err := ebpf.LoadPinnedMap(p, &ebpf.LoadPinOptions{ReadOnly: true})
 			if err != nil {
 				return 0, err
@@ -53,20 +54,37 @@ func Memory(dir string) (int64, error) {
 
 // SharedMemory is what the kernel charges for what attachments under root
 // share: the copies of the egress programs with the tables their idle
-// slots keep, the host-wide exec program's maps, the shared ring.
+// slots keep, the host-wide exec program's maps, the shared ring (this pin
+// version's: SharedPins has the others').
 func SharedMemory(root string) (int64, error) {
-	root = pinRootOr(root)
-	var total int64
-	for _, d := range []string{dirEgress, dirExec, dirEvents} {
-		n, err := Memory(filepath.Join(root, d))
-		if err != nil && !os.IsNotExist(err) {
-			return 0, err
-		}
-		total += n
+	pins, err := SharedPins(root)
+	if err != nil {
+		return 0, err
 	}
-	copies, _ := os.ReadDir(filepath.Join(root, dirEgress))
+	var total int64
+	for _, p := range pins {
+		if p.Version == PinVersion {
+			total += p.Memory
+		}
+	}
+	return total, nil
+}
+
+// sharedMemory is the memory of one shared directory; for copies of the
+// egress programs, with the tables their idle slots keep.
+func sharedMemory(dir string, egress bool) (int64, error) {
+	total, err := Memory(dir)
+	if os.IsNotExist(err) {
+		return 0, nil // gone meanwhile
+	} else if err != nil {
+		return 0, err
+	}
+	if !egress {
+		return total, nil
+	}
+	copies, _ := os.ReadDir(dir)
 	for _, c := range copies {
-		n, err := idleTables(filepath.Join(root, dirEgress, c.Name()))
+		n, err := idleTables(filepath.Join(dir, c.Name()))
 		if err != nil {
 			return 0, err
 		}

@@ -28,6 +28,7 @@ type Metrics struct {
 	decodeErrors            prometheus.Counter
 	attach, detach          prometheus.Histogram
 	attachFailures          prometheus.Counter
+	features, execBackend   *prometheus.GaugeVec
 }
 
 // Gauges are read when scraped.
@@ -64,7 +65,9 @@ func New(g Gauges) *Metrics {
 	m.attach = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nriguard_attach_seconds", Help: "Time to decide, compile and attach a container's policy.", Buckets: buckets})
 	m.detach = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nriguard_detach_seconds", Help: "Time to detach a container's policy.", Buckets: buckets})
 	m.attachFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "nriguard_attach_failures_total", Help: "Attaches that failed: their containers were refused."})
-	m.reg.MustRegister(m.decodeErrors, m.attach, m.detach, m.attachFailures)
+	m.features = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nriguard_node_feature", Help: "1 if this node's kernel has the feature a guarantee rests on, 0 if not (nriguard status says what each guarantees)."}, []string{"feature"})
+	m.execBackend = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nriguard_exec_backend", Help: "1 for the exec backend the plugin uses: lsm (EPERM), sigkill (killed before its first instruction) or none."}, []string{"backend"})
+	m.reg.MustRegister(m.decodeErrors, m.attach, m.detach, m.attachFailures, m.features, m.execBackend)
 	gauge := func(name, help string, read func() int) {
 		if read != nil {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nriguard_" + name, Help: help}, func() float64 { return float64(read()) }))
@@ -81,6 +84,23 @@ func New(g Gauges) *Metrics {
 	gauge("dns_evicted_addresses", "Addresses a DNS name stopped answering for because it had learned 256 newer ones, for the policies in force.", g.DNSEvicted)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetNode records what the node's kernel offers (bpf.Features, probed at
+// start): each feature present or not, and the exec backend ("": none).
+func (m *Metrics) SetNode(features map[string]bool, execBackend string) {
+	for name, present := range features {
+		v := 0.0
+		if present {
+			v = 1
+		}
+		m.features.WithLabelValues(name).Set(v)
+	}
+	if execBackend == "" {
+		execBackend = "none"
+	}
+	m.execBackend.Reset()
+	m.execBackend.WithLabelValues(execBackend).Set(1)
 }
 
 // Observe counts one record of the stream.

@@ -82,6 +82,8 @@ func TestMetrics(t *testing.T) {
 	} {
 		m.Observe(&r)
 	}
+	m.SetNode(map[string]bool{"bpf_lsm": true}, "lsm")
+	m.SetNode(map[string]bool{"bpf_lsm": false, "exec_sigkill": true}, "sigkill") // probed again: one backend
 	m.Attached(3*time.Millisecond, nil)
 	m.Attached(0, http.ErrAbortHandler)
 	m.Detached(time.Millisecond)
@@ -124,10 +126,16 @@ func TestMetrics(t *testing.T) {
 		{"nriguard_dns_answers_ignored_total", with("reason", "dns-unsolicited"), 1},
 		{"nriguard_dns_learned_addresses", nil, 5},
 		{"nriguard_dns_evicted_addresses", nil, 1},
+		{"nriguard_node_feature", map[string]string{"feature": "bpf_lsm"}, 0},
+		{"nriguard_node_feature", map[string]string{"feature": "exec_sigkill"}, 1},
+		{"nriguard_exec_backend", map[string]string{"backend": "sigkill"}, 1},
 	} {
 		if got := value(fams, w.name, w.labels); got == nil || *got != w.want {
 			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
 		}
+	}
+	if got := value(fams, "nriguard_exec_backend", map[string]string{"backend": "lsm"}); got != nil {
+		t.Errorf("nriguard_exec_backend{backend=lsm} = %v after the backend became sigkill", *got)
 	}
 	// the container goes: its series with it
 	m.Forget("prod", "shop", "web")

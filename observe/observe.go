@@ -178,9 +178,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// Serve serves the hub on a unix socket at path that only root may use,
-// until ctx ends. A socket left by an earlier run is replaced.
-func Serve(ctx context.Context, path string, h *Hub) error {
+// Serve serves h (the hub, or Handler's hub and status) on a unix socket
+// at path that only root may use, until ctx ends. A socket left by an
+// earlier run is replaced.
+func Serve(ctx context.Context, path string, h http.Handler) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}

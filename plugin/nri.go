@@ -33,6 +33,7 @@ type Plugin struct {
 	hook   Hook
 	path   Path
 	forced bool // path set by ForcePath, not by the runtime
+	conn   connection
 }
 
 // Hook is how the runtime runs nriguard's OCI hook on the hook path.
@@ -78,6 +79,7 @@ func (p *Plugin) Configure(_ context.Context, config, runtime, version string) (
 	} else {
 		p.log.Info("connected", "runtime", runtime, "version", version, "path", p.path.String())
 	}
+	p.conn.set(Connection{Connected: true, Runtime: runtime, Version: version, Path: p.path})
 	if config == "" {
 		return 0, nil
 	}
@@ -308,7 +310,10 @@ func (p *Plugin) container(ctx context.Context, pod *api.PodSandbox, c *api.Cont
 // runtime starts it again.
 func Run(ctx context.Context, p *Plugin, opts ...stub.Option) error {
 	opts = append(opts,
-		stub.WithOnClose(func() { p.log.Warn("connection to the runtime closed") }),
+		stub.WithOnClose(func() {
+			p.conn.closed()
+			p.log.Warn("connection to the runtime closed")
+		}),
 		// Fail closed: a runtime that supports failure policies refuses a
 		// container when nriguard times out or is gone.
 		stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true}),

@@ -32,6 +32,10 @@ commands:
         follow the plugin's record stream (or, with no plugin, the pinned ring)
   profile --pod P [--namespace N] [--container C] (--for 10m | --since 1h) [-o yaml|flags|json]
         the annotations that hold a workload to what it did (docs/profile.md)
+  status [--pin-root R] [--socket S] [-o text|json]
+        what nriguard does on this node: the kernel's features and the
+        guarantees they give, every attachment (late ones, another pin
+        version's), what they share, and the plugin (or that it is down)
   list  list the attachments pinned under /sys/fs/bpf/nriguard
   detach ID...
         remove attachments (what a container left behind, say)
@@ -84,6 +88,8 @@ func main() {
 		code = runObserve(args)
 	case "profile":
 		code = runProfile(args)
+	case "status":
+		code = runStatus(args)
 	case "list":
 		code = list(args)
 	case "detach":

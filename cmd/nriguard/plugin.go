@@ -103,8 +103,16 @@ func runPlugin(args []string) int {
 		return 1
 	}
 	defer eng.Close()
-	be, err := bpf.ExecBackend()
-	log.Info("starting", "version", version, "preregistered", preregistered, "exec_backend", be, "exec_backend_error", err)
+	started := time.Now()
+	be, beErr := bpf.ExecBackend()
+	log.Info("starting", "version", version, "preregistered", preregistered, "exec_backend", be, "exec_backend_error", beErr)
+	go func() { // (it loads programs to see which load: not before the runtime hears of the plugin)
+		node := bpf.Features(*pinRoot)
+		logFeatures(log, node)
+		if met != nil {
+			met.SetNode(featureMap(node), node.ExecBackend)
+		}
+	}()
 
 	var images plugin.ImageLabeler
 	if cfg.HonoursImageLabels() {
@@ -121,7 +129,8 @@ func runPlugin(args []string) int {
 	defer cancel()
 	sink := &eventSink{eng: eng, fallback: preregEvents, preregistered: preregistered}
 	defer sink.close()
-	also := []func(*events.Record, []byte){hub.Publish}
+	tracker := observe.NewTracker()
+	also := []func(*events.Record, []byte){hub.Publish, tracker.Observe}
 	if met != nil {
 		also = append(also, func(r *events.Record, _ []byte) { met.Observe(r) })
 		go func() {
@@ -130,9 +139,24 @@ func runPlugin(args []string) int {
 			}
 		}()
 	}
+	plug := plugin.New(eng, images, log)
+	status := func() observe.Status {
+		st := observe.Status{Version: version, Started: started, PID: os.Getpid(), PinRoot: *pinRoot,
+			ExecBackend: be, Policed: eng.Policed()}
+		if beErr != nil {
+			st.ExecBackendError = beErr.Error()
+		}
+		c := plug.Connection()
+		st.Runtime = observe.Runtime{Connected: c.Connected, Name: c.Runtime, Version: c.Version}
+		if c.Runtime != "" {
+			st.Runtime.Path = c.Path.String()
+		}
+		tracker.Fill(&st)
+		return st
+	}
 	if *observeSocket != "" {
 		go func() {
-			if err := observe.Serve(ctx, *observeSocket, hub); err != nil {
+			if err := observe.Serve(ctx, *observeSocket, observe.Handler(hub, status)); err != nil {
 				log.Error("the record stream is not served", "socket", *observeSocket, "error", err)
 			}
 		}()
@@ -147,7 +171,7 @@ func runPlugin(args []string) int {
 	if !preregistered {
 		opts = append(opts, stub.WithSocketPath(*socket), stub.WithPluginName(*name), stub.WithPluginIdx(*idx))
 	}
-	if err := plugin.Run(ctx, plugin.New(eng, images, log), opts...); err != nil {
+	if err := plugin.Run(ctx, plug, opts...); err != nil {
 		log.Error("stopped", "error", err)
 		return 1
 	}
@@ -213,4 +237,26 @@ func (a attachMetrics) Attached(took time.Duration, err error) { a.m.Attached(to
 func (a attachMetrics) Detached(c engine.Info, took time.Duration) {
 	a.m.Detached(took)
 	a.m.Forget(c.Namespace, c.Pod, c.Name)
+}
+
+// logFeatures says once, at start, what the node's kernel offers and so
+// which guarantees hold here (nriguard status says it in words).
+func logFeatures(log *slog.Logger, n bpf.NodeFeatures) {
+	var present, missing []any
+	for _, f := range n.Features {
+		present = append(present, slog.Bool(f.Name, f.Present))
+		if !f.Present {
+			missing = append(missing, slog.String(f.Name, f.Detail+": "+f.Guarantee))
+		}
+	}
+	log.Info("node features", "kernel", n.Kernel, "cgroup_v2", n.CgroupV2, "hybrid", n.Hybrid,
+		"exec_backend", n.ExecBackend, "exec", n.ExecGuarantee, slog.Group("features", present...), slog.Group("missing", missing...))
+}
+
+func featureMap(n bpf.NodeFeatures) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range n.Features {
+		m[f.Name] = f.Present
+	}
+	return m
 }

@@ -39,6 +39,8 @@
 //	bg:OP               OP in a copy of the probe that outlives this one
 //	flood:N:ADDR:PORT   stop the parent (SIGSTOP), make N unconnected UDP
 //	                    sends, continue the parent; prints how many were refused
+//	sendall:N:ADDR:PORT N unconnected UDP sends, refused or not; prints how
+//	                    many were refused
 //	socket:KIND         raw4 raw6 ping4 ping6 packet packetdgram sockpacket
 //	                    (AF_INET, SOCK_PACKET) sockpacket6 sctp mptcp tcp
 //	                    udp6 unix netlink vsock xdp alg tipc bluetooth can
@@ -185,7 +187,9 @@ func do(op string) error {
 		}
 		return syscall.Setuid(uid)
 	case "flood":
-		return flood(arg)
+		return flood(arg, true)
+	case "sendall":
+		return flood(arg, false)
 	case "sendn":
 		return sendN(arg)
 	case "connectn":
@@ -646,15 +650,17 @@ func connectN(arg string) error {
 
 // flood makes n sends while its parent (the reader of their events, for
 // nriguard run) is stopped, so that the ring fills and overflows.
-func flood(arg string) error {
+func flood(arg string, stopParent bool) error {
 	n, fd, to, err := countAndSocket(arg)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	parent := os.Getppid()
-	unix.Kill(parent, unix.SIGSTOP)
-	defer unix.Kill(parent, unix.SIGCONT)
+	if stopParent {
+		parent := os.Getppid()
+		unix.Kill(parent, unix.SIGSTOP)
+		defer unix.Kill(parent, unix.SIGCONT)
+	}
 	r := refused{of: n}
 	for range n {
 		if err := unix.Sendto(fd, []byte("x"), 0, to); errors.Is(err, unix.EPERM) {

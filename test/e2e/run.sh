@@ -158,6 +158,19 @@ external() {
   check "metrics: policed containers, attach latency" grep -q '^nriguard_policed_containers{} [1-9]' <<<"$M"
   check "metrics: attach latency histogram" grep -q '^nriguard_attach_seconds_count{} [1-9]' <<<"$M"
 
+  say "nriguard status"
+  ST=$("$NG" status -o json --socket "$E2E/observe.sock" 2> "$E2E/logs/status.err")
+  "$NG" status --socket "$E2E/observe.sock" > "$E2E/logs/status.txt" 2>&1
+  of_ctr() { jq -r --arg id "$1" ".attachments[] | select(.id==\$id) | $2" <<<"$ST"; }
+  check "status: the client with its pod, the plugin's, enforced, its egress and exec labels" \
+    same "e2e-ns/e2e/client nri enforce egress:label,exec:label" "$(of_ctr "$CLI" '"\(.namespace)/\(.pod)/\(.container) \(.owner) \(.mode) \([.layers[] | .kind + ":" + .layer] | join(","))"')"
+  check "status: the auditor in audit mode, from its annotation" has '^audit (pod annotation mode.nriguard.io/container.auditor)' "$(of_ctr "$AUD" .mode_of)"
+  check "status: the unlabelled server is not listed" test -z "$(of_ctr "$SRV" .id)"
+  check "status: the plugin answers: containerd 2.x on the start path, its exec backend, losses counted" \
+    same "containerd start $("$NG" version | sed -n 's/^exec backend: \([a-z]*\).*/\1/p') true" \
+    "$(jq -r '.plugin.status | "\(.runtime.name) \(.runtime.path) \(.exec_backend) \(.lost | has("egress"))"' <<<"$ST")"
+  check "status: as a table for people, the client among the attachments" has "^  ${CLI:0:12}  e2e-ns/e2e/client  *nri  *enforce" "$(cat "$E2E/logs/status.txt")"
+
   say "nriguard profile: from nothing to an enforced policy"
   local WORK='["/bin/sh","-c","trap \"exit 0\" TERM; while :; do nc 127.0.0.1 18081 </dev/null >/dev/null 2>&1; sleep 0.5; done"]'
   LPCFG=$(pod learn '{"visibility.nriguard.io":"both"}')
@@ -240,12 +253,19 @@ external() {
   check "plugin dead: new containers are refused (required plugin)" has 'required plugin \\\?"nriguard\\\?" not present' "$out"
   cr stop -t 2 "$CLI2" >/dev/null
   check "plugin dead: a stopped container's pins are stale" test -e "$PINS/$CLI2"
+  check "plugin dead: nriguard status says it is down, and what that means" \
+    has 'Plugin: DOWN' "$("$NG" status --socket "$E2E/observe.sock" 2>&1)"
   start_plugin
   check "plugin restarted: synchronized, stale pins removed" test ! -e "$PINS/$CLI2"
   if [ -n "${LATE:-}" ]; then
     check "plugin restarted: the container that slipped through is attached now" test -e "$PINS/$LATE/meta"
     check "plugin restarted: and reported as late (a policy record)" \
       event '.kind=="policy" and .reason=="late" and .container_id=="'$LATE'"'
+    ST=$("$NG" status -o json --socket "$E2E/observe.sock" 2>> "$E2E/logs/status.err")
+    check "status: the late container is marked late, saying why" has 'while nriguard was away' "$(of_ctr "$LATE" .late)"
+    check "status: the plugin names it among its late policy records" \
+      same "client" "$(jq -r --arg id "$LATE" '.plugin.status.policy.late[] | select(.container_id==$id) | .container' <<<"$ST")"
+    check "status: as a table, set apart as LATE" has "LATE" "$("$NG" status --socket "$E2E/observe.sock" 2>&1 | grep "${LATE:0:12}")"
     cr rm -f "$LATE" >/dev/null
   fi
   check "plugin restarted: running containers still enforced (one of them of an image removed meanwhile)" denied "$(conn $AUD 18080 2>/dev/null; conn $LAB 18080)"
