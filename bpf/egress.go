@@ -69,6 +69,9 @@ var setSlots uint32 = 1024
 // for the learned addresses and their rings), and a copy without names
 // never reads them.
 func loadEgressSet(ev *EventMaps, caps [3]uint32, names bool, slots uint32) (*egressSet, error) {
+	if err := KernelFloor(); err != nil {
+		return nil, err
+	}
 	cs, err := sizedEgressSpec(caps, names, slots)
 	if err != nil {
 		return nil, err

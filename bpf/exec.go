@@ -97,6 +97,9 @@ func (o *execGlobalObjs) close() {
 // loadExecPrograms loads the named programs of exec.c, which share its
 // maps.
 func loadExecPrograms(names ...string) (*execGlobalObjs, error) {
+	if err := KernelFloor(); err != nil {
+		return nil, err
+	}
 	cs, err := execSpec()
 	if err != nil {
 		return nil, err

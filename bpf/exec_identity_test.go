@@ -21,6 +21,7 @@ var idSeq int
 // cgroup; the probe itself (outside root) is allowed by a second layer.
 func attachExecIn(t *testing.T, opts *bpf.Options, root, rules string) string {
 	t.Helper()
+	needPrograms(t)
 	cg := testenv.Cgroup(t)
 	e, err := policy.ParseExec("exec.nriguard.io", rules)
 	must(t, err)

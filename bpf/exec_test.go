@@ -110,6 +110,7 @@ func backendUnavailable(be string) string {
 
 func attachExec(t *testing.T, opts *bpf.Options, cg, rules string, mode policy.Mode) *bpf.Attachment {
 	t.Helper()
+	needPrograms(t)
 	e, err := policy.ParseExec("exec.nriguard.io", rules)
 	must(t, err)
 	table, warnings, err := resolve.Exec("/", "exec.nriguard.io", e)

@@ -69,6 +69,21 @@ func (p *probing) loaded() string {
 // status prints them).
 var featureProbes = []featureProbe{
 	{
+		name: "kernel_floor",
+		check: func(*probing) (bool, string, error) {
+			if err := KernelFloor(); err != nil {
+				return false, err.Error(), nil
+			}
+			names := make([]string, len(floorProbes))
+			for i, f := range floorProbes {
+				names[i] = f.what
+			}
+			return true, strings.Join(names, ", "), nil
+		},
+		with:    "the helpers nriguard's programs call are there",
+		without: "nriguard's programs cannot load: a container with a policy is refused, none runs unprotected",
+	},
+	{
 		name: "cgroup_v2",
 		check: func(*probing) (bool, string, error) {
 			l, err := cgroup.CurrentLayout()
@@ -204,6 +219,9 @@ func Features(pinRoot string) NodeFeatures {
 // size class) and unloads it. If it does not load, it loads the DNS
 // program and the others apart, to say which fails.
 func probeEgress() (egress, names error) {
+	if err := KernelFloor(); err != nil {
+		return err, err
+	}
 	load := func(keep func(string) bool) error {
 		cs, err := sizedEgressSpec([3]uint32{TableCap, TableCap, TableCap}, true, 1)
 		if err != nil {

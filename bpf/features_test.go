@@ -32,6 +32,7 @@ func TestFeatures(t *testing.T) {
 	_, cgErr := cgroup.Root()
 	lsms, lsmErr := activeLSMs()
 	for name, want := range map[string]bool{
+		"kernel_floor": KernelFloor() == nil,
 		"cgroup_v2":    cgErr == nil,
 		"egress_hooks": err == nil,
 		"dns_learning": err == nil,

@@ -23,6 +23,7 @@ import (
 // locked-down kernel, as on the host): that is the fallback nriguard takes,
 // and the test says so.
 func TestEachProgramLoads(t *testing.T) {
+	skipBelowFloor(t)
 	testenv.NeedRoot(t)
 	// Before 5.11 BPF memory is charged to RLIMIT_MEMLOCK (64 KiB by
 	// default): raised for this test only, so that what the programs need

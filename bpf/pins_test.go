@@ -20,6 +20,7 @@ import (
 // and detaching it removes it and the shared pins of its version that
 // nothing uses any more, but not this version's.
 func TestOtherVersionPins(t *testing.T) {
+	skipBelowFloor(t)
 	testenv.NeedRoot(t)
 	root := fmt.Sprintf("/sys/fs/bpf/nriguard-pintest-%d", os.Getpid())
 	t.Cleanup(func() { os.RemoveAll(root) })

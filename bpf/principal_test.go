@@ -57,6 +57,7 @@ func attachQualified(t *testing.T, rules string, mode policy.Mode) (string, *bpf
 // daemon attaches) if shared, else on programs of its own.
 func attachQualifiedWith(t *testing.T, rules string, mode policy.Mode, shared bool) (string, *bpf.Attachment) {
 	t.Helper()
+	needPrograms(t)
 	e, err := policy.ParseEgress("egress.nriguard.io", rules)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 // deny everything: between the first attach and the loader's write, and
 // after a detach, nothing is let through on stale settings.
 func TestUnconfiguredCgroupIsDenied(t *testing.T) {
+	skipBelowFloor(t)
 	testenv.NeedRoot(t)
 	s, err := loadEgressSet(nil, [3]uint32{TableCap, TableCap, TableCap}, false, 4)
 	if err != nil {
@@ -82,6 +83,7 @@ func TestUnconfiguredCgroupIsDenied(t *testing.T) {
 // them in place once no program reads them any more. Tables kept past the
 // budget are taken out.
 func TestSlotsReused(t *testing.T) {
+	skipBelowFloor(t)
 	testenv.NeedRoot(t)
 	big := [3]uint32{1 << 17, 1 << 17, 1 << 17} // 6 MiB of tables a slot: the budget keeps one idle
 	s, err := loadEgressSet(nil, big, false, 3)
@@ -151,6 +153,7 @@ func TestSlotsReused(t *testing.T) {
 
 // A copy full, the next container of its class gets another copy.
 func TestFullCopyGetsAnother(t *testing.T) {
+	skipBelowFloor(t)
 	testenv.NeedRoot(t)
 	defer func(n uint32) { setSlots = n }(setSlots)
 	setSlots = 2

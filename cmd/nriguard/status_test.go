@@ -199,7 +199,7 @@ func TestStatusFromThePins(t *testing.T) {
 	}
 	_, btfErr := os.Stat("/sys/kernel/btf/vmlinux")
 	for name, want := range map[string]bool{
-		"cgroup_v2": true, "egress_hooks": true, "dns_learning": true, // what was just attached
+		"kernel_floor": true, "cgroup_v2": true, "egress_hooks": true, "dns_learning": true, // what was just attached
 		"btf":          btfErr == nil,
 		"exec_sigkill": bpf.ProbeExecBackend(bpf.BackendKill) == nil,
 		"exec_lsm":     bpf.ProbeExecBackend(bpf.BackendLSM) == nil,
