@@ -139,6 +139,7 @@ func TestAttackIOUring(t *testing.T) {
 // while nriguard was away) is judged by its destination from then on, both
 // ways; an accepted one answers its peer, also across a replaced policy.
 func TestTCPNeverJudged(t *testing.T) {
+	needPrograms(t)
 	testenv.NeedRoot(t)
 	root := pinRoot(t)
 	ev, err := bpf.NewEventMaps()

@@ -511,6 +511,7 @@ func TestDNSDetachForgets(t *testing.T) {
 // path too, on a private copy of the programs and on a shared one (where
 // the old attachment's links stay).
 func TestDNSNamesAddedByReplace(t *testing.T) {
+	needPrograms(t)
 	t.Run("private", func(t *testing.T) { testNamesAddedByReplace(t, &bpf.Options{PinRoot: pinRoot(t)}) })
 	t.Run("shared", func(t *testing.T) { testNamesAddedByReplace(t, sharedCopy(t)) })
 }

@@ -438,6 +438,7 @@ func gone(cond func() bool) bool {
 }
 
 func TestDetachLeavesNothing(t *testing.T) {
+	needPrograms(t)
 	testenv.NeedRoot(t)
 	before := ourPrograms(t)
 	root := pinRoot(t)
@@ -488,6 +489,7 @@ func TestDetachLeavesNothing(t *testing.T) {
 }
 
 func TestReplacePolicy(t *testing.T) {
+	needPrograms(t)
 	root := pinRoot(t)
 	cg := testenv.Cgroup(t)
 	a, err := bpf.Attach(bpf.Spec{ID: "replace", Cgroup: cg, Egress: compile(t, "allow tcp 10.1.2.3:8080", policy.Enforce)}, &bpf.Options{PinRoot: root})
@@ -540,6 +542,7 @@ func TestAttachRollsBack(t *testing.T) {
 // Thousands of random rules: every flow is decided by the kernel as the
 // reference decision says.
 func TestThousandsOfRulesMatchReference(t *testing.T) {
+	needPrograms(t)
 	r := rand.New(rand.NewPCG(11, 12))
 	text := policytest.Policy(r, 5000)
 	e, err := policy.ParseEgress("egress.nriguard.io", text)
@@ -584,6 +587,7 @@ func TestThousandsOfRulesMatchReference(t *testing.T) {
 // A full ring buffer drops events, and every drop is counted and reported
 // in the stream.
 func TestLostEventsCounted(t *testing.T) {
+	needPrograms(t)
 	testenv.NeedRoot(t)
 	shared, err := bpf.NewEventMapsSize(os.Getpagesize())
 	if err != nil {
@@ -642,6 +646,7 @@ func attachedIDs(t *testing.T, cg string) []ebpf.ProgramID {
 // at once; the copy goes with its last container (or, for a daemon, when
 // RemoveIdle finds it unused).
 func TestSharedCopies(t *testing.T) {
+	needPrograms(t)
 	testenv.NeedRoot(t)
 	before := ourPrograms(t)
 	ev, err := bpf.NewEventMaps()
@@ -801,6 +806,7 @@ func TestAuditKeepsTheCeiling(t *testing.T) {
 // On a shared copy (as the daemon attaches) the replacement is written to
 // the same programs and maps.
 func TestSocketCacheFollowsThePolicy(t *testing.T) {
+	needPrograms(t)
 	for _, op := range []string{"udpagain", "udpconnagain", "udpagain/shared", "udpconnagain/shared"} {
 		t.Run(op, func(t *testing.T) {
 			o := &bpf.Options{PinRoot: pinRoot(t)} // a private copy, replaced by another

@@ -285,8 +285,13 @@ struct path {
 	struct dentry *dentry;
 } __attribute__((preserve_access_index));
 
+struct qstr {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
 struct dentry {
 	struct inode *d_inode;
+	struct qstr d_name;
 } __attribute__((preserve_access_index));
 
 struct file___guard {
@@ -324,8 +329,10 @@ static long guard_step(__u64 i, struct guard_walk *w)
 }
 
 // guarded refuses, and reports, a write to inode by the current process if
-// a policy of its cgroup allows the file to run.
-static __always_inline int guarded(struct inode *inode, struct path *path)
+// a policy of its cgroup allows the file to run. The event names the file
+// by its path where the hook allows bpf_d_path (file_open), else (the
+// kernel refuses it in path_truncate) by its own name, from dentry.
+static __always_inline int guarded(struct inode *inode, struct path *path, struct dentry *dentry)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct guard_walk w = {
@@ -353,6 +360,8 @@ static __always_inline int guarded(struct inode *inode, struct path *path)
 	e->filename[0] = 0;
 	if (path)
 		bpf_d_path(path, e->filename, sizeof(e->filename));
+	else
+		bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), dentry->d_name.name);
 	bpf_ringbuf_submit(e, 0);
 	return -EPERM;
 }
@@ -363,7 +372,7 @@ int BPF_PROG(ng_guard_open, struct file *file, int ret)
 	struct file___guard *f = (void *)file;
 	if (ret || !(f->f_mode & FMODE_WRITE))
 		return ret;
-	return guarded(f->f_inode, &f->f_path);
+	return guarded(f->f_inode, &f->f_path, 0);
 }
 
 SEC("lsm/path_truncate")
@@ -371,7 +380,7 @@ int BPF_PROG(ng_guard_truncate, const struct path *path, int ret)
 {
 	if (ret)
 		return ret;
-	return guarded(path->dentry->d_inode, (struct path *)path);
+	return guarded(path->dentry->d_inode, 0, path->dentry);
 }
 
 char __license[] SEC("license") = "GPL";

@@ -188,11 +188,15 @@ func TestExecIdentityAcrossFilesystems(t *testing.T) {
 // program still runs; on the SIGKILL backend the write happens and the file
 // is not the program the rule named any more (its change time moved).
 func TestAllowedProgramWrittenEveryWay(t *testing.T) {
+	needPrograms(t)
 	backends(t, func(t *testing.T, opts *bpf.Options) {
 		T := execFixture(t)
 		p := func(rel string) string { return filepath.Join(T, rel) }
 		for _, method := range []string{"write", "pwrite", "mmap", "copyrange", "splice", "sendfile", "fallocate", "truncate", "link", "iouring"} {
 			t.Run(method, func(t *testing.T) {
+				if method == "mmap" && opts.ExecBackend == bpf.BackendKill && onShm(T) {
+					t.Skip("the fixture is on tmpfs or ramfs (make vmtest's root): a mapped write there keeps the change time, so the SIGKILL backend cannot tell the file changed; nriguard refuses to bind a rule to such a file there (policy.WeakShm, TestRunRefusesProgramsItCannotBind)")
+				}
 				file := p("usr/bin/w-" + method)
 				copyFile(t, p("usr/bin/allowed"), file)
 				cg := testenv.Cgroup(t)
@@ -201,6 +205,12 @@ func TestAllowedProgramWrittenEveryWay(t *testing.T) {
 				want := "ok denied" // the write happens; the file is another program now
 				if opts.ExecBackend == bpf.BackendLSM {
 					want = "EPERM ran" // the write is refused; the program runs
+					if method == "link" {
+						// the write through the new name is refused, but the
+						// link itself moved the inode's change time: the file
+						// is no longer the one bound, and is refused (closed)
+						want = "EPERM denied"
+					}
 				}
 				if strings.Join(got, " ") != want {
 					t.Errorf("%s of an allowed program from its container, then exec: %q, want %q", method, got, want)
@@ -215,4 +225,11 @@ func TestAllowedProgramWrittenEveryWay(t *testing.T) {
 			t.Errorf("a denied file written from its container, then exec: %q, want ok denied", got)
 		}
 	})
+}
+
+// onShm says whether dir is on a memory filesystem (tmpfs, ramfs), where a
+// write through a mapping leaves the change time.
+func onShm(dir string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(dir, &fs) == nil && (fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC)
 }

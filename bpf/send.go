@@ -28,8 +28,10 @@ func SendCheck() bool {
 // ensureSendCheck attaches the per-send check to the copy pinned in dir,
 // if it is not there and the kernel can: a copy gets it with its first
 // policy whose verdicts depend on the sender, and keeps it while it lives
-// (it goes with the copy's directory). The caller holds the host lock.
-func (s *egressSet) ensureSendCheck(dir string) error {
+// (it goes with the copy's directory). Its events go to the copy's ring,
+// ev: the copy's own, or the ring shared by the copies of a pin root. The
+// caller holds the host lock.
+func (s *egressSet) ensureSendCheck(dir string, ev EventMaps) error {
 	if !SendCheck() {
 		return nil
 	}
@@ -43,9 +45,11 @@ func (s *egressSet) ensureSendCheck(dir string) error {
 	if err != nil {
 		return err
 	}
+	cs = cs.Copy()
+	cs.Maps[sendMapEvents].MaxEntries = ev.Ring.MaxEntries() // a ring is sized by whoever made it
 	var objs sendObjects
 	err = cs.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		sendMapSockVerdicts: s.SockVerdicts, sendMapEvents: s.Events, sendMapLostEvents: s.LostEvents}})
+		sendMapSockVerdicts: s.SockVerdicts, sendMapEvents: ev.Ring, sendMapLostEvents: ev.Lost}})
 	if err != nil {
 		return fmt.Errorf("load the per-send check: %w", err)
 	}

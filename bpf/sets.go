@@ -108,7 +108,7 @@ func (a *Attachment) attachEgress(x *attaching) (e *egressPart, err error) {
 	e.reused = x.old != nil && e.shared && x.old.Parts&partEgress != 0 && x.old.Cgroup == cgid && x.old.setDir(o.PinRoot, dir) == e.dir
 	x.onUndo(func() { e.undo(a.links, o.Keep) })
 	if spec.Egress.HasPrincipals() {
-		if err := e.set.ensureSendCheck(e.dir); err != nil {
+		if err := e.set.ensureSendCheck(e.dir, a.Events); err != nil {
 			return nil, err
 		}
 	}

@@ -22,18 +22,21 @@ import (
 // as uid and gid 65534), getfd (the program at PATH, started beside it,
 // takes the sockets with pidfd_getfd).
 func handoff(arg string) error {
-	f := strings.SplitN(arg, ":", 5)
-	if len(f) < 4 {
+	f := strings.SplitN(arg, ":", 3)
+	if len(f) < 3 {
 		return fmt.Errorf("bad handoff %q: want MODE:PROTO:ADDR:PORT[:PATH]", arg)
 	}
-	mode, proto := f[0], f[1]
-	ap, err := netip.ParseAddrPort(bracket(f[2] + ":" + f[3]))
+	mode, proto, rest := f[0], f[1], f[2]
+	host := "" // an IPv6 address is bracketed: its colons are not separators
+	if end := strings.Index(rest, "]:"); strings.HasPrefix(rest, "[") && end > 0 {
+		host, rest = rest[:end+1], rest[end+2:]
+	} else if h, r, ok := strings.Cut(rest, ":"); ok {
+		host, rest = h, r
+	}
+	port, path, _ := strings.Cut(rest, ":")
+	ap, err := netip.ParseAddrPort(bracket(host + ":" + port))
 	if err != nil {
 		return err
-	}
-	path := ""
-	if len(f) == 5 {
-		path = f[4]
 	}
 	typ := unix.SOCK_STREAM
 	if proto == "udp" {
@@ -74,7 +77,11 @@ func handoff(arg string) error {
 		cmd := exec.Command(path, fmt.Sprintf("handoffgrab:%d:%d:%d", os.Getpid(), fd, peer))
 		cmd.Env, cmd.Stdout, cmd.Stderr = os.Environ(), os.Stdout, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		return cmd.Run() // its result is the second line
+		if err := cmd.Run(); err != nil {
+			return err
+		}
+		os.Exit(0) // its result was the second line: none of this one's
+
 	}
 	return fmt.Errorf("unknown handoff mode %q", mode)
 }
