@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
-
-// sink keeps the mapped pages' reads from being compiled away.
-var sink byte
 
 // overwrite: "METHOD:PATH:FROM": puts FROM's bytes into the file at PATH
 // (same inode) by one write path: write, pwrite, mmap (a shared writable
@@ -76,9 +74,11 @@ func overwrite(arg string) error {
 		if err != nil {
 			return err
 		}
+		var read byte
 		for i := 0; i < len(m); i += 4096 {
-			sink += m[i] // read first: the pages are mapped without a write fault
+			read += m[i] // read first: the pages are mapped without a write fault
 		}
+		runtime.KeepAlive(read) // (the reads are not compiled away)
 		copy(m, data)
 		unix.Msync(m, unix.MS_SYNC)
 		return unix.Munmap(m)
