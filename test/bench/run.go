@@ -39,7 +39,11 @@ func runDefault(base string) error {
 	r := rand.New(rand.NewPCG(runPrefixes, 11))
 	var rules []string
 	for _, p := range spread(r, runPrefixes) {
-		rules = append(rules, "allow tcp "+p.String()+":443")
+		a := p.String()
+		if p.Addr().Is6() {
+			a = "[" + a + "]" // an IPv6 prefix with a port is bracketed
+		}
+		rules = append(rules, "allow tcp "+a+":443")
 	}
 	port := 40180
 	rules = append(rules, fmt.Sprintf("allow tcp 127.0.0.1:%d", port))
