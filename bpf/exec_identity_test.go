@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nriguard/nriguard/bpf"
+	"github.com/nriguard/nriguard/events"
 	"github.com/nriguard/nriguard/internal/testenv"
 	"github.com/nriguard/nriguard/policy"
 	"github.com/nriguard/nriguard/resolve"
@@ -200,7 +201,10 @@ func TestAllowedProgramWrittenEveryWay(t *testing.T) {
 				file := p("usr/bin/w-" + method)
 				copyFile(t, p("usr/bin/allowed"), file)
 				cg := testenv.Cgroup(t)
-				attachExec(t, opts, cg, fmt.Sprintf("allow %s; allow %s", file, probeSelf(t)), policy.Enforce)
+				a := attachExec(t, opts, cg, fmt.Sprintf("allow %s; allow %s", file, probeSelf(t)), policy.Enforce)
+				rd, err := bpf.NewEventReader(a.Events)
+				must(t, err)
+				defer rd.Close()
 				got := testenv.Probe(t, "", cg, "", "overwrite:"+method+":"+file+":"+p("usr/bin/other"), "exec:"+file)
 				want := "ok denied" // the write happens; the file is another program now
 				if opts.ExecBackend == bpf.BackendLSM {
@@ -214,6 +218,17 @@ func TestAllowedProgramWrittenEveryWay(t *testing.T) {
 				}
 				if strings.Join(got, " ") != want {
 					t.Errorf("%s of an allowed program from its container, then exec: %q, want %q", method, got, want)
+				}
+				// the refused write is reported, naming the file: its path
+				// where it was opened, its own name where it was truncated
+				if opts.ExecBackend == bpf.BackendLSM && (method == "write" || method == "truncate") {
+					name := file
+					if method == "truncate" {
+						name = filepath.Base(file)
+					}
+					if ev := waitEvents(t, rd, 1)[0]; ev.Kind != events.KindWrite || ev.Verdict != "denied" || ev.Filename != name {
+						t.Errorf("%s: event %+v, want a refused write naming %s", method, ev, name)
+					}
 				}
 			})
 		}
